@@ -1,0 +1,78 @@
+"""The one small interface every forecaster implements (baselines and UoMo alike).
+
+    model = SomeForecaster(...).fit(city_or_cities)      # training regions of each city
+    pred = model.predict(hide(windows, mask), mask)      # forecast the hidden entries
+
+Windows passed to `predict` are normalised to [0, 1] (the city's `Scaler`), and every hidden entry of
+traffic *and* of users is NaN, so a forecaster cannot peek at what it must forecast; POI (static) and
+the time features stay visible. Predictions are on the same normalised scale; `evaluate` turns them
+into metrics and `Scaler.inverse` into raw units.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, replace
+from typing import Sequence
+
+import numpy as np
+
+from .data import City, Windows
+
+
+class NotApplicable(Exception):
+    """A forecaster cannot serve this task/window (e.g. seasonal naive when no full day is observed)."""
+
+
+@dataclass
+class Prediction:
+    """Forecast of a batch: `mean` (N, T, H, W); optional `samples` (S, N, T, H, W); normalised scale."""
+
+    mean: np.ndarray
+    samples: np.ndarray | None = None
+
+    def quantiles(self, qs: Sequence[float]) -> np.ndarray:
+        """(len(qs), N, T, H, W) empirical quantiles of the samples (needs samples)."""
+        if self.samples is None:
+            raise ValueError("this forecaster returned no samples: quantiles are undefined")
+        return np.quantile(self.samples, qs, axis=0)
+
+    @property
+    def median(self) -> np.ndarray:
+        return self.mean if self.samples is None else np.median(self.samples, axis=0)
+
+
+def hide(windows: Windows, mask: np.ndarray) -> Windows:
+    """Copy of `windows` with traffic and users set to NaN where `mask` (N, T, H, W) is True."""
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != windows.traffic.shape:
+        raise ValueError(f"mask shape {mask.shape} does not match windows {windows.traffic.shape}")
+    traffic = np.where(mask, np.nan, windows.traffic).astype(np.float32)
+    users = None if windows.users is None else np.where(mask, np.nan, windows.users).astype(np.float32)
+    return replace(windows, traffic=traffic, users=users)
+
+
+def as_city_list(cities: City | Sequence[City]) -> list[City]:
+    return [cities] if isinstance(cities, City) else list(cities)
+
+
+class Forecaster(ABC):
+    """Fit on training regions; predict hidden entries of normalised windows."""
+
+    name: str = "forecaster"
+    #: tasks this forecaster can serve; the benchmark skips the others
+    tasks: tuple[str, ...] = ("short", "long", "generation")
+
+    def fit(self, cities: City | Sequence[City]) -> "Forecaster":
+        """Learn from the 'train' regions of each city (default: nothing to learn)."""
+        return self
+
+    @abstractmethod
+    def predict(self, windows: Windows, mask: np.ndarray) -> Prediction:
+        """Forecast the entries where `mask` (N, T, H, W) is True; `windows` already has them hidden."""
+
+
+def merge_observed(windows: Windows, mask: np.ndarray, forecast: np.ndarray) -> np.ndarray:
+    """Observed entries as given, forecast elsewhere (and clipped to the [0, 1] range)."""
+    out = np.where(mask, np.clip(forecast, 0.0, 1.0), np.nan_to_num(windows.traffic))
+    return out.astype(np.float32)
