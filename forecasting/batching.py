@@ -1,0 +1,148 @@
+"""Windows + masks -> the tensors the network sees, and the per-window scale that maps back exactly.
+
+Regions differ by orders of magnitude (Nanjing's test area carries ~1.5% of the training mean), so a
+single city-wide scale leaves quiet areas at ~0 where the network cannot resolve them. Each window is
+therefore rescaled by what is *observed* in it (never by hidden values):
+
+    s = max(mean of observed entries, s_min)                     (per window)
+    y = (log1p(x / s) - SHIFT) / SPREAD                           (model space)
+    x = s * expm1(SPREAD * y + SHIFT)                             (exact inverse)
+
+log1p compresses the heavy upper tail; SHIFT/SPREAD centre typical values near 0 with unit spread.
+The valid range x in [0, 1] maps to per-window bounds used to clamp x0 predictions while sampling.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .data import Windows
+
+SHIFT = 0.7  # log1p(1) ~ 0.69: a value equal to the window's observed mean sits near 0
+SPREAD = 0.5
+MIN_SCALE = 1e-5
+
+
+@dataclass
+class WindowTransform:
+    """Per-window affine-log map between normalised values and model space. scale: (B, 1, 1, 1)."""
+
+    scale: torch.Tensor
+
+    @classmethod
+    def from_observed(cls, values: torch.Tensor, known: torch.Tensor) -> "WindowTransform":
+        """Scale = mean of `values` where `known` (B, T, H, W), floored at MIN_SCALE."""
+        k = known.float()
+        mean = (torch.nan_to_num(values) * k).flatten(1).sum(1) / k.flatten(1).sum(1).clamp(min=1.0)
+        return cls(mean.clamp(min=MIN_SCALE).view(-1, 1, 1, 1))
+
+    def to_model(self, x: torch.Tensor) -> torch.Tensor:
+        return (torch.log1p(x.clamp(min=0) / self.scale) - SHIFT) / SPREAD
+
+    def from_model(self, y: torch.Tensor) -> torch.Tensor:
+        return (self.scale * torch.expm1(SPREAD * y + SHIFT)).clamp(min=0)
+
+    def bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Model-space images of 0 and 1 (the valid normalised range), broadcastable to (B, T, H, W)."""
+        zero = torch.full_like(self.scale, -SHIFT / SPREAD)
+        return zero, self.to_model(torch.ones_like(self.scale))
+
+    def take(self, idx) -> "WindowTransform":
+        return WindowTransform(self.scale[idx])
+
+
+@dataclass(frozen=True)
+class ContextSwitches:
+    """Which context inputs the network receives (paper 3.3); both optional."""
+
+    users: bool = True
+    poi: bool = True
+
+
+def encode(
+    traffic: np.ndarray | torch.Tensor,
+    mask: np.ndarray | torch.Tensor,
+    time_of_day: np.ndarray | torch.Tensor,
+    day_of_week: np.ndarray | torch.Tensor,
+    users: np.ndarray | torch.Tensor | None = None,
+    poi: np.ndarray | torch.Tensor | None = None,
+    poi_valid: np.ndarray | torch.Tensor | None = None,
+    valid: np.ndarray | torch.Tensor | None = None,
+    users_available: np.ndarray | torch.Tensor | None = None,
+    context: ContextSwitches = ContextSwitches(),
+    device: torch.device | str = "cpu",
+) -> tuple[torch.Tensor, dict, WindowTransform]:
+    """Build (x0 in model space, cond dict, transform) for a batch of normalised windows.
+
+    traffic/users (B, T, H, W) on the [0, 1] scale; hidden entries may be NaN (they are never read:
+    the returned x0 is only meaningful where the caller knows the truth). mask True = hidden.
+    Users are hidden exactly where traffic is (no peeking); POI is static and always known.
+    `users_available` (B,) marks windows whose city has user counts at all (default: all).
+    """
+    as_t = lambda a, dt=torch.float32: torch.as_tensor(np.asarray(a) if not torch.is_tensor(a) else a, dtype=dt, device=device)  # noqa: E731
+    traffic = as_t(traffic)
+    mask = as_t(mask, torch.bool)
+    valid_t = None if valid is None else as_t(valid, torch.bool)
+    known = ~mask if valid_t is None else (~mask & valid_t)
+    transform = WindowTransform.from_observed(traffic, known)
+    x0 = transform.to_model(torch.nan_to_num(traffic))
+    observed = torch.where(known, x0, torch.zeros_like(x0))
+    cond: dict = {
+        "observed": observed,
+        "mask": mask,
+        "time_of_day": as_t(time_of_day),
+        "day_of_week": as_t(day_of_week, torch.long),
+        "valid": valid_t,
+    }
+    if context.users and users is not None:
+        users_t = as_t(users)
+        users_known = known
+        if users_available is not None:
+            users_known = known & as_t(users_available, torch.bool).view(-1, 1, 1, 1)
+        u_transform = WindowTransform.from_observed(users_t, users_known)
+        u_model = u_transform.to_model(torch.nan_to_num(users_t))
+        cond["users"] = torch.where(users_known, u_model, torch.zeros_like(users_t))
+        cond["users_known"] = users_known
+    if context.poi and poi is not None:
+        cond["poi"] = as_t(poi)
+        cond["poi_valid"] = (
+            torch.ones(cond["poi"].shape[:2], dtype=torch.bool, device=device) if poi_valid is None else as_t(poi_valid, torch.bool)
+        )
+    return x0, cond, transform
+
+
+def encode_windows(
+    windows: Windows, mask: np.ndarray, context: ContextSwitches = ContextSwitches(), device="cpu"
+) -> tuple[torch.Tensor, dict, WindowTransform]:
+    """`encode` for a `Windows` batch (see forecasting.data)."""
+    return encode(
+        windows.traffic,
+        mask,
+        windows.time_of_day,
+        windows.day_of_week,
+        users=windows.users,
+        poi=windows.poi,
+        valid=getattr(windows, "valid", None),
+        context=context,
+        device=device,
+    )
+
+
+def repeat_cond(cond: dict, n: int) -> dict:
+    """Repeat every tensor of `cond` n times along the batch (for several samples per window)."""
+    return {k: (None if v is None else v.repeat_interleave(n, 0)) for k, v in cond.items()}
+
+
+def roll_context(cond: dict, shift: int = 1) -> dict:
+    """Negative pairs for Eq. 11: the same traffic with the context of another block of the batch."""
+    out = dict(cond)
+    if out.get("users") is not None:
+        # the other block's user counts, shown only where this block's counts would be known
+        out["users"] = torch.roll(out["users"], shifts=shift, dims=0) * out["users_known"].float()
+    for key in ("poi", "poi_valid"):
+        if out.get(key) is not None:
+            out[key] = torch.roll(out[key], shifts=shift, dims=0)
+    return out

@@ -1,0 +1,92 @@
+"""Checkpoints: weights plus the full model/training config, written atomically, loaded without pickle.
+
+A checkpoint is a flat dict of tensors and plain values saved with `torch.save` and read back with
+`torch.load(..., weights_only=True)`, so loading a file never executes code from it. The config travels
+as a JSON string with a schema version; a file that is corrupt, foreign or of another schema, or whose
+weights do not match the network it declares, is refused with a message saying so (strict loading).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+SCHEMA_VERSION = 1
+FORMAT = "uomo-checkpoint"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used; the message says why."""
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any], config: dict) -> Path:
+    """Write `state` (tensors, state dicts, plain values) and `config` to `path` atomically.
+
+    The file is first written to a temporary file in the same folder and then renamed over `path`,
+    so a crash mid-write never leaves a truncated checkpoint behind.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = dict(state)
+    payload["format"] = FORMAT
+    payload["schema_version"] = SCHEMA_VERSION
+    payload["config_json"] = json.dumps(config, sort_keys=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[dict, dict]:
+    """Read a checkpoint safely; returns (state, config). Raises CheckpointError with the reason."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any reader failure means an unusable file
+        raise CheckpointError(
+            f"{path} is not a loadable UoMo checkpoint (corrupt, truncated, or holding objects that "
+            f"safe loading refuses): {str(exc).splitlines()[0][:300]}"
+        ) from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a UoMo checkpoint (no '{FORMAT}' marker)")
+    version = payload.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint schema {version}, this toolkit reads schema {SCHEMA_VERSION}: "
+            "re-export it with a matching version"
+        )
+    try:
+        config = json.loads(payload.pop("config_json"))
+    except Exception as exc:  # noqa: BLE001
+        raise CheckpointError(f"{path} has an unreadable config: {exc}") from exc
+    return payload, config
+
+
+def load_state_strict(module: torch.nn.Module, state_dict: dict, source: str) -> None:
+    """Load weights with strict key and shape checks; explain any mismatch instead of skipping it."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    wrong = sorted(k for k in set(own) & set(state_dict) if tuple(own[k].shape) != tuple(state_dict[k].shape))
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}")
+        if unexpected:
+            parts.append(f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}")
+        if wrong:
+            parts.append(f"shape mismatch {wrong[:5]}")
+        raise CheckpointError(f"{source}: weights do not match the declared network ({'; '.join(parts)})")
+    module.load_state_dict({k: v.to(own[k].dtype) for k, v in state_dict.items()}, strict=True)

@@ -1,0 +1,221 @@
+"""Forecast with a trained UoMo model: samples, point forecasts and quantiles, in the benchmark API or as tidy frames.
+
+    model = load_forecaster("uomo-synthetic-cpu")                 # shipped checkpoint, or a path
+    pred = model.predict(hide(windows, mask), mask)               # Forecaster interface (normalised)
+    frame = model.forecast_city(city, task="long", regions=[0])   # tidy frame in raw units
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .batching import ContextSwitches, encode, repeat_cond
+from .checkpoint import CheckpointError, load_checkpoint, load_state_strict
+from .data import City, CityScalers, Scaler, Windows, make_windows
+from .diffusion import NoiseSchedule, make_schedule, sample
+from .interface import Forecaster, Prediction, as_city_list, hide
+from .masks import batch_masks
+from .model import UoMoConfig, UoMoNet
+
+PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
+
+
+def default_device() -> torch.device:
+    """CUDA when available, then Apple MPS, else CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def scalers_to_dict(scalers: CityScalers) -> dict:
+    return {"traffic": scalers.traffic.scale, "users": None if scalers.users is None else scalers.users.scale}
+
+
+def scalers_from_dict(d: dict) -> CityScalers:
+    return CityScalers(Scaler(float(d["traffic"])), None if d.get("users") is None else Scaler(float(d["users"])))
+
+
+@dataclass
+class SamplingConfig:
+    """How forecasts are drawn: sampler, steps, samples per window, stochasticity, point statistic."""
+
+    sampler: Literal["ddim", "ddpm"] = "ddim"
+    steps: int = 20
+    n_samples: int = 8
+    eta: float = 0.0
+    point: Literal["median", "mean"] = "median"
+    batch_size: int = 128
+    seed: int = 0
+
+
+@torch.no_grad()
+def predict_samples(
+    net: UoMoNet,
+    schedule: NoiseSchedule,
+    windows: Windows,
+    mask: np.ndarray,
+    sampling: SamplingConfig = SamplingConfig(),
+    context: ContextSwitches = ContextSwitches(),
+    device: torch.device | str = "cpu",
+) -> np.ndarray:
+    """(S, N, T, H, W) samples of normalised traffic; observed entries equal the given values."""
+    net.eval()
+    gen = torch.Generator(device="cpu").manual_seed(sampling.seed)
+    S = sampling.n_samples
+    out = np.empty((S, *windows.traffic.shape), dtype=np.float32)
+    chunk = max(1, sampling.batch_size // S)
+    for lo in range(0, len(windows), chunk):
+        part = windows.take(slice(lo, lo + chunk))
+        _, cond, transform = encode(
+            part.traffic, mask[lo : lo + chunk], part.time_of_day, part.day_of_week,
+            users=part.users, poi=part.poi, context=context, device=device,
+        )
+        cond = repeat_cond(cond, S)
+        rep = transform.take(torch.arange(transform.scale.shape[0]).repeat_interleave(S))
+        lo_b, hi_b = rep.bounds()
+        noise_gen = gen if str(device) == "cpu" else None
+        y = sample(
+            net, schedule, cond, tuple(cond["observed"].shape), sampler=sampling.sampler,
+            steps=sampling.steps, eta=sampling.eta, generator=noise_gen, clamp=(lo_b, hi_b),
+        )
+        x = rep.from_model(y).clamp(0, 1).cpu().numpy()  # (n*S, T, H, W)
+        n = x.shape[0] // S
+        observed = np.nan_to_num(part.traffic)
+        x = np.where(mask[lo : lo + chunk][:, None], x.reshape(n, S, *x.shape[1:]), observed[:, None])
+        out[:, lo : lo + n] = x.transpose(1, 0, 2, 3, 4)
+    return out
+
+
+class UoMoForecaster(Forecaster):
+    """UoMo behind the common Forecaster interface (fit = nothing: train with `forecasting.train`)."""
+
+    name = "uomo"
+    tasks = ("short", "long", "generation")
+
+    def __init__(
+        self,
+        net: UoMoNet,
+        schedule: NoiseSchedule,
+        sampling: SamplingConfig | None = None,
+        context: ContextSwitches = ContextSwitches(),
+        scalers: dict[str, CityScalers] | None = None,
+        device: torch.device | str | None = None,
+        meta: dict | None = None,
+    ):
+        self.device = torch.device(device) if device is not None else default_device()
+        self.net = net.to(self.device).eval()
+        self.schedule = schedule
+        self.sampling = sampling or SamplingConfig()
+        self.context = context
+        self.scalers = dict(scalers or {})
+        self.meta = dict(meta or {})
+
+    # -- construction --------------------------------------------------------------------------------
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device=None, sampling: SamplingConfig | None = None) -> "UoMoForecaster":
+        state, config = load_checkpoint(path)
+        try:
+            model_cfg = UoMoConfig.from_dict(config["model"])
+            diffusion_cfg = config["diffusion"]
+            context_cfg = config.get("context", {"users": True, "poi": True})
+        except (KeyError, TypeError) as exc:
+            raise CheckpointError(f"{path}: config lacks the model/diffusion sections ({exc})") from exc
+        net = UoMoNet(model_cfg)
+        weights = state.get("ema") or state.get("model")
+        if weights is None:
+            raise CheckpointError(f"{path}: holds no model weights")
+        load_state_strict(net, weights, str(path))
+        schedule = make_schedule(diffusion_cfg["schedule"], int(diffusion_cfg["steps"]))
+        scalers = {name: scalers_from_dict(d) for name, d in config.get("scalers", {}).items()}
+        return cls(net, schedule, sampling, ContextSwitches(**context_cfg), scalers, device, meta=config)
+
+    # -- Forecaster interface ------------------------------------------------------------------------
+    def predict(self, windows: Windows, mask: np.ndarray) -> Prediction:
+        samples = predict_samples(self.net, self.schedule, windows, mask, self.sampling, self.context, self.device)
+        point = np.median(samples, 0) if self.sampling.point == "median" else samples.mean(0)
+        return Prediction(mean=point.astype(np.float32), samples=samples)
+
+    # -- user-facing ---------------------------------------------------------------------------------
+    def forecast_city(
+        self,
+        city: City,
+        task: Literal["short", "long", "generation"] = "short",
+        regions: Sequence[int] | None = None,
+        cells: Sequence[tuple[int, int]] | None = None,
+        quantiles: Sequence[float] = (0.1, 0.5, 0.9),
+        stride: int | None = None,
+    ) -> pd.DataFrame:
+        """Forecast the hidden part of consecutive 64-step windows of `city` and return a tidy frame.
+
+        Columns: region, row, col, cell_id, step, day_of_week, slot_of_day, window_start, truth,
+        mean, q<quantile>... in raw traffic units. For 'generation', `cells` (row, col) are the areas
+        forecast with no history (default: 25% of cells drawn with a fixed seed).
+        """
+        from .masks import task_mask
+
+        scalers = self.scalers.get(city.name) or CityScalers.fit(city)
+        regions = list(range(city.n_regions)) if regions is None else list(regions)
+        win = make_windows(city, regions=regions, stride=stride or 64, scalers=scalers)
+        shape = win.traffic.shape[1:]
+        if task == "generation" and cells is not None:
+            mask = np.broadcast_to(task_mask("generation", shape, cells=cells)[None], win.traffic.shape).copy()
+        else:
+            mask = batch_masks(task, len(win), shape, rng=np.random.default_rng(self.sampling.seed))
+        samples = predict_samples(self.net, self.schedule, hide(win, mask), mask, self.sampling, self.context, self.device)
+        raw = scalers.traffic.inverse(samples)  # (S, N, T, H, W)
+        truth = scalers.traffic.inverse(win.traffic)
+        n, T, H, W = win.traffic.shape
+        idx = np.argwhere(mask)  # (K, 4): window, t, row, col
+        w, t, r, c = idx.T
+        frame = pd.DataFrame(
+            {
+                "region": win.region[w],
+                "row": r,
+                "col": c,
+                "step": win.start[w] + t,
+                "window_start": win.start[w],
+                "day_of_week": win.day_of_week[w, t],
+                "slot_of_day": win.slot_of_day[w, t],
+                "truth": truth[w, t, r, c],
+                "mean": raw.mean(0)[w, t, r, c],
+            }
+        )
+        for q in quantiles:
+            frame[f"q{q:g}"] = np.quantile(raw, q, axis=0)[w, t, r, c]
+        if city.cell_ids is not None:
+            frame.insert(3, "cell_id", city.cell_ids[frame["region"], frame["row"], frame["col"]])
+        return frame
+
+
+def list_pretrained() -> list[str]:
+    """Names of the checkpoints shipped with the package."""
+    return sorted(p.stem for p in PRETRAINED_DIR.glob("*.pt"))
+
+
+def resolve_checkpoint(name_or_path: str | Path) -> Path:
+    """A shipped checkpoint name (see `list_pretrained`) or a path to a `.pt` file."""
+    p = Path(name_or_path)
+    if p.suffix == ".pt" or p.exists():
+        if not p.is_file():
+            raise CheckpointError(f"checkpoint {p} does not exist")
+        return p
+    shipped = PRETRAINED_DIR / f"{name_or_path}.pt"
+    if shipped.is_file():
+        return shipped
+    raise CheckpointError(
+        f"unknown checkpoint {str(name_or_path)!r}: give a path to a .pt file or one of the shipped "
+        f"models {list_pretrained()}"
+    )
+
+
+def load_forecaster(name_or_path: str | Path = "uomo-synthetic-cpu", device=None, **sampling) -> UoMoForecaster:
+    """Load a UoMo forecaster by shipped name or checkpoint path; keyword args set SamplingConfig fields."""
+    return UoMoForecaster.from_checkpoint(resolve_checkpoint(name_or_path), device=device, sampling=SamplingConfig(**sampling))

@@ -1,0 +1,411 @@
+"""Pre-training and context fine-tuning of UoMo: one loop, one network, one diffusion code path.
+
+    uomo-train --preset cpu --cities synthetic nanjing nanchang --steps 6000 --out runs/pretrain
+    uomo-train --init runs/pretrain/best.pt --context users poi --freeze backbone \
+               --contrastive-weight 0.05 --steps 2000 --out runs/finetune
+
+Pre-training (paper 3.2) mixes the four task masks across the training regions of several cities;
+fine-tuning (paper 3.3) is the same loop with context inputs switched on, the backbone frozen and the
+contrastive term of Eq. 11. Validation uses the real task metric (MAE of sampled forecasts on the val
+regions), keeps the best checkpoint, and `--resume` continues a killed run exactly where it stopped
+(batches and noise are derived from (seed, step, rank), so a resumed run equals an uninterrupted one).
+Multi-GPU / multi-node: launch with `torchrun --nproc_per_node N -m forecasting.train ...` (DDP;
+gloo on CPU, NCCL on CUDA).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from .batching import ContextSwitches, encode, roll_context
+from .checkpoint import CheckpointError, load_checkpoint, load_state_strict, save_checkpoint
+from .data import City, CityScalers, DataError, default_data_dir, load_npz, make_windows, window_starts
+from .diffusion import make_schedule, training_loss
+from .forecast import SamplingConfig, default_device, predict_samples, scalers_to_dict
+from .interface import hide
+from .masks import EVAL_TASKS, batch_masks
+from .model import UoMoConfig, UoMoNet, preset
+
+TASK_MIX_DEFAULT = {"short": 0.3, "long": 0.3, "generation": 0.25, "random": 0.15}
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs; stored in every checkpoint."""
+
+    preset: str = "cpu"
+    cities: list[str] = field(default_factory=lambda: ["synthetic"])
+    data_dir: str | None = None
+    steps: int = 6000
+    batch_size: int = 64
+    lr: float = 1e-3
+    warmup: int = 200
+    weight_decay: float = 0.0
+    ema_decay: float = 0.999
+    diffusion_steps: int = 100
+    schedule: str = "cosine"
+    task_mix: dict = field(default_factory=lambda: dict(TASK_MIX_DEFAULT))
+    context: list[str] = field(default_factory=list)  # subset of ["users", "poi"]
+    freeze: str = "none"  # "none" or "backbone" (paper 3.3 partial freezing)
+    contrastive_weight: float = 0.0
+    init_from: str | None = None
+    train_fraction: float = 1.0  # few-shot: share of each city's training windows used
+    val_every: int = 1000
+    val_stride: int = 16
+    val_samples: int = 4
+    val_steps: int = 10
+    val_max_windows: int = 256
+    seed: int = 0
+    out: str = "runs/uomo"
+
+    def validate(self) -> None:
+        preset(self.preset)
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError("steps and batch_size must be >= 1")
+        if self.freeze not in ("none", "backbone"):
+            raise ValueError(f"freeze must be 'none' or 'backbone', got {self.freeze!r}")
+        bad = set(self.context) - {"users", "poi"}
+        if bad:
+            raise ValueError(f"unknown context inputs {sorted(bad)}: use 'users' and/or 'poi'")
+        bad = set(self.task_mix) - {"short", "long", "generation", "random"}
+        if bad or not self.task_mix or min(self.task_mix.values()) < 0 or sum(self.task_mix.values()) <= 0:
+            raise ValueError(f"task_mix must weight short/long/generation/random with non-negative weights, got {self.task_mix}")
+        if not 0 < self.train_fraction <= 1:
+            raise ValueError(f"train_fraction must lie in (0, 1], got {self.train_fraction}")
+
+    @property
+    def context_switches(self) -> ContextSwitches:
+        return ContextSwitches(users="users" in self.context, poi="poi" in self.context)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Cities and the training pool
+# ----------------------------------------------------------------------------------------------------
+
+
+def resolve_city(spec: str, data_dir: str | Path | None = None) -> City:
+    """A city by name: a synthetic preset ('synthetic...'), a real city in the data dir, or a file path."""
+    path = Path(spec)
+    if path.suffix == ".npz" or path.exists():
+        return load_npz(path)
+    if spec.startswith("synthetic"):
+        from .synthetic import city_from_name
+
+        return city_from_name(spec)
+    d = Path(data_dir) if data_dir else default_data_dir()
+    candidate = d / f"{spec}.npz"
+    if candidate.is_file():
+        return load_npz(candidate)
+    raise DataError(f"unknown city {spec!r}: not a synthetic preset, not {candidate}, not a file")
+
+
+@dataclass
+class CityPool:
+    """One city's normalised training material: arrays plus the (region, start) pairs to sample."""
+
+    city: City
+    scalers: CityScalers
+    traffic: np.ndarray  # (R, T, H, W) in [0, 1]
+    users: np.ndarray | None
+    pairs: np.ndarray  # (N, 2) region, start
+
+
+def build_pool(city: City, length: int = 64, fraction: float = 1.0, seed: int = 0) -> CityPool:
+    scalers = CityScalers.fit(city, length)
+    train = city.regions("train")
+    starts = window_starts(city.n_steps, length)
+    pairs = np.array([(r, s) for r in train for s in starts], dtype=np.int64)
+    if fraction < 1:
+        rng = np.random.default_rng(seed)
+        keep = max(1, int(round(fraction * len(pairs))))
+        pairs = pairs[np.sort(rng.choice(len(pairs), keep, replace=False))]
+    users = None if city.users is None or scalers.users is None else scalers.users.transform(city.users)
+    return CityPool(city, scalers, scalers.traffic.transform(city.traffic), users, pairs)
+
+
+def draw_batch(pools: Sequence[CityPool], size: int, task_mix: dict, rng: np.random.Generator) -> dict:
+    """A batch of windows (one grid shape) with a task mask each; numpy arrays, deterministic in rng."""
+    shapes = sorted({p.traffic.shape[2:] for p in pools})
+    shape = shapes[rng.integers(len(shapes))]
+    group = [p for p in pools if p.traffic.shape[2:] == shape]
+    which = rng.integers(len(group), size=size)
+    T = 64
+    H, W = shape
+    max_poi = max((p.city.poi.shape[1] for p in group if p.city.poi is not None), default=1)
+    out = {
+        "traffic": np.zeros((size, T, H, W), np.float32),
+        "users": np.zeros((size, T, H, W), np.float32),
+        "users_available": np.zeros(size, bool),
+        "poi": np.zeros((size, max_poi, H, W), np.float32),
+        "poi_valid": np.zeros((size, max_poi), bool),
+        "time_of_day": np.zeros((size, T), np.float32),
+        "day_of_week": np.zeros((size, T), np.int64),
+    }
+    for i, g in enumerate(which):
+        pool = group[g]
+        r, s = pool.pairs[rng.integers(len(pool.pairs))]
+        sl = slice(s, s + T)
+        out["traffic"][i] = pool.traffic[r, sl]
+        if pool.users is not None:
+            out["users"][i] = pool.users[r, sl]
+            out["users_available"][i] = True
+        if pool.city.poi is not None:
+            C = pool.city.poi.shape[1]
+            out["poi"][i, :C] = pool.city.poi[r]
+            out["poi_valid"][i, :C] = True
+        out["time_of_day"][i] = pool.city.slot_of_day[r, sl] / pool.city.slots_per_day
+        out["day_of_week"][i] = pool.city.day_of_week[r, sl]
+    names = list(task_mix)
+    probs = np.array([task_mix[n] for n in names], float)
+    tasks = rng.choice(len(names), size=size, p=probs / probs.sum())
+    masks = np.zeros((size, T, H, W), bool)
+    for j, name in enumerate(names):
+        idx = np.flatnonzero(tasks == j)
+        if idx.size == 0:
+            continue
+        if name == "generation":
+            masks[idx] = np.stack([
+                batch_masks("generation", 1, (T, H, W), rng=rng, fraction=float(rng.uniform(0.1, 0.5)))[0] for _ in idx
+            ])
+        elif name == "random":
+            masks[idx] = np.stack([
+                batch_masks("random", 1, (T, H, W), rng=rng, fraction=float(rng.uniform(0.2, 0.8)))[0] for _ in idx
+            ])
+        else:
+            masks[idx] = batch_masks(name, idx.size, (T, H, W))
+    out["mask"] = masks
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# Validation with the real task metric
+# ----------------------------------------------------------------------------------------------------
+
+
+def validate_model(net, schedule, pools, cfg: TrainConfig, device) -> dict:
+    """MAE of sampled point forecasts on val windows of each city x task; 'score' is their mean."""
+    results = {}
+    sampling = SamplingConfig(steps=cfg.val_steps, n_samples=cfg.val_samples, seed=cfg.seed)
+    for pool in pools:
+        if pool.city.regions("val").size == 0:
+            continue
+        win = make_windows(pool.city, split="val", stride=cfg.val_stride, scalers=pool.scalers)
+        if len(win) > cfg.val_max_windows:
+            win = win.take(np.linspace(0, len(win) - 1, cfg.val_max_windows).astype(int))
+        for task in EVAL_TASKS:
+            mask = batch_masks(task, len(win), win.traffic.shape[1:], rng=np.random.default_rng(cfg.seed))
+            samples = predict_samples(net, schedule, hide(win, mask), mask, sampling, cfg.context_switches, device)
+            point = np.median(samples, 0)
+            results[f"{pool.city.name}/{task}"] = float(np.abs(point - win.traffic)[mask].mean())
+    results["score"] = float(np.mean(list(results.values()))) if results else float("nan")
+    return results
+
+
+# ----------------------------------------------------------------------------------------------------
+# The loop
+# ----------------------------------------------------------------------------------------------------
+
+
+def _dist_info() -> tuple[int, int]:
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to 10% of the peak."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def run_config(cfg: TrainConfig) -> dict:
+    """Everything a checkpoint must carry to rebuild the model and its forecasts."""
+    return {"train": asdict(cfg)}
+
+
+def train(cfg: TrainConfig, resume: bool = False, cities: Sequence[City] | None = None, progress: bool = True) -> dict:
+    """Run (or resume) training; returns a summary with the best validation score and paths."""
+    cfg.validate()
+    rank, world = _dist_info()
+    device = default_device()
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+            torch.cuda.set_device(device)
+    out = Path(cfg.out)
+    torch.manual_seed(cfg.seed)
+
+    city_objs = list(cities) if cities is not None else [resolve_city(c, cfg.data_dir) for c in cfg.cities]
+    pools = [build_pool(c, fraction=cfg.train_fraction, seed=cfg.seed) for c in city_objs]
+    if not any(len(p.pairs) for p in pools):
+        raise DataError("no training windows: every city needs 'train' regions of at least 64 steps")
+    pools = [p for p in pools if len(p.pairs)]
+
+    model_cfg = preset(cfg.preset)
+    schedule = make_schedule(cfg.schedule, cfg.diffusion_steps)
+    net = UoMoNet(model_cfg).to(device)
+    if cfg.init_from:
+        state, init_config = load_checkpoint(cfg.init_from)
+        if UoMoConfig.from_dict(init_config["model"]) != model_cfg:
+            raise CheckpointError(f"{cfg.init_from} holds a {init_config['model']} network, not preset {cfg.preset!r}")
+        load_state_strict(net, state.get("ema") or state["model"], cfg.init_from)
+    if cfg.freeze == "backbone":
+        for p in net.backbone_parameters():
+            p.requires_grad_(False)
+    trainable = [p for p in net.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    ema = copy.deepcopy(net).eval()
+    for p in ema.parameters():
+        p.requires_grad_(False)
+
+    config = {
+        "model": model_cfg.to_dict(),
+        "diffusion": {"schedule": cfg.schedule, "steps": cfg.diffusion_steps, "prediction": "x0"},
+        "context": {"users": "users" in cfg.context, "poi": "poi" in cfg.context},
+        "scalers": {p.city.name: scalers_to_dict(p.scalers) for p in pools},
+        **run_config(cfg),
+    }
+    step, best = 0, float("inf")
+    history: list[dict] = []
+    last_path, best_path = out / "last.pt", out / "best.pt"
+    if resume and last_path.exists():
+        state, old = load_checkpoint(last_path)
+        if old["model"] != config["model"]:
+            raise CheckpointError(f"{last_path} was trained with another network ({old['model']}); start a new --out")
+        load_state_strict(net, state["model"], str(last_path))
+        load_state_strict(ema, state["ema"], str(last_path))
+        optimizer.load_state_dict(state["optimizer"])
+        step, best = int(state["step"]), float(state["best"])
+        history = json.loads(state.get("history_json", "[]"))
+
+    model = net
+    if world > 1:
+        # context encoders are idle in pre-training (and frozen weights in fine-tuning): let DDP skip them
+        model = torch.nn.parallel.DistributedDataParallel(
+            net, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
+        )
+    switches = cfg.context_switches
+    bar = None
+    if progress and rank == 0:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.steps, initial=step, desc="uomo-train", dynamic_ncols=True)
+    t_start, windows_seen = time.perf_counter(), 0
+    while step < cfg.steps:
+        rng = np.random.default_rng([cfg.seed, step, rank])
+        gen = torch.Generator(device="cpu").manual_seed(int(rng.integers(2**62)))
+        batch = draw_batch(pools, cfg.batch_size, cfg.task_mix, rng)
+        x0, cond, _ = encode(
+            batch["traffic"], batch["mask"], batch["time_of_day"], batch["day_of_week"],
+            users=batch["users"], poi=batch["poi"], poi_valid=batch["poi_valid"],
+            users_available=batch["users_available"], context=switches, device=device,
+        )
+        negative = roll_context(cond) if cfg.contrastive_weight > 0 and (switches.users or switches.poi) else None
+        net.train()
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(rng.integers(2**62)))
+            loss, stats = training_loss(
+                model, schedule, x0.to(device), cond, generator=gen if device.type == "cpu" else None,
+                negative_cond=negative, contrastive_weight=cfg.contrastive_weight,
+            )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        optimizer.step()
+        with torch.no_grad():
+            for pe, pn in zip(ema.parameters(), net.parameters()):
+                pe.lerp_(pn, 1 - cfg.ema_decay)
+        step += 1
+        windows_seen += cfg.batch_size
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{stats['mse']:.4f}")
+        if step % cfg.val_every == 0 or step == cfg.steps:
+            if rank == 0:
+                val = validate_model(ema, schedule, pools, cfg, device)
+                rate = windows_seen / (time.perf_counter() - t_start)
+                history.append({"step": step, "loss": stats["mse"], "windows_per_s": rate, **val})
+                improved = val["score"] < best
+                if improved:
+                    best = val["score"]
+                    save_checkpoint(best_path, {"ema": ema.state_dict(), "step": step}, {**config, "validation": val})
+                save_checkpoint(
+                    last_path,
+                    {
+                        "model": net.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
+                        "step": step, "best": best, "history_json": json.dumps(history),
+                    },
+                    config,
+                )
+                if bar is not None:
+                    bar.write(f"step {step}: val score {val['score']:.5f}{' (best)' if improved else ''} "
+                              f"| {rate:.1f} windows/s")
+            if world > 1:
+                dist.barrier()
+    if bar is not None:
+        bar.close()
+    if rank == 0:
+        (out / "history.json").write_text(json.dumps(history, indent=1))
+    return {"best_score": best, "best": str(best_path), "last": str(last_path), "steps": step, "history": history}
+
+
+# ----------------------------------------------------------------------------------------------------
+# Command line
+# ----------------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = TrainConfig()
+    p = argparse.ArgumentParser(prog="uomo-train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", default=d.preset, help="model size preset (cpu, tiny, paper-5m, paper-35m, paper-200m)")
+    p.add_argument("--cities", nargs="+", default=d.cities, help="synthetic presets, real city names in --data-dir, or .npz paths")
+    p.add_argument("--data-dir", default=None, help="folder of real-city .npz files (default ../shared/data)")
+    p.add_argument("--steps", type=int, default=d.steps, help="optimisation steps in total")
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--ema-decay", type=float, default=d.ema_decay)
+    p.add_argument("--diffusion-steps", type=int, default=d.diffusion_steps)
+    p.add_argument("--context", nargs="*", default=d.context, help="context inputs to use: users poi")
+    p.add_argument("--freeze", default=d.freeze, choices=["none", "backbone"], help="partial freezing for fine-tuning")
+    p.add_argument("--contrastive-weight", type=float, default=d.contrastive_weight, help="lambda of Eq. 11")
+    p.add_argument("--init", dest="init_from", default=None, help="start from this checkpoint (fine-tuning)")
+    p.add_argument("--train-fraction", type=float, default=d.train_fraction, help="few-shot: share of training windows")
+    p.add_argument("--val-every", type=int, default=d.val_every)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--out", default=d.out, help="run folder (checkpoints last.pt / best.pt, history.json)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    fields = {k: v for k, v in vars(args).items() if k != "resume"}
+    cfg = TrainConfig(**fields)
+    try:
+        summary = train(cfg, resume=args.resume)
+    except (DataError, CheckpointError, ValueError) as exc:
+        print(f"uomo-train: error: {exc}", file=sys.stderr)
+        return 2
+    if _dist_info()[0] == 0:
+        print(json.dumps({k: v for k, v in summary.items() if k != "history"}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

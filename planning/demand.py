@@ -1,0 +1,602 @@
+"""Demand cubes (grid cell x time slot, in users or traffic) that the planning problems consume.
+
+A `Demand` holds values (cells, slots) >= 0 in one stated unit, the cells' ids (and coordinates or grid
+positions, for neighbourhoods) and the slots' time axis. Four sources, one per planning strategy:
+
+- `forecast_demand`  a forecaster's output: *generation* for areas without history (every cell is
+                     generated from its observed surroundings and context, groups hidden in rotation),
+                     or *long-term* prediction (16 observed -> 48 forecast steps, rolled over the horizon);
+- `poi_demand`       demand proportional to a POI score, calibrated on the training regions;
+- `resident_demand`  demand proportional to the resident population (synthetic cities, or a user layer);
+- `real_demand`      the real series: the oracle, and what every plan is replayed against.
+
+Units. Planning BS capacity counts *users*; RRU load is *traffic*. Forecasters predict traffic; to plan in
+users it is converted with `UnitConversion`, the ratio of users to traffic fitted on the training regions
+per slot of day (k_s = sum users / sum traffic over training cells and days at slot s, the ratio
+estimator, i.e. least squares weighted by 1/traffic). When the city has users, the oracle uses them
+directly; POI and resident demand are calibrated directly against the requested unit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal, Sequence
+
+import numpy as np
+
+from forecasting.data import WINDOW, City, make_windows
+from forecasting.interface import Forecaster, hide
+from forecasting.masks import LONG_OBSERVED
+
+from .errors import InputError, check_matrix
+
+Unit = Literal["users", "traffic"]
+UNITS = ("users", "traffic")
+
+
+# ----------------------------------------------------------------------------------------------------
+# The cube
+# ----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Demand:
+    """Demand per cell and slot, (cells, slots), in `unit`, with the cells' and slots' labels."""
+
+    values: np.ndarray  # (N, T) float64 >= 0
+    unit: str  # 'users' | 'traffic'
+    cell_ids: np.ndarray  # (N,) str
+    slot_of_day: np.ndarray  # (T,) int
+    day_of_week: np.ndarray  # (T,) int
+    slots_per_day: int
+    coords: np.ndarray | None = None  # (N, 2) cell centres (x, y) in CRS units
+    grid_index: np.ndarray | None = None  # (N, 3) region, row, col in the source city
+    cell_size: float | None = None
+    timestamps: np.ndarray | None = None  # (T,) datetime64 when the city knows its start time
+    source: str = ""  # 'real', 'poi', 'residents', 'forecast:<name>', ...
+    city: str = ""
+
+    def __post_init__(self) -> None:
+        self.values = check_matrix(self.values, f"demand ({self.source or 'values'})")
+        N, T = self.values.shape
+        if self.unit not in UNITS:
+            raise InputError(f"demand unit must be one of {UNITS}, got {self.unit!r}")
+        self.cell_ids = np.asarray(self.cell_ids).astype(str)
+        if self.cell_ids.shape != (N,):
+            raise InputError(f"cell_ids must be ({N},), got {self.cell_ids.shape}")
+        if len(set(self.cell_ids.tolist())) != N:
+            raise InputError("cell_ids must be unique")
+        self.slot_of_day = np.asarray(self.slot_of_day, dtype=np.int64)
+        self.day_of_week = np.asarray(self.day_of_week, dtype=np.int64)
+        for name in ("slot_of_day", "day_of_week"):
+            if getattr(self, name).shape != (T,):
+                raise InputError(f"{name} must be ({T},), got {getattr(self, name).shape}")
+        self.slots_per_day = int(self.slots_per_day)
+        if self.slots_per_day < 1 or np.any(self.slot_of_day >= self.slots_per_day) or np.any(self.slot_of_day < 0):
+            raise InputError(f"slot_of_day must lie in 0..slots_per_day-1 = {self.slots_per_day - 1}")
+        if self.coords is not None and np.shape(self.coords) != (N, 2):
+            raise InputError(f"coords must be ({N}, 2), got {np.shape(self.coords)}")
+        if self.grid_index is not None and np.shape(self.grid_index) != (N, 3):
+            raise InputError(f"grid_index must be ({N}, 3), got {np.shape(self.grid_index)}")
+        if self.timestamps is not None and np.shape(self.timestamps) != (T,):
+            raise InputError(f"timestamps must be ({T},), got {np.shape(self.timestamps)}")
+
+    # -- shape -----------------------------------------------------------------------------------------
+    @property
+    def n_cells(self) -> int:
+        return self.values.shape[0]
+
+    @property
+    def n_slots(self) -> int:
+        return self.values.shape[1]
+
+    @property
+    def days(self) -> float:
+        return self.n_slots / self.slots_per_day
+
+    def __repr__(self) -> str:
+        return (
+            f"Demand({self.city}:{self.source}, {self.n_cells} cells x {self.n_slots} slots "
+            f"({self.slots_per_day}/day), unit={self.unit}, total={self.values.sum():.4g})"
+        )
+
+    # -- derived cubes ---------------------------------------------------------------------------------
+    def with_values(self, values: np.ndarray, source: str | None = None, unit: str | None = None) -> "Demand":
+        """Same cells and slots, new values (e.g. a forecast on the axes of the real demand)."""
+        return replace(self, values=np.asarray(values, dtype=np.float64), source=source or self.source,
+                       unit=unit or self.unit)
+
+    def slots(self, start: int = 0, stop: int | None = None) -> "Demand":
+        """The slots [start, stop) (a planning horizon, e.g. the first week of hourly slots)."""
+        sl = slice(start, stop)
+        if self.values[:, sl].shape[1] == 0:
+            raise InputError(f"slots [{start}, {stop}) select nothing from {self.n_slots} slots")
+        return replace(
+            self, values=self.values[:, sl], slot_of_day=self.slot_of_day[sl], day_of_week=self.day_of_week[sl],
+            timestamps=None if self.timestamps is None else self.timestamps[sl],
+        )
+
+    def cells(self, idx: Sequence[int] | np.ndarray) -> "Demand":
+        """The cells `idx` (in that order)."""
+        idx = np.asarray(idx, dtype=int)
+        pick = lambda a: None if a is None else a[idx]  # noqa: E731
+        return replace(self, values=self.values[idx], cell_ids=self.cell_ids[idx], coords=pick(self.coords),
+                       grid_index=pick(self.grid_index))
+
+    def aggregate(self, slots_per_day: int = 24, how: Literal["mean", "max", "sum"] = "mean") -> "Demand":
+        """Coarser slots (e.g. hourly: 24 per day, a week = 168 slots).
+
+        Each new slot combines `k = self.slots_per_day / slots_per_day` consecutive slots by `how`:
+        'mean' (average connected users over the hour), 'max' (busy-slot peak, for capacity) or 'sum'
+        (traffic volume). Leading slots before the first new-slot boundary and a trailing partial slot
+        are dropped, so every new slot is complete.
+        """
+        if how not in ("mean", "max", "sum"):
+            raise InputError(f"how must be 'mean', 'max' or 'sum', got {how!r}")
+        if slots_per_day < 1 or self.slots_per_day % slots_per_day:
+            raise InputError(
+                f"cannot aggregate {self.slots_per_day} slots/day into {slots_per_day}: "
+                "the new slots_per_day must divide the current one"
+            )
+        k = self.slots_per_day // slots_per_day
+        if k == 1:
+            return replace(self)
+        first = int(np.argmax(self.slot_of_day % k == 0))
+        n_new = (self.n_slots - first) // k
+        if n_new == 0 or self.slot_of_day[first] % k:
+            raise InputError(f"{self.n_slots} slots hold no complete {k}-slot period to aggregate")
+        sl = slice(first, first + n_new * k)
+        blocks = self.values[:, sl].reshape(self.n_cells, n_new, k)
+        values = getattr(blocks, how)(axis=2)
+        return replace(
+            self, values=values, slots_per_day=slots_per_day,
+            slot_of_day=self.slot_of_day[sl][::k] // k, day_of_week=self.day_of_week[sl][::k],
+            timestamps=None if self.timestamps is None else self.timestamps[sl][::k],
+        )
+
+    def convert(self, unit: Unit, conversion: "UnitConversion") -> "Demand":
+        """This demand in `unit` ('users' or 'traffic') via a fitted `UnitConversion`."""
+        if unit == self.unit:
+            return replace(self)
+        values = conversion.convert(self.values, self.slot_of_day, self.unit, unit, self.slots_per_day)
+        return replace(self, values=values, unit=unit)
+
+    def neighbours(self, kind: Literal["rook", "queen"] = "rook") -> np.ndarray:
+        """(P, 2) pairs i < j of adjacent cells: sharing an edge ('rook') or also a corner ('queen').
+
+        Uses cell centres when known (adjacency across regions too), else grid positions within a region.
+        """
+        if kind not in ("rook", "queen"):
+            raise InputError(f"kind must be 'rook' or 'queen', got {kind!r}")
+        if self.coords is not None and self.cell_size:
+            rc = np.floor(np.column_stack([-self.coords[:, 1], self.coords[:, 0]]) / self.cell_size).astype(np.int64)
+            keys = [(0, int(r), int(c)) for r, c in rc]
+        elif self.grid_index is not None:
+            keys = [tuple(int(v) for v in g) for g in self.grid_index]
+        else:
+            raise InputError("demand has neither coords nor grid_index: neighbours are unknown")
+        where = {k: i for i, k in enumerate(keys)}
+        offsets = [(0, 1), (1, 0)] + ([(1, 1), (1, -1)] if kind == "queen" else [])
+        pairs = []
+        for i, (reg, r, c) in enumerate(keys):
+            for dr, dc in offsets:
+                j = where.get((reg, r + dr, c + dc))
+                if j is not None:
+                    pairs.append((min(i, j), max(i, j)))
+        return np.array(sorted(set(pairs)), dtype=np.int64).reshape(-1, 2)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Cells and slots of a city
+# ----------------------------------------------------------------------------------------------------
+
+
+def _pick_regions(city: City, split: str | Sequence[str] | None, regions: Sequence[int] | None) -> np.ndarray:
+    if regions is not None:
+        idx = np.asarray(regions, dtype=int)
+    else:
+        idx = city.regions(split if split is not None else "test")
+    if idx.size == 0:
+        raise InputError(f"{city.name}: no regions selected (split={split!r})")
+    dow, sod = city.day_of_week[idx], city.slot_of_day[idx]
+    if np.any(dow != dow[0]) or np.any(sod != sod[0]):
+        raise InputError(
+            f"{city.name}: the selected regions do not share one time axis; plan them separately"
+        )
+    return idx
+
+
+def _steps(city: City, steps: slice | None) -> np.ndarray:
+    t = np.arange(city.n_steps)[steps if steps is not None else slice(None)]
+    if t.size == 0:
+        raise InputError(f"{city.name}: steps {steps} select nothing from {city.n_steps} steps")
+    return t
+
+
+def _frame(city: City, regions: np.ndarray, t: np.ndarray, values: np.ndarray, unit: str, source: str) -> Demand:
+    """Wrap (R, T', H, W) values of `regions` at steps `t` into a Demand (cells ordered region, row, col)."""
+    R, H, W = regions.size, *city.grid
+    rr, hh, ww = np.meshgrid(regions, np.arange(H), np.arange(W), indexing="ij")
+    grid_index = np.column_stack([rr.ravel(), hh.ravel(), ww.ravel()])
+    if city.cell_ids is not None:
+        ids = np.asarray(city.cell_ids)[regions].reshape(-1).astype(str)
+    else:
+        ids = np.array([f"r{r}_{h}_{w}" for r, h, w in grid_index])
+    coords = None
+    if city.region_origin is not None:
+        origin = np.asarray(city.region_origin, dtype=np.float64)[grid_index[:, 0]]
+        # north-up raster: the origin is the top-left corner, rows run south (y decreases)
+        coords = np.column_stack([
+            origin[:, 0] + (grid_index[:, 2] + 0.5) * city.cell_size,
+            origin[:, 1] - (grid_index[:, 1] + 0.5) * city.cell_size,
+        ])
+    timestamps = None
+    if city.start_time is not None:
+        start = np.asarray(city.start_time)[regions[0]]
+        timestamps = start + (t * city.minutes_per_slot).astype("timedelta64[m]")
+    cube = np.moveaxis(np.asarray(values, dtype=np.float64), 1, -1).reshape(R * H * W, t.size)
+    return Demand(
+        values=cube, unit=unit, cell_ids=ids, slot_of_day=city.slot_of_day[regions[0], t],
+        day_of_week=city.day_of_week[regions[0], t], slots_per_day=city.slots_per_day, coords=coords,
+        grid_index=grid_index, cell_size=city.cell_size, timestamps=timestamps, source=source, city=city.name,
+    )
+
+
+def _series(city: City, unit: str) -> np.ndarray:
+    if unit not in UNITS:
+        raise InputError(f"unit must be one of {UNITS}, got {unit!r}")
+    if unit == "users":
+        if city.users is None:
+            raise InputError(f"{city.name} has no users series: plan in 'traffic' or convert a traffic demand")
+        return city.users
+    return city.traffic
+
+
+# ----------------------------------------------------------------------------------------------------
+# Oracle: the real series
+# ----------------------------------------------------------------------------------------------------
+
+
+def real_demand(
+    city: City,
+    split: str | Sequence[str] | None = "test",
+    unit: Unit = "users",
+    regions: Sequence[int] | None = None,
+    steps: slice | None = None,
+) -> Demand:
+    """The real demand of the chosen regions (default: test split): the oracle and the replay truth."""
+    idx = _pick_regions(city, split, regions)
+    t = _steps(city, steps)
+    return _frame(city, idx, t, _series(city, unit)[idx][:, t], unit, "real")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Unit conversion traffic <-> users
+# ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UnitConversion:
+    """Users per traffic unit at each slot of day: users = k[s] * traffic, traffic = users / k[s]."""
+
+    users_per_traffic: np.ndarray  # (slots_per_day,) > 0
+    slots_per_day: int
+
+    @classmethod
+    def fit(cls, city: City, split: str | Sequence[str] = "train") -> "UnitConversion":
+        """k[s] = sum(users) / sum(traffic) over the `split` cells and days at slot of day s.
+
+        The ratio estimator (weighted least squares of users on traffic through the origin with
+        variance proportional to traffic); slots with no traffic fall back to the all-slot ratio.
+        """
+        if city.users is None:
+            raise InputError(f"{city.name} has no users: use UnitConversion.constant(ratio) instead")
+        idx = city.regions(split)
+        if idx.size == 0:
+            raise InputError(f"{city.name}: no {split!r} regions to fit the unit conversion on")
+        sod = city.slot_of_day[idx]  # (R, T)
+        u = city.users[idx].sum(axis=(2, 3)).astype(np.float64)  # (R, T)
+        tr = city.traffic[idx].sum(axis=(2, 3)).astype(np.float64)
+        if tr.sum() <= 0:
+            raise InputError(f"{city.name}: training traffic is all zero; cannot fit users per traffic")
+        overall = u.sum() / tr.sum()
+        su = np.bincount(sod.ravel(), u.ravel(), city.slots_per_day)
+        st = np.bincount(sod.ravel(), tr.ravel(), city.slots_per_day)
+        k = np.where(st > 0, su / np.where(st > 0, st, 1.0), overall)
+        k = np.where(k > 0, k, overall)
+        if not overall > 0:
+            raise InputError(f"{city.name}: training users are all zero; cannot fit users per traffic")
+        return cls(k, city.slots_per_day)
+
+    @classmethod
+    def constant(cls, users_per_traffic: float, slots_per_day: int = 24) -> "UnitConversion":
+        """One ratio for every slot (e.g. from an operator's average users per traffic unit)."""
+        if not users_per_traffic > 0:
+            raise InputError(f"users_per_traffic must be > 0, got {users_per_traffic}")
+        return cls(np.full(slots_per_day, float(users_per_traffic)), slots_per_day)
+
+    def convert(self, values: np.ndarray, slot_of_day: np.ndarray, src: str, dst: str,
+                slots_per_day: int | None = None) -> np.ndarray:
+        """`values` (..., T) in unit `src` at slots `slot_of_day` (T,), expressed in `dst`."""
+        if src not in UNITS or dst not in UNITS:
+            raise InputError(f"units must be in {UNITS}, got {src!r} -> {dst!r}")
+        if src == dst:
+            return np.asarray(values, dtype=np.float64)
+        spd = slots_per_day or self.slots_per_day
+        k = self._ratio_at(np.asarray(slot_of_day), spd)
+        v = np.asarray(values, dtype=np.float64)
+        return v * k if dst == "users" else v / k
+
+    def _ratio_at(self, slot_of_day: np.ndarray, spd: int) -> np.ndarray:
+        """Ratio at slots given on a grid of `spd` slots/day (averaged/looked up across granularities)."""
+        if spd == self.slots_per_day:
+            return self.users_per_traffic[slot_of_day]
+        if self.slots_per_day % spd == 0:  # coarser target slots: mean of the fine ratios inside
+            f = self.slots_per_day // spd
+            return self.users_per_traffic.reshape(spd, f).mean(axis=1)[slot_of_day]
+        if spd % self.slots_per_day == 0:
+            return self.users_per_traffic[slot_of_day // (spd // self.slots_per_day)]
+        raise InputError(f"cannot map {spd} slots/day onto a conversion fitted at {self.slots_per_day}")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Static proxies: POI and residents, calibrated on the training regions
+# ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StaticModel:
+    """demand[i, t] = profile[slot_of_day(t)] * score[i],  score = features[i] @ weights.
+
+    `weights` (C,) >= 0 turn static features (POI counts per category, residents) into a score in
+    demand units (per-cell mean demand); `profile` (slots_per_day,) is the least-squares factor per
+    slot of day, so the static map inherits the city's daily rhythm but no cell-specific dynamics.
+    """
+
+    weights: np.ndarray
+    profile: np.ndarray
+    slots_per_day: int
+    unit: str
+
+    def score(self, features: np.ndarray) -> np.ndarray:
+        return np.asarray(features, dtype=np.float64) @ self.weights
+
+    def predict(self, features: np.ndarray, slot_of_day: np.ndarray) -> np.ndarray:
+        """(N, T) demand of cells with `features` (N, C) at slots `slot_of_day` (T,)."""
+        return self.score(features)[:, None] * self.profile[np.asarray(slot_of_day)][None, :]
+
+
+def fit_static_model(
+    features: np.ndarray,
+    demand: np.ndarray,
+    slot_of_day: np.ndarray,
+    slots_per_day: int,
+    unit: str,
+    weights: Literal["nnls", "sum"] = "nnls",
+) -> StaticModel:
+    """Calibrate a `StaticModel` on training cells: features (N, C), demand (N, T), slots (T,).
+
+    1. weights: non-negative least squares of the per-cell mean demand on the features ('nnls'), or one
+       common coefficient on the feature total ('sum': demand proportional to the POI count);
+    2. profile[s] = sum_{i, t: s(t)=s} score_i d_it / sum_{i, t: s(t)=s} score_i^2  (LS through 0).
+    """
+    from scipy.optimize import nnls
+
+    X = check_matrix(features, "static features")
+    D = check_matrix(demand, "training demand")
+    if X.shape[0] != D.shape[0]:
+        raise InputError(f"features cover {X.shape[0]} cells but demand {D.shape[0]}")
+    if not np.any(X > 0):
+        raise InputError("the static features of the training cells are all zero: nothing to calibrate on")
+    mean = D.mean(axis=1)
+    if weights == "nnls":
+        w, _ = nnls(X, mean)
+        if not np.any(w > 0):
+            raise InputError("NNLS found no positive POI weight; use weights='sum'")
+    elif weights == "sum":
+        total = X.sum(axis=1)
+        w = np.full(X.shape[1], float(total @ mean / (total @ total)))
+    else:
+        raise InputError(f"weights must be 'nnls' or 'sum', got {weights!r}")
+    score = X @ w
+    sod = np.asarray(slot_of_day)
+    num = np.bincount(sod, (score[:, None] * D).sum(axis=0), slots_per_day)
+    den = np.bincount(sod, np.full(sod.size, (score**2).sum()), slots_per_day)
+    profile = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+    return StaticModel(w, profile, slots_per_day, unit)
+
+
+def _cell_features(layer: np.ndarray, regions: np.ndarray) -> np.ndarray:
+    """(R, C, H, W) layer -> (cells, C) features, cells ordered region, row, col."""
+    sub = np.asarray(layer, dtype=np.float64)[regions]  # (R, C, H, W)
+    return np.moveaxis(sub, 1, -1).reshape(-1, sub.shape[1])
+
+
+def _static_demand(
+    city: City, layer: np.ndarray, split, unit: str, regions, steps, weights: str, source: str,
+    train_split: str | Sequence[str] = "train",
+) -> Demand:
+    target = _pick_regions(city, split, regions)
+    train = city.regions(train_split)
+    if train.size == 0:
+        raise InputError(f"{city.name}: no {train_split!r} regions to calibrate {source} demand on")
+    truth = _series(city, unit)
+    X_train = _cell_features(layer, train)
+    D_train = np.moveaxis(truth[train].astype(np.float64), 1, -1).reshape(X_train.shape[0], -1)
+    # each training region has its own series, but one time axis per region; stack regions' slots
+    sod_train = np.repeat(city.slot_of_day[train][:, None, :], np.prod(city.grid), axis=1).reshape(X_train.shape[0], -1)
+    if np.all(sod_train == sod_train[0]):
+        model = fit_static_model(X_train, D_train, sod_train[0], city.slots_per_day, unit, weights)
+    else:  # regions on different clocks: calibrate each cell-slot pair on its own slot of day
+        model = _fit_static_flat(X_train, D_train, sod_train, city.slots_per_day, unit, weights)
+    t = _steps(city, steps)
+    values = model.predict(_cell_features(layer, target), city.slot_of_day[target[0], t])
+    frame = real_demand(city, None, unit, regions=target, steps=steps)
+    return frame.with_values(values, source=source)
+
+
+def _fit_static_flat(X, D, sod, spd, unit, weights) -> StaticModel:
+    """Calibration when training cells have different slot-of-day axes (rare; regions on other clocks)."""
+    base = fit_static_model(X, D, sod[0], spd, unit, weights)
+    score = X @ base.weights
+    num = np.bincount(sod.ravel(), (score[:, None] * D).ravel(), spd)
+    den = np.bincount(sod.ravel(), np.repeat(score**2, D.shape[1]), spd)
+    profile = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+    return StaticModel(base.weights, profile, spd, unit)
+
+
+def poi_demand(
+    city: City,
+    split: str | Sequence[str] | None = "test",
+    unit: Unit = "users",
+    regions: Sequence[int] | None = None,
+    steps: slice | None = None,
+    weights: Literal["nnls", "sum"] = "nnls",
+) -> Demand:
+    """Demand proportional to a POI score, calibrated on the training regions (see `fit_static_model`)."""
+    if city.poi is None:
+        raise InputError(f"{city.name} has no POI layer: POI-based demand needs city.poi")
+    return _static_demand(city, city.poi, split, unit, regions, steps, weights, "poi")
+
+
+def resident_demand(
+    city: City,
+    split: str | Sequence[str] | None = "test",
+    unit: Unit = "users",
+    regions: Sequence[int] | None = None,
+    steps: slice | None = None,
+    residents: np.ndarray | None = None,
+) -> Demand:
+    """Demand proportional to the resident population, calibrated on the training regions.
+
+    `residents` (R, H, W) for every region of the city (the synthetic city's own layer by default, or a
+    layer the user provides, e.g. census counts rasterised onto the grid).
+    """
+    layer = residents if residents is not None else city.residents
+    if layer is None:
+        raise InputError(
+            f"{city.name} has no residents layer: pass residents=(regions, H, W) counts (e.g. a census raster)"
+        )
+    layer = np.asarray(layer, dtype=np.float64)
+    expected = (city.n_regions, *city.grid)
+    if layer.shape != expected:
+        raise InputError(f"residents must be {expected} (regions, H, W), got {layer.shape}")
+    check_matrix(layer.reshape(layer.shape[0], -1), "residents")
+    return _static_demand(city, layer[:, None], split, unit, regions, steps, "sum", "residents")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Forecasts: generation (no history) and long-term prediction
+# ----------------------------------------------------------------------------------------------------
+
+
+def rotation_groups(H: int, W: int) -> list[np.ndarray]:
+    """Cell groups hidden in turn for generation: cells of equal (row % 2, col % 2).
+
+    Four groups of ~25% of the cells (the paper's generation fraction); every neighbour (edge or corner)
+    of a hidden cell is in another group, so each cell is generated from observed surroundings.
+    """
+    groups = []
+    for pr in (0, 1):
+        for pc in (0, 1):
+            g = np.zeros((H, W), dtype=bool)
+            g[pr::2, pc::2] = True
+            if g.any() and not g.all():
+                groups.append(g)
+    if not groups:  # a 1 x 1 grid: nothing can be observed around the cell
+        raise InputError("generation needs at least two cells per region (a 1 x 1 grid has no surroundings)")
+    return groups
+
+
+def window_plan(n_steps: int, first: int, n_observed: int, length: int = WINDOW) -> np.ndarray:
+    """Starts of `length`-step windows whose hidden parts [s + n_observed, s + length) cover [first, n_steps).
+
+    Windows advance by their hidden length; the last one is aligned to the end of the series.
+    """
+    hidden = length - n_observed
+    if n_steps < length:
+        raise InputError(f"series of {n_steps} steps are shorter than one {length}-step window")
+    if first < n_observed:
+        raise InputError(f"the first forecast step must leave {n_observed} observed steps before it, got {first}")
+    starts = list(range(first - n_observed, n_steps - length + 1, hidden))
+    if not starts or starts[-1] + length < n_steps:
+        starts.append(n_steps - length)
+    return np.array(sorted(set(starts)), dtype=np.int64)
+
+
+def forecast_series(
+    forecaster: Forecaster,
+    city: City,
+    regions: np.ndarray,
+    task: Literal["generation", "long"] = "generation",
+    first: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Forecast raw traffic of `regions` by tiling 64-step windows; returns (values (R, T', H, W), steps).
+
+    - 'generation': windows tile the whole series; in each, one rotation group of cells is hidden for
+      all 64 steps and generated from the other cells and the context; every group takes its turn.
+    - 'long': 16 observed -> 48 forecast steps, windows rolled so the forecasts cover [first, T)
+      (default first = 16).
+    """
+    H, W = city.grid
+    T = city.n_steps
+    if task == "generation":
+        first = 0 if first is None else first
+        starts = window_plan(T, first, 0)
+        cell_masks = [np.broadcast_to(g[None], (WINDOW, H, W)) for g in rotation_groups(H, W)]
+    elif task == "long":
+        first = LONG_OBSERVED if first is None else first
+        starts = window_plan(T, first, LONG_OBSERVED)
+        m = np.zeros((WINDOW, H, W), dtype=bool)
+        m[LONG_OBSERVED:] = True
+        cell_masks = [m]
+    else:
+        raise InputError(f"task must be 'generation' or 'long', got {task!r}")
+    win = make_windows(city, regions=regions, stride=1)
+    n_starts = T - WINDOW + 1
+    pick = (np.arange(regions.size)[:, None] * n_starts + starts[None, :]).ravel()  # region-major order
+    win = win.take(pick)
+    out = np.full((regions.size, T, H, W), np.nan)
+    for m in cell_masks:
+        mask = np.broadcast_to(m[None], win.traffic.shape).copy()
+        pred = forecaster.predict(hide(win, mask), mask)
+        mean = np.asarray(pred.mean, dtype=np.float64)
+        if mean.shape != win.traffic.shape:
+            raise InputError(f"{forecaster.name} returned shape {mean.shape}, expected {win.traffic.shape}")
+        raw = np.clip(win.scalers.traffic.inverse(mean), 0.0, None)
+        for k, (r, s) in enumerate(zip(np.repeat(np.arange(regions.size), starts.size), np.tile(starts, regions.size))):
+            block = out[r, s:s + WINDOW]  # view; fill hidden entries not filled by an earlier window
+            fill = m & np.isnan(block)
+            block[fill] = raw[k][fill]
+    steps = np.arange(first, T)
+    values = out[:, first:]
+    if np.isnan(values).any():
+        raise InputError(f"{forecaster.name}: forecast left {int(np.isnan(values).sum())} entries uncovered")
+    if not np.all(np.isfinite(values)):
+        raise InputError(f"{forecaster.name} returned non-finite forecasts")
+    return values, steps
+
+
+def forecast_demand(
+    forecaster: Forecaster,
+    city: City,
+    task: Literal["generation", "long"] = "generation",
+    split: str | Sequence[str] | None = "test",
+    unit: Unit = "users",
+    regions: Sequence[int] | None = None,
+    first: int | None = None,
+    conversion: UnitConversion | None = None,
+    name: str | None = None,
+) -> Demand:
+    """Demand forecast by a (fitted) forecaster for the chosen regions, in `unit`.
+
+    The forecaster predicts traffic; for `unit='users'` it is converted with `conversion` (default:
+    `UnitConversion.fit(city)` on the training regions). Slots are those of `forecast_series`.
+    """
+    idx = _pick_regions(city, split, regions)
+    values, steps = forecast_series(forecaster, city, idx, task, first)
+    frame = _frame(city, idx, steps, values, "traffic", f"forecast:{name or forecaster.name}")
+    if unit == "traffic":
+        return frame
+    conversion = conversion or UnitConversion.fit(city)
+    return frame.convert(unit, conversion)

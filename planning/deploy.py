@@ -1,0 +1,466 @@
+"""BS deployment (paper Eq. 12): how many base stations to put in each grid cell, as a PuLP MILP.
+
+The paper writes
+
+    max sum_t sum_i ( y_i^t - beta (U_i^t - y_i^t)^+ - alpha sum_i^M x_i )
+    s.t. sum_i x_i = M,  0 <= y_i^t <= min{x_i C0, F_i^t}.                             (Eq. 12)
+
+Taken literally it cannot be what was solved: `alpha sum x` sits inside the sums over t and i and is
+the constant alpha T N M under sum x = M; y <= U makes (U - y)^+ = U - y; C vs C0 and F vs U are
+undefined. We solve the defensible model below; every deviation is listed.
+
+Symbols: cells i = 1..N, slots t = 1..T, U_it >= 0 demand (users), C0 users per BS per slot,
+M BSs in total, e_i existing BSs, x_max_i site limit, c_i relative cost of a new BS in cell i,
+alpha cost of a BS per slot (in served users), beta penalty per unserved user-slot.
+
+    max  (1 + beta) sum_it served_it - beta sum_it U_it - alpha T sum_i c_i (x_i - e_i)      [objective]
+    s.t. served_it = y_it + sum_{j in N(i)} z_jit                   (own BSs + neighbours' BSs)
+         y_it + sum_{j in N(i)} z_ijt <= C0 x_i                     capacity-{cell}-{t}
+         sum_{j in N(i)} z_ijt <= rho C0 x_i                        share-{cell}-{t}    (rho < 1)
+         served_it <= U_it                                          demand-{cell}-{t}   (a bound w/o neighbours)
+         sum_i x_i <= M   (== M with exact_count)                   bs-count
+         sum_i c_i (x_i - e_i) <= B                                 budget
+         sum_t served_it >= r_i sum_t U_it                          service-{cell}
+         x_i integer, e_i <= x_i <= x_max_i;  y, z >= 0
+
+Deviations from Eq. 12 (and why):
+1. The BS cost is alpha T sum_i c_i (x_i - e_i), outside the sum over cells (alpha is a per-slot cost, as
+   in the paper's placement inside sum_t), and `sum x <= M` replaces `= M` (`exact_count=True` restores
+   it): with `= M` the cost term is a constant and "deploy fewer BSs in grids with fewer users" cannot
+   happen.
+2. The shortfall is not a separate variable: with served <= U, s >= U - served and s >= 0 are tight at
+   the optimum, so s_it = U_it - served_it is substituted. The objective is then
+   (1 + beta) sum served - const: beta only rescales the BS cost (what matters is alpha / (1 + beta),
+   the average users a BS must serve per slot to pay for itself); it is kept so that the objective
+   value reads as the paper's (served - beta * shortfall - cost).
+3. C and C0 are one capacity C0; F is U (the demand estimate), the upper bound of served users.
+4. Extensions, off by default: site limits x_max, existing sites (cost only for new ones), a budget on
+   new-site cost, per-cell service obligations, and coverage of adjacent cells, where a BS may give up
+   to a share rho of its capacity to neighbouring cells (variables z_ijt: users of cell j served by
+   BSs of cell i).
+
+Exact fast path (`greedy_deploy`). Without neighbour coverage, and with a budget only when all site
+costs are equal, the problem is separable: V_i(x) = (1 + beta) sum_t min(C0 x, U_it) - alpha T c_i x is
+concave in the integer x (a sum of concave minima minus a linear term), and the only coupling is
+sum_i x_i <= K (the budget becomes a count). Maximising a sum of concave functions under one count
+constraint is solved exactly by taking the K largest positive marginal gains
+V_i(k) - V_i(k - 1) (Gross 1956): `greedy_deploy` does that in O(sum_i x_i T) and is checked against
+the MILP in the tests. Service obligations become lower bounds on x_i.
+
+Layout (PyPSA-like): `build_deploy_model` reads as a recipe of `add_*` steps; `solve_deployment` builds,
+solves (planning.solve), writes the solution back into a `DeployPlan` of plain arrays; replay and
+statistics read only the plan.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pulp
+
+from .demand import Demand
+from .errors import InfeasibleError, InputError
+from .params import DeployArrays, DeployParams
+from .replay import deploy_objective, served_matrix
+from .solve import DEFAULT_GAP, SolveInfo, add_var, solve
+
+
+@dataclass
+class DeployPlan:
+    """A deployment written back from the model (or the greedy): plain arrays, no solver objects."""
+
+    x: np.ndarray  # (N,) BSs per cell
+    served: np.ndarray  # (N, T) users served, as planned on the demand it was planned from
+    objective: float  # on the planning demand
+    status: str  # 'optimal' | 'time_limit'
+    gap: float | None
+    bound: float | None
+    method: str  # 'milp' | 'greedy'
+    solver: str | None
+    build_s: float
+    solve_s: float
+    cell_ids: np.ndarray
+    demand_source: str
+    params: DeployParams
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def capacity(self) -> np.ndarray:
+        return self.params.capacity * self.x
+
+    @property
+    def n_bs(self) -> int:
+        return int(self.x.sum())
+
+
+# ----------------------------------------------------------------------------------------------------
+# Model building: a recipe of add_* steps
+# ----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DeployModel:
+    """The PuLP problem and its variables indexed like the data (x by cell, y by (cell, slot))."""
+
+    prob: pulp.LpProblem
+    demand: Demand
+    params: DeployParams
+    arrays: DeployArrays
+    x: list = field(default_factory=list)  # (N,) LpVariable
+    y: dict = field(default_factory=dict)  # (i, t) -> LpVariable, only where U_it > 0
+    z: dict = field(default_factory=dict)  # (i, j, t) -> LpVariable: users of j served by BSs of i
+    pairs: np.ndarray | None = None  # directed neighbour pairs (i, j)
+
+    def served_terms(self) -> dict:
+        """(i, t) -> list of (variable, 1.0) whose sum is served_it."""
+        terms: dict = {key: [(v, 1.0)] for key, v in self.y.items()}
+        for (i, j, t), v in self.z.items():
+            terms.setdefault((j, t), []).append((v, 1.0))
+        return terms
+
+
+def add_bs_variables(m: DeployModel) -> None:
+    """x_i integer in [e_i, x_max_i]: BSs in cell i."""
+    a = m.arrays
+    m.x = [
+        add_var(m.prob, f"x_{i}", int(a.existing[i]), int(a.x_max[i]), pulp.LpInteger)
+        for i in range(m.demand.n_cells)
+    ]
+
+
+def add_served_variables(m: DeployModel) -> None:
+    """y_it in [0, U_it] (users of cell i served by its own BSs), only where U_it > 0."""
+    U = m.demand.values
+    for i, t in zip(*np.nonzero(U > 0)):
+        m.y[(int(i), int(t))] = add_var(m.prob, f"y_{i}_{t}", 0, float(U[i, t]))
+
+
+def add_neighbour_variables(m: DeployModel) -> None:
+    """z_ijt >= 0: users of cell j served by the BSs of adjacent cell i (only with neighbour coverage)."""
+    if not m.params.covers_neighbours:
+        return
+    pairs = m.params.neighbours if m.params.neighbours is not None else m.demand.neighbours("rook")
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    N = m.demand.n_cells
+    if pairs.size and (pairs.min() < 0 or pairs.max() >= N or np.any(pairs[:, 0] == pairs[:, 1])):
+        raise InputError(f"neighbour pairs must index two different cells in 0..{N - 1}")
+    m.pairs = np.unique(np.vstack([pairs, pairs[:, ::-1]]), axis=0)  # both directions
+    U = m.demand.values
+    for i, j in m.pairs:
+        for t in np.flatnonzero(U[j] > 0):
+            m.z[(int(i), int(j), int(t))] = add_var(m.prob, f"z_{i}_{j}_{t}", 0, float(U[j, t]))
+
+
+def add_capacity(m: DeployModel) -> None:
+    """capacity-{cell}-{t}: y_it + sum_j z_ijt <= C0 x_i."""
+    C0, ids = m.params.capacity, m.demand.cell_ids
+    use: dict = {key: [(v, 1.0)] for key, v in m.y.items()}
+    for (i, j, t), v in m.z.items():
+        use.setdefault((i, t), []).append((v, 1.0))
+    for (i, t), terms in use.items():
+        expr = pulp.LpAffineExpression(terms + [(m.x[i], -C0)])
+        m.prob.addConstraint(pulp.LpConstraint(expr, pulp.LpConstraintLE, f"capacity-{ids[i]}-{t}", 0.0))
+
+
+def add_neighbour_share(m: DeployModel) -> None:
+    """share-{cell}-{t}: sum_j z_ijt <= rho C0 x_i (only when rho < 1)."""
+    rho = m.params.neighbour_share
+    if not m.z or rho >= 1:
+        return
+    give: dict = {}
+    for (i, j, t), v in m.z.items():
+        give.setdefault((i, t), []).append((v, 1.0))
+    ids = m.demand.cell_ids
+    for (i, t), terms in give.items():
+        expr = pulp.LpAffineExpression(terms + [(m.x[i], -rho * m.params.capacity)])
+        m.prob.addConstraint(pulp.LpConstraint(expr, pulp.LpConstraintLE, f"share-{ids[i]}-{t}", 0.0))
+
+
+def add_demand_limits(m: DeployModel) -> None:
+    """demand-{cell}-{t}: served_it <= U_it (a variable bound already when nobody else serves the cell)."""
+    if not m.z:
+        return
+    U, ids = m.demand.values, m.demand.cell_ids
+    for (i, t), terms in m.served_terms().items():
+        if len(terms) > 1:
+            m.prob.addConstraint(
+                pulp.LpConstraint(pulp.LpAffineExpression(terms), pulp.LpConstraintLE, f"demand-{ids[i]}-{t}",
+                                  float(U[i, t]))
+            )
+
+
+def add_bs_count(m: DeployModel) -> None:
+    """bs-count: sum_i x_i <= M (== M with exact_count)."""
+    sense = pulp.LpConstraintEQ if m.params.exact_count else pulp.LpConstraintLE
+    expr = pulp.LpAffineExpression([(v, 1.0) for v in m.x])
+    m.prob.addConstraint(pulp.LpConstraint(expr, sense, "bs-count", float(m.params.max_bs)))
+
+
+def add_budget(m: DeployModel) -> None:
+    """budget: sum_i c_i (x_i - e_i) <= B."""
+    if m.params.budget is None:
+        return
+    a = m.arrays
+    expr = pulp.LpAffineExpression([(v, float(c)) for v, c in zip(m.x, a.cost)])
+    m.prob.addConstraint(
+        pulp.LpConstraint(expr, pulp.LpConstraintLE, "budget", float(m.params.budget + a.cost @ a.existing))
+    )
+
+
+def add_service(m: DeployModel) -> None:
+    """service-{cell}: sum_t served_it >= r_i sum_t U_it."""
+    rho = m.arrays.min_served
+    if rho is None:
+        return
+    U, ids = m.demand.values, m.demand.cell_ids
+    per_cell: dict = {}
+    for (i, t), terms in m.served_terms().items():
+        per_cell.setdefault(i, []).extend(terms)
+    for i in np.flatnonzero(rho > 0):
+        need = float(rho[i] * U[i].sum())
+        if need <= 0:
+            continue
+        expr = pulp.LpAffineExpression(per_cell.get(int(i), []))
+        m.prob.addConstraint(pulp.LpConstraint(expr, pulp.LpConstraintGE, f"service-{ids[i]}", need))
+
+
+def add_objective(m: DeployModel) -> None:
+    """(1 + beta) sum served - beta sum U - alpha T sum c_i (x_i - e_i)."""
+    p, a, U = m.params, m.arrays, m.demand.values
+    T = U.shape[1]
+    gain = 1.0 + p.beta
+    terms = [(v, gain) for v in m.y.values()] + [(v, gain) for v in m.z.values()]
+    terms += [(v, -p.alpha * T * float(c)) for v, c in zip(m.x, a.cost)]
+    constant = -p.beta * float(U.sum()) + p.alpha * T * float(a.cost @ a.existing)
+    m.prob.setObjective(pulp.LpAffineExpression(terms, constant=constant))
+
+
+RECIPE = (
+    add_bs_variables,
+    add_served_variables,
+    add_neighbour_variables,
+    add_capacity,
+    add_neighbour_share,
+    add_demand_limits,
+    add_bs_count,
+    add_budget,
+    add_service,
+    add_objective,
+)
+
+
+def build_deploy_model(demand: Demand, params: DeployParams, name: str = "bs-deployment") -> DeployModel:
+    """The deployment MILP for `demand` (cells x slots, in params.unit), built step by step."""
+    _check(demand, params)
+    m = DeployModel(pulp.LpProblem(name, pulp.LpMaximize), demand, params, params.resolve(demand.n_cells))
+    for step in RECIPE:
+        step(m)
+    return m
+
+
+def write_back(m: DeployModel, info: SolveInfo, build_s: float) -> DeployPlan:
+    """Read the solution into plain arrays (the only place that touches solved variables)."""
+    N, T = m.demand.values.shape
+    x = np.array([int(round(v.value() or 0)) for v in m.x], dtype=np.int64)
+    served = np.zeros((N, T))
+    for (i, t), terms in m.served_terms().items():
+        served[i, t] = sum(v.value() or 0.0 for v, _ in terms)
+    served = np.clip(served, 0.0, m.demand.values)
+    return DeployPlan(
+        x=x, served=served, objective=info.objective, status=info.status, gap=info.gap, bound=info.bound,
+        method="milp", solver=info.solver, build_s=build_s, solve_s=info.solve_s,
+        cell_ids=m.demand.cell_ids.copy(), demand_source=m.demand.source, params=m.params,
+        notes=[info.message] if info.status != "optimal" else [],
+    )
+
+
+# ----------------------------------------------------------------------------------------------------
+# Checks, feasibility pre-checks and the exact greedy
+# ----------------------------------------------------------------------------------------------------
+
+
+def _check(demand: Demand, params: DeployParams) -> None:
+    if not isinstance(demand, Demand):
+        raise InputError(f"demand must be a planning.demand.Demand, got {type(demand).__name__}")
+    if demand.unit != params.unit:
+        raise InputError(
+            f"demand is in {demand.unit!r} but the BS capacity is in {params.unit!r}: convert the demand "
+            "(Demand.convert with a UnitConversion) or set DeployParams.unit"
+        )
+
+
+def min_bs_for_service(demand: np.ndarray, capacity: float, rho: np.ndarray, x_max: np.ndarray) -> np.ndarray:
+    """Smallest k_i with sum_t min(C0 k, U_it) >= rho_i sum_t U_it (x_max_i + 1 where none suffices)."""
+    U = np.asarray(demand, dtype=np.float64)
+    need = rho * U.sum(axis=1) * (1 - 1e-12)
+    k = np.zeros(U.shape[0], dtype=np.int64)
+    todo = need > 0
+    while np.any(todo):
+        k[todo] += 1
+        got = np.minimum(capacity * k[todo, None], U[todo]).sum(axis=1)
+        done = (got >= need[todo]) | (k[todo] > x_max[todo])
+        idx = np.flatnonzero(todo)
+        todo[idx[done]] = False
+    return k
+
+
+def lower_bounds(demand: Demand, params: DeployParams, a: DeployArrays) -> np.ndarray:
+    """Per-cell minimum x_i: existing sites and, without neighbour coverage, service obligations."""
+    low = a.existing.copy()
+    if a.min_served is not None and not params.covers_neighbours:
+        k = min_bs_for_service(demand.values, params.capacity, a.min_served, a.x_max)
+        bad = np.flatnonzero(k > a.x_max)
+        if bad.size:
+            i = bad[0]
+            limit = f"max_bs M = {params.max_bs}" if a.unbounded else f"its x_max = {a.x_max[i]}"
+            raise InfeasibleError(
+                f"service-{demand.cell_ids[i]}: serving {a.min_served[i]:.0%} of cell {demand.cell_ids[i]}'s "
+                f"demand needs more BSs than {limit} ({bad.size} cells in this situation)"
+            )
+        low = np.maximum(low, k)
+    return low
+
+
+def precheck(demand: Demand, params: DeployParams) -> np.ndarray:
+    """Raise `InfeasibleError` naming the requirement when the instance is infeasible on its face.
+
+    Returns the per-cell lower bounds on x. Exact for the separable model; with neighbour coverage only
+    the count/site checks apply and the solver decides the rest.
+    """
+    a = params.resolve(demand.n_cells)
+    low = lower_bounds(demand, params, a)
+    M = params.max_bs
+    if low.sum() > M:
+        what = "existing sites" if np.array_equal(low, a.existing) else "existing sites and service obligations"
+        raise InfeasibleError(f"bs-count: {what} require {int(low.sum())} BSs but max_bs M = {M}")
+    if params.exact_count and a.x_max.sum() < M:
+        raise InfeasibleError(
+            f"bs-count: exactly M = {M} BSs are required but the sites allow only {int(a.x_max.sum())}"
+        )
+    if params.budget is not None:
+        spend = float(a.cost @ (low - a.existing))
+        if spend > params.budget * (1 + 1e-12):
+            raise InfeasibleError(f"budget: service obligations cost {spend:.4g} but the budget is {params.budget:.4g}")
+        if params.exact_count:
+            # cheapest way to reach M BSs
+            room = a.x_max - low
+            order = np.argsort(a.cost, kind="stable")
+            need, spend_m = M - int(low.sum()), spend
+            for i in order:
+                take = min(int(room[i]), need)
+                spend_m += take * float(a.cost[i])
+                need -= take
+            if spend_m > params.budget * (1 + 1e-12):
+                raise InfeasibleError(f"budget: M = {M} BSs cost at least {spend_m:.4g} > budget {params.budget:.4g}")
+    return low
+
+
+def greedy_applies(params: DeployParams, n_cells: int) -> tuple[bool, str]:
+    """Whether the exact greedy fast path is valid for `params` (and why not)."""
+    if params.covers_neighbours:
+        return False, "neighbour coverage couples cells"
+    if params.budget is not None:
+        cost = params.resolve(n_cells).cost
+        if not np.allclose(cost, cost[0]):
+            return False, "a budget with unequal site costs is a knapsack"
+    return True, ""
+
+
+def greedy_deploy(demand: Demand, params: DeployParams) -> DeployPlan:
+    """Exact deployment of the separable model by the largest marginal gains (see the module docstring)."""
+    _check(demand, params)
+    ok, why = greedy_applies(params, demand.n_cells)
+    if not ok:
+        raise InputError(f"the greedy fast path is not exact here ({why}); use method='milp'")
+    t0 = time.perf_counter()
+    U = demand.values
+    N, T = U.shape
+    a = params.resolve(N)
+    low = precheck(demand, params)
+    K = params.max_bs - int(low.sum())
+    if params.budget is not None:
+        c = float(a.cost[0])
+        left = params.budget - float(a.cost @ (low - a.existing))
+        K = min(K, int(math.floor(left / c + 1e-9)))
+    C0, gain = params.capacity, 1.0 + params.beta
+    unit_cost = params.alpha * T * a.cost  # cost of one more BS in cell i over the horizon
+    # saturation: beyond sat_i BSs a cell's demand is fully served and a BS only costs
+    sat = np.ceil(U.max(axis=1) / C0 - 1e-12).astype(np.int64)
+    head_top = np.minimum(np.maximum(sat, low), a.x_max)  # last k with a (possibly) positive gain
+    values, cells, mult = [], [], []
+    prev = np.minimum(C0 * low[:, None], U).sum(axis=1)  # F_i(k - 1)
+    k = low.copy()
+    active = np.flatnonzero(k < head_top)
+    while active.size:
+        k[active] += 1
+        cur = np.minimum(C0 * k[active, None], U[active]).sum(axis=1)
+        values.append(gain * (cur - prev[active]) - unit_cost[active])
+        cells.append(active)
+        mult.append(np.ones(active.size, dtype=np.int64))
+        prev[active] = cur
+        active = active[k[active] < head_top[active]]
+    tail = a.x_max - head_top  # increments past saturation: gain -alpha T c_i each
+    if params.exact_count and np.any(tail > 0):
+        has = np.flatnonzero(tail > 0)
+        values.append(-unit_cost[has])
+        cells.append(has)
+        mult.append(tail[has])
+    x = low.copy()
+    if values and K > 0:
+        v, c, mlt = np.concatenate(values), np.concatenate(cells), np.concatenate(mult)
+        if not params.exact_count:
+            keep = v > 0  # a BS with zero or negative marginal gain is not worth deploying
+            v, c, mlt = v[keep], c[keep], mlt[keep]
+        order = np.argsort(-v, kind="stable")
+        c, mlt = c[order], mlt[order]
+        before = np.concatenate([[0], np.cumsum(mlt)[:-1]])
+        take = np.clip(K - before, 0, mlt)
+        np.add.at(x, c, take)
+    if params.exact_count and x.sum() != params.max_bs:
+        raise InfeasibleError(f"bs-count: only {int(x.sum())} of the required M = {params.max_bs} BSs fit the sites/budget")
+    solve_s = time.perf_counter() - t0
+    objective = deploy_objective(x, U, params)
+    return DeployPlan(
+        x=x, served=served_matrix(x, U, C0), objective=objective, status="optimal", gap=0.0, bound=objective,
+        method="greedy", solver=None, build_s=0.0, solve_s=solve_s, cell_ids=demand.cell_ids.copy(),
+        demand_source=demand.source, params=params,
+    )
+
+
+# ----------------------------------------------------------------------------------------------------
+# Entry point
+# ----------------------------------------------------------------------------------------------------
+
+
+def solve_deployment(
+    demand: Demand,
+    params: DeployParams,
+    method: Literal["auto", "milp", "greedy"] = "auto",
+    solver: str = "cbc",
+    time_limit: float | None = None,
+    gap_rel: float | None = DEFAULT_GAP,
+    threads: int | None = None,
+    check_first: bool = True,
+) -> DeployPlan:
+    """Plan BSs for `demand`: 'greedy' (exact fast path), 'milp' (PuLP), or 'auto' (greedy when exact).
+
+    Raises `InfeasibleError` (with the requirement that cannot be met), `SolverError`, `InputError`.
+    A time-limited MILP returns its incumbent with status 'time_limit', its gap and a warning.
+    `check_first=False` skips the pre-checks and lets the solver find infeasibility itself.
+    """
+    if method not in ("auto", "milp", "greedy"):
+        raise InputError(f"method must be 'auto', 'milp' or 'greedy', got {method!r}")
+    _check(demand, params)
+    if method == "greedy" or (method == "auto" and greedy_applies(params, demand.n_cells)[0]):
+        return greedy_deploy(demand, params)
+    if check_first:
+        precheck(demand, params)
+    t0 = time.perf_counter()
+    model = build_deploy_model(demand, params)
+    build_s = time.perf_counter() - t0
+    info = solve(model.prob, solver, time_limit, gap_rel, threads)
+    return write_back(model, info, build_s)

@@ -1,0 +1,66 @@
+"""Errors and input checks shared by the planning modules (no solver import, so replay can use them)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class PlanningError(Exception):
+    """Base class of every error raised by `planning`."""
+
+
+class InputError(PlanningError, ValueError):
+    """Bad input to a planning function (negative or NaN demand, bad shape, C0 <= 0, ...)."""
+
+
+class InfeasibleError(PlanningError):
+    """The planning problem has no feasible solution; the message names the binding requirement."""
+
+
+class SolverError(PlanningError):
+    """The solver failed or stopped without a usable solution (not infeasible, just unsolved)."""
+
+
+class PlanningWarning(UserWarning):
+    """A usable but not proven-optimal result (e.g. a time-limited incumbent with a gap)."""
+
+
+def check_matrix(values: np.ndarray, name: str, ndim: int = 2) -> np.ndarray:
+    """`values` as a float64 array of `ndim` dimensions, finite and >= 0, else `InputError`."""
+    a = np.asarray(values, dtype=np.float64)
+    if a.ndim != ndim:
+        raise InputError(f"{name} must be a {ndim}-d array, got shape {a.shape}")
+    if a.size == 0:
+        raise InputError(f"{name} is empty (shape {a.shape})")
+    if not np.all(np.isfinite(a)):
+        n = int((~np.isfinite(a)).sum())
+        raise InputError(f"{name} has {n} NaN/inf entries: fill or drop them before planning")
+    if np.any(a < 0):
+        n = int((a < 0).sum())
+        raise InputError(f"{name} has {n} negative entries (min {a.min():.4g}): demand and load must be >= 0")
+    return a
+
+
+def per_cell(value, n: int, name: str, *, integer: bool = False, positive: bool = False,
+             allow_none: bool = False) -> np.ndarray | None:
+    """Broadcast a scalar or (n,) array to (n,), checking it is finite and >= 0 (> 0 if `positive`)."""
+    if value is None:
+        if allow_none:
+            return None
+        raise InputError(f"{name} is required")
+    a = np.asarray(value, dtype=np.float64)
+    if a.ndim == 0:
+        a = np.full(n, float(a))
+    if a.shape != (n,):
+        raise InputError(f"{name} must be a scalar or one value per cell ({n},), got shape {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise InputError(f"{name} has NaN/inf entries")
+    if positive and np.any(a <= 0):
+        raise InputError(f"{name} must be > 0, got min {a.min():.4g}")
+    if np.any(a < 0):
+        raise InputError(f"{name} must be >= 0, got min {a.min():.4g}")
+    if integer:
+        if np.any(a != np.round(a)):
+            raise InputError(f"{name} must hold whole numbers, got {a[a != np.round(a)][:3]}")
+        return a.astype(np.int64)
+    return a

@@ -1,0 +1,213 @@
+"""Solver selection for the planning MILPs and the *true* status of a solve.
+
+PuLP's bundled CBC is the default; HiGHS is picked by name (PuLP's in-process `highspy` interface).
+PuLP reports status "Optimal" when a solver stops at its time limit with an incumbent; `solve` looks
+at the solver's own result (CBC's log, HiGHS's model status and dual bound) and returns
+
+- ``status="optimal"``: proven optimal (within the relative gap `gap_rel`, default 1e-9);
+- ``status="time_limit"``: the incumbent at the time limit, with its bound and gap, plus a
+  `PlanningWarning`;
+
+and raises `InfeasibleError` (no feasible plan) or `SolverError` (unbounded, solver failure, or a stop
+before any feasible solution was found).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import pulp
+
+from .errors import InfeasibleError, InputError, PlanningWarning, SolverError
+
+SOLVERS = {"cbc": "PULP_CBC_CMD", "highs": "HiGHS"}
+DEFAULT_GAP = 1e-9  # relative MIP gap: "optimal" means optimal, not HiGHS's default 1e-4
+
+
+@dataclass
+class SolveInfo:
+    """What a solve returned: status, objective (with constant), best bound, relative gap, timings."""
+
+    status: str  # 'optimal' | 'time_limit'
+    objective: float
+    bound: float | None
+    gap: float | None  # |objective - bound| / max(|objective|, 1e-9); None when the solver gave no bound
+    solver: str
+    solve_s: float
+    build_s: float = 0.0
+    message: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+def available_solvers() -> list[str]:
+    """Names usable with `solve` on this machine ('cbc', 'highs')."""
+    found = set(pulp.listSolvers(onlyAvailable=True))
+    return [name for name, cls in SOLVERS.items() if cls in found]
+
+
+def make_solver(
+    name: str = "cbc",
+    time_limit: float | None = None,
+    gap_rel: float | None = DEFAULT_GAP,
+    threads: int | None = None,
+    msg: bool = False,
+    log_path: str | None = None,
+) -> pulp.LpSolver:
+    """A configured PuLP solver object for `name` ('cbc' or 'highs')."""
+    key = name.lower()
+    if key not in SOLVERS:
+        raise InputError(f"unknown solver {name!r}: use one of {sorted(SOLVERS)}")
+    if key not in available_solvers():
+        raise SolverError(
+            f"solver {name!r} is not available here (PuLP lists {pulp.listSolvers(onlyAvailable=True)}); "
+            "install PuLP < 4 for the bundled CBC, or highspy for HiGHS"
+        )
+    if time_limit is not None and not time_limit > 0:
+        raise InputError(f"time_limit must be > 0 seconds, got {time_limit}")
+    if key == "cbc":
+        with warnings.catch_warnings():
+            # PuLP 3.x flags the bundled CBC as going away in 4.0; we pin pulp < 4 for exactly it
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return pulp.PULP_CBC_CMD(
+                msg=msg, timeLimit=time_limit, gapRel=gap_rel, threads=threads, logPath=log_path,
+                timeMode="elapsed",
+            )
+    return pulp.HiGHS(msg=msg, timeLimit=time_limit, gapRel=gap_rel, threads=threads)
+
+
+def solve(
+    prob: pulp.LpProblem,
+    solver: str = "cbc",
+    time_limit: float | None = None,
+    gap_rel: float | None = DEFAULT_GAP,
+    threads: int | None = None,
+    msg: bool = False,
+) -> SolveInfo:
+    """Solve `prob` and return its true status; raise `InfeasibleError`/`SolverError` if unusable."""
+    key = solver.lower()
+    log_path = None
+    if key == "cbc":
+        fd, log_path = tempfile.mkstemp(prefix="cbc-", suffix=".log")
+        os.close(fd)
+    try:
+        engine = make_solver(key, time_limit, gap_rel, threads, msg, log_path)
+        t0 = time.perf_counter()
+        try:
+            prob.solve(engine)
+        except pulp.PulpSolverError as exc:
+            raise SolverError(f"{key} failed on {prob.name!r}: {exc}") from exc
+        solve_s = time.perf_counter() - t0
+        log = _read(log_path) if log_path else ""
+    finally:
+        if log_path and os.path.exists(log_path):
+            os.remove(log_path)
+    return _classify(prob, key, solve_s, log, time_limit)
+
+
+def _read(path: str) -> str:
+    with open(path, errors="replace") as f:
+        return f.read()
+
+
+def _classify(prob: pulp.LpProblem, solver: str, solve_s: float, log: str, time_limit) -> SolveInfo:
+    """Turn PuLP's (status, sol_status) plus the solver's own report into a SolveInfo or an error."""
+    status, sol_status = prob.status, prob.sol_status
+    name = prob.name
+    if status == pulp.LpStatusInfeasible or sol_status == pulp.LpSolutionInfeasible:
+        if solver == "highs" and _highs_status(prob) == "Primal infeasible or unbounded" and not _all_bounded(prob):
+            raise SolverError(
+                f"{name}: highs reports the problem infeasible or unbounded and some variables have no "
+                "finite bound: bound them (or solve with cbc) to tell which"
+            )
+        raise InfeasibleError(
+            f"{name}: {solver} proved the problem infeasible. Constraint families in the model: "
+            f"{_families(prob)}; relax the binding requirement (e.g. allow more BSs or sites)"
+        )
+    if status == pulp.LpStatusUnbounded or sol_status == pulp.LpSolutionUnbounded:
+        raise SolverError(f"{name}: {solver} reports the problem unbounded (a missing bound in the model)")
+    if sol_status not in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible) or status != pulp.LpStatusOptimal:
+        limit = f" within the time limit of {time_limit} s" if time_limit else ""
+        raise SolverError(
+            f"{name}: {solver} stopped without a feasible solution{limit} "
+            f"(PuLP status {pulp.LpStatus.get(status, status)}, solution status {sol_status}); "
+            "raise the time limit or simplify the instance"
+        )
+    objective = float(pulp.value(prob.objective) or 0.0)
+    constant = float(prob.objective.constant) if prob.objective is not None else 0.0
+    bound = _bound(prob, solver, log, constant)
+    gap = None if bound is None else abs(objective - bound) / max(abs(objective), 1e-9)
+    proven = sol_status == pulp.LpSolutionOptimal
+    if solver == "cbc" and re.search(r"Result - Stopped on (time|iterations|nodes)", log):
+        proven = False  # belt and braces: the log is the solver's own word
+    if solver == "highs":
+        proven = _highs_status(prob) == "Optimal"
+    if proven:
+        return SolveInfo("optimal", objective, bound, gap, solver, solve_s, message="optimal")
+    msg = (
+        f"{name}: {solver} stopped at its time limit ({time_limit} s) before proving optimality; "
+        f"returning the incumbent (objective {objective:.6g}, bound {bound if bound is None else f'{bound:.6g}'}, "
+        f"gap {'unknown' if gap is None else f'{gap:.3%}'}). Raise time_limit for a proven optimum."
+    )
+    warnings.warn(msg, PlanningWarning, stacklevel=3)
+    return SolveInfo("time_limit", objective, bound, gap, solver, solve_s, message=msg)
+
+
+def _highs_status(prob: pulp.LpProblem) -> str:
+    """HiGHS's own model status, in its words ('Optimal', 'Time limit reached', ...)."""
+    h = prob.solverModel
+    return h.modelStatusToString(h.getModelStatus())
+
+
+def _all_bounded(prob: pulp.LpProblem) -> bool:
+    """Every variable has finite bounds (then 'infeasible or unbounded' can only mean infeasible)."""
+    return all(v.lowBound is not None and v.upBound is not None for v in prob.variables())
+
+
+def _bound(prob: pulp.LpProblem, solver: str, log: str, constant: float) -> float | None:
+    """Best bound on the objective in the problem's own sense, including the objective's constant."""
+    if solver == "cbc":
+        m = re.search(r"^(?:Lower|Upper) bound:\s+(\S+)", log, flags=re.M)
+        if m is None:  # an LP, or CBC proved optimality without printing a bound
+            return float(pulp.value(prob.objective)) if prob.sol_status == pulp.LpSolutionOptimal else None
+        value = float(m.group(1))
+        return value + constant if math.isfinite(value) else None
+    info = prob.solverModel.getInfo()
+    if not prob.isMIP():
+        return float(pulp.value(prob.objective)) if prob.sol_status == pulp.LpSolutionOptimal else None
+    dual = float(info.mip_dual_bound)
+    if not math.isfinite(dual):
+        return None
+    # PuLP hands HiGHS min(sense * objective without constant)
+    return (-dual if prob.sense == pulp.LpMaximize else dual) + constant
+
+
+def _families(prob: pulp.LpProblem) -> list[str]:
+    """Constraint families (name up to the first '_' that PuLP writes for '-') present in `prob`."""
+    return sorted({c.name.split("_", 1)[0] for c in constraints_of(prob) if c.name})
+
+
+def constraints_of(prob: pulp.LpProblem) -> list:
+    """The problem's constraints (PuLP 3.x+ `constraints()`, or the 2.x dict)."""
+    cons = prob.constraints
+    return list(cons()) if callable(cons) else list(cons.values())
+
+
+def add_var(prob: pulp.LpProblem, name: str, low: float | None = None, up: float | None = None,
+            cat: str = pulp.LpContinuous) -> pulp.LpVariable:
+    """A variable owned by `prob` (PuLP 3.x `add_variable`; plain `LpVariable` on PuLP 2.x)."""
+    if hasattr(prob, "add_variable"):
+        return prob.add_variable(name, low, up, cat=cat)
+    return pulp.LpVariable(name, low, up, cat)
+
+
+def timed_build(build, *args, **kwargs):
+    """Call `build(*args, **kwargs)` and return (result, seconds)."""
+    t0 = time.perf_counter()
+    out = build(*args, **kwargs)
+    return out, time.perf_counter() - t0

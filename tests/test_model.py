@@ -1,0 +1,157 @@
+"""The UoMo network: tokeniser round trip, any grid size, adaLN-Zero start, context, masking semantics."""
+
+import numpy as np
+import pytest
+import torch
+
+from forecasting.batching import ContextSwitches, WindowTransform, encode
+from forecasting.model import PRESETS, UoMoConfig, UoMoNet, pad_to_patch, patchify, preset, unpatchify
+
+
+def _inputs(B=2, T=64, H=4, W=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.zeros(B, T, H, W, dtype=torch.bool)
+    mask[:, 48:] = True
+    return dict(
+        noisy=torch.randn(B, T, H, W, generator=g),
+        observed=torch.randn(B, T, H, W, generator=g),
+        mask=mask,
+        k=torch.randint(0, 100, (B,), generator=g),
+        time_of_day=torch.rand(B, T, generator=g),
+        day_of_week=torch.randint(0, 7, (B, T), generator=g),
+    )
+
+
+def test_patchify_round_trip():
+    x = torch.randn(2, 3, 8, 6, 4)
+    tokens = patchify(x, (4, 2, 2))
+    assert tokens.shape == (2, 2 * 3 * 2, 3 * 16)
+    assert torch.equal(unpatchify(tokens, (4, 2, 2), (8, 6, 4)), x)
+
+
+def test_pad_to_patch_pads_only_what_is_needed():
+    x = torch.ones(1, 1, 63, 5, 4)
+    y = pad_to_patch(x, (4, 2, 2))
+    assert y.shape == (1, 1, 64, 6, 4)
+    assert y[..., 63, :, :].abs().sum() == 0 and y[..., :, 5, :].abs().sum() == 0
+
+
+@pytest.mark.parametrize("grid", [(4, 4), (5, 7), (8, 8)])
+def test_forward_shapes_any_grid(grid):
+    net = UoMoNet(preset("tiny"))
+    out = net(**_inputs(H=grid[0], W=grid[1]))
+    assert out.shape == (2, 64, *grid)
+    assert torch.isfinite(out).all()
+
+
+def test_adaln_zero_initial_output_is_zero():
+    """adaLN-Zero: a fresh network predicts exactly 0 everywhere (identity blocks, zero head)."""
+    net = UoMoNet(preset("tiny"))
+    assert torch.count_nonzero(net(**_inputs())) == 0
+
+
+def _trained_like(net):
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return net
+
+
+def test_observed_values_at_hidden_entries_are_ignored():
+    """Whatever sits in `observed` at hidden entries, or in `noisy` at observed ones, cannot matter."""
+    net = _trained_like(UoMoNet(preset("tiny"))).eval()
+    a = _inputs()
+    b = {k: v.clone() for k, v in a.items()}
+    b["observed"][a["mask"]] = 123.0
+    b["noisy"][~a["mask"]] = -55.0
+    assert torch.allclose(net(**a), net(**b))
+
+
+def test_hidden_user_counts_cannot_change_the_forecast():
+    """No peeking: users at entries marked unknown must not influence the output."""
+    net = _trained_like(UoMoNet(preset("tiny"))).eval()
+    a = _inputs()
+    users = torch.rand(2, 64, 4, 4)
+    known = ~a["mask"]
+    out1 = net(**a, users=users, users_known=known)
+    users2 = users.clone()
+    users2[a["mask"]] = 99.0
+    out2 = net(**a, users=users2, users_known=known)
+    assert torch.allclose(out1, out2)
+    users3 = users.clone()
+    users3[known] += 1.0
+    assert not torch.allclose(out1, net(**a, users=users3, users_known=known))
+
+
+def test_poi_of_any_width_and_padded_categories_are_neutral():
+    net = _trained_like(UoMoNet(preset("tiny"))).eval()
+    a = _inputs()
+    poi = torch.rand(2, 21, 4, 4) * 10
+    out21 = net(**a, poi=poi)
+    padded = torch.cat([poi, torch.full((2, 2, 4, 4), 7.0)], 1)
+    valid = torch.zeros(2, 23, dtype=torch.bool)
+    valid[:, :21] = True
+    assert torch.allclose(out21, net(**a, poi=padded, poi_valid=valid), atol=1e-6)
+    out23 = net(**a, poi=torch.rand(2, 23, 4, 4))
+    assert out23.shape == out21.shape
+
+
+def test_padding_cells_do_not_leak():
+    """Values in cells flagged invalid are never read."""
+    net = _trained_like(UoMoNet(preset("tiny"))).eval()
+    a = _inputs()
+    valid = torch.ones(2, 64, 4, 4, dtype=torch.bool)
+    valid[:, :, 3, :] = False
+    out1 = net(**a, valid=valid)
+    a2 = {k: v.clone() for k, v in a.items()}
+    a2["observed"][:, :, 3, :] = 50.0
+    out2 = net(**a2, valid=valid)
+    assert torch.allclose(out1[:, :, :3], out2[:, :, :3], atol=1e-6)
+
+
+def test_presets_registry_and_sizes():
+    assert {"cpu", "paper-5m", "paper-35m", "paper-200m"} <= set(PRESETS)
+    n = sum(p.numel() for p in UoMoNet(preset("cpu")).parameters())
+    assert 2e5 < n < 3e6
+    with pytest.raises(ValueError, match="unknown model preset"):
+        preset("huge")
+    cfg = preset("paper-5m")
+    assert UoMoConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_backbone_parameters_are_attention_and_mlp_only():
+    net = UoMoNet(preset("tiny"))
+    backbone = {id(p) for p in net.backbone_parameters()}
+    for name, p in net.named_parameters():
+        is_backbone = ".attn." in name or ".mlp." in name
+        assert (id(p) in backbone) == (is_backbone and name.startswith("blocks.")), name
+
+
+def test_window_transform_inverts_exactly_and_uses_only_observed():
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(3, 64, 4, 4, generator=g) * torch.tensor([1e-3, 1e-1, 1.0]).view(3, 1, 1, 1)
+    mask = torch.zeros_like(x, dtype=torch.bool)
+    mask[:, 48:] = True
+    tr = WindowTransform.from_observed(x, ~mask)
+    assert torch.allclose(tr.from_model(tr.to_model(x)), x, rtol=1e-4, atol=1e-8)
+    expected = x[:, :48].mean((1, 2, 3))
+    assert torch.allclose(tr.scale.flatten(), expected, rtol=1e-5)
+    x2 = x.clone()
+    x2[mask] = 1e6
+    assert torch.allclose(WindowTransform.from_observed(x2, ~mask).scale, tr.scale)
+
+
+def test_encode_hides_users_with_traffic():
+    rng = np.random.default_rng(0)
+    traffic = rng.random((2, 64, 4, 4)).astype(np.float32)
+    users = rng.random((2, 64, 4, 4)).astype(np.float32)
+    mask = np.zeros_like(traffic, dtype=bool)
+    mask[:, 16:] = True
+    tod = np.tile(np.arange(64) / 48 % 1, (2, 1))
+    dow = np.zeros((2, 64), int)
+    _, cond, _ = encode(traffic, mask, tod, dow, users=users, context=ContextSwitches(users=True, poi=False))
+    assert torch.equal(cond["users_known"], ~torch.as_tensor(mask))
+    assert (cond["users"][torch.as_tensor(mask)] == 0).all()
+    _, cond_off, _ = encode(traffic, mask, tod, dow, users=users, context=ContextSwitches(users=False, poi=False))
+    assert "users" not in cond_off

@@ -1,0 +1,166 @@
+"""Training loop: reproducibility, exact resume, safe checkpoints, DDP on CPU (gloo, 2 processes)."""
+
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from forecasting.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from forecasting.data import City
+from forecasting.forecast import load_forecaster
+from forecasting.train import TrainConfig, draw_batch, build_pool, train
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_city(name="toy", regions=4, days=3, spd=24, seed=0) -> City:
+    """A small periodic city: 4 regions (2 train, 1 val, 1 test) of 4x4 cells, hourly slots."""
+    rng = np.random.default_rng(seed)
+    T = days * spd
+    t = np.arange(T)
+    daily = 1.5 + np.sin(2 * np.pi * t / spd)
+    level = rng.lognormal(0, 1, size=(regions, 1, 4, 4))
+    traffic = level * daily[None, :, None, None] * rng.lognormal(0, 0.1, size=(regions, T, 4, 4))
+    return City(
+        name=name,
+        traffic=traffic.astype(np.float32),
+        users=(traffic * 0.1).astype(np.float32),
+        poi=rng.poisson(3, size=(regions, 5, 4, 4)).astype(np.float32),
+        day_of_week=np.tile((t // spd) % 7, (regions, 1)),
+        slot_of_day=np.tile(t % spd, (regions, 1)),
+        slots_per_day=spd,
+        split=np.array(["train", "train", "val", "test"][:regions]),
+    )
+
+
+def _cfg(tmp_path, **kw) -> TrainConfig:
+    base = dict(preset="tiny", cities=["toy"], steps=6, batch_size=4, val_every=3, val_max_windows=4,
+                val_samples=2, val_steps=2, diffusion_steps=20, warmup=2, out=str(tmp_path / "run"))
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _weights(path):
+    state, _ = load_checkpoint(path)
+    return state["model"]
+
+
+def test_same_seed_same_weights(tmp_path):
+    city = tiny_city()
+    train(_cfg(tmp_path / "a"), cities=[city], progress=False)
+    train(_cfg(tmp_path / "b"), cities=[city], progress=False)
+    wa, wb = _weights(tmp_path / "a/run/last.pt"), _weights(tmp_path / "b/run/last.pt")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_resume_continues_exactly(tmp_path):
+    """A run stopped at step 3 and resumed to step 6 equals an uninterrupted 6-step run."""
+    city = tiny_city()
+    train(_cfg(tmp_path / "full"), cities=[city], progress=False)
+    train(_cfg(tmp_path / "cut", steps=3), cities=[city], progress=False)
+    summary = train(_cfg(tmp_path / "cut", steps=6), cities=[city], progress=False, resume=True)
+    assert summary["steps"] == 6
+    wf, wc = _weights(tmp_path / "full/run/last.pt"), _weights(tmp_path / "cut/run/last.pt")
+    assert all(torch.allclose(wf[k], wc[k], atol=1e-6) for k in wf)
+
+
+def test_best_checkpoint_loads_as_forecaster_and_forecasts(tmp_path):
+    city = tiny_city()
+    summary = train(_cfg(tmp_path), cities=[city], progress=False)
+    model = load_forecaster(summary["best"], device="cpu", n_samples=3, steps=3)
+    frame = model.forecast_city(city, task="short", regions=[3])
+    assert {"region", "row", "col", "step", "truth", "mean", "q0.1", "q0.9"} <= set(frame.columns)
+    assert len(frame) == (city.n_steps // 64) * 16 * 16  # last 16 steps of each window x 16 cells
+    assert (frame["q0.1"] <= frame["q0.9"] + 1e-9).all() and (frame["mean"] >= 0).all()
+
+
+def test_corrupt_truncated_and_foreign_checkpoints_are_refused(tmp_path):
+    good = save_checkpoint(tmp_path / "good.pt", {"ema": {"w": torch.zeros(2)}}, {"model": {}})
+    data = good.read_bytes()
+    (tmp_path / "trunc.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="not a loadable"):
+        load_checkpoint(tmp_path / "trunc.pt")
+    # a pickle that would run code on load is refused by weights_only loading, and nothing runs
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    torch.save({"format": "uomo-checkpoint", "x": Evil()}, tmp_path / "evil.pt", _use_new_zipfile_serialization=True, pickle_module=pickle)
+    with pytest.raises(CheckpointError):
+        load_checkpoint(tmp_path / "evil.pt")
+    assert not marker.exists()
+    torch.save({"weights": torch.zeros(1)}, tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match="not a UoMo checkpoint"):
+        load_checkpoint(tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_mismatched_weights_are_refused_not_skipped(tmp_path):
+    city = tiny_city()
+    summary = train(_cfg(tmp_path), cities=[city], progress=False)
+    state, config = load_checkpoint(summary["best"])
+    state["ema"].pop(next(iter(state["ema"])))
+    save_checkpoint(tmp_path / "broken.pt", state, config)
+    with pytest.raises(CheckpointError, match="missing"):
+        load_forecaster(tmp_path / "broken.pt")
+
+
+def test_batches_mix_tasks_and_respect_few_shot_fraction():
+    city = tiny_city(days=4)
+    pool = build_pool(city, fraction=0.1, seed=0)
+    full = build_pool(city)
+    assert 0 < len(pool.pairs) <= round(0.1 * len(full.pairs)) + 1
+    batch = draw_batch([full], 64, {"short": 1, "long": 1, "generation": 1, "random": 1}, np.random.default_rng(0))
+    hidden_share = batch["mask"].mean(axis=(1, 2, 3))
+    assert len(np.unique(np.round(hidden_share, 3))) > 3  # several task types present
+    assert batch["users_available"].all() and batch["poi_valid"][:, :5].all()
+
+
+def test_bad_config_is_rejected():
+    with pytest.raises(ValueError, match="freeze"):
+        TrainConfig(freeze="half").validate()
+    with pytest.raises(ValueError, match="context"):
+        TrainConfig(context=["weather"]).validate()
+    with pytest.raises(ValueError, match="train_fraction"):
+        TrainConfig(train_fraction=0).validate()
+
+
+DDP_SCRIPT = r"""
+import os, sys, torch, torch.distributed as dist
+sys.path.insert(0, {repo!r})
+from tests.test_train import tiny_city
+from forecasting.train import TrainConfig, train
+cfg = TrainConfig(preset="tiny", cities=["toy"], steps=3, batch_size=4, val_every=3, val_max_windows=4,
+                  val_samples=2, val_steps=2, diffusion_steps=20, warmup=1, out={out!r})
+train(cfg, cities=[tiny_city()], progress=False)
+# after DDP training every rank must hold identical weights (gradients were all-reduced)
+from forecasting.checkpoint import load_checkpoint
+dist.barrier()
+state = load_checkpoint(os.path.join({out!r}, "last.pt"))[0]["model"]
+flat = torch.cat([v.flatten().float() for v in state.values()])
+gathered = [torch.zeros_like(flat) for _ in range(dist.get_world_size())]
+dist.all_gather(gathered, flat)
+assert all(torch.equal(gathered[0], g) for g in gathered), "ranks diverged"
+print("DDP-OK", dist.get_rank(), dist.get_world_size())
+dist.destroy_process_group()
+"""
+
+
+def test_ddp_two_cpu_processes_with_gloo(tmp_path):
+    script = tmp_path / "ddp_run.py"
+    script.write_text(DDP_SCRIPT.format(repo=str(REPO), out=str(tmp_path / "ddp")))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517", str(script)],
+        capture_output=True, text=True, timeout=240, env=env, cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert proc.stdout.count("DDP-OK") == 2
