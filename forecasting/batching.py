@@ -1,15 +1,20 @@
-"""Windows + masks -> the tensors the network sees, and the per-window scale that maps back exactly.
+"""Windows + masks -> the tensors the network sees, and the per-cell scale that maps back exactly.
 
-Regions differ by orders of magnitude (Nanjing's test area carries ~1.5% of the training mean), so a
-single city-wide scale leaves quiet areas at ~0 where the network cannot resolve them. Each window is
-therefore rescaled by what is *observed* in it (never by hidden values):
+Regions differ by orders of magnitude (Nanjing's test area carries ~1.5% of the training mean), and so
+do the cells inside one window. Each cell is therefore rescaled by what is *observed* of it (never by
+hidden values); a cell with no observation at all (generation) takes the window's observed mean:
 
-    s = max(mean of observed entries, s_min)                     (per window)
-    y = (log1p(x / s) - SHIFT) / SPREAD                           (model space)
-    x = s * expm1(SPREAD * y + SHIFT)                             (exact inverse)
+    m_w = mean of observed entries of the window                      (B,)
+    s_c = mean of observed entries of cell c  if c has any, else m_w   (B, H, W)
+    s   = max(s_c, 0.05 m_w, s_min)                                    (floor for all-zero cells)
+    y   = (log1p(x / s) - SHIFT) / SPREAD                              (model space)
+    x   = s * expm1(SPREAD * y + SHIFT)                                (exact inverse)
 
-log1p compresses the heavy upper tail; SHIFT/SPREAD centre typical values near 0 with unit spread.
-The valid range x in [0, 1] maps to per-window bounds used to clamp x0 predictions while sampling.
+so a network output of ~0 already means "the cell's own observed level" (historical average) and the
+network learns shapes and corrections. The cell's level relative to the window, log(s / m_w), is given
+to the network as an input channel so that no magnitude information is lost by the rescaling.
+log1p compresses the heavy upper tail. The valid range x in [0, 1] maps to per-cell bounds used to
+clamp x0 predictions while sampling.
 """
 
 from __future__ import annotations
@@ -28,16 +33,29 @@ MIN_SCALE = 1e-5
 
 @dataclass
 class WindowTransform:
-    """Per-window affine-log map between normalised values and model space. scale: (B, 1, 1, 1)."""
+    """Per-cell log-affine map between normalised values and model space.
+
+    scale (B, 1, H, W): per-cell scale s; relative (B, H, W): log(s / m_w) where the cell has
+    observations, 0 elsewhere.
+    """
 
     scale: torch.Tensor
+    relative: torch.Tensor
 
     @classmethod
     def from_observed(cls, values: torch.Tensor, known: torch.Tensor) -> "WindowTransform":
-        """Scale = mean of `values` where `known` (B, T, H, W), floored at MIN_SCALE."""
+        """Scales from the entries of `values` (B, T, H, W) where `known` is True."""
         k = known.float()
-        mean = (torch.nan_to_num(values) * k).flatten(1).sum(1) / k.flatten(1).sum(1).clamp(min=1.0)
-        return cls(mean.clamp(min=MIN_SCALE).view(-1, 1, 1, 1))
+        v = torch.nan_to_num(values) * k
+        window_mean = (v.flatten(1).sum(1) / k.flatten(1).sum(1).clamp(min=1.0)).clamp(min=MIN_SCALE)  # (B,)
+        n_cell = k.sum(1)  # (B, H, W)
+        cell_mean = v.sum(1) / n_cell.clamp(min=1.0)  # (B, H, W)
+        wm = window_mean.view(-1, 1, 1)
+        has = n_cell > 0
+        scale = torch.where(has, cell_mean, wm)
+        scale = torch.maximum(scale, 0.05 * wm).clamp(min=MIN_SCALE)  # (B, H, W)
+        relative = torch.where(has, torch.log(scale / wm), torch.zeros_like(scale))
+        return cls(scale[:, None], relative)
 
     def to_model(self, x: torch.Tensor) -> torch.Tensor:
         return (torch.log1p(x.clamp(min=0) / self.scale) - SHIFT) / SPREAD
@@ -51,7 +69,7 @@ class WindowTransform:
         return zero, self.to_model(torch.ones_like(self.scale))
 
     def take(self, idx) -> "WindowTransform":
-        return WindowTransform(self.scale[idx])
+        return WindowTransform(self.scale[idx], self.relative[idx])
 
 
 @dataclass(frozen=True)
@@ -96,12 +114,14 @@ def encode(
         "time_of_day": as_t(time_of_day),
         "day_of_week": as_t(day_of_week, torch.long),
         "valid": valid_t,
+        "cell_scale": transform.relative,
     }
     if context.users and users is not None:
         users_t = as_t(users)
         users_known = known
         if users_available is not None:
             users_known = known & as_t(users_available, torch.bool).view(-1, 1, 1, 1)
+        # users share the traffic cells' relative levels: scale them by their own observed means
         u_transform = WindowTransform.from_observed(users_t, users_known)
         u_model = u_transform.to_model(torch.nan_to_num(users_t))
         cond["users"] = torch.where(users_known, u_model, torch.zeros_like(users_t))
@@ -125,7 +145,7 @@ def encode_windows(
         windows.day_of_week,
         users=windows.users,
         poi=windows.poi,
-        valid=getattr(windows, "valid", None),
+        valid=None if windows.valid is None else np.broadcast_to(windows.valid[:, None], windows.traffic.shape),
         context=context,
         device=device,
     )

@@ -311,6 +311,7 @@ class Windows:
     users: np.ndarray | None = None
     poi: np.ndarray | None = None
     scalers: CityScalers | None = None
+    valid: np.ndarray | None = None  # (N, H, W) False at padded/absent cells; None = all valid
 
     def __len__(self) -> int:
         return self.traffic.shape[0]
@@ -331,6 +332,7 @@ class Windows:
             start=self.start[idx],
             users=pick(self.users),
             poi=pick(self.poi),
+            valid=pick(self.valid),
         )
 
 
@@ -384,6 +386,7 @@ def make_windows(
         users=users,
         poi=None if city.poi is None else city.poi[reg],
         scalers=scalers,
+        valid=None if city.cell_valid is None else city.cell_valid[reg],
     )
 
 
@@ -1600,6 +1603,7 @@ REAL_CITY_NAMES = ("nanjing", "nanchang")
 def load_city(source: str | Path, **kwargs) -> City:
     """Load a city from any supported source; keyword arguments go to the matching loader.
 
+    - a synthetic preset name ('synthetic', 'synthetic-small', ...; see `forecasting.synthetic`);
     - 'nanjing' / 'nanchang': `<default_data_dir()>/<name>.npz` (`load_npz`);
     - a `.npz` file (`load_npz`);
     - a directory with release JSON (`load_release_json`; `city=` picks one if there are several);
@@ -1607,6 +1611,10 @@ def load_city(source: str | Path, **kwargs) -> City:
     - a CSV/Parquet long table (`load_long_table`, e.g. with cells=..., poi=..., region_size=...).
     """
     text = str(source)
+    if text.startswith("synthetic") and not Path(text).exists():
+        from .synthetic import city_from_name  # lazy: the generator imports this module
+
+        return city_from_name(text, **kwargs)
     if text.lower() in REAL_CITY_NAMES and not Path(text).exists():
         path = default_data_dir() / f"{text.lower()}.npz"
         if not path.exists():

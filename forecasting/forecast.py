@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .batching import ContextSwitches, encode, repeat_cond
+from .batching import ContextSwitches, encode_windows, repeat_cond
 from .checkpoint import CheckpointError, load_checkpoint, load_state_strict
 from .data import City, CityScalers, Scaler, Windows, make_windows
 from .diffusion import NoiseSchedule, make_schedule, sample
@@ -74,10 +74,7 @@ def predict_samples(
     chunk = max(1, sampling.batch_size // S)
     for lo in range(0, len(windows), chunk):
         part = windows.take(slice(lo, lo + chunk))
-        _, cond, transform = encode(
-            part.traffic, mask[lo : lo + chunk], part.time_of_day, part.day_of_week,
-            users=part.users, poi=part.poi, context=context, device=device,
-        )
+        _, cond, transform = encode_windows(part, mask[lo : lo + chunk], context=context, device=device)
         cond = repeat_cond(cond, S)
         rep = transform.take(torch.arange(transform.scale.shape[0]).repeat_interleave(S))
         lo_b, hi_b = rep.bounds()

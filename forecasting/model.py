@@ -271,8 +271,8 @@ class FinalLayer(nn.Module):
 
 #: Per-entry channels of the main stream: noisy masked part e_k, observed part o, mask m, validity.
 MAIN_CHANNELS = 4
-#: Per-entry channels of the observation condition: o, 1 - m (observed flag), validity.
-OBS_CHANNELS = 3
+#: Per-entry channels of the observation condition: o, 1 - m (observed flag), validity, cell level.
+OBS_CHANNELS = 4
 #: Per-entry channels of the user context: users (observed entries only), users-known flag.
 USER_CHANNELS = 2
 
@@ -287,6 +287,7 @@ class UoMoNet(nn.Module):
       mask      True where hidden (to generate)
       k         (B,) diffusion step
       valid     False at cells padded or absent from the data (never attended as signal)
+      cell_scale (B, H, W) log level of each cell relative to its window (see batching.WindowTransform)
     Context (paper 3.3) is optional: users (B, T, H, W) with `users_known` (True where the user count
     would be known when forecasting), POI counts (B, C, H, W) of any width C with `poi_valid` (B, C).
     Returns the x0 prediction (B, T, H, W).
@@ -357,6 +358,7 @@ class UoMoNet(nn.Module):
         users_known: torch.Tensor | None = None,
         poi: torch.Tensor | None = None,
         poi_valid: torch.Tensor | None = None,
+        cell_scale: torch.Tensor | None = None,
     ) -> torch.Tensor:
         B, T, H, W = noisy.shape
         patch = self.config.patch
@@ -366,7 +368,8 @@ class UoMoNet(nn.Module):
         o = observed * (1 - maskf) * validf  # (B, T, H, W) observed part (Eq. 4)
 
         main = torch.stack([e_k, o, maskf, validf], 1)  # (B, 4, T, H, W)
-        obs = torch.stack([o, (1 - maskf) * validf, validf], 1)  # (B, 3, T, H, W)
+        level = torch.zeros_like(o) if cell_scale is None else cell_scale[:, None].expand(B, T, H, W) * validf
+        obs = torch.stack([o, (1 - maskf) * validf, validf, level], 1)  # (B, 4, T, H, W)
         main, obs = pad_to_patch(main, patch), pad_to_patch(obs, patch)
         grid = main.shape[-3:]
         tokens_grid = (grid[0] // patch[0], grid[1] // patch[1], grid[2] // patch[2])

@@ -32,7 +32,7 @@ import torch.distributed as dist
 
 from .batching import ContextSwitches, encode, roll_context
 from .checkpoint import CheckpointError, load_checkpoint, load_state_strict, save_checkpoint
-from .data import City, CityScalers, DataError, default_data_dir, load_npz, make_windows, window_starts
+from .data import City, CityScalers, DataError, load_city, load_npz, make_windows, window_starts
 from .diffusion import make_schedule, training_loss
 from .forecast import SamplingConfig, default_device, predict_samples, scalers_to_dict
 from .interface import hide
@@ -97,19 +97,12 @@ class TrainConfig:
 
 
 def resolve_city(spec: str, data_dir: str | Path | None = None) -> City:
-    """A city by name: a synthetic preset ('synthetic...'), a real city in the data dir, or a file path."""
-    path = Path(spec)
-    if path.suffix == ".npz" or path.exists():
-        return load_npz(path)
-    if spec.startswith("synthetic"):
-        from .synthetic import city_from_name
-
-        return city_from_name(spec)
-    d = Path(data_dir) if data_dir else default_data_dir()
-    candidate = d / f"{spec}.npz"
-    if candidate.is_file():
-        return load_npz(candidate)
-    raise DataError(f"unknown city {spec!r}: not a synthetic preset, not {candidate}, not a file")
+    """A city by name or path (see `forecasting.data.load_city`); real names resolve in `data_dir`."""
+    if data_dir is not None and not Path(spec).exists() and not spec.startswith("synthetic"):
+        candidate = Path(data_dir) / f"{spec}.npz"
+        if candidate.is_file():
+            return load_npz(candidate)
+    return load_city(spec)
 
 
 @dataclass
@@ -153,6 +146,7 @@ def draw_batch(pools: Sequence[CityPool], size: int, task_mix: dict, rng: np.ran
         "poi_valid": np.zeros((size, max_poi), bool),
         "time_of_day": np.zeros((size, T), np.float32),
         "day_of_week": np.zeros((size, T), np.int64),
+        "valid": np.ones((size, T, H, W), bool),
     }
     for i, g in enumerate(which):
         pool = group[g]
@@ -168,6 +162,8 @@ def draw_batch(pools: Sequence[CityPool], size: int, task_mix: dict, rng: np.ran
             out["poi_valid"][i, :C] = True
         out["time_of_day"][i] = pool.city.slot_of_day[r, sl] / pool.city.slots_per_day
         out["day_of_week"][i] = pool.city.day_of_week[r, sl]
+        if pool.city.cell_valid is not None:
+            out["valid"][i] = pool.city.cell_valid[r][None]
     names = list(task_mix)
     probs = np.array([task_mix[n] for n in names], float)
     tasks = rng.choice(len(names), size=size, p=probs / probs.sum())
@@ -186,7 +182,7 @@ def draw_batch(pools: Sequence[CityPool], size: int, task_mix: dict, rng: np.ran
             ])
         else:
             masks[idx] = batch_masks(name, idx.size, (T, H, W))
-    out["mask"] = masks
+    out["mask"] = masks & out["valid"]  # padded cells are neither forecast nor scored
     return out
 
 
@@ -312,7 +308,7 @@ def train(cfg: TrainConfig, resume: bool = False, cities: Sequence[City] | None 
         x0, cond, _ = encode(
             batch["traffic"], batch["mask"], batch["time_of_day"], batch["day_of_week"],
             users=batch["users"], poi=batch["poi"], poi_valid=batch["poi_valid"],
-            users_available=batch["users_available"], context=switches, device=device,
+            users_available=batch["users_available"], valid=batch["valid"], context=switches, device=device,
         )
         negative = roll_context(cond) if cfg.contrastive_weight > 0 and (switches.users or switches.poi) else None
         net.train()
@@ -329,8 +325,10 @@ def train(cfg: TrainConfig, resume: bool = False, cities: Sequence[City] | None 
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
         with torch.no_grad():
+            # EMA with warm-up: early averages must not stay anchored to the random initialisation
+            decay = min(cfg.ema_decay, (1 + step) / (10 + step))
             for pe, pn in zip(ema.parameters(), net.parameters()):
-                pe.lerp_(pn, 1 - cfg.ema_decay)
+                pe.lerp_(pn, 1 - decay)
         step += 1
         windows_seen += cfg.batch_size
         if bar is not None:

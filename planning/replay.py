@@ -7,7 +7,8 @@ Deployment (x BSs per cell, capacity C0 x_i, real demand R (cells, slots)):
     cost           sum_i c_i (x_i - e_i) (new BSs only); cost ratio = cost / (mean c * (M - sum e)),
                    the share of the BS allowance a plan spends
     objective      J(x; R) = (1 + beta) sum min(C0 x, R) - beta sum R - alpha T sum c (x - e)
-    regret         (J(x*_R; R) - J(x; R)) / |J(x*_R; R)|, x*_R the plan solved on R itself
+    regret         (J(x*_R; R) - J(x; R)) / ((1 + beta) sum R), x*_R the plan solved on R itself: the
+                   objective lost, as a share of the value of serving all demand (J* itself can be ~0)
 Served demand is per cell (no sharing with neighbours), the same whether or not the plan used it.
 
 Sleep control (x active RRUs per cell and slot, real load L):
@@ -115,7 +116,8 @@ def replay_deployment(
     regret = None
     if oracle is not None:
         J_star = deploy_objective(_plan_array(oracle, "x", real), R, params)
-        regret = (J_star - J) / abs(J_star) if J_star != 0 else None
+        value = (1 + params.beta) * total
+        regret = (J_star - J) / value if value > 0 else 0.0
     return DeployScore(
         served_ratio=float(served.sum() / total) if total > 0 else 1.0,
         deficit=float((R[loaded] > np.broadcast_to(cap[:, None], R.shape)[loaded]).mean()) if loaded.any() else 0.0,

@@ -135,11 +135,25 @@ def test_window_transform_inverts_exactly_and_uses_only_observed():
     mask[:, 48:] = True
     tr = WindowTransform.from_observed(x, ~mask)
     assert torch.allclose(tr.from_model(tr.to_model(x)), x, rtol=1e-4, atol=1e-8)
-    expected = x[:, :48].mean((1, 2, 3))
-    assert torch.allclose(tr.scale.flatten(), expected, rtol=1e-5)
+    expected = x[:, :48].mean(1)  # per-cell observed mean (all cells observed here)
+    assert torch.allclose(tr.scale[:, 0], expected, rtol=1e-5)
+    window = x[:, :48].mean((1, 2, 3))
+    assert torch.allclose(tr.relative, torch.log(expected / window[:, None, None]), atol=1e-5)
     x2 = x.clone()
     x2[mask] = 1e6
     assert torch.allclose(WindowTransform.from_observed(x2, ~mask).scale, tr.scale)
+
+
+def test_cells_without_history_take_the_window_level():
+    x = torch.ones(1, 64, 2, 2)
+    x[:, :, 0, 0] = 3.0
+    mask = torch.zeros_like(x, dtype=torch.bool)
+    mask[:, :, 1, 1] = True  # generation: cell (1, 1) has no observation
+    x[:, :, 1, 1] = 1e3  # hidden values must not leak into any scale
+    tr = WindowTransform.from_observed(x, ~mask)
+    assert tr.scale[0, 0, 0, 0] == pytest.approx(3.0)
+    assert tr.scale[0, 0, 1, 1] == pytest.approx(5.0 / 3.0)  # mean of observed cells 3, 1, 1
+    assert tr.relative[0, 1, 1] == 0
 
 
 def test_encode_hides_users_with_traffic():

@@ -34,9 +34,9 @@ def test_deployment_scores_by_hand():
     assert s.idle == pytest.approx(0.25)
     assert s.cost == 1 and s.cost_ratio == pytest.approx(0.25) and s.n_bs == 1
     assert s.objective == pytest.approx(13.0) and s.regret is None
-    # the oracle (1, 1): J = 15 + 8 - 4 = 19 -> regret (19 - 13) / 19
+    # the oracle (1, 1): J = 15 + 8 - 4 = 19 -> regret (19 - 13) / ((1 + beta) * 28) = 6 / 28
     r = replay_deployment(np.array([1, 0]), cube([[15, 5], [8, 0]]), p, oracle=np.array([1, 1]))
-    assert r.regret == pytest.approx(6 / 19)
+    assert r.regret == pytest.approx(6 / 28)
 
 
 def test_existing_sites_are_free_in_cost():

@@ -1,0 +1,543 @@
+"""Metrics on masked entries and the forecast benchmark: every forecaster, every city, the paper's three tasks.
+
+    python -m forecasting.evaluate [--quick] [--cities synthetic nanjing nanchang] [--models ...]
+                                   [--tasks short long generation] [--out bench/results]
+
+Each model is fitted on a city's training regions, then scored on all stride-1 windows of its test
+regions (every `quick_stride`-th window with `--quick`). Metrics are pooled over all hidden entries of
+all windows, on the normalised [0, 1] scale (clipped ground truth, as in the paper) and in raw units
+(the normalised errors times the city's scale). Results are merged into `forecast.json` (records
+replaced by (city, task, model), others kept) and rendered as `forecast.md`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from .data import City, DataError, Windows, available_real_cities, load_npz, make_windows
+from .interface import Forecaster, NotApplicable, hide
+from .masks import EVAL_TASKS, batch_masks, task_mask
+
+RECORD_KEYS = ("city", "task", "model", "rmse", "mae", "jsd", "crps", "windows", "seconds")
+JSD_BINS = 50
+DEFAULT_ARIMA_MAX_WINDOWS = 32
+QUICK_ARIMA_MAX_WINDOWS = 4
+QUICK_STRIDE = 8
+
+
+# ----------------------------------------------------------------------------------------------------
+# Metrics (pure functions; `mask` True = hidden = scored)
+# ----------------------------------------------------------------------------------------------------
+
+
+def _masked_errors(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    pred, truth, mask = np.asarray(pred), np.asarray(truth), np.asarray(mask, dtype=bool)
+    if pred.shape != truth.shape or mask.shape != truth.shape:
+        raise ValueError(f"shapes differ: pred {pred.shape}, truth {truth.shape}, mask {mask.shape}")
+    if not mask.any():
+        raise ValueError("the mask hides no entry: nothing to score")
+    return pred[mask].astype(np.float64) - truth[mask].astype(np.float64)
+
+
+def rmse(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
+    """sqrt(mean over hidden entries of (pred - truth)^2)."""
+    return float(np.sqrt(np.mean(_masked_errors(pred, truth, mask) ** 2)))
+
+
+def mae(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
+    """mean over hidden entries of |pred - truth|."""
+    return float(np.mean(np.abs(_masked_errors(pred, truth, mask))))
+
+
+def histogram(values: np.ndarray, bins: int = JSD_BINS) -> np.ndarray:
+    """Counts of `values` clipped to [0, 1] in `bins` equal bins on [0, 1] (float64)."""
+    v = np.clip(np.asarray(values, dtype=np.float64).ravel(), 0.0, 1.0)
+    return np.histogram(v, bins=bins, range=(0.0, 1.0))[0].astype(np.float64)
+
+
+def jsd_from_counts(p: np.ndarray, q: np.ndarray) -> float:
+    """Jensen-Shannon divergence (base 2, in [0, 1]) of two histograms given as counts.
+
+    JSD(P, Q) = 1/2 KL(P || M) + 1/2 KL(Q || M),  M = (P + Q) / 2,  KL(P || M) = sum_i p_i log2(p_i / m_i).
+    """
+    p, q = np.asarray(p, dtype=np.float64), np.asarray(q, dtype=np.float64)
+    if p.shape != q.shape or p.sum() <= 0 or q.sum() <= 0:
+        raise ValueError("JSD needs two non-empty histograms of the same bins")
+    p, q = p / p.sum(), q / q.sum()
+    m = 0.5 * (p + q)
+
+    def kl(a: np.ndarray) -> float:
+        nz = a > 0
+        return float(np.sum(a[nz] * np.log2(a[nz] / m[nz])))
+
+    return float(min(max(0.5 * kl(p) + 0.5 * kl(q), 0.0), 1.0))
+
+
+def jsd(generated: np.ndarray, real: np.ndarray, bins: int = JSD_BINS) -> float:
+    """JSD (base 2) between the `bins`-bin histograms on [0, 1] of generated and real values."""
+    return jsd_from_counts(histogram(generated, bins), histogram(real, bins))
+
+
+def crps_sum(samples: np.ndarray, truth: np.ndarray) -> float:
+    """Sum over entries of the unbiased sample CRPS (energy form) of S samples per entry.
+
+        CRPS(F, y) = E|X - y| - 1/2 E|X - X'|
+                   ~ 1/S sum_i |x_i - y| - 1 / (2 S (S - 1)) sum_{i != j} |x_i - x_j|
+
+    samples (S, M), truth (M,). The second (spread) term uses the unbiased pair average ("fair" CRPS),
+    so a forecast whose samples all equal one value scores exactly its absolute error; with S = 1 the
+    spread term is 0. sum_{i<j} |x_i - x_j| = sum_k (2k - S + 1) x_(k) over sorted samples x_(0..S-1).
+    """
+    samples = np.asarray(samples, dtype=np.float64)
+    truth = np.asarray(truth, dtype=np.float64)
+    S = samples.shape[0]
+    accuracy = np.abs(samples - truth[None]).mean(axis=0)
+    if S < 2:
+        return float(accuracy.sum())
+    ordered = np.sort(samples, axis=0)
+    k = np.arange(S, dtype=np.float64).reshape(-1, *([1] * (samples.ndim - 1)))
+    pair_sum = ((2 * k - S + 1) * ordered).sum(axis=0)  # sum_{i<j} |x_i - x_j|
+    spread = pair_sum / (S * (S - 1))  # = 1/(2 S (S-1)) * sum_{i != j}
+    return float((accuracy - spread).sum())
+
+
+def crps(samples: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
+    """Mean CRPS over hidden entries; samples (S, *truth.shape)."""
+    samples, mask = np.asarray(samples), np.asarray(mask, dtype=bool)
+    if samples.shape[1:] != np.shape(truth) or mask.shape != np.shape(truth):
+        raise ValueError(f"samples {samples.shape} must be (S, *{np.shape(truth)}) like the mask {mask.shape}")
+    if not mask.any():
+        raise ValueError("the mask hides no entry: nothing to score")
+    return crps_sum(samples[:, mask], np.asarray(truth)[mask]) / int(mask.sum())
+
+
+@dataclass
+class MetricAccumulator:
+    """Pooled metrics over chunks: sums of squared/absolute errors, histograms and CRPS over hidden entries."""
+
+    bins: int = JSD_BINS
+    n: int = 0
+    sq: float = 0.0
+    abs: float = 0.0
+    crps: float = 0.0
+    crps_n: int = 0
+    hist_pred: np.ndarray = field(default=None)  # type: ignore[assignment]
+    hist_true: np.ndarray = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        self.hist_pred = np.zeros(self.bins)
+        self.hist_true = np.zeros(self.bins)
+
+    def update(self, pred: np.ndarray, truth: np.ndarray, mask: np.ndarray, samples: np.ndarray | None = None) -> None:
+        err = _masked_errors(pred, truth, mask)
+        self.n += err.size
+        self.sq += float(np.sum(err**2))
+        self.abs += float(np.sum(np.abs(err)))
+        self.hist_pred += histogram(np.asarray(pred)[mask], self.bins)
+        self.hist_true += histogram(np.asarray(truth)[mask], self.bins)
+        if samples is not None:
+            self.crps += crps_sum(np.asarray(samples)[:, mask], np.asarray(truth)[mask])
+            self.crps_n += err.size
+
+    def result(self, with_jsd: bool) -> dict[str, float | None]:
+        if self.n == 0:
+            return {"rmse": None, "mae": None, "jsd": None, "crps": None}
+        return {
+            "rmse": float(np.sqrt(self.sq / self.n)),
+            "mae": self.abs / self.n,
+            "jsd": jsd_from_counts(self.hist_pred, self.hist_true) if with_jsd else None,
+            "crps": self.crps / self.crps_n if self.crps_n else None,
+        }
+
+
+# ----------------------------------------------------------------------------------------------------
+# Masks and window subsets shared by all models
+# ----------------------------------------------------------------------------------------------------
+
+
+def window_masks(windows: Windows, task: str, seed: int = 0) -> np.ndarray:
+    """(N, T, H, W) masks of `task`; random masks (generation) are seeded by (seed, region, start) of
+    each window, so every model and every subsample of the windows sees the same mask for a window."""
+    N, T, H, W = windows.traffic.shape
+    if task not in ("generation", "random"):
+        return batch_masks(task, N, (T, H, W))
+    out = np.empty((N, T, H, W), dtype=bool)
+    for i in range(N):
+        rng = np.random.default_rng([seed, int(windows.region[i]), int(windows.start[i])])
+        out[i] = task_mask(task, (T, H, W), rng=rng)
+    return out
+
+
+def subsample_indices(n: int, k: int | None, seed: int = 0) -> np.ndarray:
+    """k evenly spaced indices of 0..n-1 with a seeded random offset (all n when k is None or >= n)."""
+    if k is None or k >= n:
+        return np.arange(n)
+    if k < 1:
+        raise ValueError(f"a window cap must be >= 1, got {k}")
+    step = n / k
+    offset = np.random.default_rng(seed).uniform(0, step)
+    return np.minimum(np.floor(offset + step * np.arange(k)).astype(int), n - 1)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Harness
+# ----------------------------------------------------------------------------------------------------
+
+
+def evaluate_forecaster(
+    forecaster: Forecaster,
+    windows: Windows,
+    task: str,
+    seed: int = 0,
+    masks: np.ndarray | None = None,
+    max_windows: int | None = None,
+    chunk_size: int = 256,
+    model_name: str | None = None,
+) -> dict[str, Any]:
+    """Score `forecaster` on `task` over `windows` (normalised); returns one benchmark record.
+
+    Windows are predicted in chunks of `chunk_size` with their hidden entries set to NaN (`hide`).
+    `max_windows` caps the count with `subsample_indices(len(windows), max_windows, seed)`.
+    A forecaster raising `NotApplicable` yields a record with null metrics and status 'skipped'.
+    """
+    name = model_name or forecaster.name
+    masks = window_masks(windows, task, seed) if masks is None else np.asarray(masks, dtype=bool)
+    if masks.shape != windows.traffic.shape:
+        raise ValueError(f"masks {masks.shape} do not match windows {windows.traffic.shape}")
+    idx = subsample_indices(len(windows), max_windows, seed)
+    scale = windows.scalers.traffic.scale if windows.scalers is not None else None
+    record: dict[str, Any] = {
+        "city": windows.city, "task": task, "model": name,
+        "rmse": None, "mae": None, "jsd": None, "crps": None,
+        "windows": 0, "seconds": None,
+        "rmse_raw": None, "mae_raw": None,
+        "windows_total": len(windows), "subsampled": bool(idx.size < len(windows)),
+        "status": "ok", "note": None,
+    }  # fmt: skip
+    if task not in forecaster.tasks:
+        record.update(status="skipped", note=f"{name} does not serve the {task!r} task")
+        return record
+    acc = MetricAccumulator()
+    fallbacks_before = getattr(forecaster, "n_fallbacks", None)
+    series_before = getattr(forecaster, "n_series", None)
+    seconds = 0.0
+    for lo in range(0, idx.size, chunk_size):
+        chunk_idx = idx[lo : lo + chunk_size]
+        chunk, mask = windows.take(chunk_idx), masks[chunk_idx]
+        t0 = time.perf_counter()
+        try:
+            pred = forecaster.predict(hide(chunk, mask), mask)
+        except NotApplicable as exc:
+            record.update(status="skipped", note=str(exc), windows=0)
+            return record
+        seconds += time.perf_counter() - t0
+        mean = np.asarray(pred.mean)
+        if mean.shape != mask.shape:
+            raise ValueError(f"{name} returned a forecast of shape {mean.shape} for windows {mask.shape}")
+        if not np.all(np.isfinite(mean[mask])):
+            raise ValueError(f"{name} returned non-finite forecasts at {int((~np.isfinite(mean[mask])).sum())} hidden entries")
+        acc.update(mean, chunk.traffic, mask, pred.samples)
+    record.update(acc.result(with_jsd=task == "generation"))
+    record.update(windows=int(idx.size), seconds=round(seconds, 3))
+    if scale is not None:
+        record.update(rmse_raw=record["rmse"] * scale, mae_raw=record["mae"] * scale)
+    if fallbacks_before is not None and series_before is not None:
+        n_series = forecaster.n_series - series_before
+        n_fallbacks = forecaster.n_fallbacks - fallbacks_before
+        record.update(fallbacks=int(n_fallbacks), series=int(n_series))
+    return record
+
+
+def load_city(name: str, data_dir: str | Path | None = None) -> City:
+    """A synthetic preset ('synthetic', 'synthetic-small', ...) or a real city file `<data_dir>/<name>.npz`."""
+    if name.startswith("synthetic"):
+        from .synthetic import city_from_name
+
+        return city_from_name(name)
+    real = available_real_cities(data_dir)
+    if name not in real:
+        raise DataError(
+            f"unknown city {name!r}: use a synthetic preset ('synthetic', ...) or one of the real cities "
+            f"found in the data directory: {sorted(real) or 'none (is ../shared/data there? see --data-dir)'}"
+        )
+    return load_npz(real[name])
+
+
+def default_cities(data_dir: str | Path | None = None) -> list[str]:
+    """'synthetic' plus every real city present in the data directory."""
+    return ["synthetic", *available_real_cities(data_dir)]
+
+
+def make_model(name: str, checkpoint: str | None = None) -> Forecaster | None:
+    """A fresh baseline by registry name, or the UoMo forecaster (None, with a message, if unavailable)."""
+    from .baselines import BASELINES
+
+    if name in BASELINES:
+        return BASELINES[name]()
+    if name == "uomo":
+        try:
+            from .forecast import load_forecaster
+        except ImportError as exc:
+            print(f"[bench] skipping 'uomo': forecasting.forecast is not importable ({exc})", file=sys.stderr)
+            return None
+        try:
+            model = load_forecaster(checkpoint) if checkpoint else load_forecaster()
+        except Exception as exc:  # noqa: BLE001 - any load failure: report and go on with the baselines
+            print(f"[bench] skipping 'uomo': could not load {checkpoint or 'the default checkpoint'} ({exc})", file=sys.stderr)
+            return None
+        model.name = "uomo"
+        return model
+    raise ValueError(f"unknown model {name!r}: use 'uomo' or one of {sorted(BASELINES)}")
+
+
+def run_benchmark(
+    cities: Sequence[str | City] | None = None,
+    models: Sequence[str] | None = None,
+    tasks: Sequence[str] = EVAL_TASKS,
+    quick: bool = False,
+    out: str | Path | None = None,
+    data_dir: str | Path | None = None,
+    checkpoint: str | None = None,
+    arima_max_windows: int | None = None,
+    seed: int = 0,
+    chunk_size: int = 256,
+    command: str | None = None,
+    verbose: bool = True,
+) -> list[dict[str, Any]]:
+    """Fit every model on each city's training regions and score it on the test windows of every task.
+
+    cities: names (see `load_city`) or City objects (default: synthetic + the real cities present);
+    models: registry names (default: all baselines, plus 'uomo' when a checkpoint is given). Baselines are
+    fitted per city; 'uomo' is used as loaded (its training is `forecasting.train`). ARIMA runs on at most
+    `arima_max_windows` windows (a seeded evenly spaced subsample; default 32, 4 with `quick`).
+    Writes/merges `out/forecast.json` and `out/forecast.md` when `out` is given; returns the new records.
+    """
+    from .baselines import BASELINES
+
+    cities = list(cities) if cities else default_cities(data_dir)
+    models = list(models) if models else [*BASELINES, *(["uomo"] if checkpoint else [])]
+    for t in tasks:
+        if t not in EVAL_TASKS:
+            raise ValueError(f"unknown task {t!r}: use some of {EVAL_TASKS}")
+    if arima_max_windows is None:
+        arima_max_windows = QUICK_ARIMA_MAX_WINDOWS if quick else DEFAULT_ARIMA_MAX_WINDOWS
+    caps = {"arima": arima_max_windows}
+    stride = QUICK_STRIDE if quick else 1
+    command = command or "run_benchmark(...)"
+    records: list[dict[str, Any]] = []
+    uomo_cache: dict[str, Forecaster | None] = {}
+    for entry in cities:
+        city = entry if isinstance(entry, City) else load_city(entry, data_dir)
+        windows = make_windows(city, split="test", stride=stride)
+        masks = {task: window_masks(windows, task, seed) for task in tasks}
+        for name in models:
+            if name == "uomo":
+                if "uomo" not in uomo_cache:
+                    uomo_cache["uomo"] = make_model("uomo", checkpoint)
+                model, fit_seconds = uomo_cache["uomo"], 0.0
+                if model is None:
+                    continue
+            else:
+                model = make_model(name)
+                t0 = time.perf_counter()
+                model.fit(city)
+                fit_seconds = time.perf_counter() - t0
+            for task in tasks:
+                if task not in model.tasks:  # not the model's job: no record (NotApplicable is recorded)
+                    continue
+                rec = evaluate_forecaster(
+                    model, windows, task, seed, masks[task], caps.get(name), chunk_size, model_name=name
+                )
+                rec.update(fit_seconds=round(fit_seconds, 3), quick=quick, command=command)
+                records.append(rec)
+                if verbose:
+                    print(_progress_line(rec), flush=True)
+    if out is not None:
+        merged = write_results(records, out)
+        if verbose:
+            print(ratio_report(merged, {r["city"] for r in records}))
+    return records
+
+
+def _progress_line(rec: dict[str, Any]) -> str:
+    head = f"[bench] {rec['city']:>10} {rec['task']:>10} {rec['model']:>18}"
+    if rec["status"] != "ok":
+        return f"{head}  skipped: {rec['note']}"
+    extra = f" jsd={rec['jsd']:.4f}" if rec["jsd"] is not None else ""
+    extra += f" crps={rec['crps']:.5f}" if rec["crps"] is not None else ""
+    return (
+        f"{head}  rmse={rec['rmse']:.5f} mae={rec['mae']:.5f}{extra}  "
+        f"windows={rec['windows']} seconds={rec['seconds']:.1f}"
+    )
+
+
+# ----------------------------------------------------------------------------------------------------
+# Results: merge into JSON, Markdown table, ratios to the best baseline
+# ----------------------------------------------------------------------------------------------------
+
+
+def _key(rec: dict[str, Any]) -> tuple[str, str, str]:
+    return rec["city"], rec["task"], rec["model"]
+
+
+def merge_records(old: Iterable[dict[str, Any]], new: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Old records whose (city, task, model) is not re-run, then the new ones; sorted by that key."""
+    new = list(new)
+    replaced = {_key(r) for r in new}
+    kept = [r for r in old if _key(r) not in replaced]
+    task_order = {t: i for i, t in enumerate(EVAL_TASKS)}
+    return sorted(kept + new, key=lambda r: (r["city"], task_order.get(r["task"], 99), r["task"], r["model"]))
+
+
+def write_results(records: Sequence[dict[str, Any]], out: str | Path) -> list[dict[str, Any]]:
+    """Merge `records` into `out/forecast.json` and rewrite `out/forecast.md`; returns all records."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "forecast.json"
+    old: list[dict[str, Any]] = []
+    if path.exists():
+        try:
+            old = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path} is not valid JSON ({exc}): fix or delete it before merging") from exc
+        if not isinstance(old, list) or not all(isinstance(r, dict) and set(RECORD_KEYS) <= set(r) for r in old):
+            raise DataError(f"{path} is not a list of benchmark records with keys {RECORD_KEYS}: fix or delete it")
+    merged = merge_records(old, records)
+    path.write_text(json.dumps(merged, indent=1) + "\n")
+    (out / "forecast.md").write_text(markdown_table(merged))
+    return merged
+
+
+def best_baseline_mae(records: Sequence[dict[str, Any]]) -> dict[tuple[str, str], tuple[str, float]]:
+    """(city, task) -> (model, MAE) of the best baseline scored on all windows (not a capped subsample)."""
+    from .baselines import BASELINES
+
+    best: dict[tuple[str, str], tuple[str, float]] = {}
+    for r in records:
+        if r["model"] in BASELINES and r["mae"] is not None and not r.get("subsampled"):
+            k = (r["city"], r["task"])
+            if k not in best or r["mae"] < best[k][1]:
+                best[k] = (r["model"], r["mae"])
+    return best
+
+
+def ratio_report(records: Sequence[dict[str, Any]], cities: Iterable[str] | None = None) -> str:
+    """Plain-text lines: each scored model's MAE / best baseline MAE per city x task."""
+    best = best_baseline_mae(records)
+    wanted = set(cities) if cities is not None else None
+    lines = ["MAE / best baseline MAE (per city x task):"]
+    for r in records:
+        if r["mae"] is None or (wanted is not None and r["city"] not in wanted):
+            continue
+        b_model, b_mae = best.get((r["city"], r["task"]), (None, None))
+        ratio = f"{r['mae'] / b_mae:.3f}" if b_mae else "n/a"
+        lines.append(f"  {r['city']:>10} {r['task']:>10} {r['model']:>18}  {ratio}  (best: {b_model})")
+    return "\n".join(lines)
+
+
+def _fmt(x: float | None, digits: int = 5) -> str:
+    if x is None:
+        return "–"
+    return f"{x:.{digits}f}" if abs(x) < 1e4 else f"{x:.4g}"
+
+
+def markdown_table(records: Sequence[dict[str, Any]]) -> str:
+    """The benchmark as Markdown: one table per city, rows task x model, with ratios to the best baseline."""
+    best = best_baseline_mae(records)
+    commands = sorted({r.get("command") for r in records if r.get("command")})
+    lines = [
+        "# Forecast benchmark",
+        "",
+        "Test regions of each city, 64-step windows (stride 1 unless the run was `--quick`). RMSE/MAE on the",
+        "normalised [0, 1] scale (clipped truth), pooled over all hidden entries; raw = the same in the city's",
+        "units. JSD (base 2, 50 bins on [0, 1]) for generation only; CRPS only for models returning samples.",
+        "`ratio` = MAE / MAE of the best baseline scored on all windows of that city and task. Windows marked *",
+        "are a seeded, evenly spaced subsample of the test windows (total in brackets; ARIMA is capped for",
+        "time), so their ratio compares different window sets; 'quick' = every 8th window (`--quick`).",
+        "skipped = the model serves the task but cannot here (e.g. seasonal naive with less than a day",
+        "observed); tasks a model does not serve are left out.",
+        "",
+        "Produced by:",
+        "",
+        *[f"    {c}" for c in commands],
+        "",
+    ]
+    header = "| task | model | RMSE | MAE | RMSE raw | MAE raw | JSD | CRPS | ratio | windows | seconds |"
+    for city in sorted({r["city"] for r in records}):
+        lines += [f"## {city}", "", header, "|" + "---|" * 11]
+        for r in (r for r in records if r["city"] == city):
+            if r["mae"] is None:
+                lines.append(f"| {r['task']} | {r['model']} | skipped | | | | | | | | |")
+                continue
+            b = best.get((city, r["task"]))
+            ratio = f"{r['mae'] / b[1]:.3f}" if b and b[1] else "–"
+            windows = f"{r['windows']}"
+            if r.get("subsampled"):
+                windows += f"* ({r.get('windows_total')})"
+            if r.get("quick"):
+                windows += " quick"
+            lines.append(
+                f"| {r['task']} | {r['model']} | {_fmt(r['rmse'])} | {_fmt(r['mae'])} | {_fmt(r.get('rmse_raw'), 1)} "
+                f"| {_fmt(r.get('mae_raw'), 1)} | {_fmt(r['jsd'], 4)} | {_fmt(r['crps'])} | {ratio} | {windows} "
+                f"| {_fmt(r['seconds'], 1)} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------------
+# CLI
+# ----------------------------------------------------------------------------------------------------
+
+
+def default_out_dir() -> Path:
+    """`bench/results` of the repository when run from a source checkout, else `./bench/results`."""
+    root = Path(__file__).resolve().parents[1]
+    if (root / "pyproject.toml").is_file() and (root / "bench").is_dir():
+        return root / "bench" / "results"
+    return Path("bench") / "results"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .baselines import BASELINES
+
+    parser = argparse.ArgumentParser(prog="uomo-bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help=f"every {QUICK_STRIDE}th test window; ARIMA on {QUICK_ARIMA_MAX_WINDOWS}")
+    parser.add_argument("--cities", nargs="+", help="synthetic presets and/or real city names (default: synthetic + all real found)")
+    parser.add_argument("--models", nargs="+", help=f"default: all baselines ({', '.join(BASELINES)}); add 'uomo' for the model")
+    parser.add_argument("--tasks", nargs="+", default=list(EVAL_TASKS), choices=list(EVAL_TASKS))
+    parser.add_argument("--out", type=Path, default=None, help="results folder (default: bench/results)")
+    parser.add_argument("--data-dir", type=Path, default=None, help="real city .npz folder (default: ../shared/data or $UOMO_DATA_DIR)")
+    parser.add_argument("--checkpoint", default=None, help="UoMo checkpoint (path or shipped name) for the 'uomo' model")
+    parser.add_argument("--arima-max-windows", type=int, default=None, help=f"cap on ARIMA windows per city x task (default {DEFAULT_ARIMA_MAX_WINDOWS}, quick {QUICK_ARIMA_MAX_WINDOWS})")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    for m in args.models or []:
+        if m != "uomo" and m not in BASELINES:
+            parser.error(f"unknown model {m!r}: use 'uomo' or some of {list(BASELINES)}")
+    command = "python -m forecasting.evaluate " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+    t0 = time.perf_counter()
+    try:
+        run_benchmark(
+            cities=args.cities, models=args.models, tasks=args.tasks, quick=args.quick,
+            out=args.out or default_out_dir(), data_dir=args.data_dir, checkpoint=args.checkpoint,
+            arima_max_windows=args.arima_max_windows, seed=args.seed, command=command.strip(),
+        )  # fmt: skip
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"[bench] done in {time.perf_counter() - t0:.0f} s; results in {args.out or default_out_dir()}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

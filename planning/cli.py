@@ -1,0 +1,167 @@
+"""Command line: run a planning scenario (load -> forecast -> plan -> replay -> report).
+
+    plan-bs-deploy SCENARIO.yaml [--out DIR] [--set key.path=value ...] [--problem all]
+    plan-rru-sleep SCENARIO.yaml ...            (the same tool; runs the sleep-control problem)
+
+Parses, loads the scenario, calls `planning.scenario.run_scenario` and `planning.report.write_report`,
+prints a summary table and maps failures to documented exit codes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import traceback
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_BAD_INPUT = 2
+EXIT_PLAN_FAILED = 3
+EXIT_CHECKPOINT = 4
+EXIT_TIME_LIMIT = 5
+EXIT_INTERRUPTED = 130
+
+EXIT_CODES = f"""exit codes:
+  {EXIT_OK}    every plan solved to proven optimality; report written
+  {EXIT_BAD_INPUT}    bad input: malformed or invalid scenario, missing or invalid data (NaNs, grids that
+       do not match, ...), parameters that do not fit the data; nothing written
+  {EXIT_PLAN_FAILED}    planning failed: a problem is infeasible (the message names the binding
+       requirement) or the solver failed without a usable plan; nothing written
+  {EXIT_CHECKPOINT}    the forecaster checkpoint is missing, corrupt or foreign (refused without running
+       anything from it); nothing written
+  {EXIT_TIME_LIMIT}    a MILP hit solver.time_limit: the complete report is written with the incumbent
+       plan, its status 'time_limit' and its optimality gap (summary.json, kpi.md); raise the
+       time limit for a proven optimum
+  {EXIT_INTERNAL}    an unexpected error (a bug: please report it with the traceback); nothing written
+  {EXIT_INTERRUPTED}  interrupted (Ctrl-C); nothing written
+
+The report is written to a temporary folder beside the output directory and moved into place only
+when complete, so a failed run or a re-run never leaves a half-written report."""
+
+
+def build_parser(prog: str, problem: str) -> argparse.ArgumentParser:
+    what = "base-station deployment" if problem == "deployment" else "RRU sleep control"
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=(
+            f"Plan {what} for a scenario: load the city, forecast demand, solve the plan for every "
+            "strategy (forecast, proxies, reactive rules, oracle), replay the plans on the real series, "
+            "and write a report (KPI tables, GeoJSON, figures, summary.json). Scenario fields are "
+            "documented in scenarios/README.md."
+        ),
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("scenario", type=Path, help="the scenario YAML file (e.g. scenarios/demo.yaml)")
+    parser.add_argument(
+        "--out", type=Path, default=None,
+        help="output directory (default: the scenario's output.dir, relative to the scenario file); "
+        "an existing report there is replaced only once the new one is complete",
+    )
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+        help="override a scenario field before validation, e.g. --set deployment.max_bs=80 "
+        "--set forecaster.model=poi_regression; values are read as YAML (numbers, null, [lists]); "
+        "repeat for several",
+    )
+    parser.add_argument(
+        "--problem", choices=["deployment", "sleep", "all"], default=problem,
+        help=f"which problem of the scenario to run (default: {problem}; 'all' runs every problem the "
+        "scenario defines)",
+    )
+    parser.add_argument("--check", action="store_true",
+                        help="only validate the scenario (and print it with every default filled in); exit 0 or 2")
+    parser.add_argument("--no-figures", action="store_true", help="skip the PNG figures (faster)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (e.g. in logs)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print only errors and the output path")
+    return parser
+
+
+def _error(message: str, code: int) -> int:
+    kind = {EXIT_BAD_INPUT: "bad input", EXIT_PLAN_FAILED: "planning failed", EXIT_CHECKPOINT: "checkpoint refused",
+            EXIT_INTERRUPTED: "interrupted", EXIT_INTERNAL: "internal error"}[code]
+    print(f"error ({kind}, exit {code}): {message}", file=sys.stderr)
+    return code
+
+
+def classify(exc: BaseException) -> int:
+    """The exit code of an exception raised while loading, running or reporting a scenario."""
+    from forecasting.checkpoint import CheckpointError
+    from forecasting.data import DataError
+
+    from .errors import InfeasibleError, InputError, SolverError
+    from .scenario import ScenarioError
+
+    if isinstance(exc, CheckpointError):
+        return EXIT_CHECKPOINT
+    if isinstance(exc, (InfeasibleError, SolverError)):
+        return EXIT_PLAN_FAILED
+    if isinstance(exc, (ScenarioError, DataError, InputError, FileNotFoundError, FileExistsError,
+                        NotADirectoryError, IsADirectoryError, PermissionError)):
+        return EXIT_BAD_INPUT
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    return EXIT_INTERNAL
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "plan-bs-deploy", problem: str = "deployment") -> int:
+    """Entry point of `plan-bs-deploy` (and, with problem='sleep', of `plan-rru-sleep`); returns the exit code."""
+    args = build_parser(prog, problem).parse_args(argv)
+    from .scenario import dump_scenario, load_scenario
+
+    say = (lambda *a, **k: None) if args.quiet else (lambda *a, **k: print(*a, **k))
+    t0 = time.perf_counter()
+    try:
+        scenario = load_scenario(args.scenario, overrides=args.overrides)
+        if args.check:
+            say(dump_scenario(scenario), end="")
+            print(f"scenario {args.scenario} is valid")
+            return EXIT_OK
+        problems = scenario.problems if args.problem == "all" else [args.problem]
+        from .report import summary_table, write_report
+        from .scenario import run_scenario
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            result = run_scenario(scenario, problems=problems, progress=not (args.no_progress or args.quiet))
+            paths = write_report(result, args.out, figures=False if args.no_figures else None)
+    except KeyboardInterrupt:
+        return _error("stopped by the user", EXIT_INTERRUPTED)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a message and an exit code
+        code = classify(exc)
+        if code == EXIT_INTERNAL:
+            traceback.print_exc()
+        return _error(str(exc), code)
+    out = paths["summary"].parent
+    say("")
+    say(summary_table(result))
+    for w in result.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    for p in result.problems.values():
+        for note in p.notes:
+            say(f"note ({p.problem}): {note}")
+    say(f"report: {out}  ({time.perf_counter() - t0:.1f} s)")
+    if args.quiet:
+        print(out)
+    if result.status == "time_limit":
+        print(f"warning: some plans are time-limited incumbents (see the gaps in {out / 'summary.json'}); "
+              f"exit {EXIT_TIME_LIMIT}", file=sys.stderr)
+        return EXIT_TIME_LIMIT
+    return EXIT_OK
+
+
+def sleep_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `plan-rru-sleep`: the same tool, running the sleep-control problem by default."""
+    return main(argv, prog="plan-rru-sleep", problem="sleep")
+
+
+def _console() -> None:  # pragma: no cover - thin wrapper for `python -m planning.cli`
+    sys.exit(main())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    _console()
