@@ -17,10 +17,10 @@ $(STAMP): pyproject.toml Makefile
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m forecasting.evaluate --quick --cities synthetic --out out/demo
+	$(VENV)/bin/plan-bs-deploy scenarios/demo.yaml --problem all --out out/demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q tests notebooks --nbmake
 
 bench: $(STAMP)
 	$(PY) -m forecasting.evaluate

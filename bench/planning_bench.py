@@ -126,6 +126,12 @@ def deployment_rows(city: City, forecasters: list[str], notes: list[str]) -> lis
         f"({oracle.solve_s:.3f} s), CBC MILP J = {check.objective:.6g} ({check.status}, build "
         f"{check.build_s:.2f} s, solve {check.solve_s:.2f} s)"
     )
+    if oracle.n_bs == 0:
+        notes.append(
+            f"{city.name} deployment: the oracle deploys no BS: the test demand (mean "
+            f"{truth.values.mean():.3g} users per cell-hour) pays for none at C0 and alpha set from the "
+            "training regions, so every BS a strategy deploys is a loss; regret is relative to a tiny sum R"
+        )
     rows = []
     for strategy, est in estimates.items():
         if not np.array_equal(est.cell_ids, truth.cell_ids) or not np.array_equal(est.slot_of_day, truth.slot_of_day):

@@ -16,6 +16,7 @@ entries (`~mask`), and return forecasts on the same scale.
     neighbour_mean       generation       mean of the observed 8-neighbours at t (all observed cells at t
                                           if no neighbour is observed)
     poi_regression       generation       bilinear least-squares model of POI x time of day / weekday
+    patchtst (optional)  short, long      neuralforecast PatchTST trained on the training cells
 
 The generation baselines need simultaneous observations of other cells, which the horizon tasks never
 have, and the horizon baselines need a cell's own history, which generation never has; hence `tasks`.
@@ -443,6 +444,119 @@ class POIRegression(Forecaster):
         mean = np.einsum("nhwi,ij,ntj->nthw", Z, B, F)
         return Prediction(mean=np.clip(mean, 0.0, 1.0).astype(np.float32))
 
+
+# ----------------------------------------------------------------------------------------------------
+# PatchTST (optional: needs the neuralforecast package)
+# ----------------------------------------------------------------------------------------------------
+
+
+def neuralforecast_available() -> bool:
+    """True when the optional `neuralforecast` package (PatchTST) can be imported."""
+    import importlib.util
+
+    return importlib.util.find_spec("neuralforecast") is not None
+
+
+class PatchTSTBaseline(Forecaster):
+    """PatchTST (neuralforecast), one global model per city and horizon shape, trained on every training cell.
+
+    `fit` trains, for each (observed, horizon) pair in `shapes` (default: the short 48 -> 16 and long
+    16 -> 48 tasks of a 64-step window), a channel-independent PatchTST (patches of `patch_len` steps,
+    RevIN instance normalisation) on all cells of the city's training regions, normalised like the
+    windows. `predict` feeds each hidden cell's observed prefix; a window whose shape was not trained
+    raises `NotApplicable`. Forecasts are clipped to [0, 1]. Optional: install `neuralforecast`.
+    """
+
+    name = "patchtst"
+    tasks = HORIZON_TASKS
+
+    def __init__(
+        self,
+        shapes: Sequence[tuple[int, int]] = ((48, 16), (16, 48)),
+        max_steps: int = 300,
+        hidden_size: int = 64,
+        n_heads: int = 4,
+        encoder_layers: int = 2,
+        patch_len: int = 8,
+        stride: int = 4,
+        batch_size: int = 64,
+        windows_batch_size: int = 256,
+        learning_rate: float = 1e-3,
+        seed: int = 0,
+    ) -> None:
+        if not neuralforecast_available():
+            raise ImportError("PatchTST needs the optional package neuralforecast (pip install neuralforecast)")
+        self.shapes = [tuple(int(v) for v in s) for s in shapes]
+        self.config = dict(
+            max_steps=max_steps, hidden_size=hidden_size, n_heads=n_heads, encoder_layers=encoder_layers,
+            patch_len=patch_len, stride=stride, batch_size=batch_size, windows_batch_size=windows_batch_size,
+            learning_rate=learning_rate, random_seed=seed,
+        )  # fmt: skip
+        self.models: dict[tuple[str, int, int], object] = {}
+
+    @staticmethod
+    def _frame(series: np.ndarray):
+        """Long frame (unique_id, ds, y) of (S, L) series."""
+        import pandas as pd
+
+        S, L = series.shape
+        return pd.DataFrame({"unique_id": np.repeat(np.arange(S), L), "ds": np.tile(np.arange(L), S), "y": series.ravel()})
+
+    def fit(self, cities: City | Sequence[City]) -> "PatchTSTBaseline":
+        import logging
+
+        from neuralforecast import NeuralForecast
+        from neuralforecast.models import PatchTST
+
+        for name in ("pytorch_lightning", "lightning", "lightning_fabric", "neuralforecast"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+        for city in as_city_list(cities):
+            series, _ = _training_series(city)
+            R, T = series.shape[:2]
+            cells = series.transpose(0, 2, 3, 1).reshape(-1, T)  # (R * H * W, T)
+            frame = self._frame(cells)
+            for n_obs, horizon in self.shapes:
+                model = PatchTST(
+                    h=horizon, input_size=n_obs, scaler_type="identity", alias="PatchTST",
+                    enable_progress_bar=False, enable_model_summary=False, logger=False,
+                    enable_checkpointing=False, accelerator="cpu", **self.config,
+                )  # fmt: skip
+                forecaster = NeuralForecast(models=[model], freq=1)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    forecaster.fit(df=frame)
+                self.models[(city.name, n_obs, horizon)] = forecaster
+        return self
+
+    def predict(self, windows: Windows, mask: np.ndarray) -> Prediction:
+        values, observed = _check_inputs(windows, mask)
+        N, T, H, W = values.shape
+        series = values.transpose(0, 2, 3, 1).reshape(-1, T)
+        hidden = mask.transpose(0, 2, 3, 1).reshape(-1, T)
+        first_hidden = np.where(hidden.any(axis=1), hidden.argmax(axis=1), T)
+        forecast = series.copy()
+        for t0 in np.unique(first_hidden[first_hidden < T]):
+            key = (windows.city, int(t0), int(T - t0))
+            _require(
+                key in self.models,
+                f"patchtst has no model for city {windows.city!r} with {t0} observed -> {T - t0} forecast steps "
+                f"(trained: {sorted(self.models)})",
+            )
+            rows = np.flatnonzero(first_hidden == t0)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                out = self.models[key].predict(df=self._frame(series[rows, :t0]))
+            out = out.sort_values(["unique_id", "ds"])
+            fc = out["PatchTST"].to_numpy(dtype=np.float64).reshape(rows.size, T - t0)
+            level = np.broadcast_to(series[rows, :t0].mean(axis=1, keepdims=True), fc.shape)
+            fc = np.where(np.isfinite(fc), fc, level)  # a non-finite output: the historical average
+            forecast[rows, t0:] = np.clip(fc, 0.0, 1.0)
+        mean = forecast.reshape(N, H, W, T).transpose(0, 3, 1, 2)
+        return Prediction(mean=mean.astype(np.float32))
+
+
+#: extras outside the standard registry; `forecasting.evaluate` accepts them by name when installed
+OPTIONAL_BASELINES: dict[str, type[Forecaster]] = {"patchtst": PatchTSTBaseline}
 
 BASELINES: dict[str, type[Forecaster]] = {
     "historical_average": HistoricalAverage,

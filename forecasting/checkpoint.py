@@ -55,10 +55,15 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any reader failure means an unusable file
+        # keep the reader's diagnosis (e.g. the refused global) but none of its advice to load unsafely
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        telling = [ln for ln in lines if "global" in ln.lower() and "weights_only" not in ln]
+        first_line = (telling or [type(exc).__name__])[0]
         raise CheckpointError(
-            f"{path} is not a loadable UoMo checkpoint (corrupt, truncated, or holding objects that "
-            f"safe loading refuses): {str(exc).splitlines()[0][:300]}"
-        ) from exc
+            f"{path} is not a loadable UoMo checkpoint: it is corrupt, truncated, or holds objects that "
+            f"safe loading refuses to execute ({first_line[:200]}). Do not load it unsafely; re-create or "
+            "re-download the checkpoint"
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a UoMo checkpoint (no '{FORMAT}' marker)")
     version = payload.get("schema_version")

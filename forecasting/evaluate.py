@@ -279,10 +279,15 @@ def default_cities(data_dir: str | Path | None = None) -> list[str]:
 
 def make_model(name: str, checkpoint: str | None = None) -> Forecaster | None:
     """A fresh baseline by registry name, or the UoMo forecaster (None, with a message, if unavailable)."""
-    from .baselines import BASELINES
+    from .baselines import BASELINES, OPTIONAL_BASELINES, neuralforecast_available
 
     if name in BASELINES:
         return BASELINES[name]()
+    if name in OPTIONAL_BASELINES:
+        if not neuralforecast_available():
+            print(f"[bench] skipping {name!r}: it needs the optional package neuralforecast", file=sys.stderr)
+            return None
+        return OPTIONAL_BASELINES[name]()
     if name == "uomo":
         try:
             from .forecast import load_forecaster
@@ -296,7 +301,7 @@ def make_model(name: str, checkpoint: str | None = None) -> Forecaster | None:
             return None
         model.name = "uomo"
         return model
-    raise ValueError(f"unknown model {name!r}: use 'uomo' or one of {sorted(BASELINES)}")
+    raise ValueError(f"unknown model {name!r}: use 'uomo' or one of {sorted(BASELINES) + sorted(OPTIONAL_BASELINES)}")
 
 
 def run_benchmark(
@@ -308,6 +313,7 @@ def run_benchmark(
     data_dir: str | Path | None = None,
     checkpoint: str | None = None,
     arima_max_windows: int | None = None,
+    max_windows: int | None = None,
     seed: int = 0,
     chunk_size: int = 256,
     command: str | None = None,
@@ -318,7 +324,8 @@ def run_benchmark(
     cities: names (see `load_city`) or City objects (default: synthetic + the real cities present);
     models: registry names (default: all baselines, plus 'uomo' when a checkpoint is given). Baselines are
     fitted per city; 'uomo' is used as loaded (its training is `forecasting.train`). ARIMA runs on at most
-    `arima_max_windows` windows (a seeded evenly spaced subsample; default 32, 4 with `quick`).
+    `arima_max_windows` windows (a seeded evenly spaced subsample; default 32, 4 with `quick`);
+    `max_windows` caps every model the same way (e.g. a slow sampler), default none.
     Writes/merges `out/forecast.json` and `out/forecast.md` when `out` is given; returns the new records.
     """
     from .baselines import BASELINES
@@ -330,7 +337,8 @@ def run_benchmark(
             raise ValueError(f"unknown task {t!r}: use some of {EVAL_TASKS}")
     if arima_max_windows is None:
         arima_max_windows = QUICK_ARIMA_MAX_WINDOWS if quick else DEFAULT_ARIMA_MAX_WINDOWS
-    caps = {"arima": arima_max_windows}
+    caps = {name: max_windows for name in models}
+    caps["arima"] = min(arima_max_windows, max_windows or arima_max_windows)
     stride = QUICK_STRIDE if quick else 1
     command = command or "run_benchmark(...)"
     records: list[dict[str, Any]] = []
@@ -348,6 +356,8 @@ def run_benchmark(
                     continue
             else:
                 model = make_model(name)
+                if model is None:
+                    continue
                 t0 = time.perf_counter()
                 model.fit(city)
                 fit_seconds = time.perf_counter() - t0
@@ -419,11 +429,11 @@ def write_results(records: Sequence[dict[str, Any]], out: str | Path) -> list[di
 
 def best_baseline_mae(records: Sequence[dict[str, Any]]) -> dict[tuple[str, str], tuple[str, float]]:
     """(city, task) -> (model, MAE) of the best baseline scored on all windows (not a capped subsample)."""
-    from .baselines import BASELINES
+    from .baselines import BASELINES, OPTIONAL_BASELINES
 
     best: dict[tuple[str, str], tuple[str, float]] = {}
     for r in records:
-        if r["model"] in BASELINES and r["mae"] is not None and not r.get("subsampled"):
+        if (r["model"] in BASELINES or r["model"] in OPTIONAL_BASELINES) and r["mae"] is not None and not r.get("subsampled"):
             k = (r["city"], r["task"])
             if k not in best or r["mae"] < best[k][1]:
                 best[k] = (r["model"], r["mae"])
@@ -508,29 +518,31 @@ def default_out_dir() -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .baselines import BASELINES
+    from .baselines import BASELINES, OPTIONAL_BASELINES
 
     parser = argparse.ArgumentParser(prog="uomo-bench", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help=f"every {QUICK_STRIDE}th test window; ARIMA on {QUICK_ARIMA_MAX_WINDOWS}")
     parser.add_argument("--cities", nargs="+", help="synthetic presets and/or real city names (default: synthetic + all real found)")
-    parser.add_argument("--models", nargs="+", help=f"default: all baselines ({', '.join(BASELINES)}); add 'uomo' for the model")
+    parser.add_argument("--models", nargs="+", help=f"default: all baselines ({', '.join(BASELINES)}); also 'uomo' (the model) and 'patchtst' (optional)")
     parser.add_argument("--tasks", nargs="+", default=list(EVAL_TASKS), choices=list(EVAL_TASKS))
     parser.add_argument("--out", type=Path, default=None, help="results folder (default: bench/results)")
     parser.add_argument("--data-dir", type=Path, default=None, help="real city .npz folder (default: ../shared/data or $UOMO_DATA_DIR)")
     parser.add_argument("--checkpoint", default=None, help="UoMo checkpoint (path or shipped name) for the 'uomo' model")
     parser.add_argument("--arima-max-windows", type=int, default=None, help=f"cap on ARIMA windows per city x task (default {DEFAULT_ARIMA_MAX_WINDOWS}, quick {QUICK_ARIMA_MAX_WINDOWS})")
+    parser.add_argument("--max-windows", type=int, default=None, help="cap on windows per model x city x task (default: all)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     for m in args.models or []:
-        if m != "uomo" and m not in BASELINES:
-            parser.error(f"unknown model {m!r}: use 'uomo' or some of {list(BASELINES)}")
+        if m != "uomo" and m not in BASELINES and m not in OPTIONAL_BASELINES:
+            parser.error(f"unknown model {m!r}: use 'uomo' or some of {[*BASELINES, *OPTIONAL_BASELINES]}")
     command = "python -m forecasting.evaluate " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     t0 = time.perf_counter()
     try:
         run_benchmark(
             cities=args.cities, models=args.models, tasks=args.tasks, quick=args.quick,
             out=args.out or default_out_dir(), data_dir=args.data_dir, checkpoint=args.checkpoint,
-            arima_max_windows=args.arima_max_windows, seed=args.seed, command=command.strip(),
+            arima_max_windows=args.arima_max_windows, max_windows=args.max_windows, seed=args.seed,
+            command=command.strip(),
         )  # fmt: skip
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)

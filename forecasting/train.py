@@ -363,6 +363,22 @@ def train(cfg: TrainConfig, resume: bool = False, cities: Sequence[City] | None 
     return {"best_score": best, "best": str(best_path), "last": str(last_path), "steps": step, "history": history}
 
 
+def export_checkpoint(source: str | Path, target: str | Path, half: bool = True, note: str | None = None) -> Path:
+    """Write a deployable copy of `source`: EMA weights only (float16 if `half`), config kept.
+
+    Used to ship small pretrained models; `load_forecaster` restores float32 weights on load.
+    """
+    state, config = load_checkpoint(source)
+    weights = state.get("ema") or state.get("model")
+    if weights is None:
+        raise CheckpointError(f"{source} holds no weights to export")
+    if half:
+        weights = {k: (v.half() if v.is_floating_point() else v) for k, v in weights.items()}
+    if note:
+        config = {**config, "note": note}
+    return save_checkpoint(target, {"ema": weights, "step": state.get("step", 0)}, config)
+
+
 # ----------------------------------------------------------------------------------------------------
 # Command line
 # ----------------------------------------------------------------------------------------------------

@@ -92,6 +92,7 @@ def classify(exc: BaseException) -> int:
     """The exit code of an exception raised while loading, running or reporting a scenario."""
     from forecasting.checkpoint import CheckpointError
     from forecasting.data import DataError
+    from forecasting.interface import NotApplicable
 
     from .errors import InfeasibleError, InputError, SolverError
     from .scenario import ScenarioError
@@ -100,7 +101,7 @@ def classify(exc: BaseException) -> int:
         return EXIT_CHECKPOINT
     if isinstance(exc, (InfeasibleError, SolverError)):
         return EXIT_PLAN_FAILED
-    if isinstance(exc, (ScenarioError, DataError, InputError, FileNotFoundError, FileExistsError,
+    if isinstance(exc, (ScenarioError, DataError, InputError, NotApplicable, FileNotFoundError, FileExistsError,
                         NotADirectoryError, IsADirectoryError, PermissionError)):
         return EXIT_BAD_INPUT
     if isinstance(exc, KeyboardInterrupt):

@@ -43,9 +43,14 @@ Exact fast path (`greedy_deploy`). Without neighbour coverage, and with a budget
 costs are equal, the problem is separable: V_i(x) = (1 + beta) sum_t min(C0 x, U_it) - alpha T c_i x is
 concave in the integer x (a sum of concave minima minus a linear term), and the only coupling is
 sum_i x_i <= K (the budget becomes a count). Maximising a sum of concave functions under one count
-constraint is solved exactly by taking the K largest positive marginal gains
-V_i(k) - V_i(k - 1) (Gross 1956): `greedy_deploy` does that in O(sum_i x_i T) and is checked against
-the MILP in the tests. Service obligations become lower bounds on x_i.
+constraint is solved exactly by taking the K largest positive marginal gains V_i(k) - V_i(k - 1)
+(the classic result for separable concave resource allocation; see Ibaraki & Katoh, "Resource
+Allocation Problems", 1988): `greedy_deploy` does that in O(sum_i x_i T) and is checked against the
+MILP in the tests. Service obligations become lower bounds on x_i.
+
+Compact MILP (`build_compact_model`, method 'milp-compact'). The separable model, budgets with unequal
+site costs included (a knapsack, where the greedy is not exact), as a MILP over the addable BSs and
+their marginal gains: no per-slot variables, so its size does not grow with T.
 
 Layout (PyPSA-like): `build_deploy_model` reads as a recipe of `add_*` steps; `solve_deployment` builds,
 solves (planning.solve), writes the solution back into a `DeployPlan` of plain arrays; replay and
@@ -370,28 +375,34 @@ def greedy_applies(params: DeployParams, n_cells: int) -> tuple[bool, str]:
     return True, ""
 
 
-def greedy_deploy(demand: Demand, params: DeployParams) -> DeployPlan:
-    """Exact deployment of the separable model by the largest marginal gains (see the module docstring)."""
-    _check(demand, params)
-    ok, why = greedy_applies(params, demand.n_cells)
-    if not ok:
-        raise InputError(f"the greedy fast path is not exact here ({why}); use method='milp'")
-    t0 = time.perf_counter()
+@dataclass
+class Increments:
+    """Every BS that could be added above the lower bounds, with its marginal gain.
+
+    Head items (one BS each) are the k-th BSs of a cell below saturation, gain
+    V_i(k) - V_i(k - 1) = (1 + beta) (F_i(k) - F_i(k - 1)) - alpha T c_i, with F_i(k) = sum_t min(C0 k, U_it),
+    listed cell by cell in increasing k (so non-increasing gain). Tail items stand for the `mult` BSs a
+    cell can take past saturation (x_max minus the head), each worth -alpha T c_i.
+    """
+
+    gain: np.ndarray  # (n,)
+    cell: np.ndarray  # (n,)
+    mult: np.ndarray  # (n,) 1 for head items
+    tail: np.ndarray  # (n,) bool
+    low: np.ndarray  # (N,) lower bounds the increments start from
+
+
+def increments(demand: Demand, params: DeployParams, low: np.ndarray, with_tail: bool) -> Increments:
+    """The marginal gains of all addable BSs (vectorised over cells, one pass per BS rank)."""
     U = demand.values
     N, T = U.shape
     a = params.resolve(N)
-    low = precheck(demand, params)
-    K = params.max_bs - int(low.sum())
-    if params.budget is not None:
-        c = float(a.cost[0])
-        left = params.budget - float(a.cost @ (low - a.existing))
-        K = min(K, int(math.floor(left / c + 1e-9)))
     C0, gain = params.capacity, 1.0 + params.beta
     unit_cost = params.alpha * T * a.cost  # cost of one more BS in cell i over the horizon
     # saturation: beyond sat_i BSs a cell's demand is fully served and a BS only costs
     sat = np.ceil(U.max(axis=1) / C0 - 1e-12).astype(np.int64)
-    head_top = np.minimum(np.maximum(sat, low), a.x_max)  # last k with a (possibly) positive gain
-    values, cells, mult = [], [], []
+    head_top = np.minimum(np.maximum(sat, low), a.x_max)
+    values, cells, ranks = [], [], []
     prev = np.minimum(C0 * low[:, None], U).sum(axis=1)  # F_i(k - 1)
     k = low.copy()
     active = np.flatnonzero(k < head_top)
@@ -400,18 +411,42 @@ def greedy_deploy(demand: Demand, params: DeployParams) -> DeployPlan:
         cur = np.minimum(C0 * k[active, None], U[active]).sum(axis=1)
         values.append(gain * (cur - prev[active]) - unit_cost[active])
         cells.append(active)
-        mult.append(np.ones(active.size, dtype=np.int64))
+        ranks.append(k[active].copy())
         prev[active] = cur
         active = active[k[active] < head_top[active]]
-    tail = a.x_max - head_top  # increments past saturation: gain -alpha T c_i each
-    if params.exact_count and np.any(tail > 0):
+    v = np.concatenate(values) if values else np.zeros(0)
+    c = np.concatenate(cells) if cells else np.zeros(0, dtype=np.int64)
+    r = np.concatenate(ranks) if ranks else np.zeros(0, dtype=np.int64)
+    order = np.lexsort((r, c))  # cell by cell, increasing rank
+    v, c = v[order], c[order]
+    mult, tail_flag = np.ones(v.size, dtype=np.int64), np.zeros(v.size, dtype=bool)
+    tail = a.x_max - head_top
+    if with_tail and np.any(tail > 0):
         has = np.flatnonzero(tail > 0)
-        values.append(-unit_cost[has])
-        cells.append(has)
-        mult.append(tail[has])
+        v, c = np.concatenate([v, -unit_cost[has]]), np.concatenate([c, has])
+        mult, tail_flag = np.concatenate([mult, tail[has]]), np.concatenate([tail_flag, np.ones(has.size, bool)])
+    return Increments(v, c, mult, tail_flag, low)
+
+
+def greedy_deploy(demand: Demand, params: DeployParams) -> DeployPlan:
+    """Exact deployment of the separable model by the largest marginal gains (see the module docstring)."""
+    _check(demand, params)
+    ok, why = greedy_applies(params, demand.n_cells)
+    if not ok:
+        raise InputError(f"the greedy fast path is not exact here ({why}); use method='milp'")
+    t0 = time.perf_counter()
+    U = demand.values
+    a = params.resolve(demand.n_cells)
+    low = precheck(demand, params)
+    K = params.max_bs - int(low.sum())
+    if params.budget is not None:
+        c = float(a.cost[0])
+        left = params.budget - float(a.cost @ (low - a.existing))
+        K = min(K, int(math.floor(left / c + 1e-9)))
+    inc = increments(demand, params, low, with_tail=params.exact_count)
     x = low.copy()
-    if values and K > 0:
-        v, c, mlt = np.concatenate(values), np.concatenate(cells), np.concatenate(mult)
+    if inc.gain.size and K > 0:
+        v, c, mlt = inc.gain, inc.cell, inc.mult
         if not params.exact_count:
             keep = v > 0  # a BS with zero or negative marginal gain is not worth deploying
             v, c, mlt = v[keep], c[keep], mlt[keep]
@@ -425,9 +460,91 @@ def greedy_deploy(demand: Demand, params: DeployParams) -> DeployPlan:
     solve_s = time.perf_counter() - t0
     objective = deploy_objective(x, U, params)
     return DeployPlan(
-        x=x, served=served_matrix(x, U, C0), objective=objective, status="optimal", gap=0.0, bound=objective,
-        method="greedy", solver=None, build_s=0.0, solve_s=solve_s, cell_ids=demand.cell_ids.copy(),
-        demand_source=demand.source, params=params,
+        x=x, served=served_matrix(x, U, params.capacity), objective=objective, status="optimal", gap=0.0,
+        bound=objective, method="greedy", solver=None, build_s=0.0, solve_s=solve_s,
+        cell_ids=demand.cell_ids.copy(), demand_source=demand.source, params=params,
+    )
+
+
+# ----------------------------------------------------------------------------------------------------
+# Compact MILP of the separable model (knapsack budgets included)
+# ----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CompactModel:
+    """The separable deployment as a MILP over BS increments (no per-slot variables)."""
+
+    prob: pulp.LpProblem
+    demand: Demand
+    params: DeployParams
+    inc: Increments
+    delta: list = field(default_factory=list)  # one variable per increment item
+
+
+def build_compact_model(demand: Demand, params: DeployParams, name: str = "bs-deployment-compact") -> CompactModel:
+    """Exact reformulation of the separable model (no neighbour coverage) over BS increments.
+
+        max  V(low) + sum_items g_j d_j
+        s.t. sum_j mult_j d_j <= M - sum low  (== with exact_count)            bs-count
+             sum_j c_cell(j) d_j <= B - sum c (low - e)                         budget
+             d_(i,k+1) <= d_(i,k)      (the k-th BS of a cell before the (k+1)-th)  order-{cell}-{k}
+             d_j binary for single BSs, integer in [0, mult_j] for a cell's tail past saturation
+
+    V(low) is the objective at the lower bounds (existing sites, service obligations). The per-slot
+    served variables are gone (summed into the gains), so T no longer sets the model size; unlike
+    the greedy it stays exact for a budget with unequal site costs (a knapsack).
+    """
+    _check(demand, params)
+    if params.covers_neighbours:
+        raise InputError("the compact model needs a separable problem: neighbour coverage couples cells")
+    low = precheck(demand, params)
+    inc = increments(demand, params, low, with_tail=True)
+    a = params.resolve(demand.n_cells)
+    m = CompactModel(pulp.LpProblem(name, pulp.LpMaximize), demand, params, inc)
+    ids = demand.cell_ids
+    rank = np.zeros(inc.gain.size, dtype=np.int64)
+    for j in range(1, inc.gain.size):
+        rank[j] = rank[j - 1] + 1 if inc.cell[j] == inc.cell[j - 1] else 0
+    for j, (c, mult, is_tail) in enumerate(zip(inc.cell, inc.mult, inc.tail)):
+        cat = pulp.LpInteger if is_tail else pulp.LpBinary
+        m.delta.append(add_var(m.prob, f"d_{j}", 0, int(mult), cat))
+    # order: within a cell, item j+1 only after item j (tail items follow the cell's last head item)
+    last = {}
+    for j, c in enumerate(inc.cell):
+        if not inc.tail[j] and c in last:
+            expr = pulp.LpAffineExpression([(m.delta[j], 1.0), (m.delta[last[c]], -1.0)])
+            m.prob.addConstraint(pulp.LpConstraint(expr, pulp.LpConstraintLE, f"order-{ids[c]}-{rank[j]}", 0.0))
+        if not inc.tail[j]:
+            last[c] = j
+    for j in np.flatnonzero(inc.tail):
+        c = inc.cell[j]
+        if c in last:  # tail BSs only once the head is full
+            expr = pulp.LpAffineExpression([(m.delta[j], 1.0), (m.delta[last[c]], -float(inc.mult[j]))])
+            m.prob.addConstraint(pulp.LpConstraint(expr, pulp.LpConstraintLE, f"order-{ids[c]}-tail", 0.0))
+    sense = pulp.LpConstraintEQ if params.exact_count else pulp.LpConstraintLE
+    count = pulp.LpAffineExpression([(d, 1.0) for d in m.delta])
+    m.prob.addConstraint(pulp.LpConstraint(count, sense, "bs-count", float(params.max_bs - low.sum())))
+    if params.budget is not None:
+        spend = pulp.LpAffineExpression([(d, float(a.cost[c])) for d, c in zip(m.delta, inc.cell)])
+        m.prob.addConstraint(pulp.LpConstraint(spend, pulp.LpConstraintLE, "budget",
+                                               float(params.budget - a.cost @ (low - a.existing))))
+    base = deploy_objective(low, demand.values, params)
+    m.prob.setObjective(pulp.LpAffineExpression([(d, float(g)) for d, g in zip(m.delta, inc.gain)], constant=base))
+    return m
+
+
+def write_back_compact(m: CompactModel, info: SolveInfo, build_s: float) -> DeployPlan:
+    """x = lower bounds + the chosen increments; served users follow from x."""
+    x = m.inc.low.copy()
+    take = np.array([int(round(d.value() or 0)) for d in m.delta], dtype=np.int64)
+    np.add.at(x, m.inc.cell, take)
+    U = m.demand.values
+    return DeployPlan(
+        x=x, served=served_matrix(x, U, m.params.capacity), objective=info.objective, status=info.status,
+        gap=info.gap, bound=info.bound, method="milp-compact", solver=info.solver, build_s=build_s,
+        solve_s=info.solve_s, cell_ids=m.demand.cell_ids.copy(), demand_source=m.demand.source, params=m.params,
+        notes=[info.message] if info.status != "optimal" else [],
     )
 
 
@@ -439,28 +556,57 @@ def greedy_deploy(demand: Demand, params: DeployParams) -> DeployPlan:
 def solve_deployment(
     demand: Demand,
     params: DeployParams,
-    method: Literal["auto", "milp", "greedy"] = "auto",
+    method: Literal["auto", "milp", "milp-compact", "greedy"] = "auto",
     solver: str = "cbc",
     time_limit: float | None = None,
     gap_rel: float | None = DEFAULT_GAP,
     threads: int | None = None,
     check_first: bool = True,
+    warm_start: bool = False,
 ) -> DeployPlan:
-    """Plan BSs for `demand`: 'greedy' (exact fast path), 'milp' (PuLP), or 'auto' (greedy when exact).
+    """Plan BSs for `demand` by one of the methods below; 'auto' picks the fastest exact one.
+
+    - 'greedy': exact fast path of the separable model (no neighbour coverage; a budget only with equal
+      site costs);
+    - 'milp-compact': MILP over BS increments, exact for any separable model (knapsack budgets too);
+    - 'milp': the full per-slot MILP (the only one for neighbour coverage);
+    - 'auto': greedy where it is exact, else milp-compact where separable, else milp.
 
     Raises `InfeasibleError` (with the requirement that cannot be met), `SolverError`, `InputError`.
     A time-limited MILP returns its incumbent with status 'time_limit', its gap and a warning.
     `check_first=False` skips the pre-checks and lets the solver find infeasibility itself.
+    `warm_start=True` starts the MILP from the greedy plan where the greedy applies (the MILP then
+    certifies it or improves on it: useful on large instances where a cold solver finds no incumbent).
     """
-    if method not in ("auto", "milp", "greedy"):
-        raise InputError(f"method must be 'auto', 'milp' or 'greedy', got {method!r}")
+    methods = ("auto", "milp", "milp-compact", "greedy")
+    if method not in methods:
+        raise InputError(f"method must be one of {methods}, got {method!r}")
     _check(demand, params)
     if method == "greedy" or (method == "auto" and greedy_applies(params, demand.n_cells)[0]):
         return greedy_deploy(demand, params)
+    if method == "milp-compact" or (method == "auto" and not params.covers_neighbours):
+        t0 = time.perf_counter()
+        cm = build_compact_model(demand, params)
+        build_s = time.perf_counter() - t0
+        return write_back_compact(cm, solve(cm.prob, solver, time_limit, gap_rel, threads), build_s)
     if check_first:
         precheck(demand, params)
     t0 = time.perf_counter()
     model = build_deploy_model(demand, params)
     build_s = time.perf_counter() - t0
-    info = solve(model.prob, solver, time_limit, gap_rel, threads)
+    if warm_start:
+        set_start(model, greedy_deploy(demand, params) if greedy_applies(params, demand.n_cells)[0] else None)
+    info = solve(model.prob, solver, time_limit, gap_rel, threads, warm_start=warm_start)
     return write_back(model, info, build_s)
+
+
+def set_start(m: DeployModel, plan: DeployPlan | None) -> None:
+    """Initial values for a warm start: `plan`'s x and served users, or x at its lower bounds and y = 0."""
+    x = plan.x if plan is not None else m.arrays.existing
+    for v, xi in zip(m.x, x):
+        v.setInitialValue(int(xi))
+    served = plan.served if plan is not None else np.zeros(m.demand.values.shape)
+    for (i, t), v in m.y.items():
+        v.setInitialValue(float(served[i, t]))
+    for v in m.z.values():
+        v.setInitialValue(0.0)

@@ -485,7 +485,8 @@ def write_report(result, out: str | Path | None = None, figures: bool | None = N
                 if name == "sleep":
                     _save_fig(save, f"{name}/capacity", f"{name}/capacity.png", plot_sleep_capacity(p, k))
         summary = summary_dict(result)
-        summary["files"] = dict(sorted(rel.items()))
+        top = {"summary": "summary.json", "report": "report.md", "scenario": "scenario.yaml"}
+        summary["files"] = dict(sorted({**rel, **top}.items()))
         save("summary", "summary.json", lambda path: path.write_text(json.dumps(summary, indent=2)))
         save("report", "report.md", lambda path: path.write_text(report_markdown(result, rel)))
         save("scenario", "scenario.yaml", lambda path: path.write_text(dump_scenario(sc)))

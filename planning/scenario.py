@@ -19,7 +19,7 @@ import typing
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Annotated, Any, Literal, Sequence, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Sequence, Union
 
 import numpy as np
 import yaml
@@ -35,7 +35,12 @@ from pydantic import (
     model_validator,
 )
 
-Problem = Literal["deployment", "sleep"]
+if TYPE_CHECKING:
+    from forecasting.data import City
+
+    from .demand import Demand
+    from .params import DeployParams, SleepParams
+
 PROBLEMS: tuple[str, ...] = ("deployment", "sleep")
 DEPLOY_STRATEGIES = ("forecast", "poi", "residents")
 SLEEP_STRATEGIES = ("forecast", "always_on", "threshold")
@@ -333,7 +338,8 @@ class DeploymentSpec(_Strict):
         _forecaster_override(self.forecaster, self.task, "forecaster")
         return self
 
-    def params(self):
+    def params(self) -> "DeployParams":
+        """The planning parameters (per-cell lists are checked against the planned cells later)."""
         from .params import DeployParams
 
         return DeployParams(
@@ -386,7 +392,8 @@ class SleepSpec(_Strict):
             raise ValueError(f"min_active={self.min_active} exceeds n_rru={self.n_rru}")
         return self
 
-    def params(self, c0) -> "Any":
+    def params(self, c0) -> "SleepParams":
+        """The planning parameters with RRU capacity `c0` (a number or one per cell)."""
         from .params import SleepParams
 
         return SleepParams(
@@ -827,7 +834,7 @@ class _Progress:
             self.bar.close()
 
 
-def load_scenario_city(scenario: Scenario):
+def load_scenario_city(scenario: Scenario) -> "City":
     """The scenario's city (a `forecasting.data.City`) with cell geometry filled in."""
     from forecasting.data import DataError, load_long_table, load_npz, load_release_json, region_origins
     from forecasting.synthetic import make_city
@@ -870,7 +877,7 @@ def load_scenario_city(scenario: Scenario):
     return city
 
 
-def crop_steps(city, start: int, stop: int):
+def crop_steps(city: "City", start: int, stop: int) -> "City":
     """The city restricted to steps [start, stop) (calendar features and start times follow)."""
     from forecasting.data import DataError
 
@@ -885,7 +892,7 @@ def crop_steps(city, start: int, stop: int):
                    slot_of_day=city.slot_of_day[:, sl], start_time=start_time, meta=dict(city.meta))
 
 
-def horizon_steps(city, horizon: Horizon, task: str) -> tuple[int, int]:
+def horizon_steps(city: "City", horizon: Horizon, task: str) -> tuple[int, int]:
     """[start, stop) steps of the planned period; a long-term forecast needs 16 observed steps first."""
     from forecasting.masks import LONG_OBSERVED
     from .errors import InputError
@@ -958,13 +965,15 @@ class _SampleTap:
 
 
 class _Replay:
-    def __init__(self, name: str, arrays: list[np.ndarray]):
-        from forecasting.interface import Prediction
+    """Plays recorded arrays back as point predictions, one per `predict` call, in the recorded order."""
 
-        self.name, self._arrays, self._prediction = name, iter(arrays), Prediction
+    def __init__(self, name: str, arrays: list[np.ndarray]):
+        self.name, self._arrays = name, iter(arrays)
 
     def predict(self, windows, mask):
-        return self._prediction(mean=next(self._arrays))
+        from forecasting.interface import Prediction
+
+        return Prediction(mean=next(self._arrays))
 
 
 def _forecaster(scenario: Scenario, name: str, task: str, city, cache: dict, notes: list[str]):
@@ -1012,7 +1021,7 @@ def _display_name(model: str) -> str:
     return Path(model).name if _looks_like_path(model) else model
 
 
-def forecast_horizon(scenario: Scenario, city, regions: np.ndarray, task: str, unit: str, start: int, stop: int,
+def forecast_horizon(scenario: Scenario, city: "City", regions: np.ndarray, task: str, unit: str, start: int, stop: int,
                      model_name: str, cache: dict, progress: bool = False) -> ForecastRun:
     """Forecast `regions` over steps [start, stop) with the scenario's forecaster, mean and quantiles.
 
@@ -1021,8 +1030,8 @@ def forecast_horizon(scenario: Scenario, city, regions: np.ndarray, task: str, u
     """
     from forecasting.data import WINDOW
     from forecasting.masks import LONG_OBSERVED
-    from .demand import UnitConversion, forecast_demand, rotation_groups
 
+    from .demand import UnitConversion, forecast_demand, rotation_groups
     from .errors import InputError
 
     notes: list[str] = []
@@ -1092,7 +1101,7 @@ def _timed(fn):
     return out, time.perf_counter() - t0
 
 
-def run_deployment(scenario: Scenario, city, regions: np.ndarray, cache: dict, sink: list[str],
+def run_deployment(scenario: Scenario, city: "City", regions: np.ndarray, cache: dict, sink: list[str],
                    progress: bool = False) -> ProblemRun:
     """Forecast demand, plan BSs for every strategy and the oracle, replay all plans on real demand."""
     from .demand import poi_demand, real_demand, resident_demand
@@ -1105,7 +1114,7 @@ def run_deployment(scenario: Scenario, city, regions: np.ndarray, cache: dict, s
     shape = lambda d: _shape(d, spec.horizon, scenario.area.cells)  # noqa: E731
     real = shape(real_demand(city, None, spec.unit, regions=regions, steps=steps))
     params = spec.params()
-    params.resolve(real.n_cells)  # per-cell lists checked against the planned cells up front
+    _check_per_cell(params, real, "deployment")
     notes: list[str] = []
     sources: list[tuple[str, str, Any]] = []  # (name, label, demand)
     forecast = None
@@ -1149,6 +1158,19 @@ def run_deployment(scenario: Scenario, city, regions: np.ndarray, cache: dict, s
                       _horizon_info(city, start, stop, real, spec.horizon), notes)
 
 
+def _check_per_cell(params, real, problem: str) -> None:
+    """Per-cell lists of the scenario checked against the planned cells before anything is solved."""
+    from .errors import InputError
+
+    try:
+        params.resolve(real.n_cells)
+    except InputError as exc:
+        raise InputError(
+            f"{problem}: {exc} (the plan covers {real.n_cells} cells, ordered as {real.cell_ids[:3].tolist()}...; "
+            "give one value, or one per cell in that order)"
+        ) from None
+
+
 def size_rru_capacity(history: np.ndarray, n_rru, quantile: float = 1.0, headroom: float = 1.0) -> np.ndarray:
     """c0_m = headroom * Q_quantile(history load of cell m) / K_m, per cell. history (cells, slots).
 
@@ -1169,7 +1191,7 @@ def size_rru_capacity(history: np.ndarray, n_rru, quantile: float = 1.0, headroo
     return c0
 
 
-def run_sleep(scenario: Scenario, city, regions: np.ndarray, cache: dict, sink: list[str],
+def run_sleep(scenario: Scenario, city: "City", regions: np.ndarray, cache: dict, sink: list[str],
               progress: bool = False) -> ProblemRun:
     """Forecast load, schedule RRUs from it, compare with always-on, threshold and the oracle on real load."""
     from .demand import real_demand
@@ -1197,7 +1219,7 @@ def run_sleep(scenario: Scenario, city, regions: np.ndarray, cache: dict, sink: 
     else:
         c0 = spec.c0
     params = spec.params(c0)
-    params.resolve(real.n_cells)
+    _check_per_cell(params, real, "sleep")
     kw = dict(method=spec.method, groups=spec.groups, solver=sol.name, time_limit=sol.time_limit, gap_rel=sol.gap,
               threads=sol.threads)
     jobs: list[tuple[str, str, Any, Any]] = []

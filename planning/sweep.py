@@ -189,6 +189,10 @@ def run_sweep(
     jobs = _as_jobs(scenarios_or_grid)
     if not jobs:
         raise ValueError("nothing to sweep: no scenarios given")
+    from concurrent.futures import ThreadPoolExecutor
+
+    if executor == "thread" or isinstance(executor, ThreadPoolExecutor):
+        threads = None  # threads share this process: leave its torch settings alone
     own = not isinstance(executor, Executor)
     if own:
         workers = max_workers or max(1, min(len(jobs), os.cpu_count() or 1))

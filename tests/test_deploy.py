@@ -133,11 +133,39 @@ def test_milp_equals_greedy_on_random_instances(seed):
         with pytest.raises(InfeasibleError):
             solve_deployment(d, p, method="milp", solver=solver, check_first=False)
         return
-    m = solve_deployment(d, p, method="milp", solver=solver)
     scale = (1 + p.beta) * d.values.sum()  # solvers report values to ~1e-9 of the terms' magnitude
-    assert m.objective == pytest.approx(g.objective, abs=1e-7 * scale)
-    # the MILP's plan, re-scored exactly, is as good as the greedy's (optimal up to ties)
-    assert deploy_objective(m.x, d.values, p) == pytest.approx(g.objective, abs=1e-9 * scale)
+    for method in ("milp", "milp-compact"):
+        m = solve_deployment(d, p, method=method, solver=solver, gap_rel=1e-9)
+        assert m.objective == pytest.approx(g.objective, abs=1e-7 * scale)
+        # the MILP's plan, re-scored exactly, is as good as the greedy's (optimal up to ties)
+        assert deploy_objective(m.x, d.values, p) == pytest.approx(g.objective, abs=1e-9 * scale)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_compact_milp_equals_full_milp_on_knapsack_budgets(seed):
+    # unequal site costs under a budget: the greedy is not exact, both MILPs are
+    rng = np.random.default_rng(100 + seed)
+    d, p = random_instance(rng)
+    N = d.n_cells
+    p = DeployParams(capacity=p.capacity, max_bs=p.max_bs, alpha=p.alpha, beta=p.beta, x_max=p.x_max,
+                     site_cost=rng.uniform(0.5, 3.0, size=N).round(2), budget=float(rng.uniform(1, 2 * N)))
+    assert not greedy_applies(p, N)[0]
+    full = solve_deployment(d, p, method="milp", solver="cbc", gap_rel=1e-9)
+    compact = solve_deployment(d, p, solver="highs" if seed % 2 else "cbc", gap_rel=1e-9)
+    assert compact.method == "milp-compact"  # what 'auto' picks for a separable knapsack
+    scale = (1 + p.beta) * d.values.sum()
+    assert deploy_objective(compact.x, d.values, p) == pytest.approx(full.objective, abs=1e-7 * scale)
+    assert compact.objective == pytest.approx(full.objective, abs=1e-7 * scale)
+    a = p.resolve(N)
+    assert a.cost @ (compact.x - a.existing) <= p.budget + 1e-9
+
+
+@pytest.mark.parametrize("solver", ["cbc", "highs"])
+def test_warm_start_from_the_greedy(solver):
+    d, p = random_instance(np.random.default_rng(7))
+    g = greedy_deploy(d, p)
+    m = solve_deployment(d, p, method="milp", solver=solver, warm_start=True)
+    assert m.status == "optimal" and m.objective == pytest.approx(g.objective, abs=1e-7 * d.values.sum())
     assert g.x.sum() <= p.max_bs and np.all(g.x >= p.resolve(d.n_cells).existing)
 
 
@@ -147,6 +175,21 @@ def test_greedy_refuses_non_separable_problems():
         greedy_deploy(d, DeployParams(capacity=10, max_bs=2, neighbour_share=0.5))
     with pytest.raises(InputError, match="knapsack"):
         greedy_deploy(d, DeployParams(capacity=10, max_bs=2, site_cost=[1.0, 2.0], budget=2.0))
+    with pytest.raises(InputError, match="separable"):
+        solve_deployment(d, DeployParams(capacity=10, max_bs=2, neighbour_share=0.5), method="milp-compact")
+
+
+# Knapsack toy (worked by hand). One slot, U = (20, 16, 15), C0 = 20 (one BS serves a cell fully, a
+# second gains 0), alpha = 0, site costs (3, 2, 2).
+#   budget 4: taking the largest gain first (A: 20, cost 3) leaves 1 -> J = 20; but B + C cost 4 and
+#             serve 31 -> optimum x = (0, 1, 1), J = 31 (this is why the greedy refuses unequal costs)
+#   budget 5: A + B cost 5 and serve 36 > B + C's 31 -> x = (1, 1, 0), J = 36
+@pytest.mark.parametrize("budget, x, J", [(4.0, [0, 1, 1], 31.0), (5.0, [1, 1, 0], 36.0)])
+@pytest.mark.parametrize("method", ["milp", "milp-compact"])
+def test_knapsack_budget_by_hand(budget, x, J, method):
+    p = DeployParams(capacity=20, max_bs=6, site_cost=[3.0, 2.0, 2.0], budget=budget)
+    plan = solve_deployment(cube([[20.0], [16.0], [15.0]]), p, method=method)
+    assert plan.x.tolist() == x and plan.objective == pytest.approx(J)
 
 
 @pytest.mark.parametrize(

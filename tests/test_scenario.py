@@ -332,3 +332,48 @@ def test_uomo_checkpoint_forecast_has_ordered_quantile_bands(tiny_checkpoint):
         lo, mid, hi = (fc.quantiles[q].values for q in (0.1, 0.5, 0.9))
         assert lo.shape == p.real.values.shape
         assert np.all(lo <= mid + 1e-9) and np.all(mid <= hi + 1e-9) and np.any(hi > lo)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Every city source
+# ---------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def city():
+    from forecasting.synthetic import make_city
+
+    return make_city(rows=8, cols=8, days=7, slots_per_day=24, seed=1)
+
+
+def test_npz_and_release_json_sources_load_the_same_series(tmp_path, city):
+    from forecasting.data import save_release_json
+    from planning.scenario import load_scenario_city
+
+    np.savez(tmp_path / "c.npz", traffic=city.traffic, users=city.users, poi=city.poi, split=city.split,
+             day_of_week=city.day_of_week, slot_of_day=city.slot_of_day, slots_per_day=24)
+    save_release_json(city, tmp_path / "release", "TrafficXX")
+    for spec in ({"source": "npz", "path": "c.npz"}, {"source": "release_json", "dir": "release"}):
+        loaded = load_scenario_city(scenario_from_dict(small(city=spec), base_dir=tmp_path))
+        for split in ("train", "val", "test"):  # the release lists regions split by split
+            np.testing.assert_allclose(loaded.traffic[loaded.split == split], city.traffic[city.split == split],
+                                       rtol=1e-6)
+        assert loaded.region_origin is not None  # laid out for maps when the source has no geometry
+
+
+def test_long_table_with_geojson_cells_and_poi_plans_with_its_own_cell_ids(tmp_path, city):
+    from forecasting.data import to_long_table
+
+    tables = to_long_table(city)
+    tables.traffic.to_csv(tmp_path / "traffic.csv", index=False)
+    (tmp_path / "cells.geojson").write_text(tables.cells.to_json())
+    tables.poi.to_csv(tmp_path / "poi.csv", index=False)
+    spec = {"source": "long_table", "traffic": "traffic.csv", "cells": "cells.geojson", "poi": "poi.csv",
+            "crs": "EPSG:32650"}
+    r = run_scenario(scenario_from_dict(small(city=spec, sleep=None, **{"deployment.strategies": ["forecast", "poi"]}),
+                                        base_dir=tmp_path))
+    dep = r.problems["deployment"]
+    test_region = int(np.flatnonzero(city.split == "test")[0])
+    assert dep.real.cell_ids[0] == f"{test_region}/0/0"  # the table's own ids
+    np.testing.assert_allclose(dep.real.values[0], city.users[test_region, -48:, 0, 0], rtol=1e-5)
+    assert [s.name for s in dep.strategies] == ["forecast", "poi", "oracle"]

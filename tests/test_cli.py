@@ -1,0 +1,161 @@
+"""Command line: a full run with figures, options, overrides, exit codes, atomic re-runs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from planning.cli import EXIT_BAD_INPUT, EXIT_OK, main, sleep_main
+from planning.scenario import load_scenario
+
+REPO = Path(__file__).resolve().parents[1]
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def scenario(tmp_path: Path, **changes) -> Path:
+    data = {
+        "name": "cli-test",
+        "city": {"source": "synthetic", "preset": "synthetic-small", "days": 7},
+        "forecaster": {"model": "neighbour_mean", "fallback": None},
+        "deployment": {"horizon": {"days": 2, "slots_per_day": 12}, "capacity": 20, "max_bs": 20, "alpha": 1.0},
+        "sleep": {"forecaster": "daily_profile", "horizon": {"days": 1}, "n_rru": 3},
+        "output": {"dir": "reports/here"},
+    }
+    for key, value in changes.items():
+        data[key] = value
+    path = tmp_path / "scenario.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def run(args, capsys) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_full_run_writes_every_report_file(tmp_path, capsys):
+    path = scenario(tmp_path)
+    code, out, err = run([path, "--problem", "all", "--no-progress"], capsys)
+    assert code == EXIT_OK, err
+    report = tmp_path / "reports" / "here"  # output.dir, relative to the scenario file
+    expected = {
+        "summary.json", "report.md", "scenario.yaml",
+        "deployment/kpi.csv", "deployment/kpi.md", "deployment/plan.geojson", "deployment/map.png",
+        "deployment/forecast.png",
+        "sleep/kpi.csv", "sleep/kpi.md", "sleep/plan.geojson", "sleep/forecast.png", "sleep/capacity.png",
+    }
+    assert {str(p.relative_to(report)) for p in report.rglob("*") if p.is_file()} == expected
+    for png in report.rglob("*.png"):
+        assert png.read_bytes()[:8] == PNG and png.stat().st_size > 5000
+    summary = json.loads((report / "summary.json").read_text())
+    assert summary["status"] == "optimal" and set(summary["problems"]) == {"deployment", "sleep"}
+    assert set(summary["files"].values()) == expected
+    names = [s["name"] for s in summary["problems"]["deployment"]["strategies"]]
+    assert names == ["forecast", "poi", "residents", "oracle"]
+    # the terminal summary names every strategy and ends with the report path
+    for label in ("forecast (neighbour_mean)", "POI", "residents", "oracle (real demand)", "always on", "threshold"):
+        assert label in out
+    assert f"report: {report}" in out
+    # the written scenario is what ran, and it loads again
+    again = load_scenario(report / "scenario.yaml")
+    assert again.deployment.capacity == 20 and again.city.preset == "synthetic-small"
+
+
+def test_overrides_out_and_problem_selection(tmp_path, capsys):
+    path = scenario(tmp_path)
+    out_dir = tmp_path / "elsewhere"
+    code, _, err = run([path, "--out", out_dir, "--set", "deployment.max_bs=3", "--set", "deployment.alpha=0",
+                        "--no-figures", "--no-progress"], capsys)
+    assert code == EXIT_OK, err
+    summary = json.loads((out_dir / "summary.json").read_text())
+    assert list(summary["problems"]) == ["deployment"]  # plan-bs-deploy's default problem
+    assert summary["problems"]["deployment"]["params"]["max_bs"] == 3
+    assert all(s["kpi"]["n_bs"] <= 3 for s in summary["problems"]["deployment"]["strategies"])
+    assert not (tmp_path / "reports").exists()
+
+
+def test_sleep_entry_point_runs_the_sleep_problem(tmp_path, capsys):
+    path = scenario(tmp_path)
+    code = sleep_main([str(path), "--out", str(tmp_path / "s"), "--no-figures", "--no-progress", "-q"])
+    out = capsys.readouterr()
+    assert code == EXIT_OK, out.err
+    assert out.out.strip() == str(tmp_path / "s")  # --quiet prints only the report path
+    assert sorted(p.name for p in (tmp_path / "s").iterdir() if p.is_dir()) == ["sleep"]
+
+
+def test_problem_the_scenario_lacks_is_bad_input(tmp_path, capsys):
+    path = scenario(tmp_path, sleep=None)
+    code, _, err = run([path, "--problem", "sleep", "--no-progress"], capsys)
+    assert code == EXIT_BAD_INPUT and "no `sleep:` section" in err
+
+
+def test_check_validates_without_writing(tmp_path, capsys):
+    path = scenario(tmp_path)
+    code, out, _ = run([path, "--check"], capsys)
+    assert code == EXIT_OK and "is valid" in out and "time_limit: 60.0" in out
+    assert not (tmp_path / "reports").exists()
+    code, _, err = run([path, "--check", "--set", "solver.name=gurobi"], capsys)
+    assert code == EXIT_BAD_INPUT and "solver.name" in err and "'cbc' or 'highs'" in err
+
+
+def test_rerun_replaces_the_report_atomically(tmp_path, capsys):
+    path = scenario(tmp_path)
+    out_dir = tmp_path / "r"
+    assert run([path, "--out", out_dir, "--no-figures", "--no-progress"], capsys)[0] == EXIT_OK
+    (out_dir / "stale.txt").write_text("from an older run")
+    assert run([path, "--out", out_dir, "--no-figures", "--no-progress", "--set", "deployment.max_bs=5"], capsys)[0] == 0
+    assert not (out_dir / "stale.txt").exists()
+    assert json.loads((out_dir / "summary.json").read_text())["problems"]["deployment"]["params"]["max_bs"] == 5
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".r.")] == []
+
+
+def test_missing_scenario_and_bad_override_syntax(tmp_path, capsys):
+    code, _, err = run([tmp_path / "none.yaml"], capsys)
+    assert code == EXIT_BAD_INPUT and "does not exist" in err
+    code, _, err = run([scenario(tmp_path), "--set", "deployment.max_bs"], capsys)
+    assert code == EXIT_BAD_INPUT and "key.path=value" in err
+
+
+def test_output_path_that_is_a_file_is_bad_input(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    code, _, err = run([scenario(tmp_path), "--out", tmp_path / "file", "--no-figures", "--no-progress"], capsys)
+    assert code == EXIT_BAD_INPUT and "not a directory" in err
+
+
+def test_help_documents_options_and_exit_codes():
+    proc = subprocess.run([sys.executable, "-m", "planning.cli", "--help"], capture_output=True, text=True,
+                          cwd=REPO, timeout=120)
+    assert proc.returncode == 0
+    text = proc.stdout
+    for option in ("--out", "--set", "--problem", "--check", "--no-figures", "--no-progress", "--quiet"):
+        assert option in text
+    for code in ("0 ", "1 ", "2 ", "3 ", "4 ", "5 ", "130"):
+        assert f"\n  {code}" in text
+    assert "time_limit" in text and "half-written" in text
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize("name, problem, baseline", [("nanchang_deploy", "deployment", "poi_regression"),
+                                                     ("nanchang_sleep", "sleep", "daily_profile")])
+def test_nanchang_scenarios_run_from_the_shared_data(tmp_path, capsys, name, problem, baseline):
+    """The shipped scenarios as they are, with a baseline forecaster so the test stays fast."""
+    from forecasting.data import default_data_dir
+
+    if not (default_data_dir() / "nanchang.npz").exists():
+        pytest.skip(f"needs {default_data_dir() / 'nanchang.npz'}")
+    out = tmp_path / name
+    code, stdout, err = run([REPO / "scenarios" / f"{name}.yaml", "--problem", problem, "--out", out,
+                             "--set", f"forecaster.model={baseline}", "--no-figures", "--no-progress"], capsys)
+    assert code == EXIT_OK, err
+    summary = json.loads((out / "summary.json").read_text())
+    p = summary["problems"][problem]
+    assert summary["city"]["regions"] == [32, 33, 34, 35, 36] and p["horizon"]["cells"] == 80
+    assert p["forecast"]["model"] == baseline
+    oracle = [s for s in p["strategies"] if s["name"] == "oracle"][0]
+    assert oracle["kpi"]["regret"] == 0.0 and oracle["status"] == "optimal"
