@@ -519,7 +519,7 @@ class PatchTSTBaseline(Forecaster):
                 model = PatchTST(
                     h=horizon, input_size=n_obs, scaler_type="identity", alias="PatchTST",
                     enable_progress_bar=False, enable_model_summary=False, logger=False,
-                    enable_checkpointing=False, accelerator="cpu", **self.config,
+                    enable_checkpointing=False, accelerator="auto", devices=1, **self.config,
                 )  # fmt: skip
                 forecaster = NeuralForecast(models=[model], freq=1)
                 with warnings.catch_warnings():

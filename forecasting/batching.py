@@ -90,6 +90,7 @@ def encode(
     poi_valid: np.ndarray | torch.Tensor | None = None,
     valid: np.ndarray | torch.Tensor | None = None,
     users_available: np.ndarray | torch.Tensor | None = None,
+    slots_per_day: int | np.ndarray | torch.Tensor | None = None,
     context: ContextSwitches = ContextSwitches(),
     device: torch.device | str = "cpu",
 ) -> tuple[torch.Tensor, dict, WindowTransform]:
@@ -99,6 +100,7 @@ def encode(
     the returned x0 is only meaningful where the caller knows the truth). mask True = hidden.
     Users are hidden exactly where traffic is (no peeking); POI is static and always known.
     `users_available` (B,) marks windows whose city has user counts at all (default: all).
+    `slots_per_day` (int or (B,)) enables the one-day lag channel (see `day_lag`).
     """
     as_t = lambda a, dt=torch.float32: torch.as_tensor(np.asarray(a) if not torch.is_tensor(a) else a, dtype=dt, device=device)  # noqa: E731
     traffic = as_t(traffic)
@@ -116,6 +118,9 @@ def encode(
         "valid": valid_t,
         "cell_scale": transform.relative,
     }
+    if slots_per_day is not None:
+        spd = torch.as_tensor(np.asarray(slots_per_day), dtype=torch.long, device=device).expand(x0.shape[0])
+        cond["lag"], cond["lag_known"] = day_lag(observed, known, spd)
     if context.users and users is not None:
         users_t = as_t(users)
         users_known = known
@@ -134,6 +139,23 @@ def encode(
     return x0, cond, transform
 
 
+def day_lag(values: torch.Tensor, known: torch.Tensor, slots_per_day: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Value one day earlier within the window, where it is observed (a lag feature, cf. LagLlama).
+
+    lag[b, t] = values[b, t - d_b] and lag_known[b, t] = known[b, t - d_b] for t >= d_b (d_b = slots
+    per day of window b), zero/False elsewhere. Granularity-aware without any per-city table; for a
+    window shorter than a day (e.g. 64 steps at 15 min) the channel is simply empty.
+    """
+    B, T = values.shape[:2]
+    t = torch.arange(T, device=values.device)[None, :]  # (1, T)
+    src = t - slots_per_day[:, None]  # (B, T)
+    ok = src >= 0
+    idx = src.clamp(min=0)[:, :, None, None].expand_as(values)
+    lag_known = torch.gather(known, 1, idx) & ok[:, :, None, None]
+    lag = torch.where(lag_known, torch.gather(values, 1, idx), torch.zeros_like(values))
+    return lag, lag_known
+
+
 def encode_windows(
     windows: Windows, mask: np.ndarray, context: ContextSwitches = ContextSwitches(), device="cpu"
 ) -> tuple[torch.Tensor, dict, WindowTransform]:
@@ -146,6 +168,7 @@ def encode_windows(
         users=windows.users,
         poi=windows.poi,
         valid=None if windows.valid is None else np.broadcast_to(windows.valid[:, None], windows.traffic.shape),
+        slots_per_day=windows.slots_per_day,
         context=context,
         device=device,
     )

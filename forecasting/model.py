@@ -269,8 +269,9 @@ class FinalLayer(nn.Module):
 # The network
 # ----------------------------------------------------------------------------------------------------
 
-#: Per-entry channels of the main stream: noisy masked part e_k, observed part o, mask m, validity.
-MAIN_CHANNELS = 4
+#: Per-entry channels of the main stream: noisy masked part e_k, observed part o, mask m, validity,
+#: the observed value one day earlier and its flag (lag feature; empty when the window is under a day).
+MAIN_CHANNELS = 6
 #: Per-entry channels of the observation condition: o, 1 - m (observed flag), validity, cell level.
 OBS_CHANNELS = 4
 #: Per-entry channels of the user context: users (observed entries only), users-known flag.
@@ -288,6 +289,7 @@ class UoMoNet(nn.Module):
       k         (B,) diffusion step
       valid     False at cells padded or absent from the data (never attended as signal)
       cell_scale (B, H, W) log level of each cell relative to its window (see batching.WindowTransform)
+      lag, lag_known (B, T, H, W) observed value one day earlier and its flag (see batching.day_lag)
     Context (paper 3.3) is optional: users (B, T, H, W) with `users_known` (True where the user count
     would be known when forecasting), POI counts (B, C, H, W) of any width C with `poi_valid` (B, C).
     Returns the x0 prediction (B, T, H, W).
@@ -359,6 +361,8 @@ class UoMoNet(nn.Module):
         poi: torch.Tensor | None = None,
         poi_valid: torch.Tensor | None = None,
         cell_scale: torch.Tensor | None = None,
+        lag: torch.Tensor | None = None,
+        lag_known: torch.Tensor | None = None,
     ) -> torch.Tensor:
         B, T, H, W = noisy.shape
         patch = self.config.patch
@@ -367,7 +371,9 @@ class UoMoNet(nn.Module):
         e_k = noisy * maskf * validf  # (B, T, H, W) noised hidden part
         o = observed * (1 - maskf) * validf  # (B, T, H, W) observed part (Eq. 4)
 
-        main = torch.stack([e_k, o, maskf, validf], 1)  # (B, 4, T, H, W)
+        lag_f = torch.zeros_like(o) if lag_known is None else lag_known.float() * validf
+        lag_v = torch.zeros_like(o) if lag is None else lag * lag_f
+        main = torch.stack([e_k, o, maskf, validf, lag_v, lag_f], 1)  # (B, 6, T, H, W)
         level = torch.zeros_like(o) if cell_scale is None else cell_scale[:, None].expand(B, T, H, W) * validf
         obs = torch.stack([o, (1 - maskf) * validf, validf, level], 1)  # (B, 4, T, H, W)
         main, obs = pad_to_patch(main, patch), pad_to_patch(obs, patch)

@@ -63,6 +63,7 @@ class TrainConfig:
     contrastive_weight: float = 0.0
     init_from: str | None = None
     train_fraction: float = 1.0  # few-shot: share of each city's training windows used
+    city_weights: dict = field(default_factory=dict)  # city name -> relative sampling weight (default 1)
     val_every: int = 1000
     val_stride: int = 16
     val_samples: int = 4
@@ -114,9 +115,10 @@ class CityPool:
     traffic: np.ndarray  # (R, T, H, W) in [0, 1]
     users: np.ndarray | None
     pairs: np.ndarray  # (N, 2) region, start
+    weight: float = 1.0  # relative share of batch samples drawn from this city
 
 
-def build_pool(city: City, length: int = 64, fraction: float = 1.0, seed: int = 0) -> CityPool:
+def build_pool(city: City, length: int = 64, fraction: float = 1.0, seed: int = 0, weight: float = 1.0) -> CityPool:
     scalers = CityScalers.fit(city, length)
     train = city.regions("train")
     starts = window_starts(city.n_steps, length)
@@ -126,7 +128,7 @@ def build_pool(city: City, length: int = 64, fraction: float = 1.0, seed: int = 
         keep = max(1, int(round(fraction * len(pairs))))
         pairs = pairs[np.sort(rng.choice(len(pairs), keep, replace=False))]
     users = None if city.users is None or scalers.users is None else scalers.users.transform(city.users)
-    return CityPool(city, scalers, scalers.traffic.transform(city.traffic), users, pairs)
+    return CityPool(city, scalers, scalers.traffic.transform(city.traffic), users, pairs, weight)
 
 
 def draw_batch(pools: Sequence[CityPool], size: int, task_mix: dict, rng: np.random.Generator) -> dict:
@@ -134,7 +136,8 @@ def draw_batch(pools: Sequence[CityPool], size: int, task_mix: dict, rng: np.ran
     shapes = sorted({p.traffic.shape[2:] for p in pools})
     shape = shapes[rng.integers(len(shapes))]
     group = [p for p in pools if p.traffic.shape[2:] == shape]
-    which = rng.integers(len(group), size=size)
+    weights = np.array([p.weight for p in group], float)
+    which = rng.choice(len(group), size=size, p=weights / weights.sum())
     T = 64
     H, W = shape
     max_poi = max((p.city.poi.shape[1] for p in group if p.city.poi is not None), default=1)
@@ -147,6 +150,7 @@ def draw_batch(pools: Sequence[CityPool], size: int, task_mix: dict, rng: np.ran
         "time_of_day": np.zeros((size, T), np.float32),
         "day_of_week": np.zeros((size, T), np.int64),
         "valid": np.ones((size, T, H, W), bool),
+        "slots_per_day": np.zeros(size, np.int64),
     }
     for i, g in enumerate(which):
         pool = group[g]
@@ -162,6 +166,7 @@ def draw_batch(pools: Sequence[CityPool], size: int, task_mix: dict, rng: np.ran
             out["poi_valid"][i, :C] = True
         out["time_of_day"][i] = pool.city.slot_of_day[r, sl] / pool.city.slots_per_day
         out["day_of_week"][i] = pool.city.day_of_week[r, sl]
+        out["slots_per_day"][i] = pool.city.slots_per_day
         if pool.city.cell_valid is not None:
             out["valid"][i] = pool.city.cell_valid[r][None]
     names = list(task_mix)
@@ -246,7 +251,8 @@ def train(cfg: TrainConfig, resume: bool = False, cities: Sequence[City] | None 
     torch.manual_seed(cfg.seed)
 
     city_objs = list(cities) if cities is not None else [resolve_city(c, cfg.data_dir) for c in cfg.cities]
-    pools = [build_pool(c, fraction=cfg.train_fraction, seed=cfg.seed) for c in city_objs]
+    weights = cfg.city_weights or {}
+    pools = [build_pool(c, fraction=cfg.train_fraction, seed=cfg.seed, weight=float(weights.get(c.name, 1.0))) for c in city_objs]
     if not any(len(p.pairs) for p in pools):
         raise DataError("no training windows: every city needs 'train' regions of at least 64 steps")
     pools = [p for p in pools if len(p.pairs)]
@@ -308,7 +314,8 @@ def train(cfg: TrainConfig, resume: bool = False, cities: Sequence[City] | None 
         x0, cond, _ = encode(
             batch["traffic"], batch["mask"], batch["time_of_day"], batch["day_of_week"],
             users=batch["users"], poi=batch["poi"], poi_valid=batch["poi_valid"],
-            users_available=batch["users_available"], valid=batch["valid"], context=switches, device=device,
+            users_available=batch["users_available"], valid=batch["valid"], slots_per_day=batch["slots_per_day"],
+            context=switches, device=device,
         )
         negative = roll_context(cond) if cfg.contrastive_weight > 0 and (switches.users or switches.poi) else None
         net.train()
@@ -400,6 +407,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--contrastive-weight", type=float, default=d.contrastive_weight, help="lambda of Eq. 11")
     p.add_argument("--init", dest="init_from", default=None, help="start from this checkpoint (fine-tuning)")
     p.add_argument("--train-fraction", type=float, default=d.train_fraction, help="few-shot: share of training windows")
+    p.add_argument("--city-weight", dest="city_weights", action="append", default=[], metavar="NAME=W",
+                   help="relative sampling weight of a city (repeatable), e.g. synthetic=0.3")
     p.add_argument("--val-every", type=int, default=d.val_every)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--out", default=d.out, help="run folder (checkpoints last.pt / best.pt, history.json)")
@@ -410,6 +419,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     fields = {k: v for k, v in vars(args).items() if k != "resume"}
+    try:
+        fields["city_weights"] = {k: float(v) for k, v in (item.split("=", 1) for item in args.city_weights)}
+    except ValueError:
+        print("uomo-train: error: --city-weight takes NAME=NUMBER, e.g. synthetic=0.3", file=sys.stderr)
+        return 2
     cfg = TrainConfig(**fields)
     try:
         summary = train(cfg, resume=args.resume)

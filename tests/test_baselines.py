@@ -293,3 +293,19 @@ def test_bad_masks_are_rejected():
         HistoricalAverage().predict(w, np.zeros((1, 64, 1, 1), dtype=int))
     with pytest.raises(ValueError, match="does not match"):
         HistoricalAverage().predict(w, np.zeros((1, 63, 1, 1), dtype=bool))
+
+
+def test_patchtst_optional_baseline_trains_and_forecasts_its_fitted_shapes():
+    pytest.importorskip("neuralforecast")
+    from forecasting.baselines import OPTIONAL_BASELINES, PatchTSTBaseline
+
+    assert OPTIONAL_BASELINES == {"patchtst": PatchTSTBaseline}
+    city = toy_city(grid=(2, 2))
+    model = PatchTSTBaseline(shapes=[(48, 16)], max_steps=2, hidden_size=16, n_heads=2, encoder_layers=1).fit(city)
+    w = make_windows(city, split="test", stride=16)
+    short = masks_for("short", w)
+    pred = run(model, w, short)
+    assert np.isfinite(pred).all() and pred.min() >= 0 and pred.max() <= 1
+    assert np.array_equal(pred[~short], w.traffic[~short])  # observed entries untouched
+    with pytest.raises(NotApplicable, match="no model"):
+        run(model, w, masks_for("long", w))

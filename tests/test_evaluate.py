@@ -162,7 +162,16 @@ def test_run_benchmark_writes_exact_keys_and_merge_keeps_foreign_records(tmp_pat
     assert len({(r["city"], r["task"], r["model"]) for r in saved}) == len(saved)  # no duplicates
     served = {(r["model"], r["task"]) for r in records}
     assert ("neighbour_mean", "generation") in served and ("neighbour_mean", "short") not in served
-    assert next(r for r in records if r["model"] == "arima")["windows"] == 1
+    arima = next(r for r in records if r["model"] == "arima" and r["task"] == "short")
+    assert arima["windows"] == 1 and arima["subsampled"]
+    # its ratio is taken against the best fast baseline on that same single window
+    w = make_windows(city, split="test", stride=ev.QUICK_STRIDE)
+    same = {
+        name: ev.evaluate_forecaster(BASELINES[name]().fit(city), w, "short", max_windows=1)["mae"]
+        for name in ("historical_average", "last_value", "seasonal_naive", "daily_profile")
+    }
+    assert arima["ref_mae"] == pytest.approx(min(same.values())) and same[arima["ref_model"]] == arima["ref_mae"]
+    assert ev.ratio_to_best(arima, {})[0] == pytest.approx(arima["mae"] / arima["ref_mae"])
     assert "| short | uomo |" in (out / "forecast.md").read_text()
     # re-running one model replaces only its records
     ev.run_benchmark([city], models=["historical_average"], tasks=["short"], quick=True, out=out, verbose=False)

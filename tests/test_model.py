@@ -169,3 +169,18 @@ def test_encode_hides_users_with_traffic():
     assert (cond["users"][torch.as_tensor(mask)] == 0).all()
     _, cond_off, _ = encode(traffic, mask, tod, dow, users=users, context=ContextSwitches(users=False, poi=False))
     assert "users" not in cond_off
+
+
+def test_day_lag_copies_observed_value_one_day_back():
+    from forecasting.batching import day_lag
+
+    values = torch.arange(10, dtype=torch.float32).view(1, 10, 1, 1).repeat(2, 1, 1, 1)
+    known = torch.ones_like(values, dtype=torch.bool)
+    known[:, 7:] = False  # hidden future
+    lag, flag = day_lag(values, known, torch.tensor([4, 20]))
+    assert torch.equal(lag[0, 4:, 0, 0], torch.tensor([0.0, 1, 2, 3, 4, 5]))
+    assert flag[0, :4].sum() == 0 and flag[0, 4:, 0, 0].all()  # t-4 <= 5 is observed for t <= 9
+    assert flag[1].sum() == 0  # a window shorter than a day has no lag
+    known[:, 2] = False
+    lag2, flag2 = day_lag(values, known, torch.tensor([4, 20]))
+    assert not flag2[0, 6, 0, 0] and lag2[0, 6, 0, 0] == 0  # lag source hidden -> no information
