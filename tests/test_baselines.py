@@ -210,6 +210,21 @@ def test_arima_falls_back_to_the_history_mean_when_a_fit_diverges_or_fails(monke
     assert np.allclose(pred[:2, 48:], 0.3) and np.allclose(pred[2, 48:], 0.5)
 
 
+def test_arima_is_seasonal_only_with_two_days_of_history(monkeypatch):
+    seen = []
+
+    def fake(self, histories, horizon, season):
+        seen.append((histories.shape[1], horizon, season))
+        return np.full((histories.shape[0], horizon), 0.5)
+
+    monkeypatch.setattr(AutoARIMABaseline, "_forecast_batch", fake)
+    T = 64
+    w = toy_windows(np.full((1, T, 1, 1), 0.5), slots_per_day=24)
+    run(AutoARIMABaseline(), w, short_term_mask((T, 1, 1))[None])  # 48 observed = 2 days
+    run(AutoARIMABaseline(), w, long_term_mask((T, 1, 1))[None])  # 16 observed < 2 days
+    assert seen == [(48, 16, 24), (16, 48, 1)]
+
+
 def test_neighbour_mean_uses_the_eight_neighbours_then_all_observed_cells():
     T = 64
     x = np.zeros((1, T, 3, 3), dtype=np.float32)
