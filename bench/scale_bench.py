@@ -139,7 +139,30 @@ def sleep_rows(limit: float) -> list[dict]:
     return rows
 
 
-def markdown(rows: list[dict], command: str, wall: float) -> str:
+def findings(rows: list[dict], limit: float, full_limit: float) -> list[str]:
+    """Plain statements read off the rows: the 60 s target, limits overrun, gaps to the exact optimum."""
+    out = []
+    for n in sorted({r["cells"] for r in rows if r["problem"] == "deployment"}):
+        ok = [r for r in rows if r["problem"] == "deployment" and r["cells"] == n and r["status"] == "optimal"
+              and r["build_s"] + r["solve_s"] < 60]
+        out.append(f"Deployment {n} x {T}: built and solved to proven optimality in < 60 s by "
+                   + (", ".join(f"{r['method']}{'/' + r['solver'] if r['solver'] else ''} "
+                                f"({r['build_s'] + r['solve_s']:.2f} s)" for r in ok) or "none") + ".")
+    best = {(r["problem"], r["cells"]): r["objective"] for r in rows if r["method"] in ("greedy", "dp")}
+    for r in rows:
+        lim = full_limit if r["method"] in ("milp", "milp+warm") else limit
+        if r["solver"] and r["solve_s"] > 1.5 * lim:
+            out.append(f"{r['problem']} {r['cells']} {r['method']}/{r['solver']}: returned after {r['solve_s']:.0f} s "
+                       f"despite its {lim:.0f} s limit (CBC does not interrupt its root processing at the limit).")
+        ref = best.get((r["problem"], r["cells"]))
+        if r["status"] == "time_limit" and ref and r["objective"] is not None:
+            worse = abs(ref - r["objective"]) / abs(ref)
+            out.append(f"{r['problem']} {r['cells']} {r['method']}/{r['solver']}: time-limited incumbent within "
+                       f"{worse:.1e} (relative) of the exact optimum of the fast path, but not proven optimal.")
+    return out
+
+
+def markdown(rows: list[dict], command: str, wall: float, notes: list[str] | None = None) -> str:
     def f(v, nd=3):
         return "-" if v is None else (f"{v:.{nd}f}" if isinstance(v, float) else str(v))
 
@@ -166,6 +189,8 @@ def markdown(rows: list[dict], command: str, wall: float) -> str:
         "summed; `milp-all` = one MILP for all cells.",
         "",
     ]
+    if notes:
+        lines += ["## Findings", ""] + [f"- {n}" for n in notes] + [""]
     return "\n".join(lines)
 
 
@@ -177,7 +202,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warm-max", type=int, default=1000, help="largest size with a warm-started full MILP")
     ap.add_argument("--skip-sleep", action="store_true")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
+    ap.add_argument("--render", nargs=2, metavar=("COMMAND", "WALL_S"),
+                    help="only rewrite scale.md from the records in --out/scale.json (command and wall time as run)")
     args = ap.parse_args(argv)
+    out = Path(args.out)
+    if args.render:
+        rows = json.loads((out / "scale.json").read_text())
+        md = markdown(rows, args.render[0], float(args.render[1]), findings(rows, args.limit, args.full_limit))
+        (out / "scale.md").write_text(md)
+        print(md)
+        return 0
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PlanningWarning)  # the rows record the time-limited statuses
@@ -185,11 +219,10 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_sleep:
             rows += sleep_rows(args.limit)
     wall = time.perf_counter() - t0
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "scale.json").write_text(json.dumps([{k: r[k] for k in KEYS} for r in rows], indent=1) + "\n")
     command = ("python bench/scale_bench.py " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
-    md = markdown(rows, command, wall)
+    md = markdown(rows, command, wall, findings(rows, args.limit, args.full_limit))
     (out / "scale.md").write_text(md)
     print(md)
     return 0

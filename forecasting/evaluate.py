@@ -277,7 +277,7 @@ def default_cities(data_dir: str | Path | None = None) -> list[str]:
     return ["synthetic", *available_real_cities(data_dir)]
 
 
-def make_model(name: str, checkpoint: str | None = None) -> Forecaster | None:
+def make_model(name: str, checkpoint: str | None = None, sampling: dict | None = None) -> Forecaster | None:
     """A fresh baseline by registry name, or the UoMo forecaster (None, with a message, if unavailable)."""
     from .baselines import BASELINES, OPTIONAL_BASELINES, neuralforecast_available
 
@@ -295,7 +295,8 @@ def make_model(name: str, checkpoint: str | None = None) -> Forecaster | None:
             print(f"[bench] skipping 'uomo': forecasting.forecast is not importable ({exc})", file=sys.stderr)
             return None
         try:
-            model = load_forecaster(checkpoint) if checkpoint else load_forecaster()
+            sampling = dict(sampling or {})
+            model = load_forecaster(checkpoint, **sampling) if checkpoint else load_forecaster(**sampling)
         except Exception as exc:  # noqa: BLE001 - any load failure: report and go on with the baselines
             print(f"[bench] skipping 'uomo': could not load {checkpoint or 'the default checkpoint'} ({exc})", file=sys.stderr)
             return None
@@ -312,6 +313,7 @@ def run_benchmark(
     out: str | Path | None = None,
     data_dir: str | Path | None = None,
     checkpoint: str | None = None,
+    uomo_sampling: dict | None = None,
     arima_max_windows: int | None = None,
     max_windows: int | None = None,
     seed: int = 0,
@@ -350,7 +352,7 @@ def run_benchmark(
         for name in models:
             if name == "uomo":
                 if "uomo" not in uomo_cache:
-                    uomo_cache["uomo"] = make_model("uomo", checkpoint)
+                    uomo_cache["uomo"] = make_model("uomo", checkpoint, uomo_sampling)
                 model, fit_seconds = uomo_cache["uomo"], 0.0
                 if model is None:
                     continue
@@ -569,6 +571,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="results folder (default: bench/results)")
     parser.add_argument("--data-dir", type=Path, default=None, help="real city .npz folder (default: ../shared/data or $UOMO_DATA_DIR)")
     parser.add_argument("--checkpoint", default=None, help="UoMo checkpoint (path or shipped name) for the 'uomo' model")
+    parser.add_argument("--uomo-steps", type=int, default=20, help="DDIM steps of the 'uomo' sampler")
+    parser.add_argument("--uomo-samples", type=int, default=8, help="samples per window of 'uomo' (median = point forecast)")
     parser.add_argument("--arima-max-windows", type=int, default=None, help=f"cap on ARIMA windows per city x task (default {DEFAULT_ARIMA_MAX_WINDOWS}, quick {QUICK_ARIMA_MAX_WINDOWS})")
     parser.add_argument("--max-windows", type=int, default=None, help="cap on windows per model x city x task (default: all)")
     parser.add_argument("--seed", type=int, default=0)
@@ -582,6 +586,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_benchmark(
             cities=args.cities, models=args.models, tasks=args.tasks, quick=args.quick,
             out=args.out or default_out_dir(), data_dir=args.data_dir, checkpoint=args.checkpoint,
+            uomo_sampling={"steps": args.uomo_steps, "n_samples": args.uomo_samples},
             arima_max_windows=args.arima_max_windows, max_windows=args.max_windows, seed=args.seed,
             command=command.strip(),
         )  # fmt: skip
