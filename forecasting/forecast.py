@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, Sequence
 
@@ -41,6 +41,17 @@ def scalers_to_dict(scalers: CityScalers) -> dict:
 
 def scalers_from_dict(d: dict) -> CityScalers:
     return CityScalers(Scaler(float(d["traffic"])), None if d.get("users") is None else Scaler(float(d["users"])))
+
+
+def forecast_scalers(city: City) -> CityScalers:
+    """The city's scalers: fitted on its training regions, or on all its regions when it has none.
+
+    UoMo rescales every cell by its own observed level, so the city scale only sets the clipping range;
+    a city given only for forecasting (all regions 'test') is scaled by its whole history.
+    """
+    if city.regions("train").size:
+        return CityScalers.fit(city)
+    return CityScalers.fit(replace(city, split=np.full(city.n_regions, "train")))
 
 
 @dataclass
@@ -158,7 +169,7 @@ class UoMoForecaster(Forecaster):
         """
         from .masks import task_mask
 
-        scalers = self.scalers.get(city.name) or CityScalers.fit(city)
+        scalers = self.scalers.get(city.name) or forecast_scalers(city)
         regions = list(range(city.n_regions)) if regions is None else list(regions)
         win = make_windows(city, regions=regions, stride=stride or 64, scalers=scalers)
         shape = win.traffic.shape[1:]

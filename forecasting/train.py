@@ -346,7 +346,8 @@ def train(cfg: TrainConfig, resume: bool = False, cities: Sequence[City] | None 
                 val = validate_model(ema, schedule, pools, cfg, device)
                 rate = windows_seen / (time.perf_counter() - t_start)
                 history.append({"step": step, "loss": stats["mse"], "windows_per_s": rate, **val})
-                improved = val["score"] < best
+                # without val regions there is nothing to select on: the latest weights are the best
+                improved = val["score"] < best or (math.isnan(val["score"]) and best == float("inf") or math.isnan(best))
                 if improved:
                     best = val["score"]
                     save_checkpoint(best_path, {"ema": ema.state_dict(), "step": step}, {**config, "validation": val})
