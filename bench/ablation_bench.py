@@ -38,9 +38,9 @@ VARIANTS = {
 def finetune(variant: str, pretrained: str, cities: list[str], steps: int, lam: float, out: Path, seed: int) -> str:
     spec = VARIANTS[variant]
     cfg = TrainConfig(
-        preset=_preset_of(pretrained), cities=cities, steps=steps, batch_size=32, lr=5e-4, warmup=50,
+        preset=_preset_of(pretrained), cities=cities, steps=steps, batch_size=32, lr=5e-4,
         context=spec["context"], freeze=spec["freeze"], contrastive_weight=lam if spec["contrastive"] else 0.0,
-        init_from=pretrained, val_every=max(steps // 2, 1), seed=seed, out=str(out / variant),
+        init_from=pretrained, val_every=steps, warmup=min(50, steps // 4), seed=seed, out=str(out / variant),
     )
     return train(cfg)["best"]
 
