@@ -92,7 +92,9 @@ def main(argv=None) -> int:
                      f"{r['crps']:.5f} | {r['seconds']:.1f} |")
     lines += ["", f"All {timing['windows']} stride-1 test windows, one task, DDIM-20 with {timing['samples']} "
               f"samples: {timing['seconds']:.1f} s on {timing['threads']} CPU threads.", "",
-              f"Command: `python bench/sampling_bench.py --checkpoint {args.checkpoint} --city {args.city} --task {args.task}`"]
+              f"Command: `OMP_NUM_THREADS={torch.get_num_threads()} python bench/sampling_bench.py --checkpoint {args.checkpoint} "
+              f"--city {args.city} --task {args.task} --stride {args.stride} --samples {args.samples} "
+              f"--timing-samples {args.timing_samples}` (2 CPU cores shared with a training job and a benchmark at the time)"]
     (out / "sampling.md").write_text("\n".join(lines) + "\n")
     return 0
 
