@@ -1021,6 +1021,15 @@ def _display_name(model: str) -> str:
     return Path(model).name if _looks_like_path(model) else model
 
 
+def shaped_forecast(scenario, city, regions, spec, start, stop, cache, progress, shape):
+    """The forecast of `spec`'s task over [start, stop), its mean and quantile cubes passed through `shape`."""
+    fc = forecast_horizon(scenario, city, regions, spec.task, spec.unit, start, stop,
+                          spec.forecaster or scenario.forecaster.model, cache, progress)
+    fc.mean = shape(fc.mean)
+    fc.quantiles = {q: shape(d) for q, d in fc.quantiles.items()}
+    return fc
+
+
 def forecast_horizon(scenario: Scenario, city: "City", regions: np.ndarray, task: str, unit: str, start: int, stop: int,
                      model_name: str, cache: dict, progress: bool = False) -> ForecastRun:
     """Forecast `regions` over steps [start, stop) with the scenario's forecaster, mean and quantiles.
@@ -1119,12 +1128,8 @@ def run_deployment(scenario: Scenario, city: "City", regions: np.ndarray, cache:
     sources: list[tuple[str, str, Any]] = []  # (name, label, demand)
     forecast = None
     if "forecast" in spec.strategies:
-        fc = forecast_horizon(scenario, city, regions, spec.task, spec.unit, start, stop,
-                              spec.forecaster or scenario.forecaster.model, cache, progress)
-        fc.mean = shape(fc.mean)
-        fc.quantiles = {q: shape(d) for q, d in fc.quantiles.items()}
+        fc = forecast = shaped_forecast(scenario, city, regions, spec, start, stop, cache, progress, shape)
         notes += fc.notes
-        forecast = fc
         sources.append(("forecast", f"forecast ({fc.model})", fc.mean))
     if "poi" in spec.strategies:
         if city.poi is None:
@@ -1225,12 +1230,8 @@ def run_sleep(scenario: Scenario, city: "City", regions: np.ndarray, cache: dict
     jobs: list[tuple[str, str, Any, Any]] = []
     forecast = None
     if "forecast" in spec.strategies:
-        fc = forecast_horizon(scenario, city, regions, spec.task, spec.unit, start, stop,
-                              spec.forecaster or scenario.forecaster.model, cache, progress)
-        fc.mean = shape(fc.mean)
-        fc.quantiles = {q: shape(d) for q, d in fc.quantiles.items()}
+        fc = forecast = shaped_forecast(scenario, city, regions, spec, start, stop, cache, progress, shape)
         notes += fc.notes
-        forecast = fc
         jobs.append(("forecast", f"forecast ({fc.model})", fc.mean, lambda d=fc.mean: solve_sleep(d, params, **kw)))
     if "always_on" in spec.strategies:
         jobs.append(("always_on", "always on", None, lambda: always_on(real, params)))
