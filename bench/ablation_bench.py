@@ -94,7 +94,10 @@ def main(argv=None) -> int:
     for r in records:
         jsd = "" if r["jsd"] is None else f"{r['jsd']:.4f}"
         lines.append(f"| {r['city']} | {r['task']} | {r['variant']} | {r['mae']:.5f} | {r['rmse']:.5f} | {jsd} |")
-    lines += ["", "Command: `python bench/ablation_bench.py " + " ".join(argv or []) + "`"]
+    import sys
+
+    used = sys.argv[1:] if argv is None else list(argv)
+    lines += ["", "Command: `OMP_NUM_THREADS=1 python bench/ablation_bench.py " + " ".join(used) + "`"]
     (out / "ablation.md").write_text("\n".join(lines) + "\n")
     return 0
 
