@@ -600,3 +600,15 @@ def forecast_demand(
         return frame
     conversion = conversion or UnitConversion.fit(city)
     return frame.convert(unit, conversion)
+
+
+def require_demand(demand: object, unit: str, role: str, capacity: str, fix: str) -> "Demand":
+    """Check that `demand` is a Demand cube in `unit` (the unit its capacity `capacity` is stated in).
+
+    `role` names the argument in messages ('demand', 'load'); `fix` says how to repair a unit mismatch.
+    """
+    if not isinstance(demand, Demand):
+        raise InputError(f"{role} must be a planning.demand.Demand, got {type(demand).__name__}")
+    if demand.unit != unit:
+        raise InputError(f"{role} is in {demand.unit!r} but the {capacity} is in {unit!r}: {fix}")
+    return demand

@@ -67,7 +67,7 @@ from typing import Literal
 import numpy as np
 import pulp
 
-from .demand import Demand
+from .demand import Demand, require_demand
 from .errors import InfeasibleError, InputError
 from .params import DeployArrays, DeployParams
 from .replay import deploy_objective, served_matrix
@@ -289,13 +289,8 @@ def write_back(m: DeployModel, info: SolveInfo, build_s: float) -> DeployPlan:
 
 
 def _check(demand: Demand, params: DeployParams) -> None:
-    if not isinstance(demand, Demand):
-        raise InputError(f"demand must be a planning.demand.Demand, got {type(demand).__name__}")
-    if demand.unit != params.unit:
-        raise InputError(
-            f"demand is in {demand.unit!r} but the BS capacity is in {params.unit!r}: convert the demand "
-            "(Demand.convert with a UnitConversion) or set DeployParams.unit"
-        )
+    require_demand(demand, params.unit, "demand", "BS capacity",
+                   "convert the demand (Demand.convert with a UnitConversion) or set DeployParams.unit")
 
 
 def min_bs_for_service(demand: np.ndarray, capacity: float, rho: np.ndarray, x_max: np.ndarray) -> np.ndarray:

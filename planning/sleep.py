@@ -40,7 +40,7 @@ from typing import Literal, Sequence
 import numpy as np
 import pulp
 
-from .demand import Demand
+from .demand import Demand, require_demand
 from .errors import InputError
 from .params import SleepArrays, SleepParams
 from .replay import sleep_objective
@@ -68,13 +68,7 @@ class SleepPlan:
 
 
 def _check(load: Demand, params: SleepParams) -> SleepArrays:
-    if not isinstance(load, Demand):
-        raise InputError(f"load must be a planning.demand.Demand, got {type(load).__name__}")
-    if load.unit != params.unit:
-        raise InputError(
-            f"load is in {load.unit!r} but the RRU capacity c0 is in {params.unit!r}: convert the load "
-            "or set SleepParams.unit"
-        )
+    require_demand(load, params.unit, "load", "RRU capacity c0", "convert the load or set SleepParams.unit")
     return params.resolve(load.n_cells)
 
 
