@@ -232,11 +232,6 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
-def run_config(cfg: TrainConfig) -> dict:
-    """Everything a checkpoint must carry to rebuild the model and its forecasts."""
-    return {"train": asdict(cfg)}
-
-
 def train(cfg: TrainConfig, resume: bool = False, cities: Sequence[City] | None = None, progress: bool = True) -> dict:
     """Run (or resume) training; returns a summary with the best validation score and paths."""
     cfg.validate()
@@ -279,7 +274,7 @@ def train(cfg: TrainConfig, resume: bool = False, cities: Sequence[City] | None 
         "diffusion": {"schedule": cfg.schedule, "steps": cfg.diffusion_steps, "prediction": "x0"},
         "context": {"users": "users" in cfg.context, "poi": "poi" in cfg.context},
         "scalers": {p.city.name: scalers_to_dict(p.scalers) for p in pools},
-        **run_config(cfg),
+        "train": asdict(cfg),
     }
     step, best = 0, float("inf")
     history: list[dict] = []
@@ -347,7 +342,7 @@ def train(cfg: TrainConfig, resume: bool = False, cities: Sequence[City] | None 
                 rate = windows_seen / (time.perf_counter() - t_start)
                 history.append({"step": step, "loss": stats["mse"], "windows_per_s": rate, **val})
                 # without val regions there is nothing to select on: the latest weights are the best
-                improved = val["score"] < best or (math.isnan(val["score"]) and best == float("inf") or math.isnan(best))
+                improved = math.isnan(val["score"]) or val["score"] < best
                 if improved:
                     best = val["score"]
                     save_checkpoint(best_path, {"ema": ema.state_dict(), "step": step}, {**config, "validation": val})
