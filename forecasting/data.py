@@ -19,6 +19,7 @@ Sections: the city and its validation; normalisation (`Scaler`); windows; loader
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, NamedTuple, Sequence
@@ -120,6 +121,40 @@ class City:
             cell_valid=pick(self.cell_valid),
             meta=dict(self.meta),
         )
+
+
+    def head(self, n_steps: int) -> "City":
+        """The first `n_steps` of every region (a city observed only since its first step)."""
+        if not 1 <= n_steps <= self.n_steps:
+            raise DataError(f"{self.name}: head needs 1..{self.n_steps} steps, got {n_steps}")
+        cut = lambda a: None if a is None else a[:, :n_steps]  # noqa: E731
+        return replace(
+            self,
+            traffic=self.traffic[:, :n_steps],
+            users=cut(self.users),
+            day_of_week=self.day_of_week[:, :n_steps],
+            slot_of_day=self.slot_of_day[:, :n_steps],
+            meta=dict(self.meta),
+        )
+
+
+def few_shot_city(city: City, fraction: float, length: int = WINDOW) -> City:
+    """The city as seen after its first `fraction` of training windows (few-shot transfer).
+
+    With T steps there are n = T - length + 1 stride-1 windows per region; the few-shot city keeps the
+    first k = max(1, ceil(fraction * n)) window starts, i.e. its first k + length - 1 steps, for every
+    region. A time prefix rather than a random subset of windows: overlapping stride-1 windows drawn at
+    random would cover almost the whole record even at 5%, which is not few-shot at all.
+    """
+    if not 0 < fraction <= 1:
+        raise DataError(f"few-shot fraction must lie in (0, 1], got {fraction}")
+    n = city.n_steps - length + 1
+    if n < 1:
+        raise DataError(f"{city.name}: {city.n_steps} steps hold no {length}-step window")
+    if fraction == 1:
+        return city
+    k = max(1, math.ceil(fraction * n - 1e-9))
+    return city.head(k + length - 1)
 
 
 def validate_city(city: City) -> None:

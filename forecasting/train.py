@@ -32,9 +32,9 @@ import torch.distributed as dist
 
 from .batching import ContextSwitches, encode, roll_context
 from .checkpoint import CheckpointError, load_checkpoint, load_state_strict, save_checkpoint
-from .data import City, CityScalers, DataError, load_city, load_npz, make_windows, window_starts
+from .data import City, CityScalers, DataError, few_shot_city, load_city, load_npz, make_windows, window_starts
 from .diffusion import make_schedule, training_loss
-from .forecast import SamplingConfig, default_device, predict_samples, scalers_to_dict
+from .forecast import SamplingConfig, default_device, predict_samples, resolve_checkpoint, scalers_to_dict
 from .interface import hide
 from .masks import EVAL_TASKS, batch_masks
 from .model import UoMoConfig, UoMoNet, preset
@@ -62,7 +62,7 @@ class TrainConfig:
     freeze: str = "none"  # "none" or "backbone" (paper 3.3 partial freezing)
     contrastive_weight: float = 0.0
     init_from: str | None = None
-    train_fraction: float = 1.0  # few-shot: share of each city's training windows used
+    train_fraction: float = 1.0  # few-shot: first share of each city's training windows (few_shot_city)
     city_weights: dict = field(default_factory=dict)  # city name -> relative sampling weight (default 1)
     val_every: int = 1000
     val_stride: int = 16
@@ -118,15 +118,13 @@ class CityPool:
     weight: float = 1.0  # relative share of batch samples drawn from this city
 
 
-def build_pool(city: City, length: int = 64, fraction: float = 1.0, seed: int = 0, weight: float = 1.0) -> CityPool:
+def build_pool(city: City, length: int = 64, fraction: float = 1.0, weight: float = 1.0) -> CityPool:
+    """The training windows of `city` (all of them, or its first `fraction`: see `few_shot_city`)."""
+    city = few_shot_city(city, fraction, length)
     scalers = CityScalers.fit(city, length)
     train = city.regions("train")
     starts = window_starts(city.n_steps, length)
-    pairs = np.array([(r, s) for r in train for s in starts], dtype=np.int64)
-    if fraction < 1:
-        rng = np.random.default_rng(seed)
-        keep = max(1, int(round(fraction * len(pairs))))
-        pairs = pairs[np.sort(rng.choice(len(pairs), keep, replace=False))]
+    pairs = np.array([(r, s) for r in train for s in starts], dtype=np.int64).reshape(-1, 2)
     users = None if city.users is None or scalers.users is None else scalers.users.transform(city.users)
     return CityPool(city, scalers, scalers.traffic.transform(city.traffic), users, pairs, weight)
 
@@ -247,7 +245,7 @@ def train(cfg: TrainConfig, resume: bool = False, cities: Sequence[City] | None 
 
     city_objs = list(cities) if cities is not None else [resolve_city(c, cfg.data_dir) for c in cfg.cities]
     weights = cfg.city_weights or {}
-    pools = [build_pool(c, fraction=cfg.train_fraction, seed=cfg.seed, weight=float(weights.get(c.name, 1.0))) for c in city_objs]
+    pools = [build_pool(c, fraction=cfg.train_fraction, weight=float(weights.get(c.name, 1.0))) for c in city_objs]
     if not any(len(p.pairs) for p in pools):
         raise DataError("no training windows: every city needs 'train' regions of at least 64 steps")
     pools = [p for p in pools if len(p.pairs)]
@@ -256,7 +254,7 @@ def train(cfg: TrainConfig, resume: bool = False, cities: Sequence[City] | None 
     schedule = make_schedule(cfg.schedule, cfg.diffusion_steps)
     net = UoMoNet(model_cfg).to(device)
     if cfg.init_from:
-        state, init_config = load_checkpoint(cfg.init_from)
+        state, init_config = load_checkpoint(resolve_checkpoint(cfg.init_from))
         if UoMoConfig.from_dict(init_config["model"]) != model_cfg:
             raise CheckpointError(f"{cfg.init_from} holds a {init_config['model']} network, not preset {cfg.preset!r}")
         load_state_strict(net, state.get("ema") or state["model"], cfg.init_from)
@@ -401,8 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--context", nargs="*", default=d.context, help="context inputs to use: users poi")
     p.add_argument("--freeze", default=d.freeze, choices=["none", "backbone"], help="partial freezing for fine-tuning")
     p.add_argument("--contrastive-weight", type=float, default=d.contrastive_weight, help="lambda of Eq. 11")
-    p.add_argument("--init", dest="init_from", default=None, help="start from this checkpoint (fine-tuning)")
-    p.add_argument("--train-fraction", type=float, default=d.train_fraction, help="few-shot: share of training windows")
+    p.add_argument("--init", dest="init_from", default=None, help="start from this checkpoint (path or shipped name) for fine-tuning")
+    p.add_argument("--train-fraction", type=float, default=d.train_fraction, help="few-shot: use only the first share of each city's training windows (a time prefix)")
     p.add_argument("--city-weight", dest="city_weights", action="append", default=[], metavar="NAME=W",
                    help="relative sampling weight of a city (repeatable), e.g. synthetic=0.3")
     p.add_argument("--val-every", type=int, default=d.val_every)

@@ -15,6 +15,7 @@ from forecasting.data import (
     assign_splits,
     available_real_cities,
     default_data_dir,
+    few_shot_city,
     from_geodataframe,
     infer_slots_per_day,
     load_city,
@@ -250,6 +251,24 @@ def test_window_starts():
     assert window_starts(63, 64).size == 0
     with pytest.raises(DataError, match="stride"):
         window_starts(70, 64, 0)
+
+
+def test_few_shot_city_keeps_the_first_share_of_windows():
+    city = load_city("synthetic-small")
+    n = city.n_steps - WINDOW + 1
+    few = few_shot_city(city, 0.05)
+    k = int(np.ceil(0.05 * n))
+    assert few.n_steps == k + WINDOW - 1
+    assert window_starts(few.n_steps).size == k
+    np.testing.assert_array_equal(few.traffic, city.traffic[:, : few.n_steps])
+    np.testing.assert_array_equal(few.slot_of_day, city.slot_of_day[:, : few.n_steps])
+    assert few.users is None or few.users.shape == few.traffic.shape
+    np.testing.assert_array_equal(few.poi, city.poi)  # static: unchanged
+    assert few_shot_city(city, 1.0) is city
+    with pytest.raises(DataError, match="fraction"):
+        few_shot_city(city, 0.0)
+    with pytest.raises(DataError, match="steps"):
+        city.head(city.n_steps + 1)
 
 
 @pytest.mark.parametrize("stride", [1, 5])
