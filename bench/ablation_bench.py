@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -87,19 +89,43 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "ablation.json").write_text(json.dumps(records, indent=1))
-    lines = ["# Context ablation (test regions)", "",
-             f"Fine-tuning {args.steps} steps from `{args.pretrained}`, lambda = {args.contrastive_weight}; "
-             f"test windows every {args.stride} steps; {args.samples} samples x DDIM-{args.sampling_steps}, median.", "",
-             "| city | task | variant | MAE | RMSE | JSD |", "|---|---|---|---|---|---|"]
-    for r in records:
-        jsd = "" if r["jsd"] is None else f"{r['jsd']:.4f}"
-        lines.append(f"| {r['city']} | {r['task']} | {r['variant']} | {r['mae']:.5f} | {r['rmse']:.5f} | {jsd} |")
-    import sys
-
     used = sys.argv[1:] if argv is None else list(argv)
-    lines += ["", "Command: `OMP_NUM_THREADS=1 python bench/ablation_bench.py " + " ".join(used) + "`"]
-    (out / "ablation.md").write_text("\n".join(lines) + "\n")
+    threads = os.environ.get("OMP_NUM_THREADS", "")
+    header = [
+        "# Context ablation (test regions)", "",
+        f"Fine-tuning {args.steps} steps from `{args.pretrained}`, lambda = {args.contrastive_weight}; "
+        f"test windows every {args.stride} steps; {args.samples} samples x DDIM-{args.sampling_steps}, median.", "",
+        f"Command: `{'OMP_NUM_THREADS=' + threads + ' ' if threads else ''}python bench/ablation_bench.py {' '.join(used)}`",
+    ]
+    (out / "ablation.md").write_text(render(records, header))
     return 0
+
+
+def render(records: list[dict], header: list[str]) -> str:
+    """Markdown: MAE per variant x (city, task), each with its change against `pretrain_only`, then JSD."""
+    columns = sorted({(r["city"], r["task"]) for r in records}, key=lambda k: (k[0], ("short", "long", "generation").index(k[1])))
+    variants = list(dict.fromkeys(r["variant"] for r in records))
+    value = {(r["variant"], r["city"], r["task"]): r for r in records}
+    lines = [*header, "", "MAE (normalised scale); in brackets the change against `pretrain_only` on the same windows.", "",
+             "| variant | " + " | ".join(f"{c} {t}" for c, t in columns) + " |", "|---|" + "---|" * len(columns)]
+    for v in variants:
+        cells = []
+        for c, t in columns:
+            r, ref = value.get((v, c, t)), value.get(("pretrain_only", c, t))
+            if r is None:
+                cells.append("")
+            elif ref is None or v == "pretrain_only":
+                cells.append(f"{r['mae']:.3g}")
+            else:
+                cells.append(f"{r['mae']:.3g} ({100 * (r['mae'] / ref['mae'] - 1):+.1f}%)")
+        lines.append(f"| {v} | " + " | ".join(cells) + " |")
+    gen = [(c, t) for c, t in columns if t == "generation"]
+    if gen:
+        lines += ["", "Generation JSD:", "", "| variant | " + " | ".join(c for c, _ in gen) + " |", "|---|" + "---|" * len(gen)]
+        for v in variants:
+            lines.append(f"| {v} | " + " | ".join(
+                "" if value.get((v, c, t)) is None else f"{value[(v, c, t)]['jsd']:.4f}" for c, t in gen) + " |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

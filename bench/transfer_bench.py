@@ -2,8 +2,8 @@
 
 For each held-out (target) city:
 
-1. **source model** - UoMo trained on the other real city plus the synthetic cities (with users/POI
-   context and the contrastive term), starting from `--init` (default: the shipped synthetic-only
+1. **source model** - UoMo trained on the other real city plus the synthetic cities (optionally with
+   users/POI context and the contrastive term: `--context users poi`), starting from `--init` (default: the shipped synthetic-only
    checkpoint, which has never seen a real city). The target is never seen.
 2. **zero-shot** (shots 0) - the source model on the target's test regions, against the baselines that
    need no target data (historical average, last value, seasonal naive, neighbour mean) and the daily
@@ -44,28 +44,25 @@ RESULTS = Path(__file__).resolve().parent / "results"
 #: baselines scored in every setting; those needing no fit are the same at every shots level
 BASELINE_NAMES = ("historical_average", "last_value", "seasonal_naive", "daily_profile", "neighbour_mean", "poi_regression")
 
-SOURCE_CONTEXT = ["users", "poi"]
-
-
-def train_source(target: str, reals: list[str], synthetic: list[str], init: str, steps: int, lam: float,
-                 runs: Path, seed: int) -> str:
+def train_source(target: str, reals: list[str], synthetic: list[str], init: str, steps: int, context: list[str],
+                 lam: float, runs: Path, seed: int) -> str:
     """Train the leave-`target`-out source model; returns its best checkpoint path."""
     sources = [c for c in reals if c != target] + synthetic
     cfg = TrainConfig(
         preset="cpu", cities=sources, steps=steps, batch_size=32, lr=5e-4, warmup=100,
-        context=SOURCE_CONTEXT, contrastive_weight=lam, init_from=init, val_every=max(steps // 2, 1),
+        context=context, contrastive_weight=lam if context else 0.0, init_from=init, val_every=max(steps // 2, 1),
         city_weights={s: 0.25 for s in synthetic}, seed=seed, out=str(runs / f"without_{target}"),
     )
     return train(cfg)["best"]
 
 
-def finetune_few_shot(source_ckpt: str, few: City, steps: int, lam: float, freeze: str, runs: Path,
-                      seed: int, shots: float) -> str:
+def finetune_few_shot(source_ckpt: str, few: City, steps: int, context: list[str], lam: float, freeze: str,
+                      runs: Path, seed: int, shots: float) -> str:
     """Fine-tune the source model on the few-shot city; returns the last checkpoint (no target val data
     beyond the prefix is assumed, so no selection on it)."""
     cfg = TrainConfig(
         preset="cpu", cities=[few.name], steps=steps, batch_size=32, lr=3e-4, warmup=min(50, steps // 4),
-        context=SOURCE_CONTEXT, contrastive_weight=lam, freeze=freeze, init_from=source_ckpt,
+        context=context, contrastive_weight=lam if context else 0.0, freeze=freeze, init_from=source_ckpt,
         val_every=steps, seed=seed, out=str(runs / f"{few.name}_shots{shots:g}"),
     )
     summary = train(cfg, cities=[few])
@@ -134,13 +131,14 @@ def main(argv=None) -> int:
     p.add_argument("--source-steps", type=int, default=3000)
     p.add_argument("--finetune-steps", type=int, default=400)
     p.add_argument("--freeze", default="backbone", choices=["none", "backbone"], help="few-shot fine-tuning: partial freezing or not")
-    p.add_argument("--contrastive-weight", type=float, default=0.05)
+    p.add_argument("--context", nargs="*", default=[], choices=["users", "poi"], help="context inputs of all UoMo runs")
+    p.add_argument("--contrastive-weight", type=float, default=0.05, help="lambda of Eq. 11 (used with --context)")
     p.add_argument("--shots", nargs="+", type=float, default=[0.0, 0.05, 0.10])
     p.add_argument("--pretrained", default=None, help="model for the zero-shot synthetic targets (skipped if absent)")
-    p.add_argument("--synthetic-targets", nargs="+", default=["synthetic-small", "synthetic-10min"])
+    p.add_argument("--synthetic-targets", nargs="+", default=["synthetic-small"], help="8 x 8 cells, 1-hour slots")
     p.add_argument("--stride", type=int, default=4, help="test window stride of the evaluation")
-    p.add_argument("--samples", type=int, default=4)
-    p.add_argument("--sampling-steps", type=int, default=10)
+    p.add_argument("--samples", type=int, default=8)
+    p.add_argument("--sampling-steps", type=int, default=3, help="DDIM steps (see bench/sampler_selection.py)")
     p.add_argument("--runs", default="runs/transfer")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(RESULTS))
@@ -161,7 +159,7 @@ def main(argv=None) -> int:
         sources = [resolve_city(c) for c in args.targets if c != target] + [resolve_city(s) for s in args.synthetic]
         print(f"[transfer] {target}: training the source model on {[c.name for c in sources]}", flush=True)
         source_ckpt = train_source(target, args.targets, args.synthetic, args.init, args.source_steps,
-                                   args.contrastive_weight, runs, args.seed)
+                                   args.context, args.contrastive_weight, runs, args.seed)
         for shots in args.shots:
             if shots == 0:
                 uomo = load_forecaster(source_ckpt, device="cpu", **sampling)
@@ -169,7 +167,7 @@ def main(argv=None) -> int:
             else:
                 few = few_shot_city(city, shots)
                 print(f"[transfer] {target}: few-shot {shots:g} = first {few.n_steps} of {city.n_steps} steps", flush=True)
-                ckpt = finetune_few_shot(source_ckpt, few, args.finetune_steps, args.contrastive_weight,
+                ckpt = finetune_few_shot(source_ckpt, few, args.finetune_steps, args.context, args.contrastive_weight,
                                          args.freeze, runs, args.seed, shots)
                 uomo = load_forecaster(ckpt, device="cpu", **sampling)
                 records += score_setting(city, [few], uomo, shots, args, scalers=CityScalers.fit(few))
@@ -188,7 +186,7 @@ def main(argv=None) -> int:
     header = [
         "# Zero-shot and few-shot transfer (test regions, leave one real city out)", "",
         f"Source models: `{args.init}` trained {args.source_steps} steps on the other real city + {args.synthetic} "
-        f"(users + POI context, lambda = {args.contrastive_weight}); few-shot: {args.finetune_steps} fine-tuning steps "
+        f"(context: {args.context or 'none'}, lambda = {args.contrastive_weight if args.context else 0}); few-shot: {args.finetune_steps} fine-tuning steps "
         f"(freeze = {args.freeze}) on the target's first share of training windows, baselines fitted on the same data. "
         f"Test windows every {args.stride} steps; UoMo: {args.samples} samples x DDIM-{args.sampling_steps}, median. "
         "Ratio = UoMo MAE / best baseline MAE on the same windows. Synthetic targets: zero-shot from "
