@@ -40,11 +40,20 @@ def main(argv=None) -> int:
     p.add_argument("--stride", type=int, default=2, help="stride of the val windows")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(RESULTS))
+    p.add_argument("--merge", action="store_true",
+                   help="add to the records already in OUT/sampler_selection.json (same checkpoint and stride)")
     args = p.parse_args(argv)
 
     model = load_forecaster(args.checkpoint, device="cpu")
     windows = {c: make_windows(resolve_city(c), split="val", stride=args.stride) for c in args.cities}
-    records = []
+    records, commands = [], []
+    previous = Path(args.out) / "sampler_selection.json"
+    if args.merge and previous.is_file():
+        doc = json.loads(previous.read_text())
+        if doc["checkpoint"] != args.checkpoint or doc.get("stride") != args.stride:
+            p.error(f"{previous} holds another checkpoint or stride: cannot merge")
+        commands = doc.get("commands", [])
+        records = [r for r in doc["records"] if r["steps"] not in args.steps or r["samples"] not in args.samples]
     for steps in args.steps:
         for n in args.samples:
             model.sampling = replace(model.sampling, steps=steps, n_samples=n)
@@ -57,15 +66,19 @@ def main(argv=None) -> int:
     best = {(r["city"], r["task"]): min(q["mae"] for q in records if (q["city"], q["task"]) == (r["city"], r["task"]))
             for r in records}
     configs = sorted({(r["steps"], r["samples"]) for r in records})
+    args.cities = list(dict.fromkeys(r["city"] for r in records))
+    args.tasks = list(dict.fromkeys(r["task"] for r in records))
     relative = {c: float(np.mean([r["mae"] / best[(r["city"], r["task"])] for r in records
                                   if (r["steps"], r["samples"]) == c])) for c in configs}
     chosen = min(configs, key=lambda c: relative[c])
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "sampler_selection.json").write_text(json.dumps(
-        {"checkpoint": args.checkpoint, "records": records, "chosen": {"steps": chosen[0], "samples": chosen[1]}}, indent=1))
     used = sys.argv[1:] if argv is None else list(argv)
+    commands.append("OMP_NUM_THREADS=2 python bench/sampler_selection.py " + " ".join(used))
+    (out / "sampler_selection.json").write_text(json.dumps(
+        {"checkpoint": args.checkpoint, "stride": args.stride, "records": records, "commands": commands,
+         "chosen": {"steps": chosen[0], "samples": chosen[1]}}, indent=1))
     lines = ["# Sampler selection on the validation regions", "",
              f"Checkpoint `{args.checkpoint}`; val windows every {args.stride} steps; DDIM (eta 0), median point forecast.",
              "Relative error = MAE / best MAE of that city x task over the configs; mean over city x task.", "",
@@ -76,7 +89,7 @@ def main(argv=None) -> int:
                  for city in args.cities for t in args.tasks]
         lines.append(f"| {c[0]} | {c[1]} | " + " | ".join(f"{r['mae']:.5f}" for r in cells) + f" | {relative[c]:.3f} |")
     lines += ["", f"Chosen: DDIM-{chosen[0]} x {chosen[1]} samples.", "",
-              "Command: `OMP_NUM_THREADS=2 python bench/sampler_selection.py " + " ".join(used) + "`"]
+              "Commands:", "", *[f"    {c}" for c in commands]]
     (out / "sampler_selection.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -82,7 +82,7 @@ def score_setting(city: City, fit_on: list[City], uomo, shots: float, args, scal
     windows = make_windows(city, split="test", stride=args.stride, scalers=scalers)
     masks = {task: window_masks(windows, task, args.seed) for task in EVAL_TASKS}
     records = []
-    models = [("uomo", uomo)]
+    models = [(args.label, uomo)]
     for name in BASELINE_NAMES:
         model = make_model(name)
         with warnings.catch_warnings():
@@ -108,17 +108,17 @@ def markdown(records: list[dict], header: list[str]) -> str:
     for city, shots in groups:
         rows = [r for r in records if r["city"] == city and r["shots"] == shots]
         lines += [f"## {city}, shots = {shots:g}", "",
-                  "| task | UoMo MAE | best baseline | its MAE | ratio | UoMo RMSE | UoMo JSD |", "|---|---|---|---|---|---|---|"]
+                  "| task | UoMo run | MAE | best baseline | its MAE | ratio | RMSE | JSD |", "|---|---|---|---|---|---|---|---|"]
         for task in EVAL_TASKS:
-            uomo = [r for r in rows if r["task"] == task and r["variant"] == "uomo"]
-            base = [r for r in rows if r["task"] == task and r["variant"] != "uomo"]
-            if not uomo or not base:
+            uomos = [r for r in rows if r["task"] == task and r["variant"].startswith("uomo")]
+            base = [r for r in rows if r["task"] == task and not r["variant"].startswith("uomo")]
+            if not uomos or not base:
                 continue
             best = min(base, key=lambda r: r["mae"])
-            u = uomo[0]
-            jsd = "" if u["jsd"] is None else f"{u['jsd']:.4f}"
-            lines.append(f"| {task} | {u['mae']:.5f} | {best['variant']} | {best['mae']:.5f} | "
-                         f"{u['mae'] / best['mae']:.2f} | {u['rmse']:.5f} | {jsd} |")
+            for u in uomos:
+                jsd = "" if u["jsd"] is None else f"{u['jsd']:.4f}"
+                lines.append(f"| {task} | {u['variant']} | {u['mae']:.5f} | {best['variant']} | {best['mae']:.5f} | "
+                             f"{u['mae'] / best['mae']:.2f} | {u['rmse']:.5f} | {jsd} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -140,9 +140,16 @@ def main(argv=None) -> int:
     p.add_argument("--samples", type=int, default=8)
     p.add_argument("--sampling-steps", type=int, default=3, help="DDIM steps (see bench/sampler_selection.py)")
     p.add_argument("--runs", default="runs/transfer")
+    p.add_argument("--reuse-sources", action="store_true",
+                   help="use RUNS/without_<target>/best.pt when it exists instead of training the source again")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(RESULTS))
+    p.add_argument("--label", default="uomo", help="variant name of this run's UoMo records (must start with 'uomo')")
+    p.add_argument("--merge", action="store_true",
+                   help="keep the records of OUT/transfer.json that this run does not redo (e.g. another --label)")
     args = p.parse_args(argv)
+    if not args.label.startswith("uomo"):
+        p.error(f"--label must start with 'uomo', got {args.label!r}")
     for s in args.shots:
         if not 0 <= s < 1:
             p.error(f"--shots must lie in [0, 1), got {s}")
@@ -157,9 +164,14 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         city = resolve_city(target)
         sources = [resolve_city(c) for c in args.targets if c != target] + [resolve_city(s) for s in args.synthetic]
-        print(f"[transfer] {target}: training the source model on {[c.name for c in sources]}", flush=True)
-        source_ckpt = train_source(target, args.targets, args.synthetic, args.init, args.source_steps,
-                                   args.context, args.contrastive_weight, runs, args.seed)
+        reuse = runs / f"without_{target}" / "best.pt"
+        if args.reuse_sources and reuse.is_file():
+            print(f"[transfer] {target}: reusing the source model {reuse} (trained by an earlier run)", flush=True)
+            source_ckpt = str(reuse)
+        else:
+            print(f"[transfer] {target}: training the source model on {[c.name for c in sources]}", flush=True)
+            source_ckpt = train_source(target, args.targets, args.synthetic, args.init, args.source_steps,
+                                       args.context, args.contrastive_weight, runs, args.seed)
         for shots in args.shots:
             if shots == 0:
                 uomo = load_forecaster(source_ckpt, device="cpu", **sampling)
@@ -181,8 +193,16 @@ def main(argv=None) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "transfer.json").write_text(json.dumps(records, indent=1))
     used = sys.argv[1:] if argv is None else list(argv)
+    command = "OMP_NUM_THREADS=2 python bench/transfer_bench.py " + " ".join(used)
+    for r in records:
+        r["command"] = command
+    if args.merge and (out / "transfer.json").is_file():
+        key = lambda r: (r["city"], r["task"], r["variant"], r["shots"])  # noqa: E731
+        redone = {key(r) for r in records}
+        records = [r for r in json.loads((out / "transfer.json").read_text()) if key(r) not in redone] + records
+    commands = list(dict.fromkeys(r.get("command", "") for r in records if r.get("command")))
+    (out / "transfer.json").write_text(json.dumps(records, indent=1))
     header = [
         "# Zero-shot and few-shot transfer (test regions, leave one real city out)", "",
         f"Source models: `{args.init}` trained {args.source_steps} steps on the other real city + {args.synthetic} "
@@ -191,7 +211,7 @@ def main(argv=None) -> int:
         f"Test windows every {args.stride} steps; UoMo: {args.samples} samples x DDIM-{args.sampling_steps}, median. "
         "Ratio = UoMo MAE / best baseline MAE on the same windows. Synthetic targets: zero-shot from "
         f"`{args.pretrained}`, baselines fitted on the target itself.", "",
-        "Command: `OMP_NUM_THREADS=2 python bench/transfer_bench.py " + " ".join(used) + "`", "",
+        "Commands (the settings above are those of the last one):", "", *[f"    {c}" for c in commands], "",
     ]
     (out / "transfer.md").write_text(markdown(records, header) + "\n")
     print(markdown(records, header[:1]))

@@ -314,6 +314,7 @@ def run_benchmark(
     data_dir: str | Path | None = None,
     checkpoint: str | None = None,
     uomo_sampling: dict | None = None,
+    uomo_label: str = "uomo",
     arima_max_windows: int | None = None,
     max_windows: int | None = None,
     seed: int = 0,
@@ -327,7 +328,8 @@ def run_benchmark(
     models: registry names (default: all baselines, plus 'uomo' when a checkpoint is given). Baselines are
     fitted per city; 'uomo' is used as loaded (its training is `forecasting.train`). ARIMA runs on at most
     `arima_max_windows` windows (a seeded evenly spaced subsample; default 32, 4 with `quick`);
-    `max_windows` caps every model the same way (e.g. a slow sampler), default none.
+    `max_windows` caps every model the same way (e.g. a slow sampler), default none. `uomo_label` names
+    the records of 'uomo' (e.g. 'uomo_city_ft' for a second UoMo checkpoint kept beside the main one).
     Writes/merges `out/forecast.json` and `out/forecast.md` when `out` is given; returns the new records.
     """
     from .baselines import BASELINES
@@ -367,7 +369,8 @@ def run_benchmark(
                 if task not in model.tasks:  # not the model's job: no record (NotApplicable is recorded)
                     continue
                 rec = evaluate_forecaster(
-                    model, windows, task, seed, masks[task], caps.get(name), chunk_size, model_name=name
+                    model, windows, task, seed, masks[task], caps.get(name), chunk_size,
+                    model_name=uomo_label if name == "uomo" else name,
                 )
                 rec.update(fit_seconds=round(fit_seconds, 3), quick=quick, command=command)
                 if rec["subsampled"] and rec["status"] == "ok":
@@ -573,6 +576,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--checkpoint", default=None, help="UoMo checkpoint (path or shipped name) for the 'uomo' model")
     parser.add_argument("--uomo-steps", type=int, default=20, help="DDIM steps of the 'uomo' sampler")
     parser.add_argument("--uomo-samples", type=int, default=8, help="samples per window of 'uomo' (median = point forecast)")
+    parser.add_argument("--uomo-label", default="uomo", help="model name of the 'uomo' records (default: uomo)")
     parser.add_argument("--arima-max-windows", type=int, default=None, help=f"cap on ARIMA windows per city x task (default {DEFAULT_ARIMA_MAX_WINDOWS}, quick {QUICK_ARIMA_MAX_WINDOWS})")
     parser.add_argument("--max-windows", type=int, default=None, help="cap on windows per model x city x task (default: all)")
     parser.add_argument("--seed", type=int, default=0)
@@ -580,13 +584,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     for m in args.models or []:
         if m != "uomo" and m not in BASELINES and m not in OPTIONAL_BASELINES:
             parser.error(f"unknown model {m!r}: use 'uomo' or some of {[*BASELINES, *OPTIONAL_BASELINES]}")
+    if args.uomo_label in BASELINES or args.uomo_label in OPTIONAL_BASELINES or not args.uomo_label.strip():
+        parser.error(f"--uomo-label {args.uomo_label!r} must be a non-empty name that is not a baseline's")
     command = "python -m forecasting.evaluate " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     t0 = time.perf_counter()
     try:
         run_benchmark(
             cities=args.cities, models=args.models, tasks=args.tasks, quick=args.quick,
             out=args.out or default_out_dir(), data_dir=args.data_dir, checkpoint=args.checkpoint,
-            uomo_sampling={"steps": args.uomo_steps, "n_samples": args.uomo_samples},
+            uomo_sampling={"steps": args.uomo_steps, "n_samples": args.uomo_samples}, uomo_label=args.uomo_label,
             arima_max_windows=args.arima_max_windows, max_windows=args.max_windows, seed=args.seed,
             command=command.strip(),
         )  # fmt: skip

@@ -198,6 +198,16 @@ def test_cli_runs_on_a_synthetic_preset_and_accepts_uomo(tmp_path, capsys):
         ev.main(["--models", "nonsense", "--out", str(tmp_path)])
 
 
+def test_cli_uomo_label_names_the_records_and_refuses_a_baseline_name(tmp_path):
+    args = ["--quick", "--cities", "synthetic-small", "--models", "uomo", "--tasks", "short", "--checkpoint",
+            "uomo-synthetic-cpu", "--uomo-steps", "2", "--uomo-samples", "1", "--max-windows", "2", "--out", str(tmp_path)]
+    assert ev.main([*args, "--uomo-label", "uomo_city_ft"]) == 0
+    saved = json.loads((tmp_path / "forecast.json").read_text())
+    assert [(r["model"], r["windows"]) for r in saved] == [("uomo_city_ft", 2)]
+    with pytest.raises(SystemExit):
+        ev.main([*args, "--uomo-label", "daily_profile"])
+
+
 # ----------------------------------------------------------------------------------------------------
 # The reference numbers on Nanchang (real data; skipped when ../shared/data is absent)
 # ----------------------------------------------------------------------------------------------------
