@@ -57,13 +57,13 @@ def train_source(target: str, reals: list[str], synthetic: list[str], init: str,
 
 
 def finetune_few_shot(source_ckpt: str, few: City, steps: int, context: list[str], lam: float, freeze: str,
-                      runs: Path, seed: int, shots: float) -> str:
+                      runs: Path, seed: int, shots: float, label: str = "uomo") -> str:
     """Fine-tune the source model on the few-shot city; returns the last checkpoint (no target val data
     beyond the prefix is assumed, so no selection on it)."""
     cfg = TrainConfig(
         preset="cpu", cities=[few.name], steps=steps, batch_size=32, lr=3e-4, warmup=min(50, steps // 4),
         context=context, contrastive_weight=lam if context else 0.0, freeze=freeze, init_from=source_ckpt,
-        val_every=steps, seed=seed, out=str(runs / f"{few.name}_shots{shots:g}"),
+        val_every=steps, seed=seed, out=str(runs / f"{few.name}_shots{shots:g}_{label}"),
     )
     summary = train(cfg, cities=[few])
     return summary.get("last") or summary["best"]
@@ -180,7 +180,7 @@ def main(argv=None) -> int:
                 few = few_shot_city(city, shots)
                 print(f"[transfer] {target}: few-shot {shots:g} = first {few.n_steps} of {city.n_steps} steps", flush=True)
                 ckpt = finetune_few_shot(source_ckpt, few, args.finetune_steps, args.context, args.contrastive_weight,
-                                         args.freeze, runs, args.seed, shots)
+                                         args.freeze, runs, args.seed, shots, args.label)
                 uomo = load_forecaster(ckpt, device="cpu", **sampling)
                 records += score_setting(city, [few], uomo, shots, args, scalers=CityScalers.fit(few))
         print(f"[transfer] {target}: {time.perf_counter() - t0:.0f} s", flush=True)
