@@ -211,7 +211,7 @@ def main(argv=None) -> int:
         f"Test windows every {args.stride} steps; UoMo: {args.samples} samples x DDIM-{args.sampling_steps}, median. "
         "Ratio = UoMo MAE / best baseline MAE on the same windows. Synthetic targets: zero-shot from "
         f"`{args.pretrained}`, baselines fitted on the target itself.", "",
-        "Commands (the settings above are those of the last one):", "", *[f"    {c}" for c in commands], "",
+        "Commands (with --merge, the settings line above is that of the last one):", "", *[f"    {c}" for c in commands], "",
     ]
     (out / "transfer.md").write_text(markdown(records, header) + "\n")
     print(markdown(records, header[:1]))
