@@ -66,8 +66,8 @@ def main(argv=None) -> int:
     best = {(r["city"], r["task"]): min(q["mae"] for q in records if (q["city"], q["task"]) == (r["city"], r["task"]))
             for r in records}
     configs = sorted({(r["steps"], r["samples"]) for r in records})
-    args.cities = list(dict.fromkeys(r["city"] for r in records))
-    args.tasks = list(dict.fromkeys(r["task"] for r in records))
+    cities = list(dict.fromkeys(r["city"] for r in records))  # merged records may hold more than this run's
+    tasks = list(dict.fromkeys(r["task"] for r in records))
     relative = {c: float(np.mean([r["mae"] / best[(r["city"], r["task"])] for r in records
                                   if (r["steps"], r["samples"]) == c])) for c in configs}
     chosen = min(configs, key=lambda c: relative[c])
@@ -82,11 +82,11 @@ def main(argv=None) -> int:
     lines = ["# Sampler selection on the validation regions", "",
              f"Checkpoint `{args.checkpoint}`; val windows every {args.stride} steps; DDIM (eta 0), median point forecast.",
              "Relative error = MAE / best MAE of that city x task over the configs; mean over city x task.", "",
-             "| DDIM steps | samples | " + " | ".join(f"{c} {t}" for c in args.cities for t in args.tasks) + " | mean relative |",
-             "|---|---|" + "---|" * (len(args.cities) * len(args.tasks)) + "---|"]
+             "| DDIM steps | samples | " + " | ".join(f"{c} {t}" for c in cities for t in tasks) + " | mean relative |",
+             "|---|---|" + "---|" * (len(cities) * len(tasks)) + "---|"]
     for c in configs:
         cells = [next(r for r in records if (r["steps"], r["samples"], r["city"], r["task"]) == (*c, city, t))
-                 for city in args.cities for t in args.tasks]
+                 for city in cities for t in tasks]
         lines.append(f"| {c[0]} | {c[1]} | " + " | ".join(f"{r['mae']:.5f}" for r in cells) + f" | {relative[c]:.3f} |")
     lines += ["", f"Chosen: DDIM-{chosen[0]} x {chosen[1]} samples.", "",
               "Commands:", "", *[f"    {c}" for c in commands]]

@@ -44,16 +44,16 @@ RESULTS = Path(__file__).resolve().parent / "results"
 #: baselines scored in every setting; those needing no fit are the same at every shots level
 BASELINE_NAMES = ("historical_average", "last_value", "seasonal_naive", "daily_profile", "neighbour_mean", "poi_regression")
 
-def train_source(target: str, reals: list[str], synthetic: list[str], init: str, steps: int, context: list[str],
+
+def train_source(target: str, sources: list[City], synthetic: list[str], init: str, steps: int, context: list[str],
                  lam: float, runs: Path, seed: int) -> str:
-    """Train the leave-`target`-out source model; returns its best checkpoint path."""
-    sources = [c for c in reals if c != target] + synthetic
+    """Train the leave-`target`-out source model on the `sources` cities; returns its best checkpoint path."""
     cfg = TrainConfig(
-        preset="cpu", cities=sources, steps=steps, batch_size=32, lr=5e-4, warmup=100,
+        preset="cpu", cities=[c.name for c in sources], steps=steps, batch_size=32, lr=5e-4, warmup=100,
         context=context, contrastive_weight=lam if context else 0.0, init_from=init, val_every=max(steps // 2, 1),
         city_weights={s: 0.25 for s in synthetic}, seed=seed, out=str(runs / f"without_{target}"),
     )
-    return train(cfg)["best"]
+    return train(cfg, cities=sources)["best"]
 
 
 def finetune_few_shot(source_ckpt: str, few: City, steps: int, context: list[str], lam: float, freeze: str,
@@ -65,8 +65,7 @@ def finetune_few_shot(source_ckpt: str, few: City, steps: int, context: list[str
         context=context, contrastive_weight=lam if context else 0.0, freeze=freeze, init_from=source_ckpt,
         val_every=steps, seed=seed, out=str(runs / f"{few.name}_shots{shots:g}_{label}"),
     )
-    summary = train(cfg, cities=[few])
-    return summary.get("last") or summary["best"]
+    return train(cfg, cities=[few])["last"]
 
 
 def score(model, windows, masks, task, variant, shots, stride, seed) -> dict:
@@ -170,7 +169,7 @@ def main(argv=None) -> int:
             source_ckpt = str(reuse)
         else:
             print(f"[transfer] {target}: training the source model on {[c.name for c in sources]}", flush=True)
-            source_ckpt = train_source(target, args.targets, args.synthetic, args.init, args.source_steps,
+            source_ckpt = train_source(target, sources, args.synthetic, args.init, args.source_steps,
                                        args.context, args.contrastive_weight, runs, args.seed)
         for shots in args.shots:
             if shots == 0:

@@ -122,7 +122,6 @@ class City:
             meta=dict(self.meta),
         )
 
-
     def head(self, n_steps: int) -> "City":
         """The first `n_steps` of every region (a city observed only since its first step)."""
         if not 1 <= n_steps <= self.n_steps:
