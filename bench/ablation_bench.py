@@ -5,7 +5,9 @@ with/without the contrastive term, then score every variant on the test regions.
         --steps 1000 --stride 4
 
 Variants: full (users + POI, backbone frozen, contrastive lambda), no_poi, no_users, no_contrastive,
-full_unfrozen (full fine-tuning instead of partial freezing), pretrain_only (the checkpoint as is).
+full_unfrozen (full fine-tuning instead of partial freezing), pretrain_only (the checkpoint as is), and
+the diagnostic full_future_users (user counts of the hidden steps/cells shown: what the no-peeking rule
+costs, not a forecast a planner could make). `--merge` adds variants to an existing table.
 Records go to bench/results/ablation.json with keys city, task, variant, shots, mae, rmse, jsd
 (+ crps, windows, stride, steps) and a Markdown table beside it.
 """
@@ -34,6 +36,8 @@ VARIANTS = {
     "no_users": dict(context=["poi"], freeze="backbone", contrastive=True),
     "no_contrastive": dict(context=["users", "poi"], freeze="backbone", contrastive=False),
     "full_unfrozen": dict(context=["users", "poi"], freeze="none", contrastive=True),
+    # diagnostic, not a forecast: user counts of the hidden steps/cells are shown (see ContextSwitches)
+    "full_future_users": dict(context=["users", "poi"], freeze="backbone", contrastive=True, future_users=True),
 }
 
 
@@ -42,7 +46,7 @@ def finetune(variant: str, pretrained: str, cities: list[str], steps: int, lam: 
     cfg = TrainConfig(
         preset=_preset_of(pretrained), cities=cities, steps=steps, batch_size=32, lr=5e-4,
         context=spec["context"], freeze=spec["freeze"], contrastive_weight=lam if spec["contrastive"] else 0.0,
-        init_from=pretrained, val_every=steps, warmup=min(50, steps // 4), seed=seed, out=str(out / variant),
+        future_users=spec.get("future_users", False), init_from=pretrained, val_every=steps, warmup=min(50, steps // 4), seed=seed, out=str(out / variant),
     )
     return train(cfg)["best"]
 
@@ -66,7 +70,12 @@ def main(argv=None) -> int:
     p.add_argument("--runs", default="runs/ablation")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(RESULTS))
+    p.add_argument("--merge", action="store_true",
+                   help="keep the records of other variants already in OUT/ablation.json (same windows and sampler)")
     args = p.parse_args(argv)
+    used = sys.argv[1:] if argv is None else list(argv)
+    threads = os.environ.get("OMP_NUM_THREADS", "")
+    command = f"{'OMP_NUM_THREADS=' + threads + ' ' if threads else ''}python bench/ablation_bench.py {' '.join(used)}"
 
     cities = {name: resolve_city(name) for name in args.cities}
     records = []
@@ -82,23 +91,36 @@ def main(argv=None) -> int:
                 records.append({"city": name, "task": task, "variant": variant, "shots": 0,
                                 "mae": rec["mae"], "rmse": rec["rmse"], "jsd": rec.get("jsd"), "crps": rec.get("crps"),
                                 "windows": rec["windows"], "stride": args.stride,
-                                "finetune_steps": 0 if variant == "pretrain_only" else args.steps})
+                                "finetune_steps": 0 if variant == "pretrain_only" else args.steps, "command": command})
                 print(records[-1], flush=True)
         print(f"{variant}: {time.perf_counter() - t0:.0f} s", flush=True)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.merge and (out / "ablation.json").exists():
+        previous = json.loads((out / "ablation.json").read_text())
+        legacy = _legacy_command(out / "ablation.md")
+        records = [{**r, "command": r.get("command", legacy)} for r in previous if r["variant"] not in args.variants] + records
     (out / "ablation.json").write_text(json.dumps(records, indent=1))
-    used = sys.argv[1:] if argv is None else list(argv)
-    threads = os.environ.get("OMP_NUM_THREADS", "")
+    commands = list(dict.fromkeys(r.get("command") or command for r in records))
     header = [
         "# Context ablation (test regions)", "",
         f"Fine-tuning {args.steps} steps from `{args.pretrained}`, lambda = {args.contrastive_weight}; "
         f"test windows every {args.stride} steps; {args.samples} samples x DDIM-{args.sampling_steps}, median.", "",
-        f"Command: `{'OMP_NUM_THREADS=' + threads + ' ' if threads else ''}python bench/ablation_bench.py {' '.join(used)}`",
+        "Commands:", "", *(f"    {c}" for c in commands),
     ]
     (out / "ablation.md").write_text(render(records, header))
     return 0
+
+
+def _legacy_command(md: Path) -> str | None:
+    """The command line of a table written before records carried their command."""
+    if not md.exists():
+        return None
+    for line in md.read_text().splitlines():
+        if line.startswith("Command: `"):
+            return line[len("Command: `"):].rstrip("`")
+    return None
 
 
 def render(records: list[dict], header: list[str]) -> str:

@@ -71,13 +71,31 @@ class WindowTransform:
     def take(self, idx) -> "WindowTransform":
         return WindowTransform(self.scale[idx], self.relative[idx])
 
+    def level_weight(self, low: float = 0.05, high: float = 20.0) -> torch.Tensor:
+        """Loss weight of each cell: its observed level relative to the window, s_c / m_w. (B, 1, H, W)
+
+        A model-space error dy moves the raw value by dx = SPREAD (s + x) dy ~ s dy, so unweighted
+        model-space training treats a quiet and a busy cell of one window alike while a pooled MAE in
+        raw units is dominated by the busy ones; weighting by s_c / m_w (clipped to [low, high]) spends
+        the network's capacity where the metric is. Cells without observations get weight 1. Built from
+        observed entries only, so it never reweights by the hidden truth.
+        """
+        return torch.exp(self.relative).clamp(low, high)[:, None]
+
 
 @dataclass(frozen=True)
 class ContextSwitches:
-    """Which context inputs the network receives (paper 3.3); both optional."""
+    """Which context inputs the network receives (paper 3.3); both optional.
+
+    `future_users` is a diagnostic, off by default: user counts are then shown for the hidden steps
+    and cells too, as if they came from another source (a mobility forecast, a planned event) when
+    the traffic forecast is made. It measures what the no-peeking rule costs; forecasts made with it
+    are not comparable with those of models that see only the observed part.
+    """
 
     users: bool = True
     poi: bool = True
+    future_users: bool = False
 
 
 def encode(
@@ -98,7 +116,8 @@ def encode(
 
     traffic/users (B, T, H, W) on the [0, 1] scale; hidden entries may be NaN (they are never read:
     the returned x0 is only meaningful where the caller knows the truth). mask True = hidden.
-    Users are hidden exactly where traffic is (no peeking); POI is static and always known.
+    Users are hidden exactly where traffic is (no peeking) unless `context.future_users`; POI is
+    static and always known.
     `users_available` (B,) marks windows whose city has user counts at all (default: all).
     `slots_per_day` (int or (B,)) enables the one-day lag channel (see `day_lag`).
     """
@@ -123,7 +142,8 @@ def encode(
         cond["lag"], cond["lag_known"] = day_lag(observed, known, spd)
     if context.users and users is not None:
         users_t = as_t(users)
-        users_known = known
+        users_known = (valid_t if valid_t is not None else torch.ones_like(mask)) if context.future_users else known
+        users_known = users_known & ~torch.isnan(users_t)  # whatever the caller hid stays unknown
         if users_available is not None:
             users_known = known & as_t(users_available, torch.bool).view(-1, 1, 1, 1)
         # users share the traffic cells' relative levels: scale them by their own observed means

@@ -73,10 +73,16 @@ def make_schedule(kind: Literal["cosine", "linear"], steps: int) -> NoiseSchedul
 # ----------------------------------------------------------------------------------------------------
 
 
-def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Per-sample mean squared error over hidden entries: sum(m (pred - target)^2) / sum(m). (B,)"""
-    m = mask.float()
-    return ((pred - target) ** 2 * m).flatten(1).sum(1) / m.flatten(1).sum(1).clamp(min=1.0)
+def masked_mse(
+    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Per-sample (weighted) mean squared error over hidden entries. (B,)
+
+    sum(w m (pred - target)^2) / sum(w m), with w = 1 when `weight` is None; `weight` broadcasts
+    to pred's shape. Normalising by sum(w m) keeps every sample's loss an average, whatever its weights.
+    """
+    m = mask.float() if weight is None else mask.float() * weight
+    return ((pred - target) ** 2 * m).flatten(1).sum(1) / m.flatten(1).sum(1).clamp(min=1e-8)
 
 
 def training_loss(
@@ -88,6 +94,7 @@ def training_loss(
     negative_cond: dict | None = None,
     contrastive_weight: float = 0.0,
     contrastive_cap: float = 1.0,
+    weight: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict]:
     """Denoising loss on hidden entries only (Eq. 7, x0 form), optionally with the contrastive term of Eq. 11.
 
@@ -97,7 +104,8 @@ def training_loss(
     4. L = mean(d+) - lambda * mean(min(d-, cap))
     The cap bounds the negative term: Eq. 11 as written is unbounded below (the network could push
     d- to infinity); capping keeps the gradient that separates matched from mismatched context while
-    training stays stable.
+    training stays stable. `weight` (broadcastable to x0) weights the squared errors of both terms;
+    it must depend on the observed part only, so the optimum stays f = E[x0 | x_k, o, y].
     """
     mask = cond["mask"]
     B = x0.shape[0]
@@ -105,12 +113,12 @@ def training_loss(
     noise = torch.randn(x0.shape, device=x0.device, generator=generator)
     x_k = schedule.add_noise(x0, noise, k)
     pred = denoiser(x_k, k=k, **cond)
-    positive = masked_mse(pred, x0, mask)
+    positive = masked_mse(pred, x0, mask, weight)
     loss = positive.mean()
     stats = {"mse": float(positive.mean().detach())}
     if negative_cond is not None and contrastive_weight > 0:
         pred_neg = denoiser(x_k, k=k, **negative_cond)
-        negative = masked_mse(pred_neg, x0, mask).clamp(max=contrastive_cap)
+        negative = masked_mse(pred_neg, x0, mask, weight).clamp(max=contrastive_cap)
         loss = loss - contrastive_weight * negative.mean()
         stats["mse_negative"] = float(negative.mean().detach())
     return loss, stats

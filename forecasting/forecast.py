@@ -123,6 +123,7 @@ class UoMoForecaster(Forecaster):
         self.schedule = schedule
         self.sampling = sampling or SamplingConfig()
         self.context = context
+        self.sees_future_users = context.future_users and context.users
         self.scalers = dict(scalers or {})
         self.meta = dict(meta or {})
 
@@ -177,7 +178,7 @@ class UoMoForecaster(Forecaster):
             mask = np.broadcast_to(task_mask("generation", shape, cells=cells)[None], win.traffic.shape).copy()
         else:
             mask = batch_masks(task, len(win), shape, rng=np.random.default_rng(self.sampling.seed))
-        samples = predict_samples(self.net, self.schedule, hide(win, mask), mask, self.sampling, self.context, self.device)
+        samples = predict_samples(self.net, self.schedule, hide(win, mask, keep_users=self.sees_future_users), mask, self.sampling, self.context, self.device)
         raw = scalers.traffic.inverse(samples)  # (S, N, T, H, W)
         truth = scalers.traffic.inverse(win.traffic)
         n, T, H, W = win.traffic.shape

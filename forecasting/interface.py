@@ -42,13 +42,18 @@ class Prediction:
         return self.mean if self.samples is None else np.median(self.samples, axis=0)
 
 
-def hide(windows: Windows, mask: np.ndarray) -> Windows:
-    """Copy of `windows` with traffic and users set to NaN where `mask` (N, T, H, W) is True."""
+def hide(windows: Windows, mask: np.ndarray, keep_users: bool = False) -> Windows:
+    """Copy of `windows` with traffic (and users, unless `keep_users`) set to NaN where `mask` is True.
+
+    mask (N, T, H, W). `keep_users` serves forecasters that declare `sees_future_users` (a diagnostic).
+    """
     mask = np.asarray(mask, dtype=bool)
     if mask.shape != windows.traffic.shape:
         raise ValueError(f"mask shape {mask.shape} does not match windows {windows.traffic.shape}")
     traffic = np.where(mask, np.nan, windows.traffic).astype(np.float32)
-    users = None if windows.users is None else np.where(mask, np.nan, windows.users).astype(np.float32)
+    users = windows.users
+    if users is not None and not keep_users:
+        users = np.where(mask, np.nan, users).astype(np.float32)
     return replace(windows, traffic=traffic, users=users)
 
 
@@ -62,6 +67,8 @@ class Forecaster(ABC):
     name: str = "forecaster"
     #: tasks this forecaster can serve; the benchmark skips the others
     tasks: tuple[str, ...] = ("short", "long", "generation")
+    #: True only for diagnostics that are shown user counts at hidden entries (see ContextSwitches)
+    sees_future_users: bool = False
 
     def fit(self, cities: City | Sequence[City]) -> "Forecaster":
         """Learn from the 'train' regions of each city (default: nothing to learn)."""

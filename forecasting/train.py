@@ -61,6 +61,8 @@ class TrainConfig:
     context: list[str] = field(default_factory=list)  # subset of ["users", "poi"]
     freeze: str = "none"  # "none" or "backbone" (paper 3.3 partial freezing)
     contrastive_weight: float = 0.0
+    future_users: bool = False  # diagnostic: user counts shown at hidden entries (ContextSwitches)
+    loss_weighting: str = "none"  # "none" or "cell_level" (WindowTransform.level_weight)
     init_from: str | None = None
     train_fraction: float = 1.0  # few-shot: first share of each city's training windows (few_shot_city)
     city_weights: dict = field(default_factory=dict)  # city name -> relative sampling weight (default 1)
@@ -84,12 +86,14 @@ class TrainConfig:
         bad = set(self.task_mix) - {"short", "long", "generation", "random"}
         if bad or not self.task_mix or min(self.task_mix.values()) < 0 or sum(self.task_mix.values()) <= 0:
             raise ValueError(f"task_mix must weight short/long/generation/random with non-negative weights, got {self.task_mix}")
+        if self.loss_weighting not in ("none", "cell_level"):
+            raise ValueError(f"loss_weighting must be 'none' or 'cell_level', got {self.loss_weighting!r}")
         if not 0 < self.train_fraction <= 1:
             raise ValueError(f"train_fraction must lie in (0, 1], got {self.train_fraction}")
 
     @property
     def context_switches(self) -> ContextSwitches:
-        return ContextSwitches(users="users" in self.context, poi="poi" in self.context)
+        return ContextSwitches(users="users" in self.context, poi="poi" in self.context, future_users=self.future_users)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -206,7 +210,7 @@ def validate_model(net, schedule, pools, cfg: TrainConfig, device) -> dict:
             win = win.take(np.linspace(0, len(win) - 1, cfg.val_max_windows).astype(int))
         for task in EVAL_TASKS:
             mask = batch_masks(task, len(win), win.traffic.shape[1:], rng=np.random.default_rng(cfg.seed))
-            samples = predict_samples(net, schedule, hide(win, mask), mask, sampling, cfg.context_switches, device)
+            samples = predict_samples(net, schedule, hide(win, mask, keep_users=cfg.future_users), mask, sampling, cfg.context_switches, device)
             point = np.median(samples, 0)
             results[f"{pool.city.name}/{task}"] = float(np.abs(point - win.traffic)[mask].mean())
     results["score"] = float(np.mean(list(results.values()))) if results else float("nan")
@@ -270,7 +274,7 @@ def train(cfg: TrainConfig, resume: bool = False, cities: Sequence[City] | None 
     config = {
         "model": model_cfg.to_dict(),
         "diffusion": {"schedule": cfg.schedule, "steps": cfg.diffusion_steps, "prediction": "x0"},
-        "context": {"users": "users" in cfg.context, "poi": "poi" in cfg.context},
+        "context": asdict(cfg.context_switches),
         "scalers": {p.city.name: scalers_to_dict(p.scalers) for p in pools},
         "train": asdict(cfg),
     }
@@ -304,7 +308,7 @@ def train(cfg: TrainConfig, resume: bool = False, cities: Sequence[City] | None 
         rng = np.random.default_rng([cfg.seed, step, rank])
         gen = torch.Generator(device="cpu").manual_seed(int(rng.integers(2**62)))
         batch = draw_batch(pools, cfg.batch_size, cfg.task_mix, rng)
-        x0, cond, _ = encode(
+        x0, cond, transform = encode(
             batch["traffic"], batch["mask"], batch["time_of_day"], batch["day_of_week"],
             users=batch["users"], poi=batch["poi"], poi_valid=batch["poi_valid"],
             users_available=batch["users_available"], valid=batch["valid"], slots_per_day=batch["slots_per_day"],
@@ -319,6 +323,7 @@ def train(cfg: TrainConfig, resume: bool = False, cities: Sequence[City] | None 
             loss, stats = training_loss(
                 model, schedule, x0.to(device), cond, generator=gen if device.type == "cpu" else None,
                 negative_cond=negative, contrastive_weight=cfg.contrastive_weight,
+                weight=transform.level_weight() if cfg.loss_weighting == "cell_level" else None,
             )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -397,8 +402,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ema-decay", type=float, default=d.ema_decay)
     p.add_argument("--diffusion-steps", type=int, default=d.diffusion_steps)
     p.add_argument("--context", nargs="*", default=d.context, help="context inputs to use: users poi")
+    p.add_argument("--future-users", action="store_true",
+                   help="diagnostic: show user counts at hidden entries too (breaks the no-peeking rule on purpose)")
     p.add_argument("--freeze", default=d.freeze, choices=["none", "backbone"], help="partial freezing for fine-tuning")
     p.add_argument("--contrastive-weight", type=float, default=d.contrastive_weight, help="lambda of Eq. 11")
+    p.add_argument("--loss-weighting", default=d.loss_weighting, choices=["none", "cell_level"],
+                   help="cell_level: weight each cell's denoising error by its observed level in the window")
     p.add_argument("--init", dest="init_from", default=None, help="start from this checkpoint (path or shipped name) for fine-tuning")
     p.add_argument("--train-fraction", type=float, default=d.train_fraction, help="few-shot: use only the first share of each city's training windows (a time prefix)")
     p.add_argument("--city-weight", dest="city_weights", action="append", default=[], metavar="NAME=W",

@@ -49,6 +49,15 @@ def test_masked_mse_ignores_observed_entries():
     assert torch.allclose(masked_mse(pred, target, mask), torch.tensor([1.0, 4.0]))
 
 
+def test_weighted_masked_mse_is_a_weighted_average_over_hidden_entries():
+    pred = torch.zeros(1, 3)
+    target = torch.tensor([[1.0, 2.0, 100.0]])
+    mask = torch.tensor([[True, True, False]])
+    weight = torch.tensor([[1.0, 3.0, 50.0]])  # the observed entry's weight must not count
+    assert torch.allclose(masked_mse(pred, target, mask, weight), torch.tensor([(1.0 + 3.0 * 4.0) / 4.0]))
+    assert torch.allclose(masked_mse(pred, target, mask, torch.ones(1, 3)), masked_mse(pred, target, mask))
+
+
 @pytest.mark.parametrize("sampler,steps,eta", [("ddim", 10, 0.0), ("ddim", 5, 1.0), ("ddpm", None, 0.0)])
 def test_oracle_denoiser_recovers_x0_and_observed_stay_exact(sampler, steps, eta):
     """With a denoiser that knows x0, every sampler must end exactly at x0 on hidden entries."""

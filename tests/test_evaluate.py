@@ -130,6 +130,26 @@ def test_evaluate_forecaster_hides_entries_chunks_and_pools_metrics():
     assert gen["windows"] == 5 and gen["subsampled"] and 0 < gen["jsd"] <= 1 and gen["crps"] is None
 
 
+class FutureUsersSpy(Forecaster):
+    """A diagnostic forecaster that declares it sees user counts of hidden entries."""
+
+    name = "future_users_spy"
+    sees_future_users = True
+
+    def predict(self, windows, mask):
+        assert np.isnan(windows.traffic[mask]).all()  # traffic stays hidden ...
+        assert np.isfinite(windows.users).all()  # ... users do not
+        return Prediction(np.zeros(mask.shape, dtype=np.float32))
+
+
+def test_only_a_forecaster_declaring_it_sees_future_users_gets_them():
+    city = tiny_city()
+    city.users = city.traffic / 3
+    w = make_windows(city, split="test")
+    assert ev.evaluate_forecaster(FutureUsersSpy(), w, "short")["status"] == "ok"
+    assert ev.evaluate_forecaster(Spy(), w, "short")["status"] == "ok"  # Spy asserts users hidden
+
+
 def test_evaluate_forecaster_records_not_applicable_and_rejects_nan_forecasts():
     w = make_windows(tiny_city(), split="test")
 

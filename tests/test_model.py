@@ -156,6 +156,20 @@ def test_cells_without_history_take_the_window_level():
     assert tr.relative[0, 1, 1] == 0
 
 
+def test_level_weight_follows_observed_cell_level_only():
+    x = torch.ones(1, 64, 2, 2)
+    x[:, :, 0, 0] = 3.0
+    mask = torch.zeros_like(x, dtype=torch.bool)
+    mask[:, 48:] = True  # short-term: the future is hidden ...
+    x[:, 48:, 0, 1] = 1e3  # ... and a spike there must not change any weight
+    w = WindowTransform.from_observed(x, ~mask).level_weight()
+    assert w.shape == (1, 1, 2, 2)
+    assert w[0, 0, 0, 0] == pytest.approx(3.0 / 1.5)  # window's observed mean (3 + 1 + 1 + 1) / 4
+    assert w[0, 0, 0, 1] == pytest.approx(1.0 / 1.5)
+    mask[:, :, 1, 1] = True  # a cell with no history takes weight 1
+    assert WindowTransform.from_observed(x, ~mask).level_weight()[0, 0, 1, 1] == pytest.approx(1.0)
+
+
 def test_encode_hides_users_with_traffic():
     rng = np.random.default_rng(0)
     traffic = rng.random((2, 64, 4, 4)).astype(np.float32)
@@ -169,6 +183,13 @@ def test_encode_hides_users_with_traffic():
     assert (cond["users"][torch.as_tensor(mask)] == 0).all()
     _, cond_off, _ = encode(traffic, mask, tod, dow, users=users, context=ContextSwitches(users=False, poi=False))
     assert "users" not in cond_off
+    # diagnostic switch: user counts of hidden steps are shown, unless the caller hid them (NaN)
+    future = ContextSwitches(users=True, poi=False, future_users=True)
+    _, cond_f, _ = encode(traffic, mask, tod, dow, users=users, context=future)
+    assert cond_f["users_known"].all() and (cond_f["users"][torch.as_tensor(mask)] != 0).any()
+    hidden_users = np.where(mask, np.nan, users)
+    _, cond_h, _ = encode(traffic, mask, tod, dow, users=hidden_users, context=future)
+    assert torch.equal(cond_h["users_known"], ~torch.as_tensor(mask))
 
 
 def test_day_lag_copies_observed_value_one_day_back():

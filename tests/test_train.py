@@ -133,6 +133,16 @@ def test_bad_config_is_rejected():
         TrainConfig(context=["weather"]).validate()
     with pytest.raises(ValueError, match="train_fraction"):
         TrainConfig(train_fraction=0).validate()
+    with pytest.raises(ValueError, match="loss_weighting"):
+        TrainConfig(loss_weighting="busy").validate()
+
+
+def test_cell_level_weighting_trains_and_changes_the_updates(tmp_path):
+    plain = train(_cfg(tmp_path / "a", steps=3), cities=[tiny_city()], progress=False)
+    weighted = train(_cfg(tmp_path / "b", steps=3, loss_weighting="cell_level"), cities=[tiny_city()], progress=False)
+    a, b = _weights(plain["last"]), _weights(weighted["last"])
+    assert all(torch.isfinite(v).all() for v in b.values())
+    assert any(not torch.equal(a[k], b[k]) for k in a)  # same seed and data: only the weights differ
 
 
 DDP_SCRIPT = r"""
