@@ -46,24 +46,25 @@ BASELINE_NAMES = ("historical_average", "last_value", "seasonal_naive", "daily_p
 
 
 def train_source(target: str, sources: list[City], synthetic: list[str], init: str, steps: int, context: list[str],
-                 lam: float, runs: Path, seed: int) -> str:
+                 lam: float, runs: Path, seed: int, loss_weighting: str = "none") -> str:
     """Train the leave-`target`-out source model on the `sources` cities; returns its best checkpoint path."""
     cfg = TrainConfig(
         preset="cpu", cities=[c.name for c in sources], steps=steps, batch_size=32, lr=5e-4, warmup=100,
         context=context, contrastive_weight=lam if context else 0.0, init_from=init, val_every=max(steps // 2, 1),
         city_weights={s: 0.25 for s in synthetic}, seed=seed, out=str(runs / f"without_{target}"),
+        loss_weighting=loss_weighting,
     )
     return train(cfg, cities=sources)["best"]
 
 
 def finetune_few_shot(source_ckpt: str, few: City, steps: int, context: list[str], lam: float, freeze: str,
-                      runs: Path, seed: int, shots: float, label: str = "uomo") -> str:
+                      runs: Path, seed: int, shots: float, label: str = "uomo", loss_weighting: str = "none") -> str:
     """Fine-tune the source model on the few-shot city; returns the last checkpoint (no target val data
     beyond the prefix is assumed, so no selection on it)."""
     cfg = TrainConfig(
         preset="cpu", cities=[few.name], steps=steps, batch_size=32, lr=3e-4, warmup=min(50, steps // 4),
         context=context, contrastive_weight=lam if context else 0.0, freeze=freeze, init_from=source_ckpt,
-        val_every=steps, seed=seed, out=str(runs / f"{few.name}_shots{shots:g}_{label}"),
+        val_every=steps, seed=seed, out=str(runs / f"{few.name}_shots{shots:g}_{label}"), loss_weighting=loss_weighting,
     )
     return train(cfg, cities=[few])["last"]
 
@@ -125,6 +126,8 @@ def markdown(records: list[dict], header: list[str]) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--targets", nargs="+", default=["nanjing", "nanchang"], help="real cities held out in turn")
+    p.add_argument("--only", nargs="+", default=None,
+                   help="hold out only these of --targets (the sources still use every other --targets city)")
     p.add_argument("--synthetic", nargs="+", default=["synthetic"], help="synthetic cities added to every source")
     p.add_argument("--init", default="uomo-synthetic-cpu", help="starting point of the source models (must not have seen a target)")
     p.add_argument("--source-steps", type=int, default=3000)
@@ -132,6 +135,8 @@ def main(argv=None) -> int:
     p.add_argument("--freeze", default="backbone", choices=["none", "backbone"], help="few-shot fine-tuning: partial freezing or not")
     p.add_argument("--context", nargs="*", default=[], choices=["users", "poi"], help="context inputs of all UoMo runs")
     p.add_argument("--contrastive-weight", type=float, default=0.05, help="lambda of Eq. 11 (used with --context)")
+    p.add_argument("--loss-weighting", default="none", choices=["none", "cell_level"],
+                   help="loss weighting of the source and few-shot training (see forecasting.train)")
     p.add_argument("--shots", nargs="+", type=float, default=[0.0, 0.05, 0.10])
     p.add_argument("--pretrained", default=None, help="model for the zero-shot synthetic targets (skipped if absent)")
     p.add_argument("--synthetic-targets", nargs="+", default=["synthetic-small"], help="8 x 8 cells, 1-hour slots")
@@ -147,6 +152,8 @@ def main(argv=None) -> int:
     p.add_argument("--merge", action="store_true",
                    help="keep the records of OUT/transfer.json that this run does not redo (e.g. another --label)")
     args = p.parse_args(argv)
+    if args.only and not set(args.only) <= set(args.targets):
+        p.error(f"--only {args.only} must name cities of --targets {args.targets}")
     if not args.label.startswith("uomo"):
         p.error(f"--label must start with 'uomo', got {args.label!r}")
     for s in args.shots:
@@ -159,7 +166,7 @@ def main(argv=None) -> int:
     sampling = dict(n_samples=args.samples, steps=args.sampling_steps)
     runs = Path(args.runs)
     records: list[dict] = []
-    for target in args.targets:
+    for target in args.only or args.targets:
         t0 = time.perf_counter()
         city = resolve_city(target)
         sources = [resolve_city(c) for c in args.targets if c != target] + [resolve_city(s) for s in args.synthetic]
@@ -170,7 +177,7 @@ def main(argv=None) -> int:
         else:
             print(f"[transfer] {target}: training the source model on {[c.name for c in sources]}", flush=True)
             source_ckpt = train_source(target, sources, args.synthetic, args.init, args.source_steps,
-                                       args.context, args.contrastive_weight, runs, args.seed)
+                                       args.context, args.contrastive_weight, runs, args.seed, args.loss_weighting)
         for shots in args.shots:
             if shots == 0:
                 uomo = load_forecaster(source_ckpt, device="cpu", **sampling)
@@ -179,7 +186,7 @@ def main(argv=None) -> int:
                 few = few_shot_city(city, shots)
                 print(f"[transfer] {target}: few-shot {shots:g} = first {few.n_steps} of {city.n_steps} steps", flush=True)
                 ckpt = finetune_few_shot(source_ckpt, few, args.finetune_steps, args.context, args.contrastive_weight,
-                                         args.freeze, runs, args.seed, shots, args.label)
+                                         args.freeze, runs, args.seed, shots, args.label, args.loss_weighting)
                 uomo = load_forecaster(ckpt, device="cpu", **sampling)
                 records += score_setting(city, [few], uomo, shots, args, scalers=CityScalers.fit(few))
         print(f"[transfer] {target}: {time.perf_counter() - t0:.0f} s", flush=True)
@@ -206,7 +213,7 @@ def main(argv=None) -> int:
         "# Zero-shot and few-shot transfer (test regions, leave one real city out)", "",
         f"Source models: `{args.init}` trained {args.source_steps} steps on the other real city + {args.synthetic} "
         f"(context: {args.context or 'none'}, lambda = {args.contrastive_weight if args.context else 0}); few-shot: {args.finetune_steps} fine-tuning steps "
-        f"(freeze = {args.freeze}) on the target's first share of training windows, baselines fitted on the same data. "
+        f"(freeze = {args.freeze}, loss weighting = {args.loss_weighting}) on the target's first share of training windows, baselines fitted on the same data. "
         f"Test windows every {args.stride} steps; UoMo: {args.samples} samples x DDIM-{args.sampling_steps}, median. "
         "Ratio = UoMo MAE / best baseline MAE on the same windows. Synthetic targets: zero-shot from "
         f"`{args.pretrained}`, baselines fitted on the target itself.", "",
