@@ -58,15 +58,19 @@ def train_source(target: str, sources: list[City], synthetic: list[str], init: s
 
 
 def finetune_few_shot(source_ckpt: str, few: City, steps: int, context: list[str], lam: float, freeze: str,
-                      runs: Path, seed: int, shots: float, label: str = "uomo", loss_weighting: str = "none") -> str:
-    """Fine-tune the source model on the few-shot city; returns the last checkpoint (no target val data
-    beyond the prefix is assumed, so no selection on it)."""
+                      runs: Path, seed: int, shots: float, label: str = "uomo", loss_weighting: str = "none",
+                      select: bool = False) -> str:
+    """Fine-tune the source model on the few-shot city; returns the last checkpoint, or with `select`
+    the best of six validations on the target's val regions *within the same time prefix* (areas not
+    trained on, data a planner would have at that time; nothing beyond the prefix is read)."""
     cfg = TrainConfig(
         preset="cpu", cities=[few.name], steps=steps, batch_size=32, lr=3e-4, warmup=min(50, steps // 4),
         context=context, contrastive_weight=lam if context else 0.0, freeze=freeze, init_from=source_ckpt,
-        val_every=steps, seed=seed, out=str(runs / f"{few.name}_shots{shots:g}_{label}"), loss_weighting=loss_weighting,
+        val_every=max(steps // 6, 1) if select else steps, val_stride=2 if select else 16, seed=seed, out=str(runs / f"{few.name}_shots{shots:g}_{label}"),
+        loss_weighting=loss_weighting,
     )
-    return train(cfg, cities=[few])["last"]
+    summary = train(cfg, cities=[few])
+    return summary["best"] if select else summary["last"]
 
 
 def score(model, windows, masks, task, variant, shots, stride, seed) -> dict:
@@ -123,7 +127,40 @@ def markdown(records: list[dict], header: list[str]) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
+def describe(args: argparse.Namespace) -> str:
+    """One line of the UoMo settings of a run (for the table header)."""
+    source = (f"source reused from `{args.runs}`" if args.reuse_sources else
+              f"source = `{args.init}` + {args.source_steps} steps on the other real city + {args.synthetic}")
+    few = (f"few-shot: {args.finetune_steps} steps, freeze = {args.freeze}"
+           + (", best of 6 on the prefix's val regions" if args.select_on_prefix_val else ", last checkpoint"))
+    extra = [f"context {args.context}, lambda {args.contrastive_weight}"] if args.context else []
+    extra += [f"loss weighting {args.loss_weighting}"] if args.loss_weighting != "none" else []
+    held_out = f"held out: {', '.join(args.only or args.targets)}"
+    return "; ".join([held_out, source, few, *extra, f"{args.samples} samples x DDIM-{args.sampling_steps}"])
+
+
+def write_markdown(records: list[dict], path: Path, parser: argparse.ArgumentParser) -> list[str]:
+    """Write the Markdown tables of `records` to `path`, the header naming each UoMo run's settings as
+    read back from its recorded command; returns the header lines."""
+    commands = list(dict.fromkeys(r["command"] for r in records if r.get("command")))
+    parsed = [parser.parse_args(c.split("transfer_bench.py", 1)[1].split()) for c in commands]
+    pretrained = [a.pretrained for a in parsed if a.pretrained]
+    strides = sorted({r["stride"] for r in records})
+    header = [
+        "# Zero-shot and few-shot transfer (test regions, leave one real city out)", "",
+        "Few-shot = the target's first share of training windows (a time prefix); every baseline is fitted on "
+        f"the same data. Test windows every {'/'.join(map(str, strides))} steps; UoMo point forecast = median of its samples. "
+        "Ratio = UoMo MAE / best baseline MAE on the same windows. Synthetic targets: zero-shot from "
+        f"`{pretrained[-1] if pretrained else None}`, baselines fitted on the target itself.", "",
+        "UoMo runs (settings read back from each command):", "",
+        *[f"- `{a.label}`: {describe(a)}" for a in parsed], "",
+        "Commands:", "", *[f"    {c}" for c in commands], "",
+    ]
+    path.write_text(markdown(records, header) + "\n")
+    return header
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--targets", nargs="+", default=["nanjing", "nanchang"], help="real cities held out in turn")
     p.add_argument("--only", nargs="+", default=None,
@@ -137,6 +174,8 @@ def main(argv=None) -> int:
     p.add_argument("--contrastive-weight", type=float, default=0.05, help="lambda of Eq. 11 (used with --context)")
     p.add_argument("--loss-weighting", default="none", choices=["none", "cell_level"],
                    help="loss weighting of the source and few-shot training (see forecasting.train)")
+    p.add_argument("--select-on-prefix-val", action="store_true",
+                   help="few-shot: keep the best of 6 checkpoints scored on the val regions' part of the same prefix")
     p.add_argument("--shots", nargs="+", type=float, default=[0.0, 0.05, 0.10])
     p.add_argument("--pretrained", default=None, help="model for the zero-shot synthetic targets (skipped if absent)")
     p.add_argument("--synthetic-targets", nargs="+", default=["synthetic-small"], help="8 x 8 cells, 1-hour slots")
@@ -151,7 +190,16 @@ def main(argv=None) -> int:
     p.add_argument("--label", default="uomo", help="variant name of this run's UoMo records (must start with 'uomo')")
     p.add_argument("--merge", action="store_true",
                    help="keep the records of OUT/transfer.json that this run does not redo (e.g. another --label)")
+    p.add_argument("--render-only", action="store_true", help="rewrite OUT/transfer.md from OUT/transfer.json and stop")
+    return p
+
+
+def main(argv=None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
+    if args.render_only:
+        write_markdown(json.loads((Path(args.out) / "transfer.json").read_text()), Path(args.out) / "transfer.md", p)
+        return 0
     if args.only and not set(args.only) <= set(args.targets):
         p.error(f"--only {args.only} must name cities of --targets {args.targets}")
     if not args.label.startswith("uomo"):
@@ -186,7 +234,8 @@ def main(argv=None) -> int:
                 few = few_shot_city(city, shots)
                 print(f"[transfer] {target}: few-shot {shots:g} = first {few.n_steps} of {city.n_steps} steps", flush=True)
                 ckpt = finetune_few_shot(source_ckpt, few, args.finetune_steps, args.context, args.contrastive_weight,
-                                         args.freeze, runs, args.seed, shots, args.label, args.loss_weighting)
+                                         args.freeze, runs, args.seed, shots, args.label, args.loss_weighting,
+                                         args.select_on_prefix_val)
                 uomo = load_forecaster(ckpt, device="cpu", **sampling)
                 records += score_setting(city, [few], uomo, shots, args, scalers=CityScalers.fit(few))
         print(f"[transfer] {target}: {time.perf_counter() - t0:.0f} s", flush=True)
@@ -207,19 +256,8 @@ def main(argv=None) -> int:
         key = lambda r: (r["city"], r["task"], r["variant"], r["shots"])  # noqa: E731
         redone = {key(r) for r in records}
         records = [r for r in json.loads((out / "transfer.json").read_text()) if key(r) not in redone] + records
-    commands = list(dict.fromkeys(r.get("command", "") for r in records if r.get("command")))
     (out / "transfer.json").write_text(json.dumps(records, indent=1))
-    header = [
-        "# Zero-shot and few-shot transfer (test regions, leave one real city out)", "",
-        f"Source models: `{args.init}` trained {args.source_steps} steps on the other real city + {args.synthetic} "
-        f"(context: {args.context or 'none'}, lambda = {args.contrastive_weight if args.context else 0}); few-shot: {args.finetune_steps} fine-tuning steps "
-        f"(freeze = {args.freeze}, loss weighting = {args.loss_weighting}) on the target's first share of training windows, baselines fitted on the same data. "
-        f"Test windows every {args.stride} steps; UoMo: {args.samples} samples x DDIM-{args.sampling_steps}, median. "
-        "Ratio = UoMo MAE / best baseline MAE on the same windows. Synthetic targets: zero-shot from "
-        f"`{args.pretrained}`, baselines fitted on the target itself.", "",
-        "Commands (with --merge, the settings line above is that of the last one):", "", *[f"    {c}" for c in commands], "",
-    ]
-    (out / "transfer.md").write_text(markdown(records, header) + "\n")
+    header = write_markdown(records, out / "transfer.md", p)
     print(markdown(records, header[:1]))
     return 0
 
