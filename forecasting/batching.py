@@ -145,7 +145,7 @@ def encode(
         users_known = (valid_t if valid_t is not None else torch.ones_like(mask)) if context.future_users else known
         users_known = users_known & ~torch.isnan(users_t)  # whatever the caller hid stays unknown
         if users_available is not None:
-            users_known = known & as_t(users_available, torch.bool).view(-1, 1, 1, 1)
+            users_known = users_known & as_t(users_available, torch.bool).view(-1, 1, 1, 1)
         # users share the traffic cells' relative levels: scale them by their own observed means
         u_transform = WindowTransform.from_observed(users_t, users_known)
         u_model = u_transform.to_model(torch.nan_to_num(users_t))

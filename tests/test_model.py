@@ -187,6 +187,9 @@ def test_encode_hides_users_with_traffic():
     future = ContextSwitches(users=True, poi=False, future_users=True)
     _, cond_f, _ = encode(traffic, mask, tod, dow, users=users, context=future)
     assert cond_f["users_known"].all() and (cond_f["users"][torch.as_tensor(mask)] != 0).any()
+    # the training path passes users_available: it must not undo the switch
+    _, cond_a, _ = encode(traffic, mask, tod, dow, users=users, users_available=np.array([True, False]), context=future)
+    assert cond_a["users_known"][0].all() and not cond_a["users_known"][1].any()
     hidden_users = np.where(mask, np.nan, users)
     _, cond_h, _ = encode(traffic, mask, tod, dow, users=hidden_users, context=future)
     assert torch.equal(cond_h["users_known"], ~torch.as_tensor(mask))
