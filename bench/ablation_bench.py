@@ -99,10 +99,9 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if args.merge and (out / "ablation.json").exists():
         previous = json.loads((out / "ablation.json").read_text())
-        legacy = _legacy_command(out / "ablation.md")
-        records = [{**r, "command": r.get("command", legacy)} for r in previous if r["variant"] not in args.variants] + records
+        records = [r for r in previous if r["variant"] not in args.variants] + records
     (out / "ablation.json").write_text(json.dumps(records, indent=1))
-    commands = list(dict.fromkeys(r.get("command") or command for r in records))
+    commands = list(dict.fromkeys(r["command"] for r in records if r.get("command")))
     header = [
         "# Context ablation (test regions)", "",
         f"Fine-tuning {args.steps} steps from `{args.pretrained}`, lambda = {args.contrastive_weight}; "
@@ -111,16 +110,6 @@ def main(argv=None) -> int:
     ]
     (out / "ablation.md").write_text(render(records, header))
     return 0
-
-
-def _legacy_command(md: Path) -> str | None:
-    """The command line of a table written before records carried their command."""
-    if not md.exists():
-        return None
-    for line in md.read_text().splitlines():
-        if line.startswith("Command: `"):
-            return line[len("Command: `"):].rstrip("`")
-    return None
 
 
 def render(records: list[dict], header: list[str]) -> str:
