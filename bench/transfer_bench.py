@@ -122,7 +122,7 @@ def markdown(records: list[dict], header: list[str]) -> str:
             for u in uomos:
                 jsd = "" if u["jsd"] is None else f"{u['jsd']:.4f}"
                 lines.append(f"| {task} | {u['variant']} | {u['mae']:.5f} | {best['variant']} | {best['mae']:.5f} | "
-                             f"{u['mae'] / best['mae']:.2f} | {u['rmse']:.5f} | {jsd} |")
+                             f"{u['mae'] / best['mae']:.3f} | {u['rmse']:.5f} | {jsd} |")
         lines.append("")
     return "\n".join(lines)
 
