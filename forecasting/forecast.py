@@ -123,7 +123,6 @@ class UoMoForecaster(Forecaster):
         self.schedule = schedule
         self.sampling = sampling or SamplingConfig()
         self.context = context
-        self.sees_future_users = context.future_users and context.users
         self.scalers = dict(scalers or {})
         self.meta = dict(meta or {})
 
@@ -145,6 +144,11 @@ class UoMoForecaster(Forecaster):
         schedule = make_schedule(diffusion_cfg["schedule"], int(diffusion_cfg["steps"]))
         scalers = {name: scalers_from_dict(d) for name, d in config.get("scalers", {}).items()}
         return cls(net, schedule, sampling, ContextSwitches(**context_cfg), scalers, device, meta=config)
+
+    @property
+    def sees_future_users(self) -> bool:
+        """True for the future-users diagnostic (see ContextSwitches): the benchmark then leaves users unhidden."""
+        return self.context.users and self.context.future_users
 
     # -- Forecaster interface ------------------------------------------------------------------------
     def predict(self, windows: Windows, mask: np.ndarray) -> Prediction:

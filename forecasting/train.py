@@ -86,6 +86,8 @@ class TrainConfig:
         bad = set(self.task_mix) - {"short", "long", "generation", "random"}
         if bad or not self.task_mix or min(self.task_mix.values()) < 0 or sum(self.task_mix.values()) <= 0:
             raise ValueError(f"task_mix must weight short/long/generation/random with non-negative weights, got {self.task_mix}")
+        if self.future_users and "users" not in self.context:
+            raise ValueError("future_users shows user counts of hidden steps: it needs 'users' in context")
         if self.loss_weighting not in ("none", "cell_level"):
             raise ValueError(f"loss_weighting must be 'none' or 'cell_level', got {self.loss_weighting!r}")
         if not 0 < self.train_fraction <= 1:
