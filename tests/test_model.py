@@ -110,10 +110,17 @@ def test_padding_cells_do_not_leak():
     assert torch.allclose(out1[:, :, :3], out2[:, :, :3], atol=1e-6)
 
 
+def tokens_per_window(config, shape=(64, 4, 4)) -> int:
+    return patchify(pad_to_patch(torch.zeros(1, 1, *shape), config.patch), config.patch).shape[1]
+
+
 def test_presets_registry_and_sizes():
-    assert {"cpu", "paper-5m", "paper-35m", "paper-200m"} <= set(PRESETS)
+    assert {"cpu", "cpu-fine", "paper-5m", "paper-35m", "paper-200m"} <= set(PRESETS)
     n = sum(p.numel() for p in UoMoNet(preset("cpu")).parameters())
     assert 2e5 < n < 3e6
+    # cpu-fine: the cpu network with half the steps per token, so twice the tokens of a 64 x 4 x 4 window
+    assert preset("cpu-fine").patch == (4, 2, 2)
+    assert tokens_per_window(preset("cpu-fine")) == 2 * tokens_per_window(preset("cpu")) == 64
     with pytest.raises(ValueError, match="unknown model preset"):
         preset("huge")
     cfg = preset("paper-5m")
