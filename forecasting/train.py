@@ -414,6 +414,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-fraction", type=float, default=d.train_fraction, help="few-shot: use only the first share of each city's training windows (a time prefix)")
     p.add_argument("--city-weight", dest="city_weights", action="append", default=[], metavar="NAME=W",
                    help="relative sampling weight of a city (repeatable), e.g. synthetic=0.3")
+    p.add_argument("--task-mix", nargs="+", default=None, metavar="TASK=W",
+                   help="relative weights of the task masks in each batch, e.g. short=0.5 long=0.3 generation=0.1 "
+                        f"random=0.1 (default {' '.join(f'{k}={v}' for k, v in TASK_MIX_DEFAULT.items())})")
     p.add_argument("--val-every", type=int, default=d.val_every)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--out", default=d.out, help="run folder (checkpoints last.pt / best.pt, history.json)")
@@ -421,15 +424,28 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def parse_weights(items: Sequence[str], flag: str, example: str) -> dict[str, float]:
+    """["a=1", "b=0.5"] -> {"a": 1.0, "b": 0.5}; ValueError naming `flag` on any other form."""
+    try:
+        return {k: float(v) for k, v in (item.split("=", 1) for item in items)}
+    except ValueError:
+        raise ValueError(f"{flag} takes NAME=NUMBER items, e.g. {example}; got {list(items)}") from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     fields = {k: v for k, v in vars(args).items() if k != "resume"}
     try:
-        fields["city_weights"] = {k: float(v) for k, v in (item.split("=", 1) for item in args.city_weights)}
-    except ValueError:
-        print("uomo-train: error: --city-weight takes NAME=NUMBER, e.g. synthetic=0.3", file=sys.stderr)
+        fields["city_weights"] = parse_weights(args.city_weights, "--city-weight", "synthetic=0.3")
+        if args.task_mix is None:
+            fields.pop("task_mix")
+        else:
+            fields["task_mix"] = parse_weights(args.task_mix, "--task-mix", "short=0.5 long=0.5")
+        cfg = TrainConfig(**fields)
+        cfg.validate()
+    except ValueError as exc:
+        print(f"uomo-train: error: {exc}", file=sys.stderr)
         return 2
-    cfg = TrainConfig(**fields)
     try:
         summary = train(cfg, resume=args.resume)
     except (DataError, CheckpointError, ValueError) as exc:

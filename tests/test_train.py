@@ -178,3 +178,29 @@ def test_ddp_two_cpu_processes_with_gloo(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert proc.stdout.count("DDP-OK") == 2
+
+
+def test_cli_task_mix_and_weights_are_checked_before_training(tmp_path, capsys):
+    from forecasting.train import main, parse_weights
+
+    assert parse_weights(["short=0.5", "long=1"], "--task-mix", "") == {"short": 0.5, "long": 1.0}
+    out = tmp_path / "run"
+    assert main(["--task-mix", "short=half", "--out", str(out)]) == 2
+    assert "--task-mix takes NAME=NUMBER" in capsys.readouterr().err
+    assert main(["--task-mix", "forecast=1", "--out", str(out)]) == 2
+    assert "task_mix must weight short/long/generation/random" in capsys.readouterr().err
+    assert main(["--city-weight", "synthetic", "--out", str(out)]) == 2
+    assert "--city-weight takes NAME=NUMBER" in capsys.readouterr().err
+    assert not out.exists()  # nothing written for a refused command line
+
+
+def test_cli_task_mix_reaches_the_training_config(tmp_path, monkeypatch):
+    import forecasting.train as tr
+
+    seen = {}
+    monkeypatch.setattr(tr, "train", lambda cfg, resume=False: seen.setdefault("cfg", cfg) and {"best_score": 0.0})
+    assert tr.main(["--task-mix", "short=3", "long=1", "--out", str(tmp_path / "r")]) == 0
+    assert seen["cfg"].task_mix == {"short": 3.0, "long": 1.0}
+    seen.clear()
+    assert tr.main(["--out", str(tmp_path / "r")]) == 0
+    assert seen["cfg"].task_mix == tr.TASK_MIX_DEFAULT
