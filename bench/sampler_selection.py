@@ -32,7 +32,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--checkpoint", nargs="+", required=True, help="one checkpoint, or several for an ensemble (samples per member)")
     p.add_argument("--cities", nargs="+", default=["nanjing", "nanchang"])
     p.add_argument("--tasks", nargs="+", default=list(EVAL_TASKS))
     p.add_argument("--steps", nargs="+", type=int, default=[1, 2, 3, 5, 10])
@@ -45,12 +45,13 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     model = load_forecaster(args.checkpoint, device="cpu")
+    checkpoint = " + ".join(args.checkpoint)
     windows = {c: make_windows(resolve_city(c), split="val", stride=args.stride) for c in args.cities}
     records, commands = [], []
     previous = Path(args.out) / "sampler_selection.json"
     if args.merge and previous.is_file():
         doc = json.loads(previous.read_text())
-        if doc["checkpoint"] != args.checkpoint or doc.get("stride") != args.stride:
+        if doc["checkpoint"] != checkpoint or doc.get("stride") != args.stride:
             p.error(f"{previous} holds another checkpoint or stride: cannot merge")
         commands = doc.get("commands", [])
         records = [r for r in doc["records"] if r["steps"] not in args.steps or r["samples"] not in args.samples]
@@ -77,10 +78,10 @@ def main(argv=None) -> int:
     used = sys.argv[1:] if argv is None else list(argv)
     commands.append("OMP_NUM_THREADS=2 python bench/sampler_selection.py " + " ".join(used))
     (out / "sampler_selection.json").write_text(json.dumps(
-        {"checkpoint": args.checkpoint, "stride": args.stride, "records": records, "commands": commands,
+        {"checkpoint": checkpoint, "stride": args.stride, "records": records, "commands": commands,
          "chosen": {"steps": chosen[0], "samples": chosen[1]}}, indent=1))
     lines = ["# Sampler selection on the validation regions", "",
-             f"Checkpoint `{args.checkpoint}`; val windows every {args.stride} steps; DDIM (eta 0), median point forecast.",
+             f"Checkpoint `{checkpoint}`; val windows every {args.stride} steps; DDIM (eta 0), median point forecast.",
              "Relative error = MAE / best MAE of that city x task over the configs; mean over city x task.", "",
              "| DDIM steps | samples | " + " | ".join(f"{c} {t}" for c in cities for t in tasks) + " | mean relative |",
              "|---|---|" + "---|" * (len(cities) * len(tasks)) + "---|"]

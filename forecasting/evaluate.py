@@ -277,8 +277,11 @@ def default_cities(data_dir: str | Path | None = None) -> list[str]:
     return ["synthetic", *available_real_cities(data_dir)]
 
 
-def make_model(name: str, checkpoint: str | None = None, sampling: dict | None = None) -> Forecaster | None:
-    """A fresh baseline by registry name, or the UoMo forecaster (None, with a message, if unavailable)."""
+def make_model(name: str, checkpoint: str | Sequence[str] | None = None, sampling: dict | None = None) -> Forecaster | None:
+    """A fresh baseline by registry name, or the UoMo forecaster (None, with a message, if unavailable).
+
+    `checkpoint`: one path or shipped name, or several (a `UoMoEnsemble`, n_samples per member).
+    """
     from .baselines import BASELINES, OPTIONAL_BASELINES, neuralforecast_available
 
     if name in BASELINES:
@@ -312,7 +315,7 @@ def run_benchmark(
     quick: bool = False,
     out: str | Path | None = None,
     data_dir: str | Path | None = None,
-    checkpoint: str | None = None,
+    checkpoint: str | Sequence[str] | None = None,
     uomo_sampling: dict | None = None,
     uomo_label: str = "uomo",
     arima_max_windows: int | None = None,
@@ -573,9 +576,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tasks", nargs="+", default=list(EVAL_TASKS), choices=list(EVAL_TASKS))
     parser.add_argument("--out", type=Path, default=None, help="results folder (default: bench/results)")
     parser.add_argument("--data-dir", type=Path, default=None, help="real city .npz folder (default: ../shared/data or $UOMO_DATA_DIR)")
-    parser.add_argument("--checkpoint", default=None, help="UoMo checkpoint (path or shipped name) for the 'uomo' model")
+    parser.add_argument("--checkpoint", nargs="+", default=None,
+                        help="UoMo checkpoint (path or shipped name) for the 'uomo' model; several = an ensemble "
+                             "pooling their samples (--uomo-samples per member)")
     parser.add_argument("--uomo-steps", type=int, default=20, help="DDIM steps of the 'uomo' sampler")
-    parser.add_argument("--uomo-samples", type=int, default=8, help="samples per window of 'uomo' (median = point forecast)")
+    parser.add_argument("--uomo-samples", type=int, default=8, help="samples per window (per ensemble member) of 'uomo' (median = point forecast)")
     parser.add_argument("--uomo-label", default="uomo", help="model name of the 'uomo' records (default: uomo)")
     parser.add_argument("--arima-max-windows", type=int, default=None, help=f"cap on ARIMA windows per city x task (default {DEFAULT_ARIMA_MAX_WINDOWS}, quick {QUICK_ARIMA_MAX_WINDOWS})")
     parser.add_argument("--max-windows", type=int, default=None, help="cap on windows per model x city x task (default: all)")

@@ -151,8 +151,12 @@ class UoMoForecaster(Forecaster):
         return self.context.users and self.context.future_users
 
     # -- Forecaster interface ------------------------------------------------------------------------
+    def sample(self, windows: Windows, mask: np.ndarray) -> np.ndarray:
+        """(S, N, T, H, W) normalised samples for `windows` whose hidden entries (`mask`) are NaN."""
+        return predict_samples(self.net, self.schedule, windows, mask, self.sampling, self.context, self.device)
+
     def predict(self, windows: Windows, mask: np.ndarray) -> Prediction:
-        samples = predict_samples(self.net, self.schedule, windows, mask, self.sampling, self.context, self.device)
+        samples = self.sample(windows, mask)
         point = np.median(samples, 0) if self.sampling.point == "median" else samples.mean(0)
         return Prediction(mean=point.astype(np.float32), samples=samples)
 
@@ -182,7 +186,7 @@ class UoMoForecaster(Forecaster):
             mask = np.broadcast_to(task_mask("generation", shape, cells=cells)[None], win.traffic.shape).copy()
         else:
             mask = batch_masks(task, len(win), shape, rng=np.random.default_rng(self.sampling.seed))
-        samples = predict_samples(self.net, self.schedule, hide(win, mask, keep_users=self.sees_future_users), mask, self.sampling, self.context, self.device)
+        samples = self.sample(hide(win, mask, keep_users=self.sees_future_users), mask)
         raw = scalers.traffic.inverse(samples)  # (S, N, T, H, W)
         truth = scalers.traffic.inverse(win.traffic)
         n, T, H, W = win.traffic.shape
@@ -208,6 +212,40 @@ class UoMoForecaster(Forecaster):
         return frame
 
 
+class UoMoEnsemble(UoMoForecaster):
+    """Several trained UoMo networks as one forecaster: their predictive samples pooled (a mixture).
+
+    Member m draws `sampling.n_samples` samples with seed `sampling.seed + m`, so the pooled
+    predictive distribution holds M x n_samples samples and the point forecast is their median (or
+    mean). Averaging networks trained with other tokenisations or seeds lowers the variance that one
+    checkpoint carries; the cost is M times the sampling time of one member at the same n_samples.
+    Members must share their context switches (what they are allowed to see); city scalers, used only
+    to return raw units in `forecast_city`, are the first member's.
+    """
+
+    def __init__(self, members: Sequence[UoMoForecaster], sampling: SamplingConfig | None = None):
+        members = list(members)
+        if len(members) < 2:
+            raise ValueError(f"an ensemble needs at least two members, got {len(members)}")
+        contexts = {m.context for m in members}
+        if len(contexts) > 1:
+            raise ValueError(f"ensemble members see different context inputs {sorted(map(str, contexts))}: "
+                             "combine only models trained with the same --context")
+        self.members = members
+        first = members[0]
+        self.device, self.context, self.scalers = first.device, first.context, dict(first.scalers)
+        self.sampling = sampling or first.sampling
+        self.meta = {"members": [m.meta for m in members]}
+
+    def sample(self, windows: Windows, mask: np.ndarray) -> np.ndarray:
+        """(M * S, N, T, H, W): each member's S samples, member m seeded with `sampling.seed + m`."""
+        return np.concatenate([
+            predict_samples(m.net, m.schedule, windows, mask, replace(self.sampling, seed=self.sampling.seed + i),
+                            m.context, m.device)
+            for i, m in enumerate(self.members)
+        ])
+
+
 def list_pretrained() -> list[str]:
     """Names of the checkpoints shipped with the package."""
     return sorted(p.stem for p in PRETRAINED_DIR.glob("*.pt"))
@@ -229,6 +267,17 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
     )
 
 
-def load_forecaster(name_or_path: str | Path = "uomo-synthetic-cpu", device=None, **sampling) -> UoMoForecaster:
-    """Load a UoMo forecaster by shipped name or checkpoint path; keyword args set SamplingConfig fields."""
-    return UoMoForecaster.from_checkpoint(resolve_checkpoint(name_or_path), device=device, sampling=SamplingConfig(**sampling))
+def load_forecaster(
+    name_or_path: str | Path | Sequence[str | Path] = "uomo-synthetic-cpu", device=None, **sampling
+) -> UoMoForecaster:
+    """Load a UoMo forecaster by shipped name or checkpoint path; keyword args set SamplingConfig fields.
+
+    A list of two or more names/paths loads a `UoMoEnsemble` (n_samples is then per member).
+    """
+    config = SamplingConfig(**sampling)
+    if isinstance(name_or_path, (list, tuple)):
+        if len(name_or_path) == 1:
+            return load_forecaster(name_or_path[0], device=device, **sampling)
+        members = [UoMoForecaster.from_checkpoint(resolve_checkpoint(p), device=device, sampling=config) for p in name_or_path]
+        return UoMoEnsemble(members, config)
+    return UoMoForecaster.from_checkpoint(resolve_checkpoint(name_or_path), device=device, sampling=config)

@@ -107,3 +107,38 @@ def test_unknown_checkpoint_name_lists_the_shipped_ones():
 
     with pytest.raises(CheckpointError, match="uomo-synthetic-cpu"):
         load_forecaster("no-such-model")
+
+
+def test_ensemble_pools_the_members_samples(tmp_path):
+    """Two checkpoints as one forecaster: member m's samples are its own forecast with seed + m."""
+    from forecasting.forecast import SamplingConfig, UoMoEnsemble, predict_samples
+
+    city = make_city(rows=4, cols=4, days=3, slots_per_day=48, seed=0)
+    other = tmp_path / "other.pt"
+    cfg = TrainConfig(preset="cpu", cities=["x"], steps=2, batch_size=4, val_every=2, val_max_windows=2,
+                      val_samples=1, val_steps=2, warmup=1, init_from="uomo-synthetic-cpu", out=str(tmp_path / "o"))
+    other = train(cfg, cities=[city], progress=False)["best"]
+    ens = load_forecaster(["uomo-synthetic-cpu", other], device="cpu", n_samples=2, steps=3, seed=5)
+    assert isinstance(ens, UoMoEnsemble) and len(ens.members) == 2
+    win = make_windows(city, stride=64).take(slice(0, 3))
+    mask = batch_masks("short", len(win), win.traffic.shape[1:])
+    pred = ens.predict(hide(win, mask), mask)
+    assert pred.samples.shape == (4, *win.traffic.shape)
+    for m, member in enumerate(ens.members):
+        own = predict_samples(member.net, member.schedule, hide(win, mask), mask,
+                              SamplingConfig(steps=3, n_samples=2, seed=5 + m), member.context, "cpu")
+        assert np.allclose(pred.samples[2 * m : 2 * m + 2], own)
+    assert not np.allclose(pred.samples[:2], pred.samples[2:])  # two different networks
+    assert np.allclose(pred.mean, np.median(pred.samples, 0))
+    frame = ens.forecast_city(city, task="short", regions=[0])
+    assert np.isfinite(frame[["mean", "q0.1", "q0.9"]].to_numpy()).all()
+    assert load_forecaster([other], device="cpu").__class__.__name__ == "UoMoForecaster"
+    with pytest.raises(ValueError, match="at least two members"):
+        UoMoEnsemble([ens.members[0]])
+    from forecasting.batching import ContextSwitches
+    from forecasting.forecast import UoMoForecaster
+
+    a = ens.members[0]
+    with_users = UoMoForecaster(a.net, a.schedule, context=ContextSwitches(users=True, poi=False), device="cpu")
+    with pytest.raises(ValueError, match="different context inputs"):
+        UoMoEnsemble([a, with_users])
