@@ -57,12 +57,14 @@ def main(argv=None) -> int:
     best = {k: min(m[k] for _, m in found.values()) for k in cells}
     relative = {label: float(np.mean([m[k] / best[k] for k in cells])) for label, (_, m) in found.items()}
     chosen = min(relative, key=relative.get)
+    per_cell = {k: min(found, key=lambda label: found[label][1][k]) for k in cells}
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     command = "python bench/model_selection.py " + " ".join(sys.argv[1:] if argv is None else argv)
     (out / "model_selection.json").write_text(json.dumps({
         "steps": args.steps, "total_samples": args.total_samples, "chosen": chosen, "command": command,
+        "chosen_per_cell": {f"{c}/{t}": per_cell[(c, t)] for c, t in cells},
         "candidates": [{"label": label, "checkpoint": ckpt, "mean_relative": relative[label],
                         "val_mae": {f"{c}/{t}": m[(c, t)] for c, t in cells}} for label, (ckpt, m) in found.items()],
     }, indent=1))
@@ -74,7 +76,10 @@ def main(argv=None) -> int:
              "|---|---|" + "---|" * len(cells) + "---|"]
     for label, (ckpt, m) in found.items():
         lines.append(f"| {label} | `{ckpt}` | " + " | ".join(f"{m[k]:.5f}" for k in cells) + f" | {relative[label]:.4f} |")
-    lines += ["", f"Chosen: {chosen}.", "", "Command:", "", f"    {command}", "",
+    lines += ["", f"Chosen: {chosen}.", "",
+              "Best candidate per city x task (a per-task choice, for forecasters that may use one checkpoint per task): "
+              + "; ".join(f"{c} {t}: {per_cell[(c, t)]}" for c, t in cells) + ".",
+              "", "Command:", "", f"    {command}", "",
               "Each file's own command (bench/sampler_selection.py) is recorded inside it."]
     (out / "model_selection.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
