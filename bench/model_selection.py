@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from forecasting.masks import EVAL_TASKS
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -51,7 +53,7 @@ def main(argv=None) -> int:
         strides.add(stride)
     if len(strides) > 1:
         p.error(f"the candidates were scored on different val windows (strides {sorted(strides)}): compare like with like")
-    cells = sorted(set.intersection(*(set(m) for _, m in found.values())), key=lambda k: (k[0], ["short", "long", "generation"].index(k[1])))
+    cells = sorted(set.intersection(*(set(m) for _, m in found.values())), key=lambda k: (k[0], EVAL_TASKS.index(k[1])))
     if not cells:
         p.error("the candidates share no city x task")
     best = {k: min(m[k] for _, m in found.values()) for k in cells}

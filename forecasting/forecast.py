@@ -151,9 +151,12 @@ class UoMoForecaster(Forecaster):
         return self.context.users and self.context.future_users
 
     # -- Forecaster interface ------------------------------------------------------------------------
-    def sample(self, windows: Windows, mask: np.ndarray) -> np.ndarray:
-        """(S, N, T, H, W) normalised samples for `windows` whose hidden entries (`mask`) are NaN."""
-        return predict_samples(self.net, self.schedule, windows, mask, self.sampling, self.context, self.device)
+    def sample(self, windows: Windows, mask: np.ndarray, sampling: SamplingConfig | None = None) -> np.ndarray:
+        """(S, N, T, H, W) normalised samples for `windows` whose hidden entries (`mask`) are NaN.
+
+        `sampling` overrides this forecaster's own SamplingConfig for one call.
+        """
+        return predict_samples(self.net, self.schedule, windows, mask, sampling or self.sampling, self.context, self.device)
 
     def predict(self, windows: Windows, mask: np.ndarray) -> Prediction:
         samples = self.sample(windows, mask)
@@ -237,12 +240,11 @@ class UoMoEnsemble(UoMoForecaster):
         self.sampling = sampling or first.sampling
         self.meta = {"members": [m.meta for m in members]}
 
-    def sample(self, windows: Windows, mask: np.ndarray) -> np.ndarray:
+    def sample(self, windows: Windows, mask: np.ndarray, sampling: SamplingConfig | None = None) -> np.ndarray:
         """(M * S, N, T, H, W): each member's S samples, member m seeded with `sampling.seed + m`."""
+        sampling = sampling or self.sampling
         return np.concatenate([
-            predict_samples(m.net, m.schedule, windows, mask, replace(self.sampling, seed=self.sampling.seed + i),
-                            m.context, m.device)
-            for i, m in enumerate(self.members)
+            m.sample(windows, mask, replace(sampling, seed=sampling.seed + i)) for i, m in enumerate(self.members)
         ])
 
 
@@ -275,9 +277,6 @@ def load_forecaster(
     A list of two or more names/paths loads a `UoMoEnsemble` (n_samples is then per member).
     """
     config = SamplingConfig(**sampling)
-    if isinstance(name_or_path, (list, tuple)):
-        if len(name_or_path) == 1:
-            return load_forecaster(name_or_path[0], device=device, **sampling)
-        members = [UoMoForecaster.from_checkpoint(resolve_checkpoint(p), device=device, sampling=config) for p in name_or_path]
-        return UoMoEnsemble(members, config)
-    return UoMoForecaster.from_checkpoint(resolve_checkpoint(name_or_path), device=device, sampling=config)
+    names = list(name_or_path) if isinstance(name_or_path, (list, tuple)) else [name_or_path]
+    members = [UoMoForecaster.from_checkpoint(resolve_checkpoint(n), device=device, sampling=config) for n in names]
+    return members[0] if len(members) == 1 else UoMoEnsemble(members, config)

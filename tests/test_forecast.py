@@ -114,7 +114,6 @@ def test_ensemble_pools_the_members_samples(tmp_path):
     from forecasting.forecast import SamplingConfig, UoMoEnsemble, predict_samples
 
     city = make_city(rows=4, cols=4, days=3, slots_per_day=48, seed=0)
-    other = tmp_path / "other.pt"
     cfg = TrainConfig(preset="cpu", cities=["x"], steps=2, batch_size=4, val_every=2, val_max_windows=2,
                       val_samples=1, val_steps=2, warmup=1, init_from="uomo-synthetic-cpu", out=str(tmp_path / "o"))
     other = train(cfg, cities=[city], progress=False)["best"]
