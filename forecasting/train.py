@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import copy
+import gc
+import hashlib
 import json
 import math
 import os
@@ -237,15 +239,47 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 
 def train(cfg: TrainConfig, resume: bool = False, cities: Sequence[City] | None = None, progress: bool = True) -> dict:
-    """Run (or resume) training; returns a summary with the best validation score and paths."""
+    """Run (or resume) training; returns a summary with the best validation score and paths.
+
+    Under torchrun (WORLD_SIZE > 1) the process group is created here unless the caller already made one,
+    and whatever is created here is destroyed here, after the DDP wrapper is gone: the wrapper's reducer
+    holds the group, and gloo threads still alive at interpreter exit abort the process.
+    """
     cfg.validate()
     rank, world = _dist_info()
     device = default_device()
-    if world > 1 and not dist.is_initialized():
+    owns_group = world > 1 and not dist.is_initialized()
+    if owns_group:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
         if device.type == "cuda":
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
             torch.cuda.set_device(device)
+    finished = False
+    try:
+        summary = _train_loop(cfg, resume, cities, progress, rank, world, device)
+        finished = True
+        return summary
+    finally:
+        if owns_group:
+            gc.collect()  # the DDP wrapper (and its reducer) died with _train_loop's frame; collect any cycle
+            if finished:
+                dist.barrier()  # no rank tears down while another still talks to it
+            dist.destroy_process_group()
+
+
+def weights_digest(module: torch.nn.Module) -> str:
+    """SHA-256 of a module's parameters and buffers (names, shapes, float32 bytes): equal weights, equal digest."""
+    h = hashlib.sha256()
+    for name, value in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(str(tuple(value.shape)).encode())
+        h.update(value.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _train_loop(cfg: TrainConfig, resume: bool, cities: Sequence[City] | None, progress: bool,
+                rank: int, world: int, device: torch.device) -> dict:
+    """The training loop of `train` (process group already set up by the caller)."""
     out = Path(cfg.out)
     torch.manual_seed(cfg.seed)
 
@@ -368,7 +402,8 @@ def train(cfg: TrainConfig, resume: bool = False, cities: Sequence[City] | None 
         bar.close()
     if rank == 0:
         (out / "history.json").write_text(json.dumps(history, indent=1))
-    return {"best_score": best, "best": str(best_path), "last": str(last_path), "steps": step, "history": history}
+    return {"best_score": best, "best": str(best_path), "last": str(last_path), "steps": step, "history": history,
+            "weights_digest": weights_digest(net)}
 
 
 def export_checkpoint(source: str | Path, target: str | Path, half: bool = True, note: str | None = None) -> Path:
