@@ -55,6 +55,7 @@ class Demand:
     timestamps: np.ndarray | None = None  # (T,) datetime64 when the city knows its start time
     source: str = ""  # 'real', 'poi', 'residents', 'forecast:<name>', ...
     city: str = ""
+    scenarios: np.ndarray | None = None  # (K, N, T) equally likely demand scenarios (a forecast's samples)
 
     def __post_init__(self) -> None:
         self.values = check_matrix(self.values, f"demand ({self.source or 'values'})")
@@ -80,6 +81,13 @@ class Demand:
             raise InputError(f"grid_index must be ({N}, 3), got {np.shape(self.grid_index)}")
         if self.timestamps is not None and np.shape(self.timestamps) != (T,):
             raise InputError(f"timestamps must be ({T},), got {np.shape(self.timestamps)}")
+        if self.scenarios is not None:
+            sc = np.asarray(self.scenarios, dtype=np.float64)
+            if sc.ndim != 3 or sc.shape[1:] != (N, T) or sc.shape[0] < 1:
+                raise InputError(f"scenarios must be (K, {N}, {T}), got {sc.shape}")
+            if not np.all(np.isfinite(sc)) or np.any(sc < 0):
+                raise InputError("scenarios must be finite and >= 0")
+            self.scenarios = sc
 
     # -- shape -----------------------------------------------------------------------------------------
     @property
@@ -101,10 +109,40 @@ class Demand:
         )
 
     # -- derived cubes ---------------------------------------------------------------------------------
-    def with_values(self, values: np.ndarray, source: str | None = None, unit: str | None = None) -> "Demand":
-        """Same cells and slots, new values (e.g. a forecast on the axes of the real demand)."""
+    def with_values(self, values: np.ndarray, source: str | None = None, unit: str | None = None,
+                    scenarios: np.ndarray | None = None) -> "Demand":
+        """Same cells and slots, new values (e.g. a forecast on the axes of the real demand), no scenarios
+        unless given."""
         return replace(self, values=np.asarray(values, dtype=np.float64), source=source or self.source,
-                       unit=unit or self.unit)
+                       unit=unit or self.unit, scenarios=scenarios)
+
+    @property
+    def n_scenarios(self) -> int:
+        return 0 if self.scenarios is None else self.scenarios.shape[0]
+
+    def quantile(self, q: float) -> "Demand":
+        """The cube of the scenarios' q-quantile per cell-slot ("plan on quantile q"), no scenarios."""
+        if not 0 < q < 1:
+            raise InputError(f"a planning quantile must lie in (0, 1), got {q}")
+        if self.n_scenarios < 2:
+            raise InputError(f"{self.source or 'this demand'} holds no scenarios: quantiles need a sampling forecast")
+        return self.with_values(np.quantile(self.scenarios, q, axis=0), source=f"{self.source}@q{q:g}")
+
+    def stacked_scenarios(self) -> "Demand":
+        """The K scenarios side by side as K x T slots (N, K T), no scenarios.
+
+        For a planning objective that sums over slots, planning on this cube maximises the scenarios'
+        total, i.e. K times their mean: the sample average approximation of the expected objective.
+        """
+        if self.n_scenarios < 2:
+            raise InputError(f"{self.source or 'this demand'} holds no scenarios to stack")
+        K = self.n_scenarios
+        tile = lambda a: None if a is None else np.tile(a, K)  # noqa: E731
+        return replace(
+            self, values=np.concatenate(list(self.scenarios), axis=1), slot_of_day=np.tile(self.slot_of_day, K),
+            day_of_week=np.tile(self.day_of_week, K), timestamps=tile(self.timestamps), scenarios=None,
+            source=f"{self.source}@saa{K}",
+        )
 
     def slots(self, start: int = 0, stop: int | None = None) -> "Demand":
         """The slots [start, stop) (a planning horizon, e.g. the first week of hourly slots)."""
@@ -114,6 +152,7 @@ class Demand:
         return replace(
             self, values=self.values[:, sl], slot_of_day=self.slot_of_day[sl], day_of_week=self.day_of_week[sl],
             timestamps=None if self.timestamps is None else self.timestamps[sl],
+            scenarios=None if self.scenarios is None else self.scenarios[:, :, sl],
         )
 
     def cells(self, idx: Sequence[int] | np.ndarray) -> "Demand":
@@ -121,7 +160,8 @@ class Demand:
         idx = np.asarray(idx, dtype=int)
         pick = lambda a: None if a is None else a[idx]  # noqa: E731
         return replace(self, values=self.values[idx], cell_ids=self.cell_ids[idx], coords=pick(self.coords),
-                       grid_index=pick(self.grid_index))
+                       grid_index=pick(self.grid_index),
+                       scenarios=None if self.scenarios is None else self.scenarios[:, idx])
 
     def aggregate(self, slots_per_day: int = 24, how: Literal["mean", "max", "sum"] = "mean") -> "Demand":
         """Coarser slots (e.g. hourly: 24 per day, a week = 168 slots).
@@ -148,8 +188,11 @@ class Demand:
         sl = slice(first, first + n_new * k)
         blocks = self.values[:, sl].reshape(self.n_cells, n_new, k)
         values = getattr(blocks, how)(axis=2)
+        scenarios = None
+        if self.scenarios is not None:
+            scenarios = getattr(self.scenarios[:, :, sl].reshape(self.n_scenarios, self.n_cells, n_new, k), how)(axis=3)
         return replace(
-            self, values=values, slots_per_day=slots_per_day,
+            self, values=values, slots_per_day=slots_per_day, scenarios=scenarios,
             slot_of_day=self.slot_of_day[sl][::k] // k, day_of_week=self.day_of_week[sl][::k],
             timestamps=None if self.timestamps is None else self.timestamps[sl][::k],
         )
@@ -159,7 +202,10 @@ class Demand:
         if unit == self.unit:
             return replace(self)
         values = conversion.convert(self.values, self.slot_of_day, self.unit, unit, self.slots_per_day)
-        return replace(self, values=values, unit=unit)
+        scenarios = None
+        if self.scenarios is not None:
+            scenarios = conversion.convert(self.scenarios, self.slot_of_day, self.unit, unit, self.slots_per_day)
+        return replace(self, values=values, unit=unit, scenarios=scenarios)
 
     def neighbours(self, kind: Literal["rook", "queen"] = "rook") -> np.ndarray:
         """(P, 2) pairs i < j of adjacent cells: sharing an edge ('rook') or also a corner ('queen').
@@ -530,8 +576,11 @@ def forecast_series(
     regions: np.ndarray,
     task: Literal["generation", "long"] = "generation",
     first: int | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Forecast raw traffic of `regions` by tiling 64-step windows; returns (values (R, T', H, W), steps).
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Forecast raw traffic of `regions` by tiling 64-step windows.
+
+    Returns (values (R, T', H, W), steps (T',), samples (S, R, T', H, W) or None): the point forecast, the
+    forecast steps, and the forecaster's samples tiled the same way (None when it draws fewer than two).
 
     - 'generation': windows tile the whole series; in each, one rotation group of cells is hidden for
       all 64 steps and generated from the other cells and the context; every group takes its turn.
@@ -557,6 +606,8 @@ def forecast_series(
     pick = (np.arange(regions.size)[:, None] * n_starts + starts[None, :]).ravel()  # region-major order
     win = win.take(pick)
     out = np.full((regions.size, T, H, W), np.nan)
+    tiles = [(r, s_) for r, s_ in zip(np.repeat(np.arange(regions.size), starts.size), np.tile(starts, regions.size))]
+    samples_out = None
     for m in cell_masks:
         mask = np.broadcast_to(m[None], win.traffic.shape).copy()
         pred = forecaster.predict(hide(win, mask), mask)
@@ -564,17 +615,27 @@ def forecast_series(
         if mean.shape != win.traffic.shape:
             raise InputError(f"{forecaster.name} returned shape {mean.shape}, expected {win.traffic.shape}")
         raw = np.clip(win.scalers.traffic.inverse(mean), 0.0, None)
-        for k, (r, s) in enumerate(zip(np.repeat(np.arange(regions.size), starts.size), np.tile(starts, regions.size))):
-            block = out[r, s:s + WINDOW]  # view; fill hidden entries not filled by an earlier window
+        raw_samples = None
+        if pred.samples is not None and pred.samples.shape[0] >= 2:
+            raw_samples = np.clip(win.scalers.traffic.inverse(np.asarray(pred.samples, dtype=np.float64)), 0.0, None)
+            if samples_out is None:
+                samples_out = np.full((raw_samples.shape[0], *out.shape), np.nan)
+        for k, (r, s_) in enumerate(tiles):
+            block = out[r, s_:s_ + WINDOW]  # view; fill hidden entries not filled by an earlier window
             fill = m & np.isnan(block)
             block[fill] = raw[k][fill]
+            if raw_samples is not None and samples_out is not None and raw_samples.shape[0] == samples_out.shape[0]:
+                samples_out[:, r, s_:s_ + WINDOW][:, fill] = raw_samples[:, k][:, fill]
     steps = np.arange(first, T)
     values = out[:, first:]
     if np.isnan(values).any():
         raise InputError(f"{forecaster.name}: forecast left {int(np.isnan(values).sum())} entries uncovered")
     if not np.all(np.isfinite(values)):
         raise InputError(f"{forecaster.name} returned non-finite forecasts")
-    return values, steps
+    samples = None if samples_out is None else samples_out[:, :, first:]
+    if samples is not None and not np.all(np.isfinite(samples)):
+        samples = None  # some call drew no samples: the point forecast alone is consistent
+    return values, steps, samples
 
 
 def forecast_demand(
@@ -591,11 +652,15 @@ def forecast_demand(
     """Demand forecast by a (fitted) forecaster for the chosen regions, in `unit`.
 
     The forecaster predicts traffic; for `unit='users'` it is converted with `conversion` (default:
-    `UnitConversion.fit(city)` on the training regions). Slots are those of `forecast_series`.
+    `UnitConversion.fit(city)` on the training regions). Slots are those of `forecast_series`; the
+    forecaster's samples, when it draws them, become the demand's scenarios.
     """
     idx = _pick_regions(city, split, regions)
-    values, steps = forecast_series(forecaster, city, idx, task, first)
+    values, steps, samples = forecast_series(forecaster, city, idx, task, first)
     frame = _frame(city, idx, steps, values, "traffic", f"forecast:{name or forecaster.name}")
+    if samples is not None:
+        K = samples.shape[0]
+        frame = replace(frame, scenarios=np.moveaxis(samples, 2, -1).reshape(K, frame.n_cells, steps.size))
     if unit == "traffic":
         return frame
     conversion = conversion or UnitConversion.fit(city)

@@ -61,7 +61,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -558,8 +558,18 @@ def solve_deployment(
     threads: int | None = None,
     check_first: bool = True,
     warm_start: bool = False,
+    on: Literal["point", "quantile", "scenarios"] = "point",
+    q: float | None = None,
 ) -> DeployPlan:
     """Plan BSs for `demand` by one of the methods below; 'auto' picks the fastest exact one.
+
+    What is planned on (`on`): the demand's values ('point'), the q-quantile of its scenarios
+    ('quantile'), or all its scenarios ('scenarios': the sample average approximation, maximising the mean
+    objective over equally likely scenarios). The SAA is solved exactly by every method, as the
+    deterministic model on the scenarios placed side by side (`Demand.stacked_scenarios`): the objective
+    sums over slots, so the stacked total is K times the scenario mean (the greedy stays exact: a mean of
+    concave functions is concave); service obligations then hold on the scenario average. The plan's
+    objective and served users are reported per scenario (their mean).
 
     - 'greedy': exact fast path of the separable model (no neighbour coverage; a budget only with equal
       site costs);
@@ -573,6 +583,16 @@ def solve_deployment(
     `warm_start=True` starts the MILP from the greedy plan where the greedy applies (the MILP then
     certifies it or improves on it: useful on large instances where a cold solver finds no incumbent).
     """
+    if on == "scenarios":
+        plan = solve_deployment(demand.stacked_scenarios(), params, method, solver, time_limit, gap_rel, threads,
+                                check_first, warm_start)
+        return per_scenario(plan, demand.n_scenarios)
+    if on == "quantile":
+        if q is None:
+            raise InputError("planning on a quantile needs q in (0, 1)")
+        demand = demand.quantile(q)
+    elif on != "point":
+        raise InputError(f"on must be 'point', 'quantile' or 'scenarios', got {on!r}")
     methods = ("auto", "milp", "milp-compact", "greedy")
     if method not in methods:
         raise InputError(f"method must be one of {methods}, got {method!r}")
@@ -593,6 +613,16 @@ def solve_deployment(
         set_start(model, greedy_deploy(demand, params) if greedy_applies(params, demand.n_cells)[0] else None)
     info = solve(model.prob, solver, time_limit, gap_rel, threads, warm_start=warm_start)
     return write_back(model, info, build_s)
+
+
+def per_scenario(plan: DeployPlan, n_scenarios: int) -> DeployPlan:
+    """A plan made on K stacked scenarios, with its objective, bound and served users as scenario means."""
+    N, KT = plan.served.shape
+    K = int(n_scenarios)
+    return replace(
+        plan, served=plan.served.reshape(N, K, KT // K).mean(axis=1), objective=plan.objective / K,
+        bound=None if plan.bound is None else plan.bound / K,
+    )
 
 
 def set_start(m: DeployModel, plan: DeployPlan | None) -> None:

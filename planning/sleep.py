@@ -111,17 +111,47 @@ def slot_costs(load: np.ndarray, params: SleepParams, a: SleepArrays) -> np.ndar
 # ----------------------------------------------------------------------------------------------------
 
 
-def dp_schedule(load: np.ndarray, params: SleepParams) -> tuple[np.ndarray, np.ndarray]:
-    """Optimal schedules of all cells at once by dynamic programming; returns (x (N, T), J (N,)).
+def scenario_costs(scenarios: np.ndarray, params: SleepParams, a: SleepArrays,
+                   epsilon: float | None = None) -> np.ndarray:
+    """(N, T, S) expected slot cost over equally likely load scenarios (K, N, T): the SAA of Eq. 13.
+
+    The objective is separable in the slots given the schedule, so its expectation is the mean of each
+    scenario's slot costs (each scenario normalised by its own always-on energy). With `epsilon`, a state
+    s < K whose shortfall probability P_k(L_k > c0 s) exceeds epsilon is excluded (a chance constraint per
+    cell-slot); K itself always stays allowed.
+    """
+    L = np.asarray(scenarios, dtype=np.float64)
+    if L.ndim != 3 or L.shape[0] < 1:
+        raise InputError(f"scenarios must be (K, cells, slots), got shape {L.shape}")
+    cost = sum(slot_costs(L[k], params, a) for k in range(L.shape[0])) / L.shape[0]
+    if epsilon is not None:
+        cost = np.where(chance_infeasible(L, a, epsilon), np.inf, cost)
+    return cost
+
+
+def chance_infeasible(scenarios: np.ndarray, a: SleepArrays, epsilon: float) -> np.ndarray:
+    """(N, T, S) True where s RRUs fall short in more than a share epsilon of the scenarios (s < K only)."""
+    if not 0 <= epsilon <= 1:
+        raise InputError(f"epsilon must lie in [0, 1], got {epsilon}")
+    S = int(a.n_rru.max()) + 1
+    s = np.arange(S, dtype=np.float64)
+    short = (scenarios[..., None] > a.c0[None, :, None, None] * s * (1 + 1e-12)).mean(axis=0)  # (N, T, S)
+    return (short > epsilon + 1e-12) & (s[None, None, :] < a.n_rru[:, None, None])
+
+
+def min_active_for(scenarios: np.ndarray, a: SleepArrays, epsilon: float) -> np.ndarray:
+    """(N, T) smallest RRU count meeting the chance constraint (the MILP's lower bound on x)."""
+    bad = chance_infeasible(scenarios, a, epsilon)
+    return np.maximum(bad.sum(axis=2), a.min_active).astype(np.int64)  # infeasible states are a prefix
+
+
+def dp_over_costs(cost: np.ndarray, params: SleepParams, a: SleepArrays) -> tuple[np.ndarray, np.ndarray]:
+    """Optimal schedules for a slot-cost cube (N, T, S); returns (x (N, T), J (N,)).
 
     V_1(s) = c_1(s) + w_s/T |s - x_0|;  V_t(s) = c_t(s) + min_s' V_{t-1}(s') + w_s/T |s - s'|;
     J = min_s V_T(s), the schedule by backtracking the argmins.
     """
-    L = np.asarray(load, dtype=np.float64)
-    N, T = L.shape
-    a = params.resolve(N)
-    cost = slot_costs(L, params, a)  # (N, T, S)
-    S = cost.shape[2]
+    N, T, S = cost.shape
     states = np.arange(S)
     trans = params.w_switch / T * np.abs(states[:, None] - states[None, :]).astype(np.float64)  # (from, to)
     V = cost[:, 0] + params.w_switch / T * np.abs(states[None, :] - a.x0[:, None])
@@ -137,6 +167,22 @@ def dp_schedule(load: np.ndarray, params: SleepParams) -> tuple[np.ndarray, np.n
     return x, V.min(axis=1)
 
 
+def dp_schedule(load: np.ndarray, params: SleepParams, scenarios: np.ndarray | None = None,
+                epsilon: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Optimal schedules of all cells at once by dynamic programming; returns (x (N, T), J (N,)).
+
+    On the load (N, T), or, given `scenarios` (K, N, T), on the expected cost over them (with the chance
+    constraint `epsilon`, see `scenario_costs`).
+    """
+    L = np.asarray(load, dtype=np.float64)
+    a = params.resolve(L.shape[0])
+    if scenarios is None:
+        if epsilon is not None:
+            raise InputError("a chance constraint (epsilon) needs load scenarios")
+        return dp_over_costs(slot_costs(L, params, a), params, a)
+    return dp_over_costs(scenario_costs(scenarios, params, a, epsilon), params, a)
+
+
 # ----------------------------------------------------------------------------------------------------
 # MILP: a recipe of add_* steps over a group of cells
 # ----------------------------------------------------------------------------------------------------
@@ -144,63 +190,77 @@ def dp_schedule(load: np.ndarray, params: SleepParams) -> tuple[np.ndarray, np.n
 
 @dataclass
 class SleepModel:
-    """The PuLP problem for a group of cells, variables indexed like the data."""
+    """The PuLP problem for a group of cells, variables indexed like the data.
+
+    `loads` (K, n, T) holds the K equally likely load scenarios planned for (K = 1: one load); shortfall
+    variables are per scenario, the schedule x and the switches a are shared by all of them.
+    """
 
     prob: pulp.LpProblem
-    load: np.ndarray  # (n, T) of the group
+    loads: np.ndarray  # (K, n, T) of the group
     cells: np.ndarray  # indices into the full load
     ids: np.ndarray
     params: SleepParams
     arrays: SleepArrays  # of the group
+    x_low: np.ndarray | None = None  # (n, T) lower bounds on x (chance constraint), None = min_active
     x: dict = field(default_factory=dict)  # (m, t) -> LpVariable (m local)
-    q: dict = field(default_factory=dict)
+    q: dict = field(default_factory=dict)  # (k, m, t) -> LpVariable
     a: dict = field(default_factory=dict)
-    z: dict = field(default_factory=dict)
-    q_coef: np.ndarray | None = None
-    e_on: np.ndarray | None = None
+    z: dict = field(default_factory=dict)  # (k, m, t) -> LpVariable
+    q_coef: np.ndarray | None = None  # (K, n, T)
+    e_on: np.ndarray | None = None  # (K, n)
+
+    @property
+    def load(self) -> np.ndarray:
+        """(n, T) the load of a single-scenario model (the mean load over scenarios otherwise)."""
+        return self.loads.mean(axis=0)
+
+    def _tag(self, k: int) -> str:
+        return "" if self.loads.shape[0] == 1 else f"-s{k}"
 
 
 def add_rru_variables(m: SleepModel) -> None:
-    """x_mt integer in [min_active, K_m]: active RRUs."""
-    n, T = m.load.shape
+    """x_mt integer in [min_active (or the chance-constraint bound), K_m]: active RRUs."""
+    _, n, T = m.loads.shape
     for i in range(n):
         hi = int(m.arrays.n_rru[i])
         for t in range(T):
-            m.x[(i, t)] = add_var(m.prob, f"x_{i}_{t}", m.arrays.min_active, hi, pulp.LpInteger)
+            lo = m.arrays.min_active if m.x_low is None else int(min(m.x_low[i, t], hi))
+            m.x[(i, t)] = add_var(m.prob, f"x_{i}_{t}", lo, hi, pulp.LpInteger)
 
 
 def add_shortfall(m: SleepModel) -> None:
-    """q_mt in [0, L_mt] and qos-{cell}-{t}: q_mt + c0 x_mt >= L_mt (where L_mt > 0)."""
+    """q_kmt in [0, L_kmt] and qos-{cell}-{t}[-s{k}]: q_kmt + c0 x_mt >= L_kmt (where L_kmt > 0)."""
     c0 = m.arrays.c0
-    for i, t in zip(*np.nonzero(m.load > 0)):
-        i, t = int(i), int(t)
-        L = float(m.load[i, t])
-        q = m.q[(i, t)] = add_var(m.prob, f"q_{i}_{t}", 0, L)
+    for k, i, t in zip(*np.nonzero(m.loads > 0)):
+        k, i, t = int(k), int(i), int(t)
+        L = float(m.loads[k, i, t])
+        q = m.q[(k, i, t)] = add_var(m.prob, f"q_{i}_{t}" + m._tag(k).replace("-", "_"), 0, L)
         expr = pulp.LpAffineExpression([(q, 1.0), (m.x[(i, t)], float(c0[i]))])
-        m.prob.addConstraint(pulp.LpConstraint(expr, pulp.LpConstraintGE, f"qos-{m.ids[i]}-{t}", L))
+        m.prob.addConstraint(pulp.LpConstraint(expr, pulp.LpConstraintGE, f"qos-{m.ids[i]}-{t}{m._tag(k)}", L))
 
 
 def add_exact_served(m: SleepModel) -> None:
-    """Binary z_mt where the q coefficient is negative: q = max(L - c0 x, 0) exactly.
+    """Binary z_kmt where the q coefficient is negative: q = max(L - c0 x, 0) exactly.
 
     qos-cap-{cell}-{t}: q + c0 x + c0 K z <= L + c0 K   (z = 1: q <= L - c0 x)
     qos-off-{cell}-{t}: q - L z <= 0                     (z = 0: q = 0)
     """
     c0, K = m.arrays.c0, m.arrays.n_rru
-    for (i, t), q in m.q.items():
-        if m.q_coef[i, t] >= 0:
+    for (k, i, t), q in m.q.items():
+        if m.q_coef[k, i, t] >= 0:
             continue
-        L, big = float(m.load[i, t]), float(c0[i] * K[i])
-        z = m.z[(i, t)] = add_var(m.prob, f"z_{i}_{t}", 0, 1, pulp.LpBinary)
+        L, big, tag = float(m.loads[k, i, t]), float(c0[i] * K[i]), m._tag(k)
+        z = m.z[(k, i, t)] = add_var(m.prob, f"z_{i}_{t}" + tag.replace("-", "_"), 0, 1, pulp.LpBinary)
         cap = pulp.LpAffineExpression([(q, 1.0), (m.x[(i, t)], float(c0[i])), (z, big)])
-        m.prob.addConstraint(pulp.LpConstraint(cap, pulp.LpConstraintLE, f"qos-cap-{m.ids[i]}-{t}", L + big))
+        m.prob.addConstraint(pulp.LpConstraint(cap, pulp.LpConstraintLE, f"qos-cap-{m.ids[i]}-{t}{tag}", L + big))
         off = pulp.LpAffineExpression([(q, 1.0), (z, -L)])
-        m.prob.addConstraint(pulp.LpConstraint(off, pulp.LpConstraintLE, f"qos-off-{m.ids[i]}-{t}", 0.0))
+        m.prob.addConstraint(pulp.LpConstraint(off, pulp.LpConstraintLE, f"qos-off-{m.ids[i]}-{t}{tag}", 0.0))
 
 
 def add_switching(m: SleepModel) -> None:
     """a_mt >= |x_mt - x_m,t-1| with x_m0 = x0: switch-up-{cell}-{t} and switch-down-{cell}-{t}."""
-    n, T = m.load.shape
+    _, n, T = m.loads.shape
     for i in range(n):
         x0 = float(m.arrays.x0[i])
         for t in range(T):
@@ -220,13 +280,14 @@ def add_switching(m: SleepModel) -> None:
 
 
 def add_objective(m: SleepModel) -> None:
-    """sum_m [ sum_t q_coef q + w_e beta / E_on x + w_s / T a ] + w_e alpha sum L / E_on."""
+    """1/K sum_k sum_m [ sum_t q_coef q + w_e beta / E_on x + w_e alpha sum L / E_on ] + w_s / T sum a."""
     p, arr = m.params, m.arrays
-    T = m.load.shape[1]
-    terms = [(v, float(m.q_coef[i, t])) for (i, t), v in m.q.items()]
-    terms += [(v, p.w_energy * arr.beta / float(m.e_on[i])) for (i, t), v in m.x.items()]
+    K, _, T = m.loads.shape
+    terms = [(v, float(m.q_coef[k, i, t]) / K) for (k, i, t), v in m.q.items()]
+    inv_e_on = (1.0 / m.e_on).mean(axis=0)  # (n,) mean over scenarios of 1 / E_on
+    terms += [(v, p.w_energy * arr.beta * float(inv_e_on[i])) for (i, t), v in m.x.items()]
     terms += [(v, p.w_switch / T) for v in m.a.values()]
-    constant = float((p.w_energy * arr.alpha * m.load.sum(axis=1) / m.e_on).sum())
+    constant = float((p.w_energy * arr.alpha[None] * m.loads.sum(axis=2) / m.e_on).sum() / K)
     m.prob.setObjective(pulp.LpAffineExpression(terms, constant=constant))
 
 
@@ -234,18 +295,29 @@ RECIPE = (add_rru_variables, add_shortfall, add_exact_served, add_switching, add
 
 
 def build_sleep_model(load: Demand, params: SleepParams, cells: Sequence[int] | None = None,
-                      name: str = "rru-sleep") -> SleepModel:
-    """The sleep MILP for `cells` of `load` (default: all), built step by step."""
+                      name: str = "rru-sleep", scenarios: np.ndarray | None = None,
+                      epsilon: float | None = None) -> SleepModel:
+    """The sleep MILP for `cells` of `load` (default: all), built step by step.
+
+    With `scenarios` (K, N, T) it minimises the expected objective over them (a shared schedule,
+    per-scenario shortfalls), with the chance constraint `epsilon` as lower bounds on x.
+    """
     full = _check(load, params)
     idx = np.arange(load.n_cells) if cells is None else np.asarray(cells, dtype=int)
-    L = load.values[idx]
+    loads = (load.values if scenarios is None else np.asarray(scenarios, dtype=np.float64))
+    loads = loads[None, idx] if loads.ndim == 2 else loads[:, idx]
     arr = SleepArrays(full.c0[idx], full.n_rru[idx], full.x0[idx], full.alpha[idx], full.beta, full.min_active)
-    m = SleepModel(pulp.LpProblem(name, pulp.LpMinimize), L, idx, load.cell_ids[idx], params, arr)
-    m.e_on = energy_always_on(L, arr)
-    T = L.shape[1]
+    x_low = None
+    if epsilon is not None:
+        if scenarios is None:
+            raise InputError("a chance constraint (epsilon) needs load scenarios")
+        x_low = min_active_for(loads, arr, epsilon)
+    m = SleepModel(pulp.LpProblem(name, pulp.LpMinimize), loads, idx, load.cell_ids[idx], params, arr, x_low)
+    m.e_on = np.stack([energy_always_on(Lk, arr) for Lk in loads])  # (K, n)
+    T = loads.shape[2]
     with np.errstate(divide="ignore"):
-        m.q_coef = np.where(L > 0, params.w_qos / (T * np.where(L > 0, L, 1.0)), 0.0) \
-            - params.w_energy * arr.alpha[:, None] / m.e_on[:, None]
+        m.q_coef = np.where(loads > 0, params.w_qos / (T * np.where(loads > 0, loads, 1.0)), 0.0) \
+            - params.w_energy * arr.alpha[None, :, None] / m.e_on[:, :, None]
     for step in RECIPE:
         step(m)
     return m
@@ -260,16 +332,22 @@ def solve_sleep(
     time_limit: float | None = None,
     gap_rel: float | None = DEFAULT_GAP,
     threads: int | None = None,
+    on: Literal["point", "scenarios"] = "point",
+    epsilon: float | None = None,
 ) -> SleepPlan:
     """Optimal schedule for `load` (cells x slots, in params.unit) by the DP or by MILPs.
 
+    `on='point'` plans on `load.values`; `on='scenarios'` minimises the expected objective over the
+    load's scenarios (`Demand.scenarios`, K >= 2, equally likely), optionally with the chance constraint
+    P(shortfall in a cell-slot) <= `epsilon` (see `scenario_costs`). The DP and the MILP agree on both.
     MILP `groups`: one model per cell ('cell'), one for everything ('all'), or per BS (an (N,) array of
     BS ids; a BS's cells share one model). `time_limit` applies to each model.
     """
     arr = _check(load, params)
+    scenarios = _scenarios_for(load, on, epsilon)
     if method == "dp":
         t0 = time.perf_counter()
-        x, _ = dp_schedule(load.values, params)
+        x, _ = dp_schedule(load.values, params, scenarios, epsilon)
         return _plan(x, load, params, "dp", solve_s=time.perf_counter() - t0, n_models=0)
     if method != "milp":
         raise InputError(f"method must be 'dp' or 'milp', got {method!r}")
@@ -288,7 +366,7 @@ def solve_sleep(
     for g in np.unique(labels):
         cells = np.flatnonzero(labels == g)
         t0 = time.perf_counter()
-        model = build_sleep_model(load, params, cells, name=f"rru-sleep-{g}")
+        model = build_sleep_model(load, params, cells, name=f"rru-sleep-{g}", scenarios=scenarios, epsilon=epsilon)
         build_s += time.perf_counter() - t0
         info = solve(model.prob, solver, time_limit, gap_rel, threads)
         solve_s += info.solve_s
@@ -304,6 +382,22 @@ def solve_sleep(
                  solve_s=solve_s, n_models=int(np.unique(labels).size), n_binaries=n_bin, notes=notes)
     del arr
     return plan
+
+
+def _scenarios_for(load: Demand, on: str, epsilon: float | None) -> np.ndarray | None:
+    """The (K, N, T) scenarios to plan on, or None for the point load (checked against `on`/`epsilon`)."""
+    if on not in ("point", "scenarios"):
+        raise InputError(f"on must be 'point' or 'scenarios', got {on!r}")
+    if on == "point":
+        if epsilon is not None:
+            raise InputError("a chance constraint (epsilon) needs on='scenarios'")
+        return None
+    if load.scenarios is None or load.scenarios.shape[0] < 2:
+        raise InputError(f"planning on scenarios needs a load with >= 2 scenarios ({load.source or 'this load'} "
+                         "has none: use a sampling forecaster, or plan on='point')")
+    if epsilon is not None and not 0 <= epsilon <= 1:
+        raise InputError(f"epsilon must lie in [0, 1], got {epsilon}")
+    return load.scenarios
 
 
 # ----------------------------------------------------------------------------------------------------
