@@ -28,6 +28,7 @@ calibrated quantiles at S evenly spaced levels, in the same order everywhere.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import tempfile
@@ -265,6 +266,9 @@ def fit_calibration(
     """Residual tables per (city, task) and pooled over cities, from `forecaster` on the `split` regions."""
     from .evaluate import window_masks
 
+    if getattr(forecaster, "calibration", None) is not None:  # fit on the raw distribution, never on a calibrated one
+        forecaster = copy.copy(forecaster)
+        forecaster.calibration = None
     pooled: dict[str, list] = {t: [] for t in tasks}
     tables: dict[tuple[str, str], ResidualTable] = {}
     counts = {}

@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 
 from .batching import ContextSwitches, encode_windows, repeat_cond
+from .calibration import Calibration, calibration_path
 from .checkpoint import CheckpointError, load_checkpoint, load_state_strict
 from .data import City, CityScalers, Scaler, Windows, make_windows
 from .diffusion import NoiseSchedule, make_schedule, sample
@@ -117,7 +118,9 @@ class UoMoForecaster(Forecaster):
         scalers: dict[str, CityScalers] | None = None,
         device: torch.device | str | None = None,
         meta: dict | None = None,
+        calibration: "Calibration | None" = None,
     ):
+        self.calibration = calibration
         self.device = torch.device(device) if device is not None else default_device()
         self.net = net.to(self.device).eval()
         self.schedule = schedule
@@ -143,7 +146,10 @@ class UoMoForecaster(Forecaster):
         load_state_strict(net, weights, str(path))
         schedule = make_schedule(diffusion_cfg["schedule"], int(diffusion_cfg["steps"]))
         scalers = {name: scalers_from_dict(d) for name, d in config.get("scalers", {}).items()}
-        return cls(net, schedule, sampling, ContextSwitches(**context_cfg), scalers, device, meta=config)
+        cal_file = calibration_path(path)
+        calibration = Calibration.load(cal_file) if cal_file.is_file() else None
+        return cls(net, schedule, sampling, ContextSwitches(**context_cfg), scalers, device, meta=config,
+                   calibration=calibration)
 
     @property
     def sees_future_users(self) -> bool:
@@ -158,10 +164,15 @@ class UoMoForecaster(Forecaster):
         """
         return predict_samples(self.net, self.schedule, windows, mask, sampling or self.sampling, self.context, self.device)
 
-    def predict(self, windows: Windows, mask: np.ndarray) -> Prediction:
+    def predict(self, windows: Windows, mask: np.ndarray, calibrated: bool = True) -> Prediction:
+        """Point forecast (median or mean of the raw samples) and samples, recalibrated when this model
+        has a calibration (`<checkpoint>.calibration.json`) unless `calibrated=False`."""
         samples = self.sample(windows, mask)
         point = np.median(samples, 0) if self.sampling.point == "median" else samples.mean(0)
-        return Prediction(mean=point.astype(np.float32), samples=samples)
+        pred = Prediction(mean=point.astype(np.float32), samples=samples)
+        if calibrated and self.calibration is not None:
+            pred = Prediction(mean=pred.mean, samples=self.calibration.samples(pred, mask, windows.city))
+        return pred
 
     # -- user-facing ---------------------------------------------------------------------------------
     def forecast_city(
@@ -189,8 +200,8 @@ class UoMoForecaster(Forecaster):
             mask = np.broadcast_to(task_mask("generation", shape, cells=cells)[None], win.traffic.shape).copy()
         else:
             mask = batch_masks(task, len(win), shape, rng=np.random.default_rng(self.sampling.seed))
-        samples = self.sample(hide(win, mask, keep_users=self.sees_future_users), mask)
-        raw = scalers.traffic.inverse(samples)  # (S, N, T, H, W)
+        samples = self.predict(hide(win, mask, keep_users=self.sees_future_users), mask).samples
+        raw = scalers.traffic.inverse(samples)  # (S, N, T, H, W), calibrated when the model has a calibration
         truth = scalers.traffic.inverse(win.traffic)
         n, T, H, W = win.traffic.shape
         idx = np.argwhere(mask)  # (K, 4): window, t, row, col
@@ -239,6 +250,7 @@ class UoMoEnsemble(UoMoForecaster):
         self.device, self.context, self.scalers = first.device, first.context, dict(first.scalers)
         self.sampling = sampling or first.sampling
         self.meta = {"members": [m.meta for m in members]}
+        self.calibration = None  # a pooled mixture is calibrated as a whole (fit_calibration on the ensemble)
 
     def sample(self, windows: Windows, mask: np.ndarray, sampling: SamplingConfig | None = None) -> np.ndarray:
         """(M * S, N, T, H, W): each member's S samples, member m seeded with `sampling.seed + m`."""

@@ -1,0 +1,159 @@
+"""Calibration of predictive distributions: coverage, PIT, CRPS and reliability, raw vs recalibrated.
+
+    python bench/calibration_bench.py --checkpoint runs/public.pt --cities synthetic nanchang nanjing --save
+
+The recalibration (`forecasting.calibration`) is fitted on the *val* regions of every city (windows every
+`--fit-stride` steps); coverage of the central 50/80/90% intervals, CRPS and the PIT histogram are then
+measured on the *test* regions (windows every `--stride` steps) for the raw and the calibrated samples of
+the same predictions. `--save` writes the calibration beside the checkpoint (`<name>.calibration.json`),
+where `load_forecaster` picks it up. Records: bench/results/calibration.json (keys city, task, model,
+calibrated, split, nominal, coverage, crps, windows), a Markdown table and the reliability figure beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from forecasting.calibration import Calibration, calibration_path, calibration_windows, fit_calibration
+from forecasting.evaluate import crps, load_city, window_masks
+from forecasting.interface import Prediction, hide
+
+RESULTS = Path(__file__).resolve().parent / "results"
+NOMINAL = (0.5, 0.8, 0.9)
+TASKS = ("short", "long", "generation")
+
+
+def coverage(samples: np.ndarray, truth: np.ndarray, mask: np.ndarray, nominal: float) -> float:
+    """Share of hidden entries inside the central `nominal` interval of the samples (Hazen positions: S
+    samples stand for the levels (k + 1/2) / S, as the calibrated samples are drawn)."""
+    lo, hi = np.quantile(samples, [(1 - nominal) / 2, (1 + nominal) / 2], axis=0, method="hazen")
+    return float(((truth >= lo) & (truth <= hi))[mask].mean())
+
+
+def pit_values(samples: np.ndarray, truth: np.ndarray, mask: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Randomised PIT of the hidden entries: P(X < y) + U P(X = y), X the samples."""
+    s, y = samples[:, mask], truth[mask]
+    below, tie = (s < y).mean(axis=0), (s == y).mean(axis=0)
+    return below + np.random.default_rng(seed).uniform(size=y.size) * tie
+
+
+def reliability(samples: np.ndarray, truth: np.ndarray, mask: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """Observed frequency of y <= the samples' quantile at each level."""
+    q = np.quantile(samples, levels, axis=0, method="hazen")
+    return np.array([(truth <= q[k])[mask].mean() for k in range(levels.size)])
+
+
+def score_city(model, cal: Calibration, city, task: str, stride: int, label: str) -> tuple[list[dict], dict]:
+    win = calibration_windows(city, "test", stride)
+    mask = window_masks(win, task)
+    raw = model.predict(hide(win, mask), mask, calibrated=False)
+    cal_samples = cal.samples(raw, mask, city.name)
+    rows, curves = [], {}
+    levels = np.linspace(0.05, 0.95, 19)
+    for calibrated, samples in ((False, raw.samples), (True, cal_samples)):
+        c = crps(samples, win.traffic, mask)
+        for nominal in NOMINAL:
+            rows.append(dict(city=city.name, task=task, model=label, calibrated=calibrated, split="test",
+                             nominal=nominal, coverage=coverage(samples, win.traffic, mask, nominal), crps=c,
+                             windows=len(win)))
+        pit = np.histogram(pit_values(samples, win.traffic, mask), bins=10, range=(0, 1))[0]
+        curves[calibrated] = dict(reliability=reliability(samples, win.traffic, mask, levels).tolist(),
+                                  pit=(pit / pit.sum()).tolist())
+    return rows, {"levels": levels.tolist(), **{("calibrated" if k else "raw"): v for k, v in curves.items()}}
+
+
+def markdown(rows: list[dict], command: str, wall: float) -> str:
+    lines = [
+        "# Calibration of UoMo's predictive distribution (test regions)",
+        "",
+        f"Command: `{command}` (wall time {wall:.0f} s, 2 CPU cores).",
+        "",
+        "Coverage = share of hidden test entries inside the central interval of the samples; target: within",
+        "+-5 points of nominal. The recalibration is fitted on the val regions only (split conformal, per city,",
+        "task and lead bucket; `forecasting/calibration.py`). CRPS on the normalised scale (fair estimator).",
+        "",
+        "| city | task | 50% raw | 50% cal | 80% raw | 80% cal | 90% raw | 90% cal | CRPS raw | CRPS cal | within 5 pts |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    keys = sorted({(r["city"], r["task"]) for r in rows}, key=lambda k: (k[0], TASKS.index(k[1])))
+    for city, task in keys:
+        get = {(r["calibrated"], r["nominal"]): r for r in rows if r["city"] == city and r["task"] == task}
+        cells = [f"{get[(c, n)]['coverage']:.3f}" for n in NOMINAL for c in (False, True)]
+        ok = all(abs(get[(True, n)]["coverage"] - n) <= 0.05 for n in NOMINAL)
+        lines.append(f"| {city} | {task} | " + " | ".join(cells)
+                     + f" | {get[(False, 0.5)]['crps']:.5f} | {get[(True, 0.5)]['crps']:.5f} | {'yes' if ok else 'no'} |")
+    lines += ["", "Reliability and PIT histograms: `calibration.png`.", ""]
+    return "\n".join(lines)
+
+
+def figure(curves: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = sorted(curves)
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 3.2), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        c = curves[key]
+        ax.plot([0, 1], [0, 1], color="grey", lw=0.8)
+        ax.plot(c["levels"], c["raw"]["reliability"], "o-", ms=3, label="raw")
+        ax.plot(c["levels"], c["calibrated"]["reliability"], "s-", ms=3, label="calibrated")
+        ax.set_title(key, fontsize=9)
+        ax.set_xlabel("nominal quantile level")
+        ax.set_ylabel("observed frequency")
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", default="uomo-synthetic-cpu", help="UoMo checkpoint (path or shipped name)")
+    ap.add_argument("--label", default="uomo", help="model name in the records")
+    ap.add_argument("--cities", nargs="+", default=["synthetic"])
+    ap.add_argument("--tasks", nargs="+", default=list(TASKS))
+    ap.add_argument("--steps", type=int, default=3, help="DDIM steps")
+    ap.add_argument("--samples", type=int, default=32, help="samples per window")
+    ap.add_argument("--stride", type=int, default=4, help="test windows every N steps")
+    ap.add_argument("--fit-stride", type=int, default=8, help="val windows every N steps for the fit")
+    ap.add_argument("--save", action="store_true", help="write the calibration beside the checkpoint")
+    ap.add_argument("--out", default=str(RESULTS))
+    args = ap.parse_args(argv)
+    from forecasting.forecast import load_forecaster, resolve_checkpoint
+
+    t0 = time.perf_counter()
+    model = load_forecaster(args.checkpoint, steps=args.steps, n_samples=args.samples)
+    cities = [load_city(c) for c in args.cities]
+    cal = fit_calibration(model, cities, tasks=args.tasks, split="val", stride=args.fit_stride)
+    cal.meta.update(checkpoint=str(args.checkpoint), sampler=f"ddim-{args.steps} x {args.samples}")
+    if args.save:
+        print(f"calibration written to {cal.save(calibration_path(resolve_checkpoint(args.checkpoint)))}", file=sys.stderr)
+    rows, curves = [], {}
+    for city in cities:
+        for task in args.tasks:
+            r, c = score_city(model, cal, city, task, args.stride, args.label)
+            rows += r
+            curves[f"{city.name} {task}"] = c
+            print(f"{city.name} {task}: " + ", ".join(f"{x['nominal']:.0%} {'cal' if x['calibrated'] else 'raw'} "
+                                                      f"{x['coverage']:.3f}" for x in r), file=sys.stderr)
+    wall = time.perf_counter() - t0
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    command = "python bench/calibration_bench.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    (out / "calibration.json").write_text(json.dumps({"command": command, "records": rows, "curves": curves}, indent=1))
+    (out / "calibration.md").write_text(markdown(rows, command.strip(), wall))
+    figure(curves, out / "calibration.png")
+    print(markdown(rows, command.strip(), wall))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
