@@ -53,6 +53,36 @@ SLEEP_COLUMNS = {
     "regret": ("regret", "{:.1%}"),
 }
 
+#: one line per KPI, printed under each table of report.md
+KPI_DEFINITIONS = {
+    "deployment": [
+        "BSs: base stations the plan deploys",
+        "served: users served / users demanded, replayed on the real demand (sum min(C0 x, U) / sum U)",
+        "deficit slots: share of cell-slots with real demand above the deployed capacity",
+        "idle capacity: share of deployed capacity left unused by the real demand",
+        "cost ratio: cost of the new BSs / cost of max_bs new BSs",
+        "objective: (1 + beta) served - beta demand - BS cost, on the real demand (higher is better)",
+        "regret: objective lost against the oracle plan, as a share of the value of serving all demand",
+    ],
+    "sleep": [
+        "QoS shortfall: mean relative shortfall (L - c0 x)^+ / L over loaded cell-slots, on the real load",
+        "shortfall volume: load not carried / total load",
+        "switches/cell/day: RRU switch-ons and switch-offs per cell per day",
+        "energy vs always-on: energy of the schedule / energy with every RRU on",
+        "objective: the weighted sleep objective on the real load (lower is better)",
+        "regret: (objective - oracle objective) / oracle objective",
+    ],
+}
+
+
+def winner(problem) -> str | None:
+    """The non-oracle strategy with the lowest replay regret, as a sentence (None without rivals)."""
+    rivals = [s for s in problem.strategies if s.name != "oracle" and s.score.regret is not None]
+    if not rivals:
+        return None
+    best = min(rivals, key=lambda s: s.score.regret)
+    return f"Best strategy on the real {problem.real.unit} (oracle aside): **{best.label}**, regret {best.score.regret:.1%}."
+
 
 # ----------------------------------------------------------------------------------------------------
 # Tables
@@ -124,6 +154,9 @@ def summary_table(result) -> str:
             vals = [_fmt(d[a], f) for a, f in zip(cols.values(), pats)]
             flag = "" if s.plan.status == "optimal" else f"  [{s.plan.status}, gap {_fmt(s.plan.gap, '{:.2%}')}]"
             out.append("  " + s.label.ljust(width) + "".join(v.rjust(12) for v in vals) + flag)
+        won = winner(p)
+        if won:
+            out.append("  " + won.replace("**", ""))
     return "\n".join(out)
 
 
@@ -410,6 +443,8 @@ def report_markdown(result, files: dict[str, str]) -> str:
             lines += [f"Forecast: `{p.forecast.model}` ({p.forecast.task}), {p.forecast.seconds:.1f} s."]
         lines += [""] + [f"- {n}" for n in p.notes] + ([""] if p.notes else [])
         lines += [kpi_markdown(p)]
+        won = winner(p)
+        lines += ([won, ""] if won else []) + [f"- {d}" for d in KPI_DEFINITIONS[name]] + [""]
         for key in ("map", "forecast", "capacity"):
             path = files.get(f"{name}/{key}")
             if path:

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 PROBLEMS: tuple[str, ...] = ("deployment", "sleep")
 DEPLOY_STRATEGIES = ("forecast", "poi", "residents")
-SLEEP_STRATEGIES = ("forecast", "always_on", "threshold")
+SLEEP_STRATEGIES = ("forecast", "always_on", "threshold")  # "rolling" on request (native slots, traffic)
 
 
 class ScenarioError(ValueError):
@@ -118,6 +118,17 @@ ShareOrList = Annotated[Union[float, list[float]], _per_cell(float, 0, False, 1.
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, data: Any) -> Any:
+        """`capacity: true` is a slip, not 1.0: booleans only where a field is a yes/no switch."""
+        if isinstance(data, dict):
+            for key, v in data.items():
+                field = cls.model_fields.get(key)
+                if isinstance(v, bool) and field is not None and "bool" not in str(field.annotation):
+                    raise ValueError(f"{key}: got the yes/no value {v!r}; give a number (or the text the field asks for)")
+        return data
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -308,6 +319,42 @@ def _forecaster_override(name: str | None, task: str, where: str) -> str | None:
     return name
 
 
+class RiskSpec(_Strict):
+    """What a forecast-based plan is made on: the point forecast, a quantile of the forecast, or its scenarios."""
+
+    on: Literal["point", "quantile", "scenarios"] = Field(
+        "point", description="point: the point forecast; quantile: the forecast's q-quantile; scenarios: the "
+        "expected objective over the forecast's samples (calibrated on val regions)")
+    q: float | None = Field(None, gt=0, lt=1, description="the planning quantile (with on: quantile), in (0, 1)")
+    epsilon: float | None = Field(None, ge=0, le=1, description="sleep only, with on: scenarios: a chance "
+                                  "constraint P(shortfall in a cell-slot) <= epsilon, in [0, 1]")
+
+    @model_validator(mode="after")
+    def _check(self) -> "RiskSpec":
+        if self.on == "quantile" and self.q is None:
+            raise ValueError("on: quantile needs q, a planning quantile in (0, 1), e.g. q: 0.8")
+        if self.on != "quantile" and self.q is not None:
+            raise ValueError(f"q is used only with on: quantile (on is {self.on!r}); remove q or set on: quantile")
+        if self.epsilon is not None and self.on != "scenarios":
+            raise ValueError("epsilon (a chance constraint) needs on: scenarios")
+        return self
+
+    @property
+    def label(self) -> str:
+        if self.on == "quantile":
+            return f"q{self.q:g}"
+        if self.on == "scenarios":
+            return "scenarios" + (f", eps {self.epsilon:g}" if self.epsilon is not None else "")
+        return "point"
+
+
+class RollingSpec(_Strict):
+    """Rolling-horizon sleep control: re-plan every R slots on short-term forecasts of the observed load."""
+
+    every: int = Field(4, ge=1, description="R: slots committed per re-plan (>= 1)")
+    lookahead: int = Field(16, ge=1, le=64, description="slots each re-plan looks ahead (the short-term task's 16)")
+
+
 class DeploymentSpec(_Strict):
     """BS deployment (planning.deploy, paper Eq. 12): BSs per cell from forecast demand."""
 
@@ -329,6 +376,7 @@ class DeploymentSpec(_Strict):
     min_served: ShareOrList | None = Field(None, description="service obligation per cell: share of its demand that must be served")
     neighbour_share: float = Field(0.0, ge=0, le=1, description="> 0 lets a BS serve adjacent cells with up to this share of its capacity (MILP)")
     method: Literal["auto", "milp", "greedy"] = Field("auto", description="auto: the exact greedy when valid, else the MILP")
+    risk: RiskSpec = Field(default_factory=RiskSpec, description="what the forecast strategy plans on")
     strategies: list[Literal["forecast", "poi", "residents"]] = Field(
         list(DEPLOY_STRATEGIES), description="demand sources compared against the oracle (real demand), which is always planned"
     )
@@ -336,6 +384,9 @@ class DeploymentSpec(_Strict):
     @model_validator(mode="after")
     def _check(self) -> "DeploymentSpec":
         _forecaster_override(self.forecaster, self.task, "forecaster")
+        if self.risk.epsilon is not None:
+            raise ValueError("risk.epsilon is a sleep-control chance constraint; deployment plans on point, "
+                             "quantile or scenarios only")
         return self
 
     def params(self) -> "DeployParams":
@@ -381,7 +432,9 @@ class SleepSpec(_Strict):
     groups: Literal["cell", "all"] = Field("cell", description="MILP grouping: one model per cell, or one for all")
     threshold: float = Field(0.8, gt=0, le=1, description="utilisation target of the reactive threshold baseline")
     lag: int = Field(1, ge=1, description="slots between observing the load and reacting (threshold baseline)")
-    strategies: list[Literal["forecast", "always_on", "threshold"]] = Field(
+    risk: RiskSpec = Field(default_factory=RiskSpec, description="what the forecast and rolling strategies plan on")
+    rolling: RollingSpec = Field(default_factory=RollingSpec, description="settings of the rolling strategy")
+    strategies: list[Literal["forecast", "rolling", "always_on", "threshold"]] = Field(
         list(SLEEP_STRATEGIES), description="schedules compared against the oracle (planned on the real load), which is always planned"
     )
 
@@ -444,6 +497,10 @@ class Scenario(_Strict):
 
         for problem in self.problems:
             spec = getattr(self, problem)
+            if spec.risk.on != "point" and self.forecaster.model not in BASELINES \
+                    and self.forecaster.sampling.n_samples < 2:
+                raise ValueError(f"{problem}.risk.on: {spec.risk.on} plans on the forecast's samples: set "
+                                 "forecaster.sampling.n_samples >= 2")
             if spec.forecaster is None and self.forecaster.model in BASELINES:
                 try:
                     _forecaster_override(self.forecaster.model, spec.task, f"forecaster.model (for {problem})")
@@ -944,36 +1001,18 @@ def _shape(d, horizon: Horizon, cells: list[str] | None):
     return d
 
 
-class _SampleTap:
-    """Wraps a forecaster: passes predictions through and keeps per-call quantiles of their samples.
+class _ProgressTap:
+    """Wraps a forecaster and advances a progress bar once per `predict` call."""
 
-    `planning.demand.forecast_series` calls `predict` once per hidden-cell group, always in the same
-    order, so replaying the recorded quantiles through `_Replay` tiles them exactly like the mean.
-    """
-
-    def __init__(self, inner, quantiles: Sequence[float], progress: _Progress):
-        self.inner, self.quantiles, self.progress = inner, list(quantiles), progress
-        self.name = inner.name
-        self.calls: list[np.ndarray | None] = []
+    def __init__(self, inner, progress: _Progress):
+        self.inner, self.progress = inner, progress
+        self.name, self.tasks = inner.name, inner.tasks
+        self.sees_future_users = inner.sees_future_users
 
     def predict(self, windows, mask):
         pred = self.inner.predict(windows, mask)
-        keep = pred.samples is not None and pred.samples.shape[0] >= 2 and self.quantiles
-        self.calls.append(np.quantile(pred.samples, self.quantiles, axis=0).astype(np.float32) if keep else None)
         self.progress.step()
         return pred
-
-
-class _Replay:
-    """Plays recorded arrays back as point predictions, one per `predict` call, in the recorded order."""
-
-    def __init__(self, name: str, arrays: list[np.ndarray]):
-        self.name, self._arrays = name, iter(arrays)
-
-    def predict(self, windows, mask):
-        from forecasting.interface import Prediction
-
-        return Prediction(mean=next(self._arrays))
 
 
 def _forecaster(scenario: Scenario, name: str, task: str, city, cache: dict, notes: list[str]):
@@ -1000,14 +1039,33 @@ def _forecaster(scenario: Scenario, name: str, task: str, city, cache: dict, not
 
             raise InputError(f"baseline {name!r} cannot forecast the {task!r} task (it serves {list(model.tasks)})")
         model.fit(city)
+        if any(getattr(scenario, p).risk.on != "point" for p in scenario.problems):
+            model = _calibrated_baseline(model, city, spec.sampling.n_samples, notes)
     else:
         from forecasting.forecast import load_forecaster
 
         s = spec.sampling
         model = load_forecaster(name, device=spec.device, sampler=s.sampler, steps=s.steps, n_samples=s.n_samples,
                                 eta=s.eta, point=s.point, batch_size=s.batch_size, seed=scenario.seed)
+        if getattr(model, "calibration", None) is None:
+            notes.append(f"{_display_name(name)} has no calibration file: its raw samples are used "
+                         "(fit one with bench/calibration_bench.py --save)")
     cache[name] = model
     return model, _display_name(name)
+
+
+def _calibrated_baseline(model, city, n_samples: int, notes: list[str]):
+    """A point baseline with samples from a split-conformal calibration fitted on the city's val regions."""
+    from forecasting.calibration import CalibratedForecaster, fit_calibration
+    from .errors import InputError
+
+    if city.regions("val").size == 0:
+        raise InputError(f"planning on a baseline's quantiles or scenarios calibrates it on val regions, and "
+                         f"{city.name} has none: set risk.on: point, or give the city val regions")
+    tasks = [t for t in ("short", "long", "generation") if t in model.tasks]
+    cal = fit_calibration(model, [city], tasks=tasks, split="val")
+    notes.append(f"{model.name}: intervals from a split-conformal calibration on {city.name}'s val regions")
+    return CalibratedForecaster(model, cal, n_samples=max(2, n_samples))
 
 
 def _shipped() -> list[str]:
@@ -1055,20 +1113,13 @@ def forecast_horizon(scenario: Scenario, city: "City", regions: np.ndarray, task
     conversion = UnitConversion.fit(city) if unit == "users" else None
     calls = len(rotation_groups(*city.grid)) if task == "generation" else 1
     bar = _Progress(progress, calls, f"forecast ({used}, {task})", leave=False)
-    tap = _SampleTap(model, scenario.forecaster.quantiles, bar)
     try:
-        mean = forecast_demand(tap, cropped, task=task, split=None, unit=unit, regions=regions, first=start - lo,
-                               conversion=conversion, name=used)
+        mean = forecast_demand(_ProgressTap(model, bar), cropped, task=task, split=None, unit=unit, regions=regions,
+                               first=start - lo, conversion=conversion, name=used)
     finally:
         bar.close()
     mean = mean.slots(0, stop - start)
-    quantiles = {}
-    if tap.calls and all(c is not None for c in tap.calls):
-        for k, q in enumerate(scenario.forecaster.quantiles):
-            replay = _Replay(used, [c[k] for c in tap.calls])
-            qd = forecast_demand(replay, cropped, task=task, split=None, unit=unit, regions=regions,
-                                 first=start - lo, conversion=conversion, name=used)
-            quantiles[float(q)] = qd.slots(0, stop - start)
+    quantiles = {float(q): mean.quantile(q) for q in scenario.forecaster.quantiles} if mean.n_scenarios >= 2 else {}
     return ForecastRun(model=used, requested=model_name, task=task, mean=mean, quantiles=quantiles,
                        seconds=time.perf_counter() - t0, notes=notes)
 
@@ -1127,10 +1178,14 @@ def run_deployment(scenario: Scenario, city: "City", regions: np.ndarray, cache:
     notes: list[str] = []
     sources: list[tuple[str, str, Any]] = []  # (name, label, demand)
     forecast = None
+    risk_kw: dict[str, dict] = {}
     if "forecast" in spec.strategies:
         fc = forecast = shaped_forecast(scenario, city, regions, spec, start, stop, cache, progress, shape)
         notes += fc.notes
-        sources.append(("forecast", f"forecast ({fc.model})", fc.mean))
+        if spec.risk.on != "point":  # the point plan beside it: their replay gap is the value of the hedging
+            sources.append(("forecast_point", f"forecast ({fc.model}, point)", fc.mean))
+        sources.append(("forecast", _forecast_label(fc.model, spec.risk), fc.mean))
+        risk_kw["forecast"] = dict(on=spec.risk.on, q=spec.risk.q)
     if "poi" in spec.strategies:
         if city.poi is None:
             notes.append(f"strategy 'poi' skipped: {city.name} has no POI layer")
@@ -1149,7 +1204,8 @@ def run_deployment(scenario: Scenario, city: "City", regions: np.ndarray, cache:
     try:
         for name, label, demand in sources:
             bar.describe(name)
-            plans[name] = _recorded(lambda: _timed(lambda: solve_deployment(demand, params, **solve_kw)), sink)
+            kw = {**solve_kw, **risk_kw.get(name, {})}
+            plans[name] = _recorded(lambda: _timed(lambda: solve_deployment(demand, params, **kw)), sink)
             bar.step()
     finally:
         bar.close()
@@ -1229,10 +1285,20 @@ def run_sleep(scenario: Scenario, city: "City", regions: np.ndarray, cache: dict
               threads=sol.threads)
     jobs: list[tuple[str, str, Any, Any]] = []
     forecast = None
+    risk = spec.risk
     if "forecast" in spec.strategies:
         fc = forecast = shaped_forecast(scenario, city, regions, spec, start, stop, cache, progress, shape)
         notes += fc.notes
-        jobs.append(("forecast", f"forecast ({fc.model})", fc.mean, lambda d=fc.mean: solve_sleep(d, params, **kw)))
+        if risk.on != "point":  # the point plan beside it: their replay gap is the value of the hedging
+            jobs.append(("forecast_point", f"forecast ({fc.model}, point)", fc.mean,
+                         lambda d=fc.mean: solve_sleep(d, params, **kw)))
+        planned = fc.mean.quantile(risk.q) if risk.on == "quantile" else fc.mean
+        on = "scenarios" if risk.on == "scenarios" else "point"
+        jobs.append(("forecast", _forecast_label(fc.model, risk), planned,
+                     lambda d=planned: solve_sleep(d, params, **kw, on=on, epsilon=risk.epsilon)))
+    if "rolling" in spec.strategies:
+        label, fn = _rolling_job(scenario, city, regions, spec, params, real, start, stop, cache, notes)
+        jobs.append(("rolling", label, None, fn))
     if "always_on" in spec.strategies:
         jobs.append(("always_on", "always on", None, lambda: always_on(real, params)))
     if "threshold" in spec.strategies:
@@ -1252,6 +1318,42 @@ def run_sleep(scenario: Scenario, city: "City", regions: np.ndarray, cache: dict
     runs = [StrategyRun(name, label, plans[name][0], replay_sleep(plans[name][0], real, params, oracle=oracle),
                         demand, plans[name][1]) for name, label, demand, _ in jobs]
     return ProblemRun("sleep", real, params, runs, forecast, _horizon_info(city, start, stop, real, spec.horizon), notes)
+
+
+def _forecast_label(model: str, risk: RiskSpec) -> str:
+    return f"forecast ({model})" if risk.on == "point" else f"forecast ({model}, {risk.label})"
+
+
+def _rolling_job(scenario: Scenario, city, regions, spec: SleepSpec, params, real, start: int, stop: int,
+                 cache: dict, notes: list[str]):
+    """(label, plan function) of model-predictive sleep control over [start, stop) on native slots."""
+    from .errors import InputError
+    from .rolling import rolling_forecast, rolling_sleep
+
+    if spec.horizon.slots_per_day not in (None, city.slots_per_day):
+        raise InputError("sleep.rolling re-plans on the city's own slots: remove sleep.horizon.slots_per_day, "
+                         "or drop 'rolling' from sleep.strategies")
+    if spec.unit != "traffic":
+        raise InputError("sleep.rolling forecasts traffic: set sleep.unit: traffic, or drop 'rolling' from sleep.strategies")
+    name = spec.forecaster or scenario.forecaster.model
+    model, used = _forecaster(scenario, name, "short", city, cache, notes)
+    if "short" not in model.tasks:
+        raise InputError(f"sleep.rolling needs a short-term forecaster; {used!r} serves {list(model.tasks)}")
+    fc = rolling_forecast(model, city, regions, start, stop, every=spec.rolling.every, lookahead=spec.rolling.lookahead)
+    full = [str(c) for c in _planned_cell_ids(city, regions)]
+    if scenario.area.cells is not None:  # the planned cells, in the truth's order
+        keep = [full.index(c) for c in real.cell_ids.tolist()]
+        fc.point = fc.point[:, keep]
+        fc.samples = None if fc.samples is None else fc.samples[:, :, keep]
+    risk = spec.risk
+    label = f"rolling ({used}, R {spec.rolling.every}, {risk.label})"
+    return label, lambda: rolling_sleep(fc, real, params, on=risk.on, q=risk.q, epsilon=risk.epsilon)
+
+
+def _planned_cell_ids(city, regions) -> np.ndarray:
+    from .demand import real_demand
+
+    return real_demand(city, None, "traffic", regions=regions, steps=slice(0, 1)).cell_ids
 
 
 def _horizon_info(city, start: int, stop: int, real, horizon: Horizon) -> dict:

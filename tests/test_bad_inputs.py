@@ -177,6 +177,33 @@ def unknown_shipped_checkpoint(d):
     return base(forecaster={"model": "uomo-no-such-model"}, sleep=None)
 
 
+def risk(problem: str, **fields):
+    def build(d):
+        data = base()
+        data[problem]["risk"] = fields
+        return data
+    return build
+
+
+def bool_number(key: str):
+    def build(d):
+        data = base()
+        data["deployment"][key] = True
+        return data
+    return build
+
+
+def rolling_every_zero(d):
+    data = base()
+    data["sleep"].update(strategies=["rolling"], rolling={"every": 0})
+    return data
+
+
+def single_sample_scenarios(d):
+    return base(forecaster={"model": "uomo-synthetic-cpu", "sampling": {"n_samples": 1}},
+                deployment={**base()["deployment"], "risk": {"on": "scenarios"}})
+
+
 BAD_INPUTS = [
     # id, builder, exit code, message (regex)
     ("malformed-yaml", malformed_yaml, EXIT_BAD_INPUT, r"malformed YAML at line \d+, column \d+"),
@@ -197,6 +224,16 @@ BAD_INPUTS = [
     ("mismatched-weights", mismatched_weights, EXIT_CHECKPOINT, r"weights do not match the declared network"),
     ("malicious-checkpoint", malicious_checkpoint, EXIT_CHECKPOINT, r"evil\.pt is not a loadable UoMo checkpoint"),
     ("unknown-shipped-model", unknown_shipped_checkpoint, EXIT_CHECKPOINT, r"unknown checkpoint 'uomo-no-such-model'"),
+    ("risk-quantile-above-1", risk("deployment", on="quantile", q=1.2), EXIT_BAD_INPUT, r"deployment\.risk\.q: .*less than 1"),
+    ("risk-quantile-missing", risk("sleep", on="quantile"), EXIT_BAD_INPUT, r"sleep\.risk: .*on: quantile needs q"),
+    ("risk-q-without-quantile", risk("sleep", on="scenarios", q=0.5), EXIT_BAD_INPUT, r"q is used only with on: quantile"),
+    ("risk-epsilon-above-1", risk("sleep", on="scenarios", epsilon=2), EXIT_BAD_INPUT, r"sleep\.risk\.epsilon: .*less than or equal to 1"),
+    ("risk-epsilon-point", risk("sleep", epsilon=0.1), EXIT_BAD_INPUT, r"epsilon \(a chance constraint\) needs on: scenarios"),
+    ("risk-epsilon-deployment", risk("deployment", on="scenarios", epsilon=0.1), EXIT_BAD_INPUT, r"risk\.epsilon is a sleep-control chance constraint"),
+    ("risk-one-sample", single_sample_scenarios, EXIT_BAD_INPUT, r"deployment\.risk\.on: scenarios .*n_samples >= 2"),
+    ("rolling-every-zero", rolling_every_zero, EXIT_BAD_INPUT, r"sleep\.rolling\.every: .*greater than or equal to 1"),
+    ("capacity-true", bool_number("capacity"), EXIT_BAD_INPUT, r"capacity: got the yes/no value True; give a number"),
+    ("max-bs-true", bool_number("max_bs"), EXIT_BAD_INPUT, r"max_bs: got the yes/no value True; give a number"),
 ]
 
 

@@ -377,3 +377,26 @@ def test_long_table_with_geojson_cells_and_poi_plans_with_its_own_cell_ids(tmp_p
     assert dep.real.cell_ids[0] == f"{test_region}/0/0"  # the table's own ids
     np.testing.assert_allclose(dep.real.values[0], city.users[test_region, -48:, 0, 0], rtol=1e-5)
     assert [s.name for s in dep.strategies] == ["forecast", "poi", "oracle"]
+
+
+def test_risk_settings_and_rolling_reach_the_plans():
+    """A baseline planned on its (val-calibrated) scenarios and quantiles, beside its point plan; rolling control."""
+    sc = scenario_from_dict(small(**{
+        "deployment.risk": {"on": "scenarios"},
+        "sleep.risk": {"on": "quantile", "q": 0.9},
+        "sleep.horizon": {"days": 1},
+        "sleep.strategies": ["forecast", "rolling", "threshold"],
+        "sleep.rolling": {"every": 2},
+        "sleep.forecaster": "last_value",
+    }))
+    r = run_scenario(sc)
+    dep, slp = r.problems["deployment"], r.problems["sleep"]
+    assert [s.name for s in dep.strategies][:2] == ["forecast_point", "forecast"]
+    assert dep.strategy("forecast").label == "forecast (poi_regression, scenarios)"
+    assert dep.forecast.mean.n_scenarios >= 2 and set(dep.forecast.quantiles) == {0.1, 0.5, 0.9}
+    assert [s.name for s in slp.strategies] == ["forecast_point", "forecast", "rolling", "threshold", "oracle"]
+    assert slp.strategy("rolling").label == "rolling (last_value, R 2, q0.9)"
+    assert slp.strategy("rolling").plan.x.shape == slp.real.values.shape
+    # planning on the 90% quantile keeps at least as many RRUs on as the point plan, slot by slot on average
+    assert slp.strategy("forecast").plan.x.mean() >= slp.strategy("forecast_point").plan.x.mean()
+    assert any("split-conformal calibration" in n for n in dep.notes + slp.notes)
