@@ -99,8 +99,12 @@ def figure(curves: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     keys = sorted(curves)
-    fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 3.2), squeeze=False)
-    for ax, key in zip(axes[0], keys):
+    cols = min(3, len(keys))
+    rows = -(-len(keys) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.2 * rows), squeeze=False)
+    for ax in axes.flat[len(keys):]:
+        ax.set_visible(False)
+    for ax, key in zip(axes.flat, keys):
         c = curves[key]
         ax.plot([0, 1], [0, 1], color="grey", lw=0.8)
         ax.plot(c["levels"], c["raw"]["reliability"], "o-", ms=3, label="raw")
