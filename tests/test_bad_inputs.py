@@ -204,6 +204,27 @@ def single_sample_scenarios(d):
                 deployment={**base()["deployment"], "risk": {"on": "scenarios"}})
 
 
+_RELEASE: list = []  # undo actions of case builders (locks they hold), run before the assertions
+
+
+def output_under_a_file(d):
+    (d / "file").write_text("not a folder")
+    return base(), d / "file" / "report"
+
+
+def output_busy(d):
+    """Another run holds the output folder's lock (taken here the way a run takes it: flock on .report.lock)."""
+    import fcntl
+    import os
+
+    lock = d / ".report.lock"
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.write(fd, b"4242")
+    _RELEASE.append(lambda: (os.close(fd), lock.unlink()))
+    return base()
+
+
 BAD_INPUTS = [
     # id, builder, exit code, message (regex)
     ("malformed-yaml", malformed_yaml, EXIT_BAD_INPUT, r"malformed YAML at line \d+, column \d+"),
@@ -234,6 +255,8 @@ BAD_INPUTS = [
     ("rolling-every-zero", rolling_every_zero, EXIT_BAD_INPUT, r"sleep\.rolling\.every: .*greater than or equal to 1"),
     ("capacity-true", bool_number("capacity"), EXIT_BAD_INPUT, r"capacity: got the yes/no value True; give a number"),
     ("max-bs-true", bool_number("max_bs"), EXIT_BAD_INPUT, r"max_bs: got the yes/no value True; give a number"),
+    ("out-under-a-file", output_under_a_file, EXIT_BAD_INPUT, r"--out .*/file/report: .*/file is a file, not a folder"),
+    ("out-busy", output_busy, EXIT_BAD_INPUT, r"--out .*/report is being written by another run \(pid 4242 holds \.report\.lock\)"),
 ]
 
 
@@ -249,9 +272,15 @@ def leftovers(out: Path) -> list[str]:
 
 @pytest.mark.parametrize("case, build, code, message", BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS])
 def test_bad_input_is_refused_with_its_message_and_code_and_no_output(tmp_path, capsys, case, build, code, message):
-    path = write_scenario(tmp_path, build(tmp_path))
-    out = tmp_path / "report"
-    rc = main([str(path), "--out", str(out), "--problem", "all", "--no-progress", "--no-figures"])
+    spec, out = build(tmp_path), tmp_path / "report"
+    if isinstance(spec, tuple):  # (scenario, output folder) for the output-location cases
+        spec, out = spec
+    path = write_scenario(tmp_path, spec)
+    try:
+        rc = main([str(path), "--out", str(out), "--problem", "all", "--no-progress", "--no-figures"])
+    finally:
+        while _RELEASE:
+            _RELEASE.pop()()
     err = capsys.readouterr().err
     assert rc == code, err
     assert err.startswith(f"error (") and f"exit {code})" in err
