@@ -204,6 +204,23 @@ def single_sample_scenarios(d):
                 deployment={**base()["deployment"], "risk": {"on": "scenarios"}})
 
 
+def npz_with_objects(d):
+    arrays = city_arrays(poi=np.array([{"cafe": 3}, _Payload(d / "EXECUTED")], dtype=object))
+    np.savez(d / "objects.npz", **arrays)
+    return base(city={"source": "npz", "path": "objects.npz"})
+
+
+def misspelled_model_with_fallback(d):
+    return base(forecaster={"model": "uomo-synthtic-cpu", "fallback": {"generation": "poi_regression",
+                                                                       "long": "daily_profile"}})
+
+
+def missing_problem_checkpoint(d):
+    data = base()
+    data["sleep"]["forecaster"] = "models/sleep.pt"  # relative to the scenario's folder, where it is not
+    return data
+
+
 _RELEASE: list = []  # undo actions of case builders (locks they hold), run before the assertions
 
 
@@ -255,6 +272,9 @@ BAD_INPUTS = [
     ("rolling-every-zero", rolling_every_zero, EXIT_BAD_INPUT, r"sleep\.rolling\.every: .*greater than or equal to 1"),
     ("capacity-true", bool_number("capacity"), EXIT_BAD_INPUT, r"capacity: got the yes/no value True; give a number"),
     ("max-bs-true", bool_number("max_bs"), EXIT_BAD_INPUT, r"max_bs: got the yes/no value True; give a number"),
+    ("npz-with-objects", npz_with_objects, EXIT_BAD_INPUT, r"objects\.npz: array 'poi' holds pickled Python objects .*refused"),
+    ("misspelled-model-with-fallback", misspelled_model_with_fallback, EXIT_CHECKPOINT, r"unknown checkpoint 'uomo-synthtic-cpu'.*did you mean 'uomo-synthetic-cpu'"),
+    ("missing-problem-checkpoint", missing_problem_checkpoint, EXIT_BAD_INPUT, r"sleep: forecaster: checkpoint file .*/models/sleep\.pt does not exist"),
     ("out-under-a-file", output_under_a_file, EXIT_BAD_INPUT, r"--out .*/file/report: .*/file is a file, not a folder"),
     ("out-busy", output_busy, EXIT_BAD_INPUT, r"--out .*/report is being written by another run \(pid 4242 holds \.report\.lock\)"),
 ]
@@ -287,6 +307,7 @@ def test_bad_input_is_refused_with_its_message_and_code_and_no_output(tmp_path, 
     import re
 
     assert re.search(message, err), err
+    assert not re.search(r"safe_globals|allowlist|weights_only|Traceback", err), err  # no advice to load unsafely
     assert not out.exists() and leftovers(out) == []
     assert not (tmp_path / "EXECUTED").exists()
 
@@ -295,10 +316,17 @@ def test_bad_input_is_refused_with_its_message_and_code_and_no_output(tmp_path, 
 def test_malicious_pickles_never_run(tmp_path):
     from forecasting.checkpoint import CheckpointError, load_checkpoint
 
+    import torch
+
     malicious_checkpoint(tmp_path)
+    torch.save({"format": "uomo-checkpoint", "where": Path("/somewhere")}, tmp_path / "object.pt")
+    with pytest.raises(CheckpointError, match=r"holds the Python object pathlib\.\w*Path, which safe loading never"):
+        load_checkpoint(tmp_path / "object.pt")  # torch would suggest allow-listing it: we do not pass that on
     for name in ("evil.pt", "evil.pkl.pt"):
-        with pytest.raises(CheckpointError):
+        with pytest.raises(CheckpointError, match="The file is refused") as caught:
             load_checkpoint(tmp_path / name)
+        assert "os.makedirs" in str(caught.value) or name == "evil.pkl.pt"  # says what it refused
+        assert not any(w in str(caught.value) for w in ("safe_globals", "allowlist", "weights_only", "trust"))
     assert not (tmp_path / "EXECUTED").exists()
 
 
