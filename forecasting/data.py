@@ -952,6 +952,9 @@ def load_long_table(
     cols = _column_map(columns)
     tr = _rename(_read_table(traffic, "traffic table"), cols)
     _require_columns(tr, ("cell_id", "timestamp", "traffic"), "traffic table", cols)
+    if tr.empty:
+        where = "" if isinstance(traffic, pd.DataFrame) else f" {traffic}"
+        raise DataError(f"the traffic table{where} has no rows (only a header): it needs one row per cell and timestamp")
     tr["cell_id"] = _as_ids(tr["cell_id"], "traffic table")
     tr["timestamp"], tz, utc_offset = _parse_timestamps(tr["timestamp"], "traffic table")
     for c in ("traffic", "users"):

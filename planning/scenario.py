@@ -12,6 +12,7 @@ change; relative paths are read from the folder of the YAML file.
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import time
 import types
@@ -82,6 +83,11 @@ ResolvedPath = Annotated[Path, AfterValidator(_resolve_path)]
 ExistingPath = Annotated[Path, AfterValidator(_resolve_path), AfterValidator(_must_exist)]
 
 
+def _number_text(v: float) -> str:
+    """A non-finite number as the scenario spells it (YAML .inf / -.inf / .nan)."""
+    return "not a number (.nan)" if v != v else ("infinity (.inf)" if v > 0 else "minus infinity (-.inf)")
+
+
 def _per_cell(kind: type, low: float, strict: bool, high: float | None = None):
     """Validator of 'a number, or a list of numbers (one per planned cell)' with one readable error."""
     bound = f"> {low:g}" if strict else f">= {low:g}"
@@ -94,7 +100,9 @@ def _per_cell(kind: type, low: float, strict: bool, high: float | None = None):
             raise ValueError(f"must be {what} {bound} or a list of them (one per cell), got {v!r}")
         if kind is int and float(v) != int(v):
             raise ValueError(f"must hold whole numbers, got {v!r}")
-        ok = (v > low if strict else v >= low) and (high is None or v <= high) and np.isfinite(v)
+        if not np.isfinite(v):
+            raise ValueError(f"must be a finite number {bound}, got {_number_text(v)}")
+        ok = (v > low if strict else v >= low) and (high is None or v <= high)
         if not ok:
             raise ValueError(f"must be {bound}, got {v!r}")
         return kind(v)
@@ -117,7 +125,7 @@ ShareOrList = Annotated[Union[float, list[float]], _per_cell(float, 0, False, 1.
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod
@@ -617,7 +625,7 @@ def scenario_from_dict(data: dict, base_dir: str | Path | None = None, name: str
     try:
         scenario = Scenario.model_validate(data, context={"base_dir": base})
     except ValidationError as exc:
-        problems = [_explain(e) for e in exc.errors()]
+        problems = [_explain(e) for e in _union_errors_resolved(exc.errors())]
         lines = "\n".join(f"  - {p}: {m}" for p, m in problems)
         raise ScenarioError(f"{source}: {len(problems)} problem(s) in the scenario:\n{lines}", problems) from None
     scenario._base_dir = base
@@ -697,6 +705,31 @@ def _model_at(loc: Sequence) -> tuple[type[BaseModel] | None, Any]:
     return (node if not isinstance(node, dict) else None), info
 
 
+def _is_union_tag(part) -> bool:
+    """A loc part naming a union member (pydantic's 'function-before[check(), ...]', 'CapacityRule'), not a key."""
+    return isinstance(part, str) and (any(c in part for c in "[](), -") or part[:1].isupper())
+
+
+def _union_errors_resolved(errors: Sequence[dict]) -> list[dict]:
+    """Pydantic's errors with union-member tags taken out of their locations, keeping per field only the
+    complaints of the member the input was meant for (a number for a number, a mapping for a section)."""
+    items = []
+    for e in errors:
+        loc = tuple(e.get("loc", ()))
+        clean = tuple(p for p in loc if not _is_union_tag(p))
+        items.append(({**e, "loc": clean}, len(clean) != len(loc)))
+    kept = []
+    for e, in_union in items:
+        if in_union:
+            same = [o for o, u in items if u and o is not e and o["loc"][:len(e["loc"])] == e["loc"]]
+            if e["type"] in ("model_type", "dict_type", "model_attributes_type") and same:
+                continue  # the input is not a mapping: the section member's complaint is noise
+            if isinstance(e.get("input"), dict) and any(len(o["loc"]) > len(e["loc"]) for o in same):
+                continue  # the input is a mapping: report what is wrong inside it
+        kept.append(e)
+    return kept
+
+
 def _explain(err: dict) -> tuple[str, str]:
     """(field path, message saying what to change) for one pydantic error."""
     loc = list(err.get("loc", ()))
@@ -718,7 +751,8 @@ def _explain(err: dict) -> tuple[str, str]:
     if kind == "missing":
         return _path_text(loc), f"required field missing{hint}"
     got = err.get("input")
-    shown = "" if isinstance(got, dict) or kind.startswith("value_error") else f", got {got!r}"
+    text = _number_text(got) if isinstance(got, float) and not math.isfinite(got) else repr(got)
+    shown = "" if isinstance(got, dict) or kind.startswith("value_error") else f", got {text}"
     return _path_text(loc), f"{msg}{shown}{hint}"
 
 

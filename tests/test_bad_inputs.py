@@ -92,6 +92,30 @@ def table_with_nans(d):
     return base(city={"source": "long_table", "traffic": "traffic.csv", "cells": "cells.csv"})
 
 
+def header_only_table(d):
+    table_with_nans(d)
+    import pandas as pd
+
+    pd.read_csv(d / "traffic.csv").iloc[:0].to_csv(d / "traffic.csv", index=False)
+    return base(city={"source": "long_table", "traffic": "traffic.csv", "cells": "cells.csv"})
+
+
+def sleep_field(**fields):
+    def build(d):
+        data = base()
+        data["sleep"].update(fields)
+        return data
+    return build
+
+
+def deployment_field(**fields):
+    def build(d):
+        data = base()
+        data["deployment"].update(fields)
+        return data
+    return build
+
+
 def poi_grid_mismatch(d):
     arrays = city_arrays()
     arrays["poi"] = arrays["poi"][:, :, :3, :3]  # 3 x 3 POI grid vs 4 x 4 traffic grid
@@ -275,6 +299,11 @@ BAD_INPUTS = [
     ("npz-with-objects", npz_with_objects, EXIT_BAD_INPUT, r"objects\.npz: array 'poi' holds pickled Python objects .*refused"),
     ("misspelled-model-with-fallback", misspelled_model_with_fallback, EXIT_CHECKPOINT, r"unknown checkpoint 'uomo-synthtic-cpu'.*did you mean 'uomo-synthetic-cpu'"),
     ("missing-problem-checkpoint", missing_problem_checkpoint, EXIT_BAD_INPUT, r"sleep: forecaster: checkpoint file .*/models/sleep\.pt does not exist"),
+    ("header-only-table", header_only_table, EXIT_BAD_INPUT, r"traffic table .*traffic\.csv has no rows \(only a header\)"),
+    ("sleep-c0-text", sleep_field(c0="big"), EXIT_BAD_INPUT, r"sleep\.c0: must be a number > 0 or a list of them \(one per cell\), got 'big' \(.*or a rule"),
+    ("sleep-c0-infinite", sleep_field(c0=float("inf")), EXIT_BAD_INPUT, r"sleep\.c0: must be a finite number > 0, got infinity \(\.inf\)"),
+    ("capacity-infinite", deployment_field(capacity=float("inf")), EXIT_BAD_INPUT, r"deployment\.capacity: Input should be a finite number, got infinity \(\.inf\)"),
+    ("site-cost-nan", deployment_field(site_cost=float("nan")), EXIT_BAD_INPUT, r"deployment\.site_cost: must be a finite number > 0, got not a number \(\.nan\)"),
     ("out-under-a-file", output_under_a_file, EXIT_BAD_INPUT, r"--out .*/file/report: .*/file is a file, not a folder"),
     ("out-busy", output_busy, EXIT_BAD_INPUT, r"--out .*/report is being written by another run \(pid 4242 holds \.report\.lock\)"),
 ]
@@ -308,6 +337,7 @@ def test_bad_input_is_refused_with_its_message_and_code_and_no_output(tmp_path, 
 
     assert re.search(message, err), err
     assert not re.search(r"safe_globals|allowlist|weights_only|Traceback", err), err  # no advice to load unsafely
+    assert not re.search(r"function-(before|after|wrap)|union\[|single timestamp", err), err  # no pydantic internals
     assert not out.exists() and leftovers(out) == []
     assert not (tmp_path / "EXECUTED").exists()
 
