@@ -385,7 +385,7 @@ def _train_loop(cfg: TrainConfig, resume: bool, cities: Sequence[City] | None, p
         bar = tqdm(total=cfg.steps, initial=step, desc="uomo-train", dynamic_ncols=True)
     if rank == 0 and not any(p.city.regions("val").size for p in pools):
         warnings.warn("no city has val regions: nothing to select the best checkpoint on; best.pt holds the "
-                      "latest weights and best_score is null", UserWarning, stacklevel=2)
+                      "latest weights and best_score is null", UserWarning, stacklevel=3)
 
     def save_last() -> None:
         """last.pt: everything a resume needs, written atomically (a temporary file renamed into place)."""
