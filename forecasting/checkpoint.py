@@ -55,14 +55,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any reader failure means an unusable file
-        # keep the reader's diagnosis (e.g. the refused global) but none of its advice to load unsafely
-        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-        telling = [ln for ln in lines if "global" in ln.lower() and "weights_only" not in ln]
-        first_line = (telling or [type(exc).__name__])[0]
         raise CheckpointError(
-            f"{path} is not a loadable UoMo checkpoint: it is corrupt, truncated, or holds objects that "
-            f"safe loading refuses to execute ({first_line[:200]}). Do not load it unsafely; re-create or "
-            "re-download the checkpoint"
+            f"{path} is not a loadable UoMo checkpoint: {_refusal_reason(exc)}. The file is refused; "
+            "re-create or re-download the checkpoint"
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a UoMo checkpoint (no '{FORMAT}' marker)")
@@ -77,6 +72,22 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     except Exception as exc:  # noqa: BLE001
         raise CheckpointError(f"{path} has an unreadable config: {exc}") from exc
     return payload, config
+
+
+def _refusal_reason(exc: Exception) -> str:
+    """Why torch's safe reader refused a file, in our words: the offending object's name, or the reader's
+    own diagnosis with none of its advice on how to load the file anyway (allow-listing, weights_only)."""
+    import re
+
+    text = str(exc)
+    found = re.search(r"\bGLOBAL ([\w.]+)", text)
+    if found:
+        return (f"it holds the Python object {found.group(1)}, which safe loading never executes "
+                "(a checkpoint holds only tensors and plain values)")
+    advice = re.compile(r"weights_only|safe_globals|allowlist|allow-list|trust|documentation|option", re.I)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not advice.search(ln)]
+    first = (lines or [type(exc).__name__])[0].split(". ")[0].rstrip(".")
+    return f"it is corrupt or truncated ({first[:200]})"
 
 
 def load_state_strict(module: torch.nn.Module, state_dict: dict, source: str) -> None:

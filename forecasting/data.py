@@ -447,24 +447,39 @@ def load_npz(path: str | Path, name: str | None = None) -> City:
     if not path.exists():
         raise DataError(f"city file {path} does not exist")
     try:
-        arrays = np.load(path, allow_pickle=False)
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: _npz_array(npz, k, path) for k in npz.files}
+    except DataError:
+        raise
     except Exception as exc:  # noqa: BLE001 - report any reader failure as bad input
         raise DataError(f"{path} is not a readable .npz file: {exc}") from exc
-    missing = [k for k in ("traffic", "day_of_week", "slot_of_day", "split", "slots_per_day") if k not in arrays.files]
+    missing = [k for k in ("traffic", "day_of_week", "slot_of_day", "split", "slots_per_day") if k not in arrays]
     if missing:
         raise DataError(f"{path} lacks the arrays {missing} (expected keys: {NPZ_KEYS})")
-    get = lambda k: arrays[k] if k in arrays.files else None  # noqa: E731
     return City(
         name=name or path.stem,
         traffic=arrays["traffic"],
-        users=get("users"),
-        poi=get("poi"),
+        users=arrays.get("users"),
+        poi=arrays.get("poi"),
         day_of_week=arrays["day_of_week"],
         slot_of_day=arrays["slot_of_day"],
         slots_per_day=int(arrays["slots_per_day"]),
         split=arrays["split"],
         meta={"source": str(path)},
     )
+
+
+def _npz_array(npz, key: str, path: Path) -> np.ndarray:
+    """One array of an .npz, refusing (never unpickling) one that holds Python objects."""
+    try:
+        return npz[key]
+    except ValueError as exc:
+        if "allow_pickle" not in str(exc):
+            raise
+        raise DataError(
+            f"{path}: array {key!r} holds pickled Python objects (an object array), which are refused because "
+            "loading them could run code; store plain numeric arrays (e.g. np.asarray(values, dtype=float))"
+        ) from None
 
 
 def available_real_cities(data_dir: str | Path | None = None) -> dict[str, Path]:
@@ -937,6 +952,9 @@ def load_long_table(
     cols = _column_map(columns)
     tr = _rename(_read_table(traffic, "traffic table"), cols)
     _require_columns(tr, ("cell_id", "timestamp", "traffic"), "traffic table", cols)
+    if tr.empty:
+        where = "" if isinstance(traffic, pd.DataFrame) else f" {traffic}"
+        raise DataError(f"the traffic table{where} has no rows (only a header): it needs one row per cell and timestamp")
     tr["cell_id"] = _as_ids(tr["cell_id"], "traffic table")
     tr["timestamp"], tz, utc_offset = _parse_timestamps(tr["timestamp"], "traffic table")
     for c in ("traffic", "users"):

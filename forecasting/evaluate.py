@@ -277,31 +277,37 @@ def default_cities(data_dir: str | Path | None = None) -> list[str]:
     return ["synthetic", *available_real_cities(data_dir)]
 
 
-def make_model(name: str, checkpoint: str | Sequence[str] | None = None, sampling: dict | None = None) -> Forecaster | None:
+def make_model(name: str, checkpoint: str | Sequence[str] | None = None, sampling: dict | None = None,
+               refused: dict[str, str] | None = None) -> Forecaster | None:
     """A fresh baseline by registry name, or the UoMo forecaster (None, with a message, if unavailable).
 
     `checkpoint`: one path or shipped name, or several (a `UoMoEnsemble`, n_samples per member).
+    `refused`: filled with {name: why} for a model that could not be made.
     """
+    refused = {} if refused is None else refused
     from .baselines import BASELINES, OPTIONAL_BASELINES, neuralforecast_available
 
     if name in BASELINES:
         return BASELINES[name]()
     if name in OPTIONAL_BASELINES:
         if not neuralforecast_available():
-            print(f"[bench] skipping {name!r}: it needs the optional package neuralforecast", file=sys.stderr)
+            refused[name] = "it needs the optional package neuralforecast"
+            print(f"[bench] skipping {name!r}: {refused[name]}", file=sys.stderr)
             return None
         return OPTIONAL_BASELINES[name]()
     if name == "uomo":
         try:
             from .forecast import load_forecaster
         except ImportError as exc:
-            print(f"[bench] skipping 'uomo': forecasting.forecast is not importable ({exc})", file=sys.stderr)
+            refused[name] = f"forecasting.forecast is not importable ({exc})"
+            print(f"[bench] skipping 'uomo': {refused[name]}", file=sys.stderr)
             return None
         try:
             sampling = dict(sampling or {})
             model = load_forecaster(checkpoint, **sampling) if checkpoint else load_forecaster(**sampling)
         except Exception as exc:  # noqa: BLE001 - any load failure: report and go on with the baselines
-            print(f"[bench] skipping 'uomo': could not load {checkpoint or 'the default checkpoint'} ({exc})", file=sys.stderr)
+            refused[name] = f"could not load {checkpoint or 'the default checkpoint'} ({exc})"
+            print(f"[bench] skipping 'uomo': {refused[name]}", file=sys.stderr)
             return None
         model.name = "uomo"
         return model
@@ -324,6 +330,7 @@ def run_benchmark(
     chunk_size: int = 256,
     command: str | None = None,
     verbose: bool = True,
+    refused: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """Fit every model on each city's training regions and score it on the test windows of every task.
 
@@ -334,6 +341,7 @@ def run_benchmark(
     `max_windows` caps every model the same way (e.g. a slow sampler), default none. `uomo_label` names
     the records of 'uomo' (e.g. 'uomo_city_ft' for a second UoMo checkpoint kept beside the main one).
     Writes/merges `out/forecast.json` and `out/forecast.md` when `out` is given; returns the new records.
+    `refused` is filled with {model: why} for each requested model that could not be made (then skipped).
     """
     from .baselines import BASELINES
 
@@ -357,12 +365,12 @@ def run_benchmark(
         for name in models:
             if name == "uomo":
                 if "uomo" not in uomo_cache:
-                    uomo_cache["uomo"] = make_model("uomo", checkpoint, uomo_sampling)
+                    uomo_cache["uomo"] = make_model("uomo", checkpoint, uomo_sampling, refused)
                 model, fit_seconds = uomo_cache["uomo"], 0.0
                 if model is None:
                     continue
             else:
-                model = make_model(name)
+                model = make_model(name, refused=refused)
                 if model is None:
                     continue
                 t0 = time.perf_counter()
@@ -569,7 +577,12 @@ def default_out_dir() -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     from .baselines import BASELINES, OPTIONAL_BASELINES
 
-    parser = argparse.ArgumentParser(prog="uomo-bench", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="uomo-bench", description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="exit codes:\n  0  results written (a refused model among others is skipped with a message)\n"
+               "  2  bad data, or no requested model could run (e.g. an optional package is missing)\n"
+               "  4  the UoMo checkpoint was refused and no other requested model ran",
+    )
     parser.add_argument("--quick", action="store_true", help=f"every {QUICK_STRIDE}th test window; ARIMA on {QUICK_ARIMA_MAX_WINDOWS}")
     parser.add_argument("--cities", nargs="+", help="synthetic presets and/or real city names (default: synthetic + all real found)")
     parser.add_argument("--models", nargs="+", help=f"default: all baselines ({', '.join(BASELINES)}); also 'uomo' (the model) and 'patchtst' (optional)")
@@ -593,17 +606,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--uomo-label {args.uomo_label!r} must be a non-empty name that is not a baseline's")
     command = "python -m forecasting.evaluate " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     t0 = time.perf_counter()
+    refused: dict[str, str] = {}
     try:
-        run_benchmark(
+        records = run_benchmark(
             cities=args.cities, models=args.models, tasks=args.tasks, quick=args.quick,
             out=args.out or default_out_dir(), data_dir=args.data_dir, checkpoint=args.checkpoint,
             uomo_sampling={"steps": args.uomo_steps, "n_samples": args.uomo_samples}, uomo_label=args.uomo_label,
             arima_max_windows=args.arima_max_windows, max_windows=args.max_windows, seed=args.seed,
-            command=command.strip(),
+            command=command.strip(), refused=refused,
         )  # fmt: skip
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if refused and not records:
+        why = "; ".join(f"{m}: {reason}" for m, reason in refused.items())
+        code = 4 if "uomo" in refused else 2
+        print(f"error: no requested model could run, nothing was scored ({why}); exit {code}", file=sys.stderr)
+        return code
     print(f"[bench] done in {time.perf_counter() - t0:.0f} s; results in {args.out or default_out_dir()}")
     return 0
 

@@ -275,9 +275,13 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
     shipped = PRETRAINED_DIR / f"{name_or_path}.pt"
     if shipped.is_file():
         return shipped
+    import difflib
+
+    close = difflib.get_close_matches(str(name_or_path), list_pretrained(), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
     raise CheckpointError(
         f"unknown checkpoint {str(name_or_path)!r}: give a path to a .pt file or one of the shipped "
-        f"models {list_pretrained()}"
+        f"models {list_pretrained()}{hint}"
     )
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import gc
 import hashlib
 import json
@@ -24,6 +25,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -69,6 +71,8 @@ class TrainConfig:
     train_fraction: float = 1.0  # few-shot: first share of each city's training windows (few_shot_city)
     city_weights: dict = field(default_factory=dict)  # city name -> relative sampling weight (default 1)
     val_every: int = 1000
+    save_every: int = 100  # last.pt is also written every this many steps (a killed run loses less)
+    lr_horizon: int | None = None  # steps of the cosine decay; fixed at first launch (None: `steps`)
     val_stride: int = 16
     val_samples: int = 4
     val_steps: int = 10
@@ -80,6 +84,8 @@ class TrainConfig:
         preset(self.preset)
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("steps and batch_size must be >= 1")
+        if self.save_every < 1 or self.val_every < 1:
+            raise ValueError("save_every and val_every must be >= 1")
         if self.freeze not in ("none", "backbone"):
             raise ValueError(f"freeze must be 'none' or 'backbone', got {self.freeze!r}")
         bad = set(self.context) - {"users", "poi"}
@@ -203,7 +209,8 @@ def draw_batch(pools: Sequence[CityPool], size: int, task_mix: dict, rng: np.ran
 
 
 def validate_model(net, schedule, pools, cfg: TrainConfig, device) -> dict:
-    """MAE of sampled point forecasts on val windows of each city x task; 'score' is their mean."""
+    """MAE of sampled point forecasts on val windows of each city x task; 'score' is their mean (None
+    when no city has val regions)."""
     results = {}
     sampling = SamplingConfig(steps=cfg.val_steps, n_samples=cfg.val_samples, seed=cfg.seed)
     for pool in pools:
@@ -217,7 +224,7 @@ def validate_model(net, schedule, pools, cfg: TrainConfig, device) -> dict:
             samples = predict_samples(net, schedule, hide(win, mask, keep_users=cfg.future_users), mask, sampling, cfg.context_switches, device)
             point = np.median(samples, 0)
             results[f"{pool.city.name}/{task}"] = float(np.abs(point - win.traffic)[mask].mean())
-    results["score"] = float(np.mean(list(results.values()))) if results else float("nan")
+    results["score"] = float(np.mean(list(results.values()))) if results else None  # None: no val regions
     return results
 
 
@@ -231,11 +238,41 @@ def _dist_info() -> tuple[int, int]:
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up, then cosine decay to 10% of the peak."""
+    """Linear warm-up, then cosine decay to 10% of the peak over `cfg.lr_horizon` steps (default `steps`),
+    then the 10% floor: steps added on --resume past the first launch's horizon run at the floor."""
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
-    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    horizon = cfg.lr_horizon or cfg.steps
+    progress = (step - cfg.warmup) / max(1, horizon - cfg.warmup)
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+#: settings that shape the optimisation trajectory: a resumed run must keep them (the CLI flag in brackets)
+RESUME_FIXED = {
+    "lr": "--lr", "batch_size": "--batch-size", "seed": "--seed", "warmup": None, "weight_decay": None,
+    "ema_decay": "--ema-decay", "task_mix": "--task-mix", "contrastive_weight": "--contrastive-weight",
+    "loss_weighting": "--loss-weighting", "train_fraction": "--train-fraction", "city_weights": "--city-weight",
+    "diffusion_steps": "--diffusion-steps", "schedule": None, "context": "--context", "freeze": "--freeze",
+    "future_users": "--future-users",
+}
+
+
+def check_resume(cfg: TrainConfig, old: dict, source: str) -> None:
+    """Refuse a resume whose trajectory settings differ from the run's first launch (`old`: its TrainConfig).
+
+    A changed --lr, --batch-size, --seed, ... would silently give a run that is neither the old one nor
+    a fresh one. --steps may grow: the cosine schedule keeps the first launch's horizon (`lr_horizon`).
+    """
+    changed = [
+        f"{flag or key} {old[key]!r} -> {getattr(cfg, key)!r}"
+        for key, flag in RESUME_FIXED.items()
+        if key in old and old[key] != getattr(cfg, key)
+    ]
+    if changed:
+        raise ValueError(
+            f"--resume: {source} was started with other settings ({'; '.join(changed)}); resume with the "
+            "run's own settings, or start a new --out"
+        )
 
 
 def train(cfg: TrainConfig, resume: bool = False, cities: Sequence[City] | None = None, progress: bool = True) -> dict:
@@ -280,6 +317,7 @@ def weights_digest(module: torch.nn.Module) -> str:
 def _train_loop(cfg: TrainConfig, resume: bool, cities: Sequence[City] | None, progress: bool,
                 rank: int, world: int, device: torch.device) -> dict:
     """The training loop of `train` (process group already set up by the caller)."""
+    cfg = dataclasses.replace(cfg)  # lr_horizon is settled below: leave the caller's config as it was
     out = Path(cfg.out)
     torch.manual_seed(cfg.seed)
 
@@ -307,6 +345,8 @@ def _train_loop(cfg: TrainConfig, resume: bool, cities: Sequence[City] | None, p
     for p in ema.parameters():
         p.requires_grad_(False)
 
+    if cfg.lr_horizon is None:
+        cfg.lr_horizon = cfg.steps  # fixed now: a later --resume with more --steps keeps this schedule
     config = {
         "model": model_cfg.to_dict(),
         "diffusion": {"schedule": cfg.schedule, "steps": cfg.diffusion_steps, "prediction": "x0"},
@@ -321,6 +361,10 @@ def _train_loop(cfg: TrainConfig, resume: bool, cities: Sequence[City] | None, p
         state, old = load_checkpoint(last_path)
         if old["model"] != config["model"]:
             raise CheckpointError(f"{last_path} was trained with another network ({old['model']}); start a new --out")
+        old_train = old.get("train", {})
+        check_resume(cfg, old_train, str(last_path))
+        cfg.lr_horizon = old_train.get("lr_horizon") or old_train.get("steps") or cfg.steps
+        config["train"] = asdict(cfg)
         load_state_strict(net, state["model"], str(last_path))
         load_state_strict(ema, state["ema"], str(last_path))
         optimizer.load_state_dict(state["optimizer"])
@@ -339,6 +383,21 @@ def _train_loop(cfg: TrainConfig, resume: bool, cities: Sequence[City] | None, p
         from tqdm.auto import tqdm
 
         bar = tqdm(total=cfg.steps, initial=step, desc="uomo-train", dynamic_ncols=True)
+    if rank == 0 and not any(p.city.regions("val").size for p in pools):
+        warnings.warn("no city has val regions: nothing to select the best checkpoint on; best.pt holds the "
+                      "latest weights and best_score is null", UserWarning, stacklevel=3)
+
+    def save_last() -> None:
+        """last.pt: everything a resume needs, written atomically (a temporary file renamed into place)."""
+        save_checkpoint(
+            last_path,
+            {
+                "model": net.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
+                "step": step, "best": best, "history_json": json.dumps(history),
+            },
+            config,
+        )
+
     t_start, windows_seen = time.perf_counter(), 0
     while step < cfg.steps:
         rng = np.random.default_rng([cfg.seed, step, rank])
@@ -375,34 +434,30 @@ def _train_loop(cfg: TrainConfig, resume: bool, cities: Sequence[City] | None, p
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{stats['mse']:.4f}")
-        if step % cfg.val_every == 0 or step == cfg.steps:
+        validate = step % cfg.val_every == 0 or step == cfg.steps
+        if validate:
             if rank == 0:
                 val = validate_model(ema, schedule, pools, cfg, device)
                 rate = windows_seen / (time.perf_counter() - t_start)
                 history.append({"step": step, "loss": stats["mse"], "windows_per_s": rate, **val})
                 # without val regions there is nothing to select on: the latest weights are the best
-                improved = math.isnan(val["score"]) or val["score"] < best
+                improved = val["score"] is None or val["score"] < best
                 if improved:
-                    best = val["score"]
+                    best = best if val["score"] is None else val["score"]
                     save_checkpoint(best_path, {"ema": ema.state_dict(), "step": step}, {**config, "validation": val})
-                save_checkpoint(
-                    last_path,
-                    {
-                        "model": net.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
-                        "step": step, "best": best, "history_json": json.dumps(history),
-                    },
-                    config,
-                )
+                save_last()
                 if bar is not None:
-                    bar.write(f"step {step}: val score {val['score']:.5f}{' (best)' if improved else ''} "
-                              f"| {rate:.1f} windows/s")
+                    score = "none (no val regions)" if val["score"] is None else f"{val['score']:.5f}"
+                    bar.write(f"step {step}: val score {score}{' (best)' if improved else ''} | {rate:.1f} windows/s")
             if world > 1:
                 dist.barrier()
+        elif step % cfg.save_every == 0 and rank == 0:
+            save_last()
     if bar is not None:
         bar.close()
     if rank == 0:
         (out / "history.json").write_text(json.dumps(history, indent=1))
-    return {"best_score": best, "best": str(best_path), "last": str(last_path), "steps": step, "history": history,
+    return {"best_score": best if math.isfinite(best) else None, "best": str(best_path), "last": str(last_path), "steps": step, "history": history,
             "weights_digest": weights_digest(net)}
 
 
@@ -453,9 +508,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="relative weights of the task masks in each batch, e.g. short=0.5 long=0.3 generation=0.1 "
                         f"random=0.1 (default {' '.join(f'{k}={v}' for k, v in TASK_MIX_DEFAULT.items())})")
     p.add_argument("--val-every", type=int, default=d.val_every)
+    p.add_argument("--save-every", type=int, default=d.save_every,
+                   help="also write OUT/last.pt every this many steps (atomically), for --resume")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--out", default=d.out, help="run folder (checkpoints last.pt / best.pt, history.json)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from OUT/last.pt; the run's --lr, --batch-size, --seed (and other trajectory "
+                        "settings) must be those of its first launch; --steps may grow, the extra steps then run "
+                        "at the cosine schedule's 10%% floor (its horizon is fixed at first launch)")
     return p
 
 

@@ -10,10 +10,13 @@ prints a summary table and maps failures to documented exit codes.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import time
 import traceback
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Sequence
 
@@ -37,10 +40,13 @@ EXIT_CODES = f"""exit codes:
        plan, its status 'time_limit' and its optimality gap (summary.json, kpi.md); raise the
        time limit for a proven optimum
   {EXIT_INTERNAL}    an unexpected error (a bug: please report it with the traceback); nothing written
-  {EXIT_INTERRUPTED}  interrupted (Ctrl-C); nothing written
+  {EXIT_INTERRUPTED}  interrupted (Ctrl-C or SIGTERM); nothing written, the solver stopped
 
-The report is written to a temporary folder beside the output directory and moved into place only
-when complete, so a failed run or a re-run never leaves a half-written report."""
+The output location is checked before any work and locked (.<dir>.lock beside it): a second run on
+the same output directory fails at once with exit {EXIT_BAD_INPUT}. The report is written to a temporary
+folder beside the output directory and swapped into place only when complete (one atomic rename
+exchange on Linux), so a failed, interrupted or killed run, or a re-run, never leaves a half-written
+report or no report; leftovers of a killed run are removed by the next run."""
 
 
 def build_parser(prog: str, problem: str) -> argparse.ArgumentParser:
@@ -88,6 +94,31 @@ def _error(message: str, code: int) -> int:
     return code
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that the run unwinds exactly as on Ctrl-C."""
+
+
+@contextmanager
+def sigterm_as_interrupt():
+    """Within the block, SIGTERM raises `Terminated` in the main thread (later ones are ignored while it unwinds).
+
+    Outside the main thread (signals cannot be handled there) the block runs unchanged.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one stop is enough: let the clean-up finish
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def classify(exc: BaseException) -> int:
     """The exit code of an exception raised while loading, running or reporting a scenario."""
     from forecasting.checkpoint import CheckpointError
@@ -112,24 +143,17 @@ def classify(exc: BaseException) -> int:
 def main(argv: Sequence[str] | None = None, prog: str = "plan-bs-deploy", problem: str = "deployment") -> int:
     """Entry point of `plan-bs-deploy` (and, with problem='sleep', of `plan-rru-sleep`); returns the exit code."""
     args = build_parser(prog, problem).parse_args(argv)
-    from .scenario import dump_scenario, load_scenario
+    from .report import summary_table
 
     say = (lambda *a, **k: None) if args.quiet else (lambda *a, **k: print(*a, **k))
     t0 = time.perf_counter()
     try:
-        scenario = load_scenario(args.scenario, overrides=args.overrides)
-        if args.check:
-            say(dump_scenario(scenario), end="")
-            print(f"scenario {args.scenario} is valid")
+        with sigterm_as_interrupt():
+            result, paths = _run(args, say)
+        if result is None:
             return EXIT_OK
-        problems = scenario.problems if args.problem == "all" else [args.problem]
-        from .report import summary_table, write_report
-        from .scenario import run_scenario
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            result = run_scenario(scenario, problems=problems, progress=not (args.no_progress or args.quiet))
-            paths = write_report(result, args.out, figures=False if args.no_figures else None)
+    except Terminated:
+        return _error("stopped by SIGTERM", EXIT_INTERRUPTED)
     except KeyboardInterrupt:
         return _error("stopped by the user", EXIT_INTERRUPTED)
     except Exception as exc:  # noqa: BLE001 - every failure becomes a message and an exit code
@@ -153,6 +177,33 @@ def main(argv: Sequence[str] | None = None, prog: str = "plan-bs-deploy", proble
               f"exit {EXIT_TIME_LIMIT}", file=sys.stderr)
         return EXIT_TIME_LIMIT
     return EXIT_OK
+
+
+def _run(args, say):
+    """Load, (check or) run and report a scenario: (result, report paths), or (None, None) for --check.
+
+    The output location is checked and locked before any computation, so a read-only folder, a file in
+    the way or a concurrent run on the same folder fails in a second, not after the solve.
+    """
+    from .errors import OutputError
+    from .report import output_lock, output_problem, write_report
+    from .scenario import dump_scenario, load_scenario, run_scenario
+
+    scenario = load_scenario(args.scenario, overrides=args.overrides)
+    out, label = (args.out, "--out") if args.out is not None else (scenario.output.dir, "output.dir")
+    if args.check:
+        problem = output_problem(Path(out).resolve(), label)
+        if problem:
+            raise OutputError(problem)
+        say(dump_scenario(scenario), end="")
+        print(f"scenario {args.scenario} is valid")
+        return None, None
+    problems = scenario.problems if args.problem == "all" else [args.problem]
+    with output_lock(out, label), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        result = run_scenario(scenario, problems=problems, progress=not (args.no_progress or args.quiet))
+        paths = write_report(result, out, figures=False if args.no_figures else None, label=label)
+    return result, paths
 
 
 def sleep_main(argv: Sequence[str] | None = None) -> int:

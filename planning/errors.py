@@ -13,6 +13,10 @@ class InputError(PlanningError, ValueError):
     """Bad input to a planning function (negative or NaN demand, bad shape, C0 <= 0, ...)."""
 
 
+class OutputError(InputError):
+    """The output folder cannot take the report: a file in the way, read-only, or another run writing it."""
+
+
 class InfeasibleError(PlanningError):
     """The planning problem has no feasible solution; the message names the binding requirement."""
 

@@ -12,6 +12,7 @@ change; relative paths are read from the folder of the YAML file.
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import time
 import types
@@ -82,6 +83,11 @@ ResolvedPath = Annotated[Path, AfterValidator(_resolve_path)]
 ExistingPath = Annotated[Path, AfterValidator(_resolve_path), AfterValidator(_must_exist)]
 
 
+def _number_text(v: float) -> str:
+    """A non-finite number as the scenario spells it (YAML .inf / -.inf / .nan)."""
+    return "not a number (.nan)" if v != v else ("infinity (.inf)" if v > 0 else "minus infinity (-.inf)")
+
+
 def _per_cell(kind: type, low: float, strict: bool, high: float | None = None):
     """Validator of 'a number, or a list of numbers (one per planned cell)' with one readable error."""
     bound = f"> {low:g}" if strict else f">= {low:g}"
@@ -94,7 +100,9 @@ def _per_cell(kind: type, low: float, strict: bool, high: float | None = None):
             raise ValueError(f"must be {what} {bound} or a list of them (one per cell), got {v!r}")
         if kind is int and float(v) != int(v):
             raise ValueError(f"must hold whole numbers, got {v!r}")
-        ok = (v > low if strict else v >= low) and (high is None or v <= high) and np.isfinite(v)
+        if not np.isfinite(v):
+            raise ValueError(f"must be a finite number {bound}, got {_number_text(v)}")
+        ok = (v > low if strict else v >= low) and (high is None or v <= high)
         if not ok:
             raise ValueError(f"must be {bound}, got {v!r}")
         return kind(v)
@@ -117,7 +125,7 @@ ShareOrList = Annotated[Union[float, list[float]], _per_cell(float, 0, False, 1.
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod
@@ -252,6 +260,18 @@ def _looks_like_path(text: str) -> bool:
     return "/" in text or "\\" in text or text.endswith(".pt")
 
 
+def _resolve_checkpoint(value: Any, info: ValidationInfo) -> Any:
+    """A forecaster name that is a checkpoint path, made absolute against the scenario file's folder."""
+    if isinstance(value, str) and _looks_like_path(value):
+        p = Path(os.path.expandvars(value)).expanduser()
+        return str(p if p.is_absolute() else (_base_dir(info) / p).resolve())
+    return value
+
+
+#: a per-problem forecaster: a baseline, a shipped checkpoint name or a checkpoint path (relative to the scenario)
+ProblemForecaster = Annotated[Union[str, None], BeforeValidator(_resolve_checkpoint)]
+
+
 class ForecasterSpec(_Strict):
     """The forecaster: a shipped checkpoint name, a checkpoint path, or a baseline name."""
 
@@ -262,8 +282,9 @@ class ForecasterSpec(_Strict):
     )
     fallback: dict[Literal["generation", "long"], str] | None = Field(
         None,
-        description="baseline per task used only when `model` names a shipped checkpoint that is not installed "
-        "(the report says so); e.g. {generation: poi_regression, long: daily_profile}",
+        description="baseline per task used only when the forecaster does not serve that task (the report says "
+        "so); a checkpoint that cannot be found is an error, not a fallback; e.g. {generation: poi_regression, "
+        "long: daily_profile}",
     )
     device: str | None = Field(None, description="torch device for UoMo: cpu, cuda, mps (default: the best available)")
     sampling: Sampling = Field(default_factory=Sampling, description="UoMo sampling settings")
@@ -274,9 +295,8 @@ class ForecasterSpec(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _resolve_model_path(cls, data: Any, info: ValidationInfo) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("model"), str) and _looks_like_path(data["model"]):
-            p = Path(data["model"]).expanduser()
-            data = {**data, "model": str(p if p.is_absolute() else (_base_dir(info) / p).resolve())}
+        if isinstance(data, dict) and isinstance(data.get("model"), str):
+            data = {**data, "model": _resolve_checkpoint(data["model"], info)}
         return data
 
     @model_validator(mode="after")
@@ -310,6 +330,9 @@ def _forecaster_override(name: str | None, task: str, where: str) -> str | None:
         return None
     from forecasting.baselines import BASELINES
 
+    if _looks_like_path(name) and not Path(name).is_file():
+        raise ValueError(f"{where}: checkpoint file {name} does not exist (relative paths are read from the "
+                         "scenario's folder)")
     if name in BASELINES and task not in BASELINES[name].tasks:
         good = sorted(k for k, v in BASELINES.items() if task in v.tasks)
         raise ValueError(
@@ -361,7 +384,8 @@ class DeploymentSpec(_Strict):
     task: Literal["generation", "long"] = Field(
         "generation", description="how demand is forecast: generation (areas without history, the paper's setting) or long (16 -> 48 steps)"
     )
-    forecaster: str | None = Field(None, description="model for this problem instead of forecaster.model")
+    forecaster: ProblemForecaster = Field(None, description="model for this problem instead of forecaster.model "
+                                          "(a checkpoint path is read relative to the scenario file)")
     unit: Literal["users", "traffic"] = Field("users", description="unit of demand and capacity")
     horizon: Horizon = Field(default_factory=Horizon, description="planned period")
     capacity: float = Field(gt=0, description="C0: users (or traffic) one BS serves per slot")
@@ -413,7 +437,8 @@ class SleepSpec(_Strict):
     """RRU sleep control (planning.sleep, paper Eq. 13): active RRUs per cell and slot."""
 
     task: Literal["long", "generation"] = Field("long", description="how load is forecast (long: 16 observed -> 48 forecast steps)")
-    forecaster: str | None = Field(None, description="model for this problem instead of forecaster.model")
+    forecaster: ProblemForecaster = Field(None, description="model for this problem instead of forecaster.model "
+                                          "(a checkpoint path is read relative to the scenario file)")
     unit: Literal["users", "traffic"] = Field("traffic", description="unit of the load and of c0")
     horizon: Horizon = Field(default_factory=Horizon, description="planned period")
     c0: Union[PositiveOrList, CapacityRule] = Field(
@@ -600,7 +625,7 @@ def scenario_from_dict(data: dict, base_dir: str | Path | None = None, name: str
     try:
         scenario = Scenario.model_validate(data, context={"base_dir": base})
     except ValidationError as exc:
-        problems = [_explain(e) for e in exc.errors()]
+        problems = [_explain(e) for e in _union_errors_resolved(exc.errors())]
         lines = "\n".join(f"  - {p}: {m}" for p, m in problems)
         raise ScenarioError(f"{source}: {len(problems)} problem(s) in the scenario:\n{lines}", problems) from None
     scenario._base_dir = base
@@ -680,6 +705,31 @@ def _model_at(loc: Sequence) -> tuple[type[BaseModel] | None, Any]:
     return (node if not isinstance(node, dict) else None), info
 
 
+def _is_union_tag(part) -> bool:
+    """A loc part naming a union member (pydantic's 'function-before[check(), ...]', 'CapacityRule'), not a key."""
+    return isinstance(part, str) and (any(c in part for c in "[](), -") or part[:1].isupper())
+
+
+def _union_errors_resolved(errors: Sequence[dict]) -> list[dict]:
+    """Pydantic's errors with union-member tags taken out of their locations, keeping per field only the
+    complaints of the member the input was meant for (a number for a number, a mapping for a section)."""
+    items = []
+    for e in errors:
+        loc = tuple(e.get("loc", ()))
+        clean = tuple(p for p in loc if not _is_union_tag(p))
+        items.append(({**e, "loc": clean}, len(clean) != len(loc)))
+    kept = []
+    for e, in_union in items:
+        if in_union:
+            same = [o for o, u in items if u and o is not e and o["loc"][:len(e["loc"])] == e["loc"]]
+            if e["type"] in ("model_type", "dict_type", "model_attributes_type") and same:
+                continue  # the input is not a mapping: the section member's complaint is noise
+            if isinstance(e.get("input"), dict) and any(len(o["loc"]) > len(e["loc"]) for o in same):
+                continue  # the input is a mapping: report what is wrong inside it
+        kept.append(e)
+    return kept
+
+
 def _explain(err: dict) -> tuple[str, str]:
     """(field path, message saying what to change) for one pydantic error."""
     loc = list(err.get("loc", ()))
@@ -701,7 +751,8 @@ def _explain(err: dict) -> tuple[str, str]:
     if kind == "missing":
         return _path_text(loc), f"required field missing{hint}"
     got = err.get("input")
-    shown = "" if isinstance(got, dict) or kind.startswith("value_error") else f", got {got!r}"
+    text = _number_text(got) if isinstance(got, float) and not math.isfinite(got) else repr(got)
+    shown = "" if isinstance(got, dict) or kind.startswith("value_error") else f", got {text}"
     return _path_text(loc), f"{msg}{shown}{hint}"
 
 
@@ -1016,22 +1067,34 @@ class _ProgressTap:
 
 
 def _forecaster(scenario: Scenario, name: str, task: str, city, cache: dict, notes: list[str]):
-    """(fitted forecaster, name used): a baseline fitted on the city, or a UoMo checkpoint (maybe a fallback)."""
+    """(fitted forecaster, name used): a baseline fitted on the city, or a UoMo checkpoint.
+
+    A checkpoint that cannot be found is an error (`CheckpointError`), fallback or not: `forecaster.fallback`
+    stands in only for a forecaster that loads but does not serve `task` (the notes say so).
+    """
+    from forecasting.baselines import BASELINES
+
+    model = _load_model(scenario, name, task, city, cache, notes)
+    fallback = (scenario.forecaster.fallback or {}).get(task)
+    if task not in model.tasks and fallback is not None:
+        notes.append(f"{_display_name(name)} does not serve the {task!r} task (it serves {list(model.tasks)}); "
+                     f"used the fallback baseline {fallback!r}")
+        return _load_model(scenario, fallback, task, city, cache, notes), fallback
+    if name in BASELINES or task in model.tasks:
+        return model, _display_name(name)
+    from .errors import InputError
+
+    raise InputError(f"{_display_name(name)} cannot forecast the {task!r} task (it serves {list(model.tasks)}): "
+                     f"set forecaster.fallback.{task} to a baseline, or pick another forecaster")
+
+
+def _load_model(scenario: Scenario, name: str, task: str, city, cache: dict, notes: list[str]):
+    """The forecaster named `name`, loaded once per run (`cache`): a fitted baseline or a UoMo checkpoint."""
     from forecasting.baselines import BASELINES
 
     spec = scenario.forecaster
-    if name not in BASELINES and not _looks_like_path(name) and spec.fallback and name not in _shipped():
-        from forecasting.forecast import list_pretrained
-
-        fb = spec.fallback.get(task)
-        if fb is not None:
-            notes.append(
-                f"checkpoint {name!r} is not installed (shipped: {list_pretrained() or 'none'}); "
-                f"used the fallback baseline {fb!r} for the {task!r} task"
-            )
-            name = fb
     if name in cache:
-        return cache[name], _display_name(name)
+        return cache[name]
     if name in BASELINES:
         model = BASELINES[name]()
         if task not in model.tasks:
@@ -1051,7 +1114,7 @@ def _forecaster(scenario: Scenario, name: str, task: str, city, cache: dict, not
             notes.append(f"{_display_name(name)} has no calibration file: its raw samples are used "
                          "(fit one with bench/calibration_bench.py --save)")
     cache[name] = model
-    return model, _display_name(name)
+    return model
 
 
 def _calibrated_baseline(model, city, n_samples: int, notes: list[str]):
@@ -1068,10 +1131,6 @@ def _calibrated_baseline(model, city, n_samples: int, notes: list[str]):
     return CalibratedForecaster(model, cal, n_samples=max(2, n_samples))
 
 
-def _shipped() -> list[str]:
-    from forecasting.forecast import list_pretrained
-
-    return list_pretrained()
 
 
 def _display_name(model: str) -> str:

@@ -17,9 +17,14 @@ from __future__ import annotations
 import math
 import os
 import re
+import shutil
+import signal
+import subprocess
 import tempfile
+import threading
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import pulp
@@ -114,25 +119,154 @@ def solve(
     msg: bool = False,
     warm_start: bool = False,
 ) -> SolveInfo:
-    """Solve `prob` and return its true status; raise `InfeasibleError`/`SolverError` if unusable."""
+    """Solve `prob` and return its true status; raise `InfeasibleError`/`SolverError` if unusable.
+
+    CBC runs as a child process that dies with this process (`solver_children`), with its model,
+    solution and log files in a private temporary folder removed when the solve ends, fails or is
+    interrupted (the folder of a killed process is removed by the next solve).
+    """
     key = solver.lower()
-    log_path = None
-    if key == "cbc":
-        fd, log_path = tempfile.mkstemp(prefix="cbc-", suffix=".log")
-        os.close(fd)
-    try:
-        engine = make_solver(key, time_limit, gap_rel, threads, msg, log_path, warm_start)
+    if key != "cbc":
+        engine = make_solver(key, time_limit, gap_rel, threads, msg, None, warm_start)
         t0 = time.perf_counter()
         try:
             prob.solve(engine)
         except pulp.PulpSolverError as exc:
             raise SolverError(f"{key} failed on {prob.name!r}: {exc}") from exc
+        return _classify(prob, key, time.perf_counter() - t0, "", time_limit)
+    with _solver_folder() as tmp:
+        log_path = os.path.join(tmp, "cbc.log")
+        engine = make_solver(key, time_limit, gap_rel, threads, msg, log_path, warm_start)
+        engine.tmpDir = tmp  # PuLP's .mps/.sol/.mst files
+        t0 = time.perf_counter()
+        with solver_children():
+            try:
+                prob.solve(engine)
+            except pulp.PulpSolverError as exc:
+                raise SolverError(f"{key} failed on {prob.name!r}: {exc}") from exc
         solve_s = time.perf_counter() - t0
-        log = _read(log_path) if log_path else ""
-    finally:
-        if log_path and os.path.exists(log_path):
-            os.remove(log_path)
+        log = _read(log_path) if os.path.exists(log_path) else ""
     return _classify(prob, key, solve_s, log, time_limit)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Solver child processes: they die with us, and their files go with them
+# ----------------------------------------------------------------------------------------------------
+
+SOLVER_TMP_PREFIX = "uomo-solver-"
+_CHILDREN = threading.local()  # .procs: the solver processes started by this thread's current solve
+
+
+def _die_with_parent(parent: int):
+    """A `preexec_fn` (Linux): the child gets SIGKILL when the thread that started it exits, even by SIGKILL.
+
+    No-op where prctl is unavailable. Checks the parent is still there after arming (it may have died
+    between the fork and the prctl call).
+    """
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig, sigkill = 1, int(signal.SIGKILL)
+
+    def arm() -> None:
+        prctl(pr_set_pdeathsig, sigkill, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return arm
+
+
+class _SubprocessForSolvers:
+    """Stands in for the `subprocess` module inside PuLP's CBC interface.
+
+    Inside `solver_children()`, every `Popen` gets `_die_with_parent` and is recorded, so that an
+    interrupted solve kills its solver; elsewhere (other PuLP users) it is the plain `subprocess`.
+    """
+
+    def __getattr__(self, name):
+        return getattr(subprocess, name)
+
+    def Popen(self, *args, **kwargs):  # noqa: N802 - subprocess's name
+        procs = getattr(_CHILDREN, "procs", None)
+        if procs is None:
+            return subprocess.Popen(*args, **kwargs)
+        if os.name == "posix" and kwargs.get("preexec_fn") is None:
+            kwargs["preexec_fn"] = _die_with_parent(os.getpid())
+        proc = subprocess.Popen(*args, **kwargs)
+        procs.append(proc)
+        return proc
+
+
+@contextmanager
+def solver_children():
+    """Solver processes PuLP starts in this block die with this process, and are killed if the block fails.
+
+    A failure includes KeyboardInterrupt (Ctrl-C, or SIGTERM on the command line): PuLP would otherwise
+    leave CBC running until its own time limit.
+    """
+    from pulp.apis import coin_api
+
+    if not isinstance(coin_api.subprocess, _SubprocessForSolvers):
+        coin_api.subprocess = _SubprocessForSolvers()
+    outer = getattr(_CHILDREN, "procs", None)
+    _CHILDREN.procs = []
+    try:
+        yield
+    except BaseException:
+        for proc in _CHILDREN.procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        raise
+    finally:
+        _CHILDREN.procs = outer
+
+
+@contextmanager
+def _solver_folder():
+    """A private temporary folder for one solve, flocked while in use and removed afterwards.
+
+    The lock (`owner.lock` inside) is what tells a live solve's folder from a killed one's: the kernel
+    releases it when its process dies, however it dies, so the next solve can remove the folder.
+    """
+    import fcntl
+
+    _remove_dead_solver_folders()
+    with tempfile.TemporaryDirectory(prefix=SOLVER_TMP_PREFIX) as tmp:
+        lock = os.path.join(tmp, "owner.lock")
+        fd = os.open(lock + ".new", os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.rename(lock + ".new", lock)  # it appears already locked: no cleaner can take it
+            yield tmp
+        finally:
+            os.close(fd)
+
+
+def _remove_dead_solver_folders() -> None:
+    """Remove the solver folders of processes that died mid-solve (their owner.lock is free)."""
+    import fcntl
+
+    root = tempfile.gettempdir()
+    try:
+        names = [n for n in os.listdir(root) if n.startswith(SOLVER_TMP_PREFIX)]
+    except OSError:
+        return
+    for name in names:
+        try:
+            fd = os.open(os.path.join(root, name, "owner.lock"), os.O_RDWR)
+        except OSError:
+            continue  # being set up by a live solve, or not ours
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # a live solve holds it
+        finally:
+            os.close(fd)
+        shutil.rmtree(os.path.join(root, name), ignore_errors=True)
 
 
 def _read(path: str) -> str:

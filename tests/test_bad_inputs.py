@@ -92,6 +92,30 @@ def table_with_nans(d):
     return base(city={"source": "long_table", "traffic": "traffic.csv", "cells": "cells.csv"})
 
 
+def header_only_table(d):
+    table_with_nans(d)
+    import pandas as pd
+
+    pd.read_csv(d / "traffic.csv").iloc[:0].to_csv(d / "traffic.csv", index=False)
+    return base(city={"source": "long_table", "traffic": "traffic.csv", "cells": "cells.csv"})
+
+
+def sleep_field(**fields):
+    def build(d):
+        data = base()
+        data["sleep"].update(fields)
+        return data
+    return build
+
+
+def deployment_field(**fields):
+    def build(d):
+        data = base()
+        data["deployment"].update(fields)
+        return data
+    return build
+
+
 def poi_grid_mismatch(d):
     arrays = city_arrays()
     arrays["poi"] = arrays["poi"][:, :, :3, :3]  # 3 x 3 POI grid vs 4 x 4 traffic grid
@@ -204,6 +228,44 @@ def single_sample_scenarios(d):
                 deployment={**base()["deployment"], "risk": {"on": "scenarios"}})
 
 
+def npz_with_objects(d):
+    arrays = city_arrays(poi=np.array([{"cafe": 3}, _Payload(d / "EXECUTED")], dtype=object))
+    np.savez(d / "objects.npz", **arrays)
+    return base(city={"source": "npz", "path": "objects.npz"})
+
+
+def misspelled_model_with_fallback(d):
+    return base(forecaster={"model": "uomo-synthtic-cpu", "fallback": {"generation": "poi_regression",
+                                                                       "long": "daily_profile"}})
+
+
+def missing_problem_checkpoint(d):
+    data = base()
+    data["sleep"]["forecaster"] = "models/sleep.pt"  # relative to the scenario's folder, where it is not
+    return data
+
+
+_RELEASE: list = []  # undo actions of case builders (locks they hold), run before the assertions
+
+
+def output_under_a_file(d):
+    (d / "file").write_text("not a folder")
+    return base(), d / "file" / "report"
+
+
+def output_busy(d):
+    """Another run holds the output folder's lock (taken here the way a run takes it: flock on .report.lock)."""
+    import fcntl
+    import os
+
+    lock = d / ".report.lock"
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.write(fd, b"4242")
+    _RELEASE.append(lambda: (os.close(fd), lock.unlink()))
+    return base()
+
+
 BAD_INPUTS = [
     # id, builder, exit code, message (regex)
     ("malformed-yaml", malformed_yaml, EXIT_BAD_INPUT, r"malformed YAML at line \d+, column \d+"),
@@ -234,6 +296,16 @@ BAD_INPUTS = [
     ("rolling-every-zero", rolling_every_zero, EXIT_BAD_INPUT, r"sleep\.rolling\.every: .*greater than or equal to 1"),
     ("capacity-true", bool_number("capacity"), EXIT_BAD_INPUT, r"capacity: got the yes/no value True; give a number"),
     ("max-bs-true", bool_number("max_bs"), EXIT_BAD_INPUT, r"max_bs: got the yes/no value True; give a number"),
+    ("npz-with-objects", npz_with_objects, EXIT_BAD_INPUT, r"objects\.npz: array 'poi' holds pickled Python objects .*refused"),
+    ("misspelled-model-with-fallback", misspelled_model_with_fallback, EXIT_CHECKPOINT, r"unknown checkpoint 'uomo-synthtic-cpu'.*did you mean 'uomo-synthetic-cpu'"),
+    ("missing-problem-checkpoint", missing_problem_checkpoint, EXIT_BAD_INPUT, r"sleep: forecaster: checkpoint file .*/models/sleep\.pt does not exist"),
+    ("header-only-table", header_only_table, EXIT_BAD_INPUT, r"traffic table .*traffic\.csv has no rows \(only a header\)"),
+    ("sleep-c0-text", sleep_field(c0="big"), EXIT_BAD_INPUT, r"sleep\.c0: must be a number > 0 or a list of them \(one per cell\), got 'big' \(.*or a rule"),
+    ("sleep-c0-infinite", sleep_field(c0=float("inf")), EXIT_BAD_INPUT, r"sleep\.c0: must be a finite number > 0, got infinity \(\.inf\)"),
+    ("capacity-infinite", deployment_field(capacity=float("inf")), EXIT_BAD_INPUT, r"deployment\.capacity: Input should be a finite number, got infinity \(\.inf\)"),
+    ("site-cost-nan", deployment_field(site_cost=float("nan")), EXIT_BAD_INPUT, r"deployment\.site_cost: must be a finite number > 0, got not a number \(\.nan\)"),
+    ("out-under-a-file", output_under_a_file, EXIT_BAD_INPUT, r"--out .*/file/report: .*/file is a file, not a folder"),
+    ("out-busy", output_busy, EXIT_BAD_INPUT, r"--out .*/report is being written by another run \(pid 4242 holds \.report\.lock\)"),
 ]
 
 
@@ -249,15 +321,23 @@ def leftovers(out: Path) -> list[str]:
 
 @pytest.mark.parametrize("case, build, code, message", BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS])
 def test_bad_input_is_refused_with_its_message_and_code_and_no_output(tmp_path, capsys, case, build, code, message):
-    path = write_scenario(tmp_path, build(tmp_path))
-    out = tmp_path / "report"
-    rc = main([str(path), "--out", str(out), "--problem", "all", "--no-progress", "--no-figures"])
+    spec, out = build(tmp_path), tmp_path / "report"
+    if isinstance(spec, tuple):  # (scenario, output folder) for the output-location cases
+        spec, out = spec
+    path = write_scenario(tmp_path, spec)
+    try:
+        rc = main([str(path), "--out", str(out), "--problem", "all", "--no-progress", "--no-figures"])
+    finally:
+        while _RELEASE:
+            _RELEASE.pop()()
     err = capsys.readouterr().err
     assert rc == code, err
     assert err.startswith(f"error (") and f"exit {code})" in err
     import re
 
     assert re.search(message, err), err
+    assert not re.search(r"safe_globals|allowlist|weights_only|Traceback", err), err  # no advice to load unsafely
+    assert not re.search(r"function-(before|after|wrap)|union\[|single timestamp", err), err  # no pydantic internals
     assert not out.exists() and leftovers(out) == []
     assert not (tmp_path / "EXECUTED").exists()
 
@@ -266,10 +346,17 @@ def test_bad_input_is_refused_with_its_message_and_code_and_no_output(tmp_path, 
 def test_malicious_pickles_never_run(tmp_path):
     from forecasting.checkpoint import CheckpointError, load_checkpoint
 
+    import torch
+
     malicious_checkpoint(tmp_path)
+    torch.save({"format": "uomo-checkpoint", "where": Path("/somewhere")}, tmp_path / "object.pt")
+    with pytest.raises(CheckpointError, match=r"holds the Python object pathlib\.\w*Path, which safe loading never"):
+        load_checkpoint(tmp_path / "object.pt")  # torch would suggest allow-listing it: we do not pass that on
     for name in ("evil.pt", "evil.pkl.pt"):
-        with pytest.raises(CheckpointError):
+        with pytest.raises(CheckpointError, match="The file is refused") as caught:
             load_checkpoint(tmp_path / name)
+        assert "os.makedirs" in str(caught.value) or name == "evil.pkl.pt"  # says what it refused
+        assert not any(w in str(caught.value) for w in ("safe_globals", "allowlist", "weights_only", "trust"))
     assert not (tmp_path / "EXECUTED").exists()
 
 

@@ -159,3 +159,143 @@ def test_nanchang_scenarios_run_from_the_shared_data(tmp_path, capsys, name, pro
     assert p["forecast"]["model"] == baseline
     oracle = [s for s in p["strategies"] if s["name"] == "oracle"][0]
     assert oracle["kpi"]["regret"] == 0.0 and oracle["status"] == "optimal"
+
+
+# --- the output folder: checked and locked before any work; SIGTERM is Ctrl-C ---
+
+
+def _no_computation(monkeypatch):
+    import planning.scenario
+
+    def refuse(*a, **k):
+        raise AssertionError("computation started before the output location was checked")
+
+    monkeypatch.setattr(planning.scenario, "run_scenario", refuse)
+
+
+def test_output_location_is_checked_before_any_computation(tmp_path, capsys, monkeypatch):
+    import errno
+    import os
+
+    _no_computation(monkeypatch)
+    (tmp_path / "file").write_text("x")
+    code, _, err = run([scenario(tmp_path), "--out", tmp_path / "file" / "rep", "--no-progress"], capsys)
+    assert code == EXIT_BAD_INPUT and "--out " in err and "file is a file, not a folder" in err
+    path = scenario(tmp_path, output={"dir": "file/rep"})
+    code, _, err = run([path, "--no-progress"], capsys)
+    assert code == EXIT_BAD_INPUT and "output.dir " in err and "file is a file, not a folder" in err
+    code, _, err = run([path, "--check"], capsys)
+    assert code == EXIT_BAD_INPUT and "output.dir " in err
+    real_open = os.open
+
+    def read_only(p, flags, *a, **k):
+        if flags & os.O_CREAT:
+            raise OSError(errno.EROFS, "Read-only file system", str(p))
+        return real_open(p, flags, *a, **k)
+
+    monkeypatch.setattr(os, "open", read_only)
+    code, _, err = run([scenario(tmp_path), "--out", tmp_path / "ro", "--no-progress"], capsys)
+    assert code == EXIT_BAD_INPUT, err
+    assert f"--out {tmp_path / 'ro'}: cannot write the report there (Read-only file system)" in err
+    assert ".lock" not in err and ".tmp" not in err  # the user's key, not our hidden paths
+
+
+@pytest.mark.skipif(__import__("os").geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_output_folder_is_bad_input(tmp_path, capsys, monkeypatch):
+    _no_computation(monkeypatch)
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        code, _, err = run([scenario(tmp_path), "--out", ro / "rep", "--no-progress"], capsys)
+    finally:
+        ro.chmod(0o755)
+    assert code == EXIT_BAD_INPUT and "is read-only" in err and "--out" in err
+
+
+HOLD_LOCK = """
+import sys, time
+from planning.report import output_lock
+with output_lock(sys.argv[1]):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_concurrent_run_on_the_same_out_fails_at_once(tmp_path, capsys, monkeypatch):
+    import os
+
+    out = tmp_path / "rep"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(out)], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with monkeypatch.context() as m:
+            _no_computation(m)
+            code, _, err = run([scenario(tmp_path), "--out", out, "--no-progress", "--no-figures"], capsys)
+        assert code == EXIT_BAD_INPUT
+        assert f"--out {out} is being written by another run (pid {holder.pid} holds .rep.lock)" in err
+    finally:
+        holder.kill()
+        holder.wait()
+    code, _, err = run([scenario(tmp_path), "--out", out, "--no-progress", "--no-figures"], capsys)
+    assert code == EXIT_OK, err  # the dead holder's lock is free again
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rep", "scenario.yaml"]
+
+
+# The real command line, with a long solve inside the run (the hard MILP of test_solve, limit 100 s).
+SLOW_CLI = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import planning.scenario
+from planning.cli import main
+from planning.deploy import solve_deployment
+from test_solve import hard_instance
+
+real = planning.scenario.run_scenario
+def slow(*a, **k):
+    d, p = hard_instance()
+    solve_deployment(d, p, solver="cbc", time_limit=100)
+    return real(*a, **k)
+planning.scenario.run_scenario = slow
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_sigterm_stops_the_run_like_ctrl_c(tmp_path, capsys):
+    import os
+    import signal
+    import time
+
+    from test_solve import children, running
+
+    path = scenario(tmp_path)
+    out = tmp_path / "rep"
+    assert run([path, "--out", out, "--no-progress", "--no-figures"], capsys)[0] == EXIT_OK
+    before = (out / "summary.json").read_text()
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TMPDIR": str(tmp), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_CLI, str(REPO / "tests"), str(path), "--out", str(out),
+                             "--no-progress", "--no-figures"], env=env, stderr=subprocess.PIPE, text=True)
+    cbc = []
+    try:
+        deadline = time.monotonic() + 120
+        while not cbc and time.monotonic() < deadline:
+            cbc = children(proc.pid)
+            time.sleep(0.05)
+        assert cbc, "CBC never started"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        for pid in cbc:
+            if running(pid):
+                os.kill(pid, signal.SIGKILL)
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "error (interrupted, exit 130): stopped by SIGTERM" in err
+    assert not any(running(pid) for pid in cbc)
+    assert (out / "summary.json").read_text() == before  # the previous report, untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rep", "scenario.yaml", "tmp"]  # no lock, no .tmp-
+    assert os.listdir(tmp) == []  # no solver files

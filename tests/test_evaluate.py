@@ -252,3 +252,14 @@ def test_nanchang_baselines_reproduce_the_reference_numbers():
         rec = ev.evaluate_forecaster(model, windows, task)
         assert rec["rmse"] == pytest.approx(ref_rmse, rel=0.03), (name, task)
         assert rec["mae"] == pytest.approx(ref_mae, rel=0.03), (name, task)
+
+
+def test_cli_fails_when_the_only_requested_model_is_refused(tmp_path, capsys):
+    (tmp_path / "evil.pt").write_bytes(b"PK\x03\x04 not a checkpoint" * 8)
+    code = ev.main(["--quick", "--cities", "synthetic-small", "--models", "uomo", "--tasks", "short",
+                    "--checkpoint", str(tmp_path / "evil.pt"), "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 4, err
+    assert "no requested model could run" in err and "evil.pt is not a loadable UoMo checkpoint" in err
+    saved = tmp_path / "forecast.json"
+    assert not saved.exists() or json.loads(saved.read_text()) == []

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from planning.demand import Demand
+from planning.errors import OutputError
 from planning.deploy import greedy_deploy
 from planning.params import DeployParams, SleepParams
 from planning.replay import replay_deployment, replay_sleep
 from planning.report import (
     atomic_output,
+    output_lock,
     kpi_markdown,
     kpi_table,
     plan_geodataframe,
@@ -180,9 +187,139 @@ def test_atomic_output_keeps_the_old_folder_on_failure(tmp_path):
         (tmp / "b.txt").write_text("second")
     assert sorted(p.name for p in out.iterdir()) == ["b.txt"]
     (tmp_path / "f").write_text("x")
-    with pytest.raises(FileExistsError):
+    with pytest.raises(OutputError, match=r"--out .*f exists and is not a directory"):
         with atomic_output(tmp_path / "f"):
             pass
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+# A child process that re-writes `out` and is killed (os._exit, no clean-up of any kind) right after the
+# first rename that moves the current report away from `out`: the moment a two-rename swap leaves `out`
+# missing. `exchange` False forces the portable fallback swap.
+KILLED_MID_SWAP = """
+import os, sys
+from pathlib import Path
+import planning.report as report
+
+out, exchange = Path(sys.argv[1]).resolve(), sys.argv[2] == "1"
+if not exchange:
+    report._exchange = lambda a, b: False
+for name in ("rename", "replace"):
+    real = getattr(os, name)
+    def killing(src, dst, *a, _real=real, **k):
+        _real(src, dst, *a, **k)
+        if Path(src).resolve() == out:
+            os._exit(9)
+    setattr(os, name, killing)
+with report.atomic_output(out) as tmp:
+    (tmp / "a.txt").write_text("second")
+"""
+
+
+def _kill_mid_swap(out: Path, exchange: bool) -> int:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-c", KILLED_MID_SWAP, str(out), "1" if exchange else "0"],
+                          env=env, timeout=120).returncode
+
+
+def test_a_run_killed_during_the_swap_leaves_the_old_or_the_new_report(tmp_path):
+    out = tmp_path / "rep"
+    with atomic_output(out) as tmp:
+        (tmp / "a.txt").write_text("first")
+    rc = _kill_mid_swap(out, exchange=True)
+    assert rc == 0  # the exchange never moves the report away: no rename left `out` empty
+    assert (out / "a.txt").read_text() == "second"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]
+
+
+def test_the_fallback_swap_killed_between_its_renames_is_repaired_by_the_next_run(tmp_path):
+    out = tmp_path / "rep"
+    with atomic_output(out) as tmp:
+        (tmp / "a.txt").write_text("first")
+    assert _kill_mid_swap(out, exchange=False) == 9
+    assert not out.exists()  # the documented window of the fallback, hit on purpose
+    assert any(p.name.startswith(".rep.old-") for p in tmp_path.iterdir())
+    with output_lock(out):  # the next run on `out` puts the old report back and clears the rest
+        assert (out / "a.txt").read_text() == "first"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]
+
+
+def test_stale_temporary_folders_are_removed_by_the_next_run(tmp_path):
+    out = tmp_path / "rep"
+    for stale in (".rep.tmp-dead1", ".rep.old-dead2"):
+        (tmp_path / stale).mkdir()
+        (tmp_path / stale / "half.txt").write_text("x")
+    (tmp_path / ".other.tmp-keep").mkdir()  # another output's folder is not ours to remove
+    with atomic_output(out) as tmp:
+        (tmp / "a.txt").write_text("new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.tmp-keep", "rep"]
+
+
+HOLD_LOCK = """
+import sys, time
+from planning.report import output_lock
+with output_lock(sys.argv[1]):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_second_writer_on_the_same_folder_is_refused_at_once(tmp_path):
+    out = tmp_path / "rep"
+    with atomic_output(out) as tmp:
+        (tmp / "a.txt").write_text("first")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(out)], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(OutputError, match=rf"--out .*rep is being written by another run \(pid {holder.pid} "):
+            with atomic_output(out) as tmp:
+                (tmp / "a.txt").write_text("second")
+        assert (out / "a.txt").read_text() == "first"
+    finally:
+        holder.kill()  # SIGKILL: the lock file stays, but the kernel has released the lock
+        holder.wait()
+    assert (tmp_path / ".rep.lock").exists()
+    with atomic_output(out) as tmp:
+        (tmp / "a.txt").write_text("second")
+    assert (out / "a.txt").read_text() == "second"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]  # the lock file goes with its run
+
+
+def test_output_lock_is_reentrant_in_a_thread_but_not_across_threads(tmp_path):
+    import threading
+
+    out = tmp_path / "rep"
+    errors = []
+    with output_lock(out):
+        with atomic_output(out) as tmp:  # write_report inside the CLI's lock
+            (tmp / "a.txt").write_text("x")
+        t = threading.Thread(target=lambda: errors.append(pytest.raises(OutputError, output_lock(out).__enter__)))
+        t.start()
+        t.join()
+    assert errors and (out / "a.txt").exists()
+
+
+def test_output_problems_name_the_key(tmp_path, monkeypatch):
+    import errno
+
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputError, match=r"^output\.dir .*file/rep: .*file is a file, not a folder"):
+        with output_lock(tmp_path / "file" / "rep", "output.dir"):
+            pass
+    real_open = os.open
+
+    def read_only(path, flags, *a, **k):
+        if str(path).endswith(".lock") and flags & os.O_CREAT:
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real_open(path, flags, *a, **k)
+
+    monkeypatch.setattr(os, "open", read_only)
+    with pytest.raises(OutputError, match=r"^--out .*/rep: cannot write the report there \(Read-only file system\)"):
+        with output_lock(tmp_path / "rep"):
+            pass
+    assert not (tmp_path / "rep").exists()
 
 
 def test_report_module_never_touches_solver_models():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -294,16 +295,48 @@ def test_problem_selection_and_missing_sections():
         run_scenario(sc, problems=["sleep"])
 
 
-def test_fallback_is_used_only_for_a_missing_shipped_checkpoint_and_said_so():
-    sc = scenario_from_dict(small(**{
-        "forecaster": {"model": "no-such-shipped-model", "fallback": {"generation": "neighbour_mean",
-                                                                     "long": "daily_profile"}},
-        "sleep.forecaster": None,
-    }))
+FALLBACK = {"generation": "neighbour_mean", "long": "daily_profile"}
+
+
+def test_a_missing_checkpoint_is_an_error_even_with_a_fallback():
+    from forecasting.checkpoint import CheckpointError
+
+    sc = scenario_from_dict(small(**{"forecaster": {"model": "uomo-synthtic-cpu", "fallback": FALLBACK},
+                                     "sleep.forecaster": None}))
+    with pytest.raises(CheckpointError, match="unknown checkpoint 'uomo-synthtic-cpu'.*did you mean 'uomo-synthetic-cpu'"):
+        run_scenario(sc)
+
+
+def test_fallback_stands_in_only_for_a_forecaster_that_does_not_serve_the_task(monkeypatch):
+    import forecasting.forecast
+
+    short_only = SimpleNamespace(name="short-only", tasks=("short",), calibration=None, sees_future_users=False)
+    monkeypatch.setattr(forecasting.forecast, "load_forecaster", lambda *a, **k: short_only)
+    sc = scenario_from_dict(small(**{"forecaster": {"model": "short-only", "fallback": FALLBACK},
+                                     "sleep.forecaster": None}))
     r = run_scenario(sc)
-    dep = r.problems["deployment"]
-    assert dep.forecast.model == "neighbour_mean" and dep.forecast.requested == "no-such-shipped-model"
-    assert any("not installed" in n and "neighbour_mean" in n for n in dep.notes)
+    dep, sleep = r.problems["deployment"], r.problems["sleep"]
+    assert dep.forecast.model == "neighbour_mean" and dep.forecast.requested == "short-only"
+    assert sleep.forecast.model == "daily_profile"
+    assert any("does not serve the 'generation' task" in n and "neighbour_mean" in n for n in dep.notes)
+    without = scenario_from_dict(small(**{"forecaster": {"model": "short-only"}, "sleep": None}))
+    with pytest.raises(InputError, match=r"short-only cannot forecast the 'generation' task.*forecaster\.fallback\.generation"):
+        run_scenario(without)
+
+
+def test_per_problem_checkpoint_paths_are_read_from_the_scenario_folder(tmp_path, monkeypatch):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "m.pt").write_bytes(b"x")
+    data = small(**{"deployment.forecaster": "models/m.pt", "sleep.forecaster": "models/m.pt"})
+    path = tmp_path / "sc.yaml"
+    path.write_text(yaml.safe_dump(data))
+    monkeypatch.chdir(tmp_path.parent)  # not the scenario's folder
+    sc = load_scenario(path)
+    assert sc.deployment.forecaster == sc.sleep.forecaster == str(tmp_path / "models" / "m.pt")
+    data["sleep"]["forecaster"] = "models/none.pt"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ScenarioError, match=r"sleep: forecaster: checkpoint file .*models/none\.pt does not exist"):
+        load_scenario(path)
 
 
 @pytest.fixture(scope="module")

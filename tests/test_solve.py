@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
 import warnings
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -13,7 +21,9 @@ from planning.demand import Demand
 from planning.deploy import solve_deployment
 from planning.errors import InfeasibleError, InputError, PlanningWarning, SolverError
 from planning.params import DeployParams
-from planning.solve import _classify, add_var, available_solvers, make_solver, solve
+from planning.solve import SOLVER_TMP_PREFIX, _classify, add_var, available_solvers, make_solver, solve
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_bundled_cbc_and_highs_are_available():
@@ -95,3 +105,104 @@ def test_time_limit_returns_the_incumbent_with_its_gap_and_a_warning(solver):
     assert plan.bound is not None and plan.bound > plan.objective  # maximisation: bound above incumbent
     assert any(issubclass(w.category, PlanningWarning) and "time limit" in str(w.message) for w in caught)
     assert plan.x.sum() <= p.max_bs and plan.notes
+
+
+# --- solver child processes die with their parent; their files live and die in a private folder ---
+
+SOLVE_HARD = """
+import os, signal, sys, threading, time, json, tempfile
+sys.path.insert(0, sys.argv[2])
+from test_solve import hard_instance, children, running
+from planning.deploy import solve_deployment
+
+mode = sys.argv[1]
+found = []
+if mode == "interrupt":  # Ctrl-C once CBC runs: the solve must stop it, not leave it to its time limit
+    def interrupt():
+        while not children(os.getpid()):
+            time.sleep(0.05)
+        found.extend(children(os.getpid()))
+        os.kill(os.getpid(), signal.SIGINT)
+    threading.Thread(target=interrupt, daemon=True).start()
+d, p = hard_instance()
+try:
+    solve_deployment(d, p, solver="cbc", time_limit=100)
+except KeyboardInterrupt:
+    print(json.dumps({"cbc": found, "running": [pid for pid in found if running(pid)],
+                      "files": os.listdir(tempfile.gettempdir())}))
+"""
+
+
+def children(pid: int) -> list[int]:
+    """Live (non-zombie) child processes of `pid`, read from /proc."""
+    out = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                fields = open(f"/proc/{name}/stat").read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                out.append(int(name))
+    return out
+
+
+def running(pid: int) -> bool:
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _solve_hard(mode: str, tmp: Path) -> subprocess.Popen:
+    tmp.mkdir(exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TMPDIR": str(tmp), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-c", SOLVE_HARD, mode, str(REPO / "tests")], env=env,
+                            stdout=subprocess.PIPE, text=True)
+
+
+def _wait_for(check, seconds: float):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    return check()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG and /proc are Linux's")
+def test_a_killed_run_takes_its_solver_along_and_the_next_solve_removes_its_files(tmp_path, monkeypatch):
+    tmp = tmp_path / "tmp"
+    proc = _solve_hard("kill", tmp)
+    cbc = []
+    try:
+        cbc = _wait_for(lambda: children(proc.pid), 120)
+        assert cbc, "CBC never started"
+        proc.kill()  # SIGKILL: no Python clean-up runs in the planner
+        proc.wait()
+        assert _wait_for(lambda: not any(running(pid) for pid in cbc), 10), "CBC outlived its parent"
+    finally:
+        for pid in cbc:
+            if running(pid):
+                os.kill(pid, signal.SIGKILL)
+        proc.kill()
+    left = os.listdir(tmp)
+    assert len(left) == 1 and left[0].startswith(SOLVER_TMP_PREFIX)  # every file of that solve in one folder
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    solve(small_lp(), "cbc")  # the next solve clears the dead one's folder, and leaves nothing itself
+    assert os.listdir(tmp) == []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_an_interrupted_solve_stops_its_solver_and_removes_its_files(tmp_path):
+    proc = _solve_hard("interrupt", tmp_path / "tmp")
+    out, _ = proc.communicate(timeout=180)
+    report = json.loads(out)
+    assert report["cbc"] and report["running"] == [] and report["files"] == []
+
+
+def test_a_solve_leaves_no_file_behind(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    assert solve(small_lp(), "cbc").status == "optimal"
+    assert os.listdir(tmp_path) == []

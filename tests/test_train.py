@@ -58,15 +58,80 @@ def test_same_seed_same_weights(tmp_path):
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
-def test_resume_continues_exactly(tmp_path):
-    """A run stopped at step 3 and resumed to step 6 equals an uninterrupted 6-step run."""
+def test_resume_continues_exactly(tmp_path, monkeypatch):
+    """A run killed after step 4 (past the 2-step warm-up, between validations) and resumed from the
+    last.pt written on its save interval equals an uninterrupted 6-step run."""
+    import forecasting.train as tr
+
     city = tiny_city()
-    train(_cfg(tmp_path / "full"), cities=[city], progress=False)
-    train(_cfg(tmp_path / "cut", steps=3), cities=[city], progress=False)
-    summary = train(_cfg(tmp_path / "cut", steps=6), cities=[city], progress=False, resume=True)
+    train(_cfg(tmp_path / "full", save_every=2), cities=[city], progress=False)
+    real, calls = tr.draw_batch, []
+
+    def killed_at_step_5(*a, **k):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt  # the process dies: nothing after this line of the run happens
+        return real(*a, **k)
+
+    monkeypatch.setattr(tr, "draw_batch", killed_at_step_5)
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(tmp_path / "cut", save_every=2), cities=[city], progress=False)
+    monkeypatch.setattr(tr, "draw_batch", real)
+    state, _ = load_checkpoint(tmp_path / "cut/run/last.pt")
+    assert int(state["step"]) == 4  # written on the save interval, not only at validation (3, 6)
+    summary = train(_cfg(tmp_path / "cut", save_every=2), cities=[city], progress=False, resume=True)
     assert summary["steps"] == 6
     wf, wc = _weights(tmp_path / "full/run/last.pt"), _weights(tmp_path / "cut/run/last.pt")
     assert all(torch.allclose(wf[k], wc[k], atol=1e-6) for k in wf)
+    assert [h["step"] for h in summary["history"]] == [3, 6]
+
+
+def test_resume_refuses_changed_trajectory_settings(tmp_path):
+    city = tiny_city()
+    train(_cfg(tmp_path, steps=2, val_every=2), cities=[city], progress=False)
+    for change, flag in ((dict(lr=2e-3), r"--lr 0\.001 -> 0\.002"), (dict(batch_size=8), r"--batch-size 4 -> 8"),
+                         (dict(seed=1), r"--seed 0 -> 1")):
+        with pytest.raises(ValueError, match=rf"--resume: .*last\.pt was started with other settings \({flag}\)"):
+            train(_cfg(tmp_path, steps=4, val_every=2, **change), cities=[city], progress=False, resume=True)
+    state, _ = load_checkpoint(tmp_path / "run/last.pt")
+    assert int(state["step"]) == 2  # nothing was trained on the refused settings
+
+
+def test_more_steps_on_resume_keep_the_first_launch_schedule(tmp_path):
+    from forecasting.train import lr_at
+
+    city = tiny_city()
+    train(_cfg(tmp_path, steps=4, val_every=2), cities=[city], progress=False)
+    train(_cfg(tmp_path, steps=6, val_every=2), cities=[city], progress=False, resume=True)
+    state, config = load_checkpoint(tmp_path / "run/last.pt")
+    assert config["train"]["lr_horizon"] == 4 and config["train"]["steps"] == 6
+    lr = state["optimizer"]["param_groups"][0]["lr"]
+    assert lr == pytest.approx(0.1 * 1e-3)  # step 5: past the first launch's horizon, at the 10% floor
+    assert lr == pytest.approx(lr_at(5, _cfg(tmp_path, lr_horizon=4)))
+
+
+def test_a_run_without_val_regions_warns_and_writes_a_null_best_score(tmp_path, capsys, monkeypatch):
+    import dataclasses
+    import json
+
+    import forecasting.train as tr
+
+    city = dataclasses.replace(tiny_city(), split=np.array(["train", "train", "test", "test"]))
+    with pytest.warns(UserWarning, match="no city has val regions"):
+        summary = train(_cfg(tmp_path, steps=2, val_every=2), cities=[city], progress=False)
+    assert summary["best_score"] is None and Path(summary["best"]).is_file()
+
+    def strict(text):
+        return json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
+
+    assert strict((tmp_path / "run/history.json").read_text())[0]["score"] is None
+    monkeypatch.setattr(tr, "resolve_city", lambda spec, data_dir=None: city)
+    with pytest.warns(UserWarning):
+        code = tr.main(["--preset", "tiny", "--cities", "toy", "--steps", "2", "--batch-size", "4", "--val-every", "2",
+                        "--diffusion-steps", "20", "--out", str(tmp_path / "cli")])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert strict(printed[printed.index("{"):])["best_score"] is None, printed  # after the progress lines
 
 
 def test_best_checkpoint_loads_as_forecaster_and_forecasts(tmp_path):
