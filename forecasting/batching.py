@@ -140,6 +140,7 @@ def encode(
     if slots_per_day is not None:
         spd = torch.as_tensor(np.asarray(slots_per_day), dtype=torch.long, device=device).expand(x0.shape[0])
         cond["lag"], cond["lag_known"] = day_lag(observed, known, spd)
+    cond["carry"], cond["carry_known"] = carry_forward(observed, known)
     if context.users and users is not None:
         users_t = as_t(users)
         users_known = (valid_t if valid_t is not None else torch.ones_like(mask)) if context.future_users else known
@@ -174,6 +175,21 @@ def day_lag(values: torch.Tensor, known: torch.Tensor, slots_per_day: torch.Tens
     lag_known = torch.gather(known, 1, idx) & ok[:, :, None, None]
     lag = torch.where(lag_known, torch.gather(values, 1, idx), torch.zeros_like(values))
     return lag, lag_known
+
+
+def carry_forward(values: torch.Tensor, known: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each cell's last observed value *before* each step (the persistence forecast of a hidden step).
+
+    carry[b, t] = values[b, s] with s = max{s' < t : known[b, s']}, and carry_known[b, t] = such s exists;
+    zero/False for steps with no earlier observation (a generated cell, the start of a window).
+    """
+    T = values.shape[1]
+    steps = torch.arange(T, device=values.device).view(1, T, 1, 1).expand_as(values)
+    last = torch.cummax(torch.where(known, steps, torch.full_like(steps, -1)), dim=1).values  # latest s' <= t
+    before = torch.cat([torch.full_like(last[:, :1], -1), last[:, :-1]], dim=1)  # latest s' < t
+    carry_known = before >= 0
+    carry = torch.where(carry_known, torch.gather(values, 1, before.clamp(min=0)), torch.zeros_like(values))
+    return carry, carry_known
 
 
 def encode_windows(

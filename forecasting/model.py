@@ -33,6 +33,7 @@ class UoMoConfig:
     poi_hidden: int = 32  # width of the POI set encoder and of its dynamic features (Eq. 8-9)
     dropout: float = 0.0
     adaln_rank: int | None = None  # low-rank adaLN projections (CPU economy); None = full rank as in DiT
+    carry: bool = False  # input channels: each cell's last observed value carried forward (persistence)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -276,6 +277,9 @@ class FinalLayer(nn.Module):
 #: Per-entry channels of the main stream: noisy masked part e_k, observed part o, mask m, validity,
 #: the observed value one day earlier and its flag (lag feature; empty when the window is under a day).
 MAIN_CHANNELS = 6
+#: Extra main-stream channels with UoMoConfig.carry: the cell's last observed value before each step and
+#: its flag (a hidden step's persistence forecast; see batching.carry_forward).
+CARRY_CHANNELS = 2
 #: Per-entry channels of the observation condition: o, 1 - m (observed flag), validity, cell level.
 OBS_CHANNELS = 4
 #: Per-entry channels of the user context: users (observed entries only), users-known flag.
@@ -294,6 +298,8 @@ class UoMoNet(nn.Module):
       valid     False at cells padded or absent from the data (never attended as signal)
       cell_scale (B, H, W) log level of each cell relative to its window (see batching.WindowTransform)
       lag, lag_known (B, T, H, W) observed value one day earlier and its flag (see batching.day_lag)
+      carry, carry_known (B, T, H, W) last observed value before each step and its flag (read only when
+                the config has `carry`; see batching.carry_forward)
     Context (paper 3.3) is optional: users (B, T, H, W) with `users_known` (True where the user count
     would be known when forecasting), POI counts (B, C, H, W) of any width C with `poi_valid` (B, C).
     Returns the x0 prediction (B, T, H, W).
@@ -305,7 +311,7 @@ class UoMoNet(nn.Module):
         D = config.hidden
         t0, h0, w0 = config.patch
         patch_vol = t0 * h0 * w0
-        self.main_embed = nn.Linear(MAIN_CHANNELS * patch_vol, D)
+        self.main_embed = nn.Linear((MAIN_CHANNELS + CARRY_CHANNELS * config.carry) * patch_vol, D)
         self.obs_embed = nn.Linear(OBS_CHANNELS * patch_vol, D)  # F_theta(o) of Eq. 6
         self.time_embed = nn.Linear(8 * t0, D)
         self.step_embed = StepEmbedder(D)
@@ -367,6 +373,8 @@ class UoMoNet(nn.Module):
         cell_scale: torch.Tensor | None = None,
         lag: torch.Tensor | None = None,
         lag_known: torch.Tensor | None = None,
+        carry: torch.Tensor | None = None,
+        carry_known: torch.Tensor | None = None,
     ) -> torch.Tensor:
         B, T, H, W = noisy.shape
         patch = self.config.patch
@@ -377,7 +385,11 @@ class UoMoNet(nn.Module):
 
         lag_f = torch.zeros_like(o) if lag_known is None else lag_known.float() * validf
         lag_v = torch.zeros_like(o) if lag is None else lag * lag_f
-        main = torch.stack([e_k, o, maskf, validf, lag_v, lag_f], 1)  # (B, 6, T, H, W)
+        channels = [e_k, o, maskf, validf, lag_v, lag_f]
+        if self.config.carry:
+            carry_f = torch.zeros_like(o) if carry_known is None else carry_known.float() * validf
+            channels += [torch.zeros_like(o) if carry is None else carry * carry_f, carry_f]
+        main = torch.stack(channels, 1)  # (B, 6 [+2], T, H, W)
         level = torch.zeros_like(o) if cell_scale is None else cell_scale[:, None].expand(B, T, H, W) * validf
         obs = torch.stack([o, (1 - maskf) * validf, validf, level], 1)  # (B, 4, T, H, W)
         main, obs = pad_to_patch(main, patch), pad_to_patch(obs, patch)

@@ -67,6 +67,7 @@ class TrainConfig:
     contrastive_weight: float = 0.0
     future_users: bool = False  # diagnostic: user counts shown at hidden entries (ContextSwitches)
     loss_weighting: str = "none"  # "none" or "cell_level" (WindowTransform.level_weight)
+    carry_channel: bool = False  # the network also reads each cell's last observed value (UoMoConfig.carry)
     init_from: str | None = None
     train_fraction: float = 1.0  # few-shot: first share of each city's training windows (few_shot_city)
     city_weights: dict = field(default_factory=dict)  # city name -> relative sampling weight (default 1)
@@ -328,7 +329,7 @@ def _train_loop(cfg: TrainConfig, resume: bool, cities: Sequence[City] | None, p
         raise DataError("no training windows: every city needs 'train' regions of at least 64 steps")
     pools = [p for p in pools if len(p.pairs)]
 
-    model_cfg = preset(cfg.preset)
+    model_cfg = dataclasses.replace(preset(cfg.preset), carry=True) if cfg.carry_channel else preset(cfg.preset)
     schedule = make_schedule(cfg.schedule, cfg.diffusion_steps)
     net = UoMoNet(model_cfg).to(device)
     if cfg.init_from:
@@ -498,6 +499,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="diagnostic: show user counts at hidden entries too (breaks the no-peeking rule on purpose)")
     p.add_argument("--freeze", default=d.freeze, choices=["none", "backbone"], help="partial freezing for fine-tuning")
     p.add_argument("--contrastive-weight", type=float, default=d.contrastive_weight, help="lambda of Eq. 11")
+    p.add_argument("--carry-channel", action="store_true",
+                   help="give the network each cell's last observed value before every step as an input channel "
+                        "(persistence); recorded in the checkpoint's model config")
     p.add_argument("--loss-weighting", default=d.loss_weighting, choices=["none", "cell_level"],
                    help="cell_level: weight each cell's denoising error by its observed level in the window")
     p.add_argument("--init", dest="init_from", default=None, help="start from this checkpoint (path or shipped name) for fine-tuning")

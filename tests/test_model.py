@@ -215,3 +215,36 @@ def test_day_lag_copies_observed_value_one_day_back():
     known[:, 2] = False
     lag2, flag2 = day_lag(values, known, torch.tensor([4, 20]))
     assert not flag2[0, 6, 0, 0] and lag2[0, 6, 0, 0] == 0  # lag source hidden -> no information
+
+
+def test_carry_forward_is_the_last_observation_before_each_step():
+    from forecasting.batching import carry_forward
+
+    values = torch.arange(1.0, 7.0).view(1, 6, 1, 1)
+    known = torch.tensor([True, True, False, True, False, False]).view(1, 6, 1, 1)
+    carry, flag = carry_forward(values, known)
+    assert flag.flatten().tolist() == [False, True, True, True, True, True]
+    assert carry.flatten().tolist() == [0.0, 1.0, 2.0, 2.0, 4.0, 4.0]  # hidden steps 5, 6 see step 4's value
+
+
+def test_the_carry_channel_changes_the_network_only_when_configured():
+    from dataclasses import replace
+
+    from forecasting.batching import encode
+    from forecasting.masks import batch_masks
+    from forecasting.model import UoMoNet, preset
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, size=(2, 64, 4, 4)).astype(np.float32)
+    mask = batch_masks("short", 2, (64, 4, 4))
+    x0, cond, _ = encode(x, mask, np.zeros((2, 64)), np.zeros((2, 64)))
+    k = torch.zeros(2, dtype=torch.long)
+    for carry in (False, True):
+        torch.manual_seed(0)
+        net = UoMoNet(replace(preset("tiny"), carry=carry)).eval()
+        for p in net.parameters():  # adaLN-Zero starts at zero output: give every weight a value
+            torch.nn.init.normal_(p, std=0.05)
+        out = net(x0, **cond, k=k)
+        moved = dict(cond, carry=cond["carry"] + 1.0)
+        changed = not torch.allclose(out, net(x0, **moved, k=k))
+        assert changed == carry
