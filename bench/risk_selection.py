@@ -1,0 +1,112 @@
+"""Choose a scenario's risk settings on its city's *val* regions (never on the area it plans).
+
+    python bench/risk_selection.py scenarios/demo.yaml
+
+Runs the scenario with `area.split: val` once (forecasts with samples), then re-plans the forecast strategy
+of each problem with every candidate setting and replays it on the val regions' real series:
+deployment on the point forecast, quantiles 0.6-0.9 or the scenarios (SAA); day-ahead sleep on the point
+forecast, quantiles 0.7-0.95 or the scenarios with a chance constraint; rolling sleep (when the scenario's
+sleep strategies include `rolling`) with R in {2, 4, 8} slots x the same kinds of setting. Prints and
+writes bench/results/risk_selection_<scenario>.md: the val regret of every setting, the lowest-regret
+pick and, for sleep, the lowest-regret pick whose val QoS is no worse than the threshold policy's.
+Copy the pick into the scenario's `risk:` / `rolling:` sections.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+DEPLOY = [("point", None, None), *[("quantile", q, None) for q in (0.6, 0.7, 0.8, 0.9)], ("scenarios", None, None)]
+SLEEP = [("point", None, None), *[("quantile", q, None) for q in (0.7, 0.8, 0.9, 0.95)],
+         *[("scenarios", None, e) for e in (None, 0.2, 0.1, 0.05)]]
+EVERY = (2, 4, 8)
+
+
+def label(on: str, q, eps, every: int | None = None) -> str:
+    head = f"R={every} " if every else ""
+    if on == "quantile":
+        return f"{head}on: quantile, q: {q:g}"
+    return f"{head}on: {on}" + (f", epsilon: {eps:g}" if eps is not None else "")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("scenario")
+    ap.add_argument("--out", default=str(RESULTS))
+    args = ap.parse_args(argv)
+    from dataclasses import replace
+
+    from planning.deploy import solve_deployment
+    from planning.replay import replay_deployment, replay_sleep
+    from planning.rolling import rolling_forecast, rolling_sleep
+    from planning.scenario import _forecaster, _planned_regions, horizon_steps, load_scenario, load_scenario_city, run_scenario
+    from planning.sleep import solve_sleep
+
+    t0 = time.perf_counter()
+    overrides = {"area.split": "val", "area.cells": None}
+    base = load_scenario(args.scenario)
+    for p in base.problems:
+        overrides[f"{p}.risk"] = {"on": "scenarios"}
+    sleep_rolling = base.sleep is not None and "rolling" in base.sleep.strategies
+    if base.sleep is not None:
+        overrides["sleep.strategies"] = ["forecast", "threshold"]
+    sc = load_scenario(args.scenario, overrides)
+    result = run_scenario(sc)
+    lines = [f"# Risk settings of `{args.scenario}` chosen on the val regions", "",
+             f"Command: `python bench/risk_selection.py {args.scenario}`.", "",
+             f"City {result.city}: val regions {result.city_info['regions']} (the scenario plans "
+             f"{base.area.split if base.area.regions is None else base.area.regions}).", ""]
+    if "deployment" in result.problems:
+        dep = result.problems["deployment"]
+        fc, params, oracle = dep.forecast.mean, dep.params, dep.strategy("oracle").plan
+        regrets = {}
+        for on, q, _ in DEPLOY:
+            plan = solve_deployment(fc, params, on=on, q=q)
+            regrets[label(on, q, None)] = replay_deployment(plan, dep.real, params, oracle=oracle).regret
+        best = min(regrets, key=regrets.get)
+        lines += ["## deployment", "", "| setting | val regret |", "| --- | --- |"]
+        lines += [f"| {k} | {v:.4f} |" for k, v in regrets.items()] + ["", f"Pick: **{best}**.", ""]
+    if "sleep" in result.problems:
+        slp = result.problems["sleep"]
+        fc, params, oracle, real = slp.forecast.mean, slp.params, slp.strategy("oracle").plan, slp.real
+        cap = slp.strategy("threshold").score.qos
+        scores = {}
+        for on, q, eps in SLEEP:
+            d = fc.quantile(q) if on == "quantile" else fc
+            plan = solve_sleep(d, params, on="scenarios" if on == "scenarios" else "point", epsilon=eps)
+            scores[f"day-ahead {label(on, q, eps)}"] = replay_sleep(plan, real, params, oracle=oracle)
+        if sleep_rolling:
+            city = load_scenario_city(sc)
+            start, stop = horizon_steps(city, sc.sleep.horizon, sc.sleep.task)
+            model, _ = _forecaster(sc, sc.sleep.forecaster or sc.forecaster.model, "short", city, {}, [])
+            roll = rolling_forecast(model, city, _planned_regions(sc, city), start, stop, every=min(EVERY))
+            for every in EVERY:
+                k = every // roll.every
+                sub = replace(roll, starts=roll.starts[::k], point=roll.point[::k], every=every,
+                              samples=None if roll.samples is None else roll.samples[:, ::k])
+                for on, q, eps in SLEEP:
+                    plan = rolling_sleep(sub, real, params, on=on, q=q, epsilon=eps)
+                    scores[f"rolling {label(on, q, eps, every)}"] = replay_sleep(plan, real, params, oracle=oracle)
+        best = min(scores, key=lambda k: scores[k].regret)
+        fair = [k for k in scores if scores[k].qos <= cap]
+        matched = min(fair, key=lambda k: scores[k].regret) if fair else None
+        lines += ["## sleep", "", f"Threshold policy on val: QoS {cap:.4f}.", "",
+                  "| setting | val regret | val QoS | switches/cell/day |", "| --- | --- | --- | --- |"]
+        lines += [f"| {k} | {v.regret:.4f} | {v.qos:.4f} | {v.switching:.2f} |" for k, v in scores.items()]
+        lines += ["", f"Pick (lowest val regret): **{best}**.",
+                  f"Pick with val QoS no worse than the threshold policy's: **{matched or 'none'}**.", ""]
+    lines += [f"Wall time {time.perf_counter() - t0:.0f} s.", ""]
+    text = "\n".join(lines)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"risk_selection_{Path(args.scenario).stem}.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
