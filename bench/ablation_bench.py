@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from forecasting.data import make_windows
+from forecasting.data import load_city, make_windows
 from forecasting.evaluate import evaluate_forecaster
 from forecasting.forecast import load_forecaster
-from forecasting.train import TrainConfig, resolve_city, train
+from forecasting.train import TrainConfig, train
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -77,7 +77,7 @@ def main(argv=None) -> int:
     threads = os.environ.get("OMP_NUM_THREADS", "")
     command = f"{'OMP_NUM_THREADS=' + threads + ' ' if threads else ''}python bench/ablation_bench.py {' '.join(used)}"
 
-    cities = {name: resolve_city(name) for name in args.cities}
+    cities = {name: load_city(name) for name in args.cities}
     records = []
     for variant in args.variants:
         t0 = time.perf_counter()

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from forecasting.calibration import Calibration, calibration_path, calibration_windows, fit_calibration
-from forecasting.evaluate import crps, load_city, window_masks
+from forecasting.data import load_city
+from forecasting.evaluate import crps, window_masks
 from forecasting.interface import Prediction, hide
 
 RESULTS = Path(__file__).resolve().parent / "results"

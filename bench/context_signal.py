@@ -4,7 +4,7 @@
 
 For every cell with varying traffic and users, the Pearson correlation of the two series over the whole
 record, and of their step-to-step changes (what is left once the shared level and slow trend are gone).
-Writes bench/results/context_signal.md and .json; reads the cities through `forecasting.train.resolve_city`.
+Writes bench/results/context_signal.md and .json; reads the cities through `forecasting.data.load_city`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from forecasting.train import resolve_city
+from forecasting.data import load_city
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -43,7 +43,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     rows = []
     for name in args.cities:
-        city = resolve_city(name)
+        city = load_city(name)
         if city.users is None:
             raise SystemExit(f"{name} has no user counts")
         level, change = cell_correlations(city.traffic, city.users)

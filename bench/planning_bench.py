@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from forecasting.data import City, available_real_cities, load_npz
+from forecasting.data import City, available_real_cities, load_city
 from forecasting.interface import Forecaster, NotApplicable
 from planning.demand import Demand, forecast_demand, poi_demand, real_demand, resident_demand
 from planning.deploy import solve_deployment
@@ -60,16 +60,6 @@ THRESHOLD = 0.8
 # ----------------------------------------------------------------------------------------------------
 # Cities and forecasters
 # ----------------------------------------------------------------------------------------------------
-
-
-def load_city(name: str) -> City:
-    """'synthetic' (or another synthetic preset) or a real city of ../shared/data."""
-    real = available_real_cities()
-    if name in real:
-        return load_npz(real[name], name)
-    from forecasting.synthetic import city_from_name
-
-    return city_from_name(name)
 
 
 def load_forecaster(name: str, city: City) -> Forecaster:

@@ -21,11 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from forecasting.data import make_windows
+from forecasting.data import load_city, make_windows
 from forecasting.evaluate import evaluate_forecaster
 from forecasting.forecast import load_forecaster
 from forecasting.masks import EVAL_TASKS
-from forecasting.train import resolve_city
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -46,7 +45,7 @@ def main(argv=None) -> int:
 
     model = load_forecaster(args.checkpoint, device="cpu")
     checkpoint = " + ".join(args.checkpoint)
-    windows = {c: make_windows(resolve_city(c), split="val", stride=args.stride) for c in args.cities}
+    windows = {c: make_windows(load_city(c), split="val", stride=args.stride) for c in args.cities}
     records, commands = [], []
     previous = Path(args.out) / "sampler_selection.json"
     if args.merge and previous.is_file():

@@ -33,11 +33,11 @@ import time
 import warnings
 from pathlib import Path
 
-from forecasting.data import City, CityScalers, few_shot_city, make_windows
+from forecasting.data import City, CityScalers, few_shot_city, load_city, make_windows
 from forecasting.evaluate import evaluate_forecaster, make_model, window_masks
 from forecasting.forecast import load_forecaster
 from forecasting.masks import EVAL_TASKS
-from forecasting.train import TrainConfig, resolve_city, train
+from forecasting.train import TrainConfig, train
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -216,8 +216,8 @@ def main(argv=None) -> int:
     records: list[dict] = []
     for target in args.only or args.targets:
         t0 = time.perf_counter()
-        city = resolve_city(target)
-        sources = [resolve_city(c) for c in args.targets if c != target] + [resolve_city(s) for s in args.synthetic]
+        city = load_city(target)
+        sources = [load_city(c) for c in args.targets if c != target] + [load_city(s) for s in args.synthetic]
         reuse = runs / f"without_{target}" / "best.pt"
         if args.reuse_sources and reuse.is_file():
             print(f"[transfer] {target}: reusing the source model {reuse} (trained by an earlier run)", flush=True)
@@ -243,7 +243,7 @@ def main(argv=None) -> int:
     if args.pretrained and Path(args.pretrained).exists():
         uomo = load_forecaster(args.pretrained, device="cpu", **sampling)
         for name in args.synthetic_targets:
-            city = resolve_city(name)
+            city = load_city(name)
             records += score_setting(city, [city], uomo, 0.0, args)
 
     out = Path(args.out)

@@ -23,7 +23,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from .data import City, DataError, Windows, available_real_cities, load_npz, make_windows
+from .data import City, DataError, Windows, available_real_cities, load_city, make_windows
 from .interface import Forecaster, NotApplicable, hide
 from .masks import EVAL_TASKS, batch_masks, task_mask
 
@@ -257,21 +257,6 @@ def evaluate_forecaster(
     return record
 
 
-def load_city(name: str, data_dir: str | Path | None = None) -> City:
-    """A synthetic preset ('synthetic', 'synthetic-small', ...) or a real city file `<data_dir>/<name>.npz`."""
-    if name.startswith("synthetic"):
-        from .synthetic import city_from_name
-
-        return city_from_name(name)
-    real = available_real_cities(data_dir)
-    if name not in real:
-        raise DataError(
-            f"unknown city {name!r}: use a synthetic preset ('synthetic', ...) or one of the real cities "
-            f"found in the data directory: {sorted(real) or 'none (is ../shared/data there? see --data-dir)'}"
-        )
-    return load_npz(real[name])
-
-
 def default_cities(data_dir: str | Path | None = None) -> list[str]:
     """'synthetic' plus every real city present in the data directory."""
     return ["synthetic", *available_real_cities(data_dir)]
@@ -334,7 +319,7 @@ def run_benchmark(
 ) -> list[dict[str, Any]]:
     """Fit every model on each city's training regions and score it on the test windows of every task.
 
-    cities: names (see `load_city`) or City objects (default: synthetic + the real cities present);
+    cities: names (see `forecasting.data.load_city`) or City objects (default: synthetic + the real cities present);
     models: registry names (default: all baselines, plus 'uomo' when a checkpoint is given). Baselines are
     fitted per city; 'uomo' is used as loaded (its training is `forecasting.train`). ARIMA runs on at most
     `arima_max_windows` windows (a seeded evenly spaced subsample; default 32, 4 with `quick`);

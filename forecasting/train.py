@@ -36,7 +36,7 @@ import torch.distributed as dist
 
 from .batching import ContextSwitches, encode, roll_context
 from .checkpoint import CheckpointError, load_checkpoint, load_state_strict, save_checkpoint
-from .data import City, CityScalers, DataError, few_shot_city, load_city, load_npz, make_windows, window_starts
+from .data import City, CityScalers, DataError, few_shot_city, load_city, make_windows, window_starts
 from .diffusion import make_schedule, training_loss
 from .forecast import SamplingConfig, default_device, predict_samples, resolve_checkpoint, scalers_to_dict
 from .interface import hide
@@ -110,15 +110,6 @@ class TrainConfig:
 # ----------------------------------------------------------------------------------------------------
 # Cities and the training pool
 # ----------------------------------------------------------------------------------------------------
-
-
-def resolve_city(spec: str, data_dir: str | Path | None = None) -> City:
-    """A city by name or path (see `forecasting.data.load_city`); real names resolve in `data_dir`."""
-    if data_dir is not None and not Path(spec).exists() and not spec.startswith("synthetic"):
-        candidate = Path(data_dir) / f"{spec}.npz"
-        if candidate.is_file():
-            return load_npz(candidate)
-    return load_city(spec)
 
 
 @dataclass
@@ -322,7 +313,7 @@ def _train_loop(cfg: TrainConfig, resume: bool, cities: Sequence[City] | None, p
     out = Path(cfg.out)
     torch.manual_seed(cfg.seed)
 
-    city_objs = list(cities) if cities is not None else [resolve_city(c, cfg.data_dir) for c in cfg.cities]
+    city_objs = list(cities) if cities is not None else [load_city(c, cfg.data_dir) for c in cfg.cities]
     weights = cfg.city_weights or {}
     pools = [build_pool(c, fraction=cfg.train_fraction, weight=float(weights.get(c.name, 1.0))) for c in city_objs]
     if not any(len(p.pairs) for p in pools):

@@ -145,10 +145,10 @@ class _Strict(BaseModel):
 
 
 class SyntheticCity(_Strict):
-    """A seeded synthetic city (forecasting.synthetic); unset fields take the preset's values."""
+    """A seeded synthetic city (forecasting.data.synthetic); unset fields take the preset's values."""
 
     source: Literal["synthetic"] = Field("synthetic", description="`synthetic`: generate a seeded city")
-    preset: str = Field("synthetic", description="a preset of `forecasting.synthetic.SYNTHETIC_PRESETS` "
+    preset: str = Field("synthetic", description="a preset of `forecasting.data.synthetic.SYNTHETIC_PRESETS` "
                         "(synthetic, synthetic-small, synthetic-15min, synthetic-10min, synthetic-large)")
     rows: int | None = Field(None, description="grid rows (cropped to whole regions)")
     cols: int | None = Field(None, description="grid columns")
@@ -171,7 +171,7 @@ class SyntheticCity(_Strict):
 
     def config(self, default_seed: int):
         """The generator config: the preset with the fields given here."""
-        from forecasting.synthetic import SYNTHETIC_PRESETS
+        from forecasting.data.synthetic import SYNTHETIC_PRESETS
 
         if self.preset not in SYNTHETIC_PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}: use one of {sorted(SYNTHETIC_PRESETS)}")
@@ -943,9 +943,14 @@ class _Progress:
 
 
 def load_scenario_city(scenario: Scenario) -> "City":
-    """The scenario's city (a `forecasting.data.City`) with cell geometry filled in."""
-    from forecasting.data import DataError, load_long_table, load_npz, load_release_json, region_origins
-    from forecasting.synthetic import make_city
+    """The scenario's city (a `forecasting.data.City`) with cell geometry filled in.
+
+    A synthetic city is generated from its (possibly overridden) preset; `npz` and `long_table` name
+    their format, so their loader is called directly; a real city's name and a release folder are
+    resolved by `forecasting.data.load_city`, the one resolver of a city from a name or a path.
+    """
+    from forecasting.data import load_city, load_long_table, load_npz, region_origins
+    from forecasting.data.synthetic import make_city
 
     spec = scenario.city
     if isinstance(spec, SyntheticCity):
@@ -953,27 +958,10 @@ def load_scenario_city(scenario: Scenario) -> "City":
     elif isinstance(spec, NpzCity):
         city = load_npz(spec.path, name=spec.name)
     elif isinstance(spec, RealCity):
-        from forecasting.data import default_data_dir
-
-        folder = spec.data_dir or default_data_dir()
-        path = Path(folder) / f"{spec.name}.npz"
-        if not path.is_file():
-            raise DataError(
-                f"real city {spec.name!r} needs {path}: put the shared data there, set $UOMO_DATA_DIR, or set "
-                "city.data_dir in the scenario"
-            )
-        city = load_npz(path, name=spec.name)
+        city = load_city(spec.name, data_dir=spec.data_dir, name=spec.name)
     elif isinstance(spec, ReleaseCity):
         kw = {k: v for k, v in {"slots_per_day": spec.slots_per_day, "stride": spec.stride}.items() if v is not None}
-        from forecasting.data import release_cities
-
-        name = spec.city
-        if name is None:
-            found = release_cities(spec.dir)
-            if len(found) != 1:
-                raise DataError(f"{spec.dir}: set city.city to one of the release cities found there: {found}")
-            name = found[0]
-        city = load_release_json(spec.dir, name, **kw)
+        city = load_city(spec.dir, city=spec.city, **kw)
     else:
         city = load_long_table(
             spec.traffic, cells=spec.cells, poi=spec.poi, region_size=spec.region_size, split=spec.split,

@@ -32,7 +32,7 @@ def base(**changes) -> dict:
 
 
 def city_arrays(**mutate) -> dict:
-    from forecasting.synthetic import make_city
+    from forecasting.data.synthetic import make_city
 
     c = make_city(rows=8, cols=8, days=7, slots_per_day=24)
     arrays = {"traffic": c.traffic, "users": c.users, "poi": c.poi, "day_of_week": c.day_of_week,
@@ -81,7 +81,7 @@ def table_with_nans(d):
     import pandas as pd
 
     from forecasting.data import to_long_table
-    from forecasting.synthetic import make_city
+    from forecasting.data.synthetic import make_city
 
     tables = to_long_table(make_city(rows=8, cols=8, days=7, slots_per_day=24))
     traffic = tables.traffic.copy()

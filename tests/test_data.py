@@ -742,7 +742,7 @@ def test_load_city_dispatches_by_source(tmp_path):
 
 def test_load_city_errors_list_what_was_looked_for(tmp_path, monkeypatch):
     monkeypatch.setenv("UOMO_DATA_DIR", str(tmp_path / "empty"))
-    with pytest.raises(DataError, match="looked for .*empty/nanchang.npz"):
+    with pytest.raises(DataError, match="needs .*empty/nanchang.npz"):
         load_city("nanchang")
     with pytest.raises(DataError, match="no city at 'paris'.*looked for a file or directory.*nanjing"):
         load_city("paris")

@@ -9,7 +9,7 @@ from forecasting.data import load_long_table, make_windows
 from forecasting.forecast import list_pretrained, load_forecaster
 from forecasting.interface import hide
 from forecasting.masks import batch_masks
-from forecasting.synthetic import make_city
+from forecasting.data.synthetic import make_city
 from forecasting.train import TrainConfig, train
 
 

@@ -102,7 +102,7 @@ def test_rolling_horizon_with_last_value_forecasts_is_the_threshold_rule():
     """Known answer: re-planning every slot on a last-value forecast with no switching cost and QoS dominant
     keeps ceil(L_{t-1} / c0) RRUs on: the threshold rule at full utilisation (threshold 1)."""
     from forecasting.baselines import BASELINES
-    from forecasting.synthetic import city_from_name
+    from forecasting.data.synthetic import city_from_name
     from planning.rolling import rolling_forecast, rolling_sleep
 
     city = city_from_name("synthetic-small")

@@ -219,7 +219,7 @@ def test_with_overrides_revalidates_a_copy():
 
 
 def test_horizon_steps_by_hand():
-    from forecasting.synthetic import make_city
+    from forecasting.data.synthetic import make_city
 
     city = make_city(rows=4, cols=4, days=7, slots_per_day=24)  # 168 steps
     assert horizon_steps(city, Horizon(), "generation") == (0, 168)
@@ -233,7 +233,7 @@ def test_horizon_steps_by_hand():
 
 
 def test_crop_steps_keeps_calendar_and_start_time():
-    from forecasting.synthetic import make_city
+    from forecasting.data.synthetic import make_city
 
     city = make_city(rows=4, cols=4, days=3, slots_per_day=24)
     part = crop_steps(city, 30, 60)
@@ -341,7 +341,7 @@ def test_per_problem_checkpoint_paths_are_read_from_the_scenario_folder(tmp_path
 
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory):
-    from forecasting.synthetic import make_city
+    from forecasting.data.synthetic import make_city
     from forecasting.train import TrainConfig, train
 
     out = tmp_path_factory.mktemp("ckpt")
@@ -374,7 +374,7 @@ def test_uomo_checkpoint_forecast_has_ordered_quantile_bands(tiny_checkpoint):
 
 @pytest.fixture(scope="module")
 def city():
-    from forecasting.synthetic import make_city
+    from forecasting.data.synthetic import make_city
 
     return make_city(rows=8, cols=8, days=7, slots_per_day=24, seed=1)
 

@@ -15,7 +15,7 @@ from forecasting.data import (
     make_windows,
     validate_city,
 )
-from forecasting.synthetic import (
+from forecasting.data.synthetic import (
     LAND_USES,
     OFFICE,
     PARK,

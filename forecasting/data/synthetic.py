@@ -104,7 +104,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
 
-from .data import City, DataError
+from .city import City, DataError
 
 # ----------------------------------------------------------------------------------------------------
 # Vocabulary and tables
@@ -817,7 +817,7 @@ def make_city(config: SyntheticCityConfig | None = None, **overrides) -> City:
     )
     start = START_DATE + np.timedelta64(config.start_day_of_week, "D")
     meta = {
-        "generator": "forecasting.synthetic",
+        "generator": "forecasting.data.synthetic",
         "config": asdict(config),
         "land_use": layout.land_use.copy(),  # (rows, cols) full grid, index into land_use_names
         "land_use_names": list(LAND_USES),

@@ -1,0 +1,274 @@
+"""Loader 3: long tables (CSV / Parquet / DataFrame): one row per cell and time step.
+
+  traffic table   cell_id, timestamp, traffic [, users]            (one row per cell and time step)
+  cell table      cell_id + row, col   |  cell_id + x, y (cell centres, regular spacing)
+                  | a GeoDataFrame of cell polygons or points (centroids -> grid)
+                  optional: region (explicit regions; row/col then local to the region), split
+  POI table       cell_id, category [, count]                      (count defaults to 1 per row)
+Column names are overridable: columns={"timestamp": "time", "cell_id": "cell"} maps the canonical
+name to yours. pandas/geopandas are imported lazily so that `import forecasting.data` stays light.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .cell_grid import _cell_layout, _poi_grid
+from .city import City, DataError
+from .tables import (
+    _as_ids,
+    _check_duplicates,
+    _checked_numbers,
+    _column_map,
+    _parse_timestamps,
+    _read_table,
+    _rename,
+    _require_columns,
+)
+
+
+def load_long_table(
+    traffic,
+    cells=None,
+    poi=None,
+    *,
+    region_size: tuple[int, int] | None = None,
+    split: str | Sequence[str] | dict | None = None,
+    name: str | None = None,
+    columns: dict[str, str] | None = None,
+    cell_size: float | None = None,
+    crs: str | None = None,
+    fill_missing: float | None = None,
+    poi_categories: Sequence[str] | None = None,
+    split_fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
+    seed: int = 0,
+) -> City:
+    """Load a city from long tables: one row per (cell, timestamp) with traffic and optional users.
+
+    `traffic`, `cells`, `poi` are paths (CSV or Parquet; cells also GeoJSON/GeoPackage/Shapefile) or
+    DataFrames. Cell coordinates come from `cells` (or from row/col or x/y columns of the traffic table
+    when `cells` is None): integer `row, col`; or cell-centre `x, y` on a regular grid (spacing = the
+    smallest gap, row 0 at the largest y); or a GeoDataFrame (centroids, cell size from the polygons).
+
+    Time: the step is the most common gap between the sorted distinct timestamps; every gap must equal
+    it (irregular steps raise, showing where) and it must divide a day: slots_per_day = 1 day / step,
+    day_of_week = the timestamp's weekday (Monday = 0), slot_of_day = floor(time of day / step).
+    Every cell needs a row at every timestamp (or pass `fill_missing`).
+
+    Regions (splits are by region):
+      - a `region` column in the cell table: one region per value, row/col local to the region
+        (from x/y: offsets from the region's top-left cell);
+      - `region_size=(h, w)`: the grid cut into h x w blocks, numbered row-major; partial blocks at the
+        right/bottom edge are padded with zero traffic and `cell_valid` False; empty blocks are dropped;
+      - otherwise the whole grid is one region.
+    Cells absent from the table (holes, padding) hold 0 and `cell_valid` False (None when all valid).
+    Splits: `split` as one label, a label per region, or a dict {region index or key: label};
+    else a `split` column of the cell table; else `assign_splits(R, split_fractions, seed)`.
+    POI categories are pivoted into (R, C, H, W) counts, names kept in `poi_categories` (natural
+    order unless `poi_categories` fixes it).
+    """
+    import pandas as pd
+
+    cols = _column_map(columns)
+    tr = _rename(_read_table(traffic, "traffic table"), cols)
+    _require_columns(tr, ("cell_id", "timestamp", "traffic"), "traffic table", cols)
+    if tr.empty:
+        where = "" if isinstance(traffic, pd.DataFrame) else f" {traffic}"
+        raise DataError(f"the traffic table{where} has no rows (only a header): it needs one row per cell and timestamp")
+    tr["cell_id"] = _as_ids(tr["cell_id"], "traffic table")
+    tr["timestamp"], tz, utc_offset = _parse_timestamps(tr["timestamp"], "traffic table")
+    for c in ("traffic", "users"):
+        if c in tr.columns:
+            tr[c] = _checked_numbers(tr, c, "traffic table")
+    _check_duplicates(tr)
+    axis, step = _time_axis(tr["timestamp"])
+    spd = _slots_per_day(step)
+    layout = _cell_layout(tr, cells, cols, region_size, cell_size, crs)
+
+    known = pd.Index(layout.cell_id)
+    ci = known.get_indexer(tr["cell_id"])
+    if np.any(ci < 0):
+        unknown = pd.unique(tr["cell_id"][ci < 0])
+        raise DataError(
+            f"{len(unknown)} cells appear in the traffic table but not in the cell table, e.g. "
+            f"{list(unknown[:5])}: add their coordinates to the cell table"
+        )
+    ti = axis.get_indexer(tr["timestamp"])
+    n, T = len(known), len(axis)
+    has = np.zeros(n, dtype=bool)
+    has[ci] = True
+    series = {}
+    for c in ("traffic", "users"):
+        if c in tr.columns:
+            a = np.full((n, T), np.nan)
+            a[ci, ti] = tr[c].to_numpy(dtype=np.float64)
+            series[c] = a
+    gaps = has[:, None] & np.isnan(series["traffic"])
+    if gaps.any():
+        if fill_missing is None:
+            i, t = np.argwhere(gaps)[0]
+            raise DataError(
+                f"{int(gaps.sum())} (cell, timestamp) rows are missing, e.g. cell {known[i]!r} at {axis[t]}: "
+                "every cell needs a row at every timestamp; add them or pass fill_missing=0"
+            )
+        for a in series.values():
+            a[has[:, None] & np.isnan(a)] = fill_missing
+
+    R, (H, W) = len(layout.region_keys), layout.shape
+    sel = np.flatnonzero(has)
+    reg, row, col = layout.region[sel], layout.row[sel], layout.col[sel]
+    t_all = np.arange(T)[None, :]
+    grids = {}
+    for c, a in series.items():
+        g = np.zeros((R, T, H, W), dtype=np.float32)
+        g[reg[:, None], t_all, row[:, None], col[:, None]] = a[sel]
+        grids[c] = g
+    valid = np.zeros((R, H, W), dtype=bool)
+    valid[reg, row, col] = True
+    ids = np.full((R, H, W), None, dtype=object)
+    ids[layout.region, layout.row, layout.col] = layout.cell_id
+
+    poi_grid, categories = None, None
+    if poi is not None:
+        poi_grid, categories = _poi_grid(poi, cols, known, layout, (R, H, W), poi_categories)
+
+    keep = np.flatnonzero(valid.any(axis=(1, 2)))  # regions with no data at all are dropped
+    kept = set(keep.tolist())
+    dropped = [k for i, k in enumerate(layout.region_keys) if i not in kept]
+    keys = [layout.region_keys[i] for i in keep]
+    labels = _resolve_splits(split, keys, keep, layout.region_split, split_fractions, seed)
+    pick = lambda a: None if a is None else a[keep]  # noqa: E731
+    local = axis + utc_offset  # calendar features in the zone's time at the first step
+    dow = np.asarray(local.dayofweek, dtype=np.int64)
+    seconds = (local - local.normalize()).total_seconds().to_numpy()
+    slot = np.floor(seconds / step.total_seconds()).astype(np.int64)
+    Rk = keep.size
+    valid = valid[keep]
+    return City(
+        name=name or _default_name(traffic),
+        traffic=grids["traffic"][keep],
+        users=pick(grids.get("users")),
+        poi=pick(poi_grid),
+        day_of_week=np.broadcast_to(dow, (Rk, T)),
+        slot_of_day=np.broadcast_to(slot, (Rk, T)),
+        slots_per_day=spd,
+        split=labels,
+        cell_size=layout.cell_size,
+        region_origin=pick(layout.region_origin),
+        crs=layout.crs,
+        poi_categories=categories,
+        cell_ids=ids[keep],
+        start_time=np.full(Rk, local[0].to_datetime64()),
+        cell_valid=None if valid.all() else valid,
+        meta={
+            "source": _describe_source(traffic),
+            "region_keys": keys,
+            "dropped_empty_regions": dropped,
+            "time_step": str(step),
+            "timezone": tz,
+            "region_size": region_size,
+        },
+    )
+
+
+def assign_splits(
+    n_regions: int, fractions: tuple[float, float, float] = (0.7, 0.15, 0.15), seed: int = 0
+) -> np.ndarray:
+    """Seeded split labels for `n_regions` regions (the long-table default).
+
+    n_test = round(f_test * R) and n_val = round(f_val * R), each at least 1 when there are enough
+    regions (test needs R >= 2, val R >= 3) and leaving at least one training region. A permutation
+    drawn with `np.random.default_rng(seed)` gives the first n_test regions 'test', the next n_val 'val',
+    the rest 'train'. One region: 'train' (cut the grid with `region_size` to evaluate on held-out areas).
+    """
+    f_train, f_val, f_test = fractions
+    if min(fractions) < 0 or not np.isclose(sum(fractions), 1.0):
+        raise DataError(f"split fractions must be >= 0 and sum to 1, got {fractions}")
+    R = int(n_regions)
+    n_test = max(1, round(f_test * R)) if R >= 2 and f_test > 0 else 0
+    n_val = max(1, round(f_val * R)) if R >= 3 and f_val > 0 else 0
+    while n_test + n_val > R - 1 and n_test + n_val > 0:  # keep one region for training
+        if n_val >= n_test and n_val > 0:
+            n_val -= 1
+        else:
+            n_test -= 1
+    labels = np.full(R, "train", dtype="<U5")
+    order = np.random.default_rng(seed).permutation(R)
+    labels[order[:n_test]] = "test"
+    labels[order[n_test : n_test + n_val]] = "val"
+    return labels
+
+
+def _time_axis(times):
+    """Sorted distinct timestamps and their step; raises where the step is irregular."""
+    import pandas as pd
+
+    axis = pd.DatetimeIndex(np.unique(times.to_numpy()))
+    if len(axis) < 2:
+        raise DataError("the traffic table has a single timestamp: cannot infer the time step")
+    gaps = np.diff(axis.asi8)
+    values, counts = np.unique(gaps, return_counts=True)
+    step = int(values[np.argmax(counts)])
+    bad = np.flatnonzero(gaps != step)
+    if bad.size:
+        i = bad[0]
+        raise DataError(
+            f"irregular time steps: the step is {pd.Timedelta(step)} almost everywhere, but from {axis[i]} to "
+            f"{axis[i + 1]} it is {pd.Timedelta(int(gaps[i]))} ({bad.size} irregular gap(s)): resample to a "
+            "regular step or add the missing timestamps"
+        )
+    return axis, pd.Timedelta(step)
+
+
+def _slots_per_day(step) -> int:
+    day = 24 * 3600 * 10**9
+    if day % step.value:
+        raise DataError(f"the time step {step} does not divide a day: resample to e.g. 10, 15, 30 or 60 minutes")
+    spd = day // step.value
+    if 24 * 60 % spd:
+        raise DataError(f"the time step {step} is not a whole number of minutes")
+    return int(spd)
+
+
+def _resolve_splits(split, keys, kept, region_split, fractions, seed) -> np.ndarray:
+    """Split label per kept region from `split`, a split column or the seeded default."""
+    R = len(keys)
+    if split is None:
+        if region_split is not None:
+            return region_split[kept]
+        return assign_splits(R, fractions, seed)
+    if isinstance(split, str):
+        return np.full(R, split)
+    if isinstance(split, dict):
+        labels = []
+        for i, k in zip(kept.tolist(), keys):
+            for candidate in (k, i, str(k)):
+                if candidate in split:
+                    labels.append(split[candidate])
+                    break
+            else:
+                raise DataError(f"split mapping has no label for region {k!r} (index {i}); give every region one")
+        return np.array(labels)
+    labels = np.asarray(split)
+    if labels.shape != (R,):
+        raise DataError(f"split must give one label per region ({R} regions: {keys}), got {labels.shape[0]} labels")
+    return labels
+
+
+def _default_name(source) -> str:
+    import pandas as pd
+
+    if isinstance(source, pd.DataFrame):
+        return "city"
+    return Path(source).name.split(".")[0]
+
+
+def _describe_source(source) -> str:
+    import pandas as pd
+
+    return "DataFrame" if isinstance(source, pd.DataFrame) else str(source)
+
+

@@ -1,0 +1,107 @@
+"""64-step windows cut from a city's series (`Windows`, `make_windows`, `window_starts`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Sequence
+
+import numpy as np
+
+from .city import WINDOW, City, DataError
+from .scaling import CityScalers
+
+
+@dataclass
+class Windows:
+    """A batch of N windows of `length` steps cut from a city, normalised to [0, 1].
+
+    traffic/users (N, L, H, W); poi (N, C, H, W); day_of_week/slot_of_day (N, L); region/start (N,).
+    """
+
+    city: str
+    traffic: np.ndarray
+    day_of_week: np.ndarray
+    slot_of_day: np.ndarray
+    slots_per_day: int
+    region: np.ndarray
+    start: np.ndarray
+    users: np.ndarray | None = None
+    poi: np.ndarray | None = None
+    scalers: CityScalers | None = None
+    valid: np.ndarray | None = None  # (N, H, W) False at padded/absent cells; None = all valid
+
+    def __len__(self) -> int:
+        return self.traffic.shape[0]
+
+    @property
+    def time_of_day(self) -> np.ndarray:
+        """Slot of day as a fraction of the day in [0, 1): granularity-free time feature. (N, L)"""
+        return self.slot_of_day / float(self.slots_per_day)
+
+    def take(self, idx: np.ndarray | slice) -> "Windows":
+        pick = lambda a: None if a is None else a[idx]  # noqa: E731
+        return replace(
+            self,
+            traffic=self.traffic[idx],
+            day_of_week=self.day_of_week[idx],
+            slot_of_day=self.slot_of_day[idx],
+            region=self.region[idx],
+            start=self.start[idx],
+            users=pick(self.users),
+            poi=pick(self.poi),
+            valid=pick(self.valid),
+        )
+
+
+def window_starts(n_steps: int, length: int = WINDOW, stride: int = 1) -> np.ndarray:
+    """Start indices of the windows of `length` with `stride` in a series of `n_steps`."""
+    if stride < 1:
+        raise DataError(f"stride must be >= 1, got {stride}")
+    if n_steps < length:
+        return np.zeros(0, dtype=np.int64)
+    return np.arange(0, n_steps - length + 1, stride, dtype=np.int64)
+
+
+def make_windows(
+    city: City,
+    split: str | Sequence[str] | None = None,
+    regions: Sequence[int] | None = None,
+    length: int = WINDOW,
+    stride: int = 1,
+    scalers: CityScalers | None = None,
+) -> Windows:
+    """Cut normalised windows of `length` steps (every `stride` steps) from the chosen regions.
+
+    Pick regions by `split` or explicit indices (default: all). `scalers` default to those fitted on
+    the city's training regions.
+    """
+    if regions is None:
+        regions = city.regions(split) if split is not None else np.arange(city.n_regions)
+    regions = np.asarray(regions, dtype=int)
+    scalers = scalers or CityScalers.fit(city, length)
+    starts = window_starts(city.n_steps, length, stride)
+    if starts.size == 0:
+        raise DataError(f"{city.name}: series of {city.n_steps} steps are shorter than a {length}-step window")
+    reg = np.repeat(regions, starts.size)
+    st = np.tile(starts, regions.size)
+    t_idx = st[:, None] + np.arange(length)[None, :]  # (N, L)
+
+    def cut(series: np.ndarray) -> np.ndarray:
+        return series[reg[:, None], t_idx]  # (N, L, ...) advanced indexing
+
+    users = None
+    if city.users is not None and scalers.users is not None:
+        users = scalers.users.transform(cut(city.users))
+    return Windows(
+        city=city.name,
+        traffic=scalers.traffic.transform(cut(city.traffic)),
+        day_of_week=cut(city.day_of_week),
+        slot_of_day=cut(city.slot_of_day),
+        slots_per_day=city.slots_per_day,
+        region=reg,
+        start=st,
+        users=users,
+        poi=None if city.poi is None else city.poi[reg],
+        scalers=scalers,
+        valid=None if city.cell_valid is None else city.cell_valid[reg],
+    )
