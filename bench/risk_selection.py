@@ -43,7 +43,14 @@ def main(argv=None) -> int:
     from planning.deploy import solve_deployment
     from planning.replay import replay_deployment, replay_sleep
     from planning.rolling import rolling_forecast, rolling_sleep
-    from planning.scenario import _forecaster, _planned_regions, horizon_steps, load_scenario, load_scenario_city, run_scenario
+    from planning.pipeline import (
+        _forecaster,
+        _planned_regions,
+        horizon_steps,
+        load_scenario_city,
+        run_scenario,
+    )
+    from planning.scenario.loading import load_scenario
     from planning.sleep import solve_sleep
 
     t0 = time.perf_counter()

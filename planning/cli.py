@@ -3,7 +3,7 @@
     plan-bs-deploy SCENARIO.yaml [--out DIR] [--set key.path=value ...] [--problem all]
     plan-rru-sleep SCENARIO.yaml ...            (the same tool; runs the sleep-control problem)
 
-Parses, loads the scenario, calls `planning.scenario.run_scenario` and `planning.report.write_report`,
+Parses, loads the scenario, calls `planning.pipeline.run_scenario` and `planning.report.write_report`,
 prints a summary table and maps failures to documented exit codes.
 """
 
@@ -20,13 +20,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Sequence
 
-EXIT_OK = 0
-EXIT_INTERNAL = 1
-EXIT_BAD_INPUT = 2
-EXIT_PLAN_FAILED = 3
-EXIT_CHECKPOINT = 4
-EXIT_TIME_LIMIT = 5
-EXIT_INTERRUPTED = 130
+from .errors import (
+    EXIT_BAD_INPUT,
+    EXIT_CHECKPOINT,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_PLAN_FAILED,
+    EXIT_TIME_LIMIT,
+    exit_code,
+)
 
 EXIT_CODES = f"""exit codes:
   {EXIT_OK}    every plan solved to proven optimality; report written
@@ -119,27 +122,6 @@ def sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
-def classify(exc: BaseException) -> int:
-    """The exit code of an exception raised while loading, running or reporting a scenario."""
-    from forecasting.checkpoint import CheckpointError
-    from forecasting.data import DataError
-    from forecasting.interface import NotApplicable
-
-    from .errors import InfeasibleError, InputError, SolverError
-    from .scenario import ScenarioError
-
-    if isinstance(exc, CheckpointError):
-        return EXIT_CHECKPOINT
-    if isinstance(exc, (InfeasibleError, SolverError)):
-        return EXIT_PLAN_FAILED
-    if isinstance(exc, (ScenarioError, DataError, InputError, NotApplicable, FileNotFoundError, FileExistsError,
-                        NotADirectoryError, IsADirectoryError, PermissionError)):
-        return EXIT_BAD_INPUT
-    if isinstance(exc, KeyboardInterrupt):
-        return EXIT_INTERRUPTED
-    return EXIT_INTERNAL
-
-
 def main(argv: Sequence[str] | None = None, prog: str = "plan-bs-deploy", problem: str = "deployment") -> int:
     """Entry point of `plan-bs-deploy` (and, with problem='sleep', of `plan-rru-sleep`); returns the exit code."""
     args = build_parser(prog, problem).parse_args(argv)
@@ -157,7 +139,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "plan-bs-deploy", proble
     except KeyboardInterrupt:
         return _error("stopped by the user", EXIT_INTERRUPTED)
     except Exception as exc:  # noqa: BLE001 - every failure becomes a message and an exit code
-        code = classify(exc)
+        code = exit_code(exc)
         if code == EXIT_INTERNAL:
             traceback.print_exc()
         return _error(str(exc), code)
@@ -187,7 +169,8 @@ def _run(args, say):
     """
     from .errors import OutputError
     from .report import output_lock, output_problem, write_report
-    from .scenario import dump_scenario, load_scenario, run_scenario
+    from .pipeline import run_scenario
+    from .scenario.loading import dump_scenario, load_scenario
 
     scenario = load_scenario(args.scenario, overrides=args.overrides)
     out, label = (args.out, "--out") if args.out is not None else (scenario.output.dir, "output.dir")

@@ -1,4 +1,8 @@
-"""Errors and input checks shared by the planning modules (no solver import, so replay can use them)."""
+"""Errors, their exit codes, and input checks shared by the planning modules.
+
+No solver import, so replay can use them; the CLI and the sweep both map an exception to its exit
+code with `exit_code` (documented in `plan-bs-deploy --help`).
+"""
 
 from __future__ import annotations
 
@@ -27,6 +31,36 @@ class SolverError(PlanningError):
 
 class PlanningWarning(UserWarning):
     """A usable but not proven-optimal result (e.g. a time-limited incumbent with a gap)."""
+
+
+# exit codes of plan-bs-deploy / plan-rru-sleep (and the sweep's `exit_code` column)
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_BAD_INPUT = 2
+EXIT_PLAN_FAILED = 3
+EXIT_CHECKPOINT = 4
+EXIT_TIME_LIMIT = 5
+EXIT_INTERRUPTED = 130
+
+
+def exit_code(exc: BaseException) -> int:
+    """The exit code of an exception raised while loading, running or reporting a scenario."""
+    from forecasting.checkpoint import CheckpointError
+    from forecasting.data import DataError
+    from forecasting.interface import NotApplicable
+
+    from .scenario.schema import ScenarioError  # lazy: the schema imports pydantic
+
+    if isinstance(exc, CheckpointError):
+        return EXIT_CHECKPOINT
+    if isinstance(exc, (InfeasibleError, SolverError)):
+        return EXIT_PLAN_FAILED
+    if isinstance(exc, (ScenarioError, DataError, InputError, NotApplicable, FileNotFoundError, FileExistsError,
+                        NotADirectoryError, IsADirectoryError, PermissionError)):
+        return EXIT_BAD_INPUT
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    return EXIT_INTERNAL
 
 
 def check_matrix(values: np.ndarray, name: str, ndim: int = 2) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Reports of a planning run: KPI tables, per-cell GeoJSON, figures and summary.json.
 
-Reads only what `planning.scenario.run_scenario` returns (plans written back as arrays, their replay
+Reads only what `planning.pipeline.run_scenario` returns (plans written back as arrays, their replay
 scores, demand cubes); never a solver model. Figures are built on `matplotlib.figure.Figure` with the
 Agg canvas (no pyplot state), so they render headless and display in notebooks alike.
 
@@ -667,7 +667,7 @@ def write_report(result, out: str | Path | None = None, figures: bool | None = N
     Returns {name: final path}. `figures` overrides the scenario's output.figures; `label` names the
     folder in error messages (default '--out' when `out` is given, else 'output.dir').
     """
-    from .scenario import dump_scenario
+    from .scenario.loading import dump_scenario
 
     sc = result.scenario
     label = label or ("--out" if out is not None else "output.dir")

@@ -24,7 +24,8 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from .scenario import Scenario, load_scenario, with_overrides
+from .scenario.loading import load_scenario, with_overrides
+from .scenario.schema import Scenario
 
 
 @dataclass
@@ -92,9 +93,9 @@ def _folder(name: str) -> str:
 def run_job(job: Job, out_dir: str | None = None, problems: Sequence[str] | None = None,
             figures: bool = False, threads: int | None = 1) -> list[dict]:
     """Run one job (in a worker): rows of KPIs per problem and strategy, or one row with the error."""
-    from .cli import classify
+    from .errors import exit_code
     from .report import kpi_table, write_report
-    from .scenario import run_scenario
+    from .pipeline import run_scenario
 
     if threads is not None:  # one thread per worker avoids oversubscribing the cores
         if "torch" in sys.modules:
@@ -110,7 +111,7 @@ def run_job(job: Job, out_dir: str | None = None, problems: Sequence[str] | None
             paths = write_report(result, Path(out_dir) / _folder(job.name), figures=figures)
             report = str(paths["summary"].parent)
     except Exception as exc:  # noqa: BLE001 - a failed job is a row, not the end of the sweep
-        return [{**base, "status": "failed", "exit_code": classify(exc), "error": str(exc),
+        return [{**base, "status": "failed", "exit_code": exit_code(exc), "error": str(exc),
                  "seconds": time.perf_counter() - t0}]
     rows = []
     for name, p in result.problems.items():

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 import yaml
 
-from planning.cli import EXIT_BAD_INPUT, EXIT_CHECKPOINT, EXIT_PLAN_FAILED, EXIT_TIME_LIMIT, main
+from planning.cli import main
+from planning.errors import EXIT_BAD_INPUT, EXIT_CHECKPOINT, EXIT_PLAN_FAILED, EXIT_TIME_LIMIT
 
 
 def base(**changes) -> dict:

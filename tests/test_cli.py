@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from planning.cli import EXIT_BAD_INPUT, EXIT_OK, main, sleep_main
-from planning.scenario import load_scenario
+from planning.cli import main, sleep_main
+from planning.errors import EXIT_BAD_INPUT, EXIT_OK
+from planning.scenario.loading import load_scenario
 
 REPO = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -165,12 +166,12 @@ def test_nanchang_scenarios_run_from_the_shared_data(tmp_path, capsys, name, pro
 
 
 def _no_computation(monkeypatch):
-    import planning.scenario
+    import planning.pipeline
 
     def refuse(*a, **k):
         raise AssertionError("computation started before the output location was checked")
 
-    monkeypatch.setattr(planning.scenario, "run_scenario", refuse)
+    monkeypatch.setattr(planning.pipeline, "run_scenario", refuse)
 
 
 def test_output_location_is_checked_before_any_computation(tmp_path, capsys, monkeypatch):
@@ -247,17 +248,17 @@ def test_a_concurrent_run_on_the_same_out_fails_at_once(tmp_path, capsys, monkey
 SLOW_CLI = """
 import sys
 sys.path.insert(0, sys.argv[1])
-import planning.scenario
+import planning.pipeline
 from planning.cli import main
 from planning.deploy import solve_deployment
 from test_solve import hard_instance
 
-real = planning.scenario.run_scenario
+real = planning.pipeline.run_scenario
 def slow(*a, **k):
     d, p = hard_instance()
     solve_deployment(d, p, solver="cbc", time_limit=100)
     return real(*a, **k)
-planning.scenario.run_scenario = slow
+planning.pipeline.run_scenario = slow
 sys.exit(main(sys.argv[2:]))
 """
 

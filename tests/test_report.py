@@ -33,7 +33,8 @@ from planning.report import (
     summary_table,
     write_report,
 )
-from planning.scenario import ForecastRun, ProblemRun, ScenarioResult, StrategyRun, scenario_from_dict
+from planning.results import ForecastRun, ProblemRun, ScenarioResult, StrategyRun
+from planning.scenario.loading import scenario_from_dict
 from planning.sleep import always_on, solve_sleep
 
 

@@ -10,20 +10,16 @@ import pytest
 import yaml
 
 from planning.errors import InputError
-from planning.scenario import (
-    Horizon,
-    ScenarioError,
+from planning.pipeline import crop_steps, horizon_steps, run_scenario, size_rru_capacity
+from planning.scenario.docs import schema_fields
+from planning.scenario.loading import (
     apply_overrides,
-    crop_steps,
-    horizon_steps,
     load_scenario,
     parse_override,
-    run_scenario,
-    schema_fields,
     scenario_from_dict,
-    size_rru_capacity,
     with_overrides,
 )
+from planning.scenario.schema import Horizon, ScenarioError
 
 REPO = Path(__file__).resolve().parents[1]
 SCENARIOS = REPO / "scenarios"
@@ -381,7 +377,7 @@ def city():
 
 def test_npz_and_release_json_sources_load_the_same_series(tmp_path, city):
     from forecasting.data import save_release_json
-    from planning.scenario import load_scenario_city
+    from planning.pipeline import load_scenario_city
 
     np.savez(tmp_path / "c.npz", traffic=city.traffic, users=city.users, poi=city.poi, split=city.split,
              day_of_week=city.day_of_week, slot_of_day=city.slot_of_day, slots_per_day=24)

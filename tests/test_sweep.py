@@ -7,7 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from planning.scenario import ScenarioError, scenario_from_dict
+from planning.scenario.loading import scenario_from_dict
+from planning.scenario.schema import ScenarioError
 from planning.sweep import Grid, Job, make_executor, run_sweep
 
 

@@ -1,0 +1,569 @@
+"""Running a scenario: load the city -> forecast -> plan -> replay (no files; `planning.report` writes them).
+
+    scenario = load_scenario("scenarios/demo.yaml", overrides=["deployment.max_bs=80"])
+    result = run_scenario(scenario)              # writes nothing
+    planning.report.write_report(result, "out/demo")
+
+Called by the CLI (`planning.cli`), the sweep (`planning.sweep`) and the notebooks.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from forecasting.data import City
+
+
+from .results import ForecastRun, ProblemRun, ScenarioResult, StrategyRun
+from .scenario.schema import (
+    PROBLEMS,
+    CapacityRule,
+    Horizon,
+    NpzCity,
+    RealCity,
+    ReleaseCity,
+    RiskSpec,
+    Scenario,
+    ScenarioError,
+    SleepSpec,
+    SyntheticCity,
+    _looks_like_path,
+)
+
+
+class _Progress:
+    """A tqdm bar when enabled, a no-op otherwise."""
+
+    def __init__(self, enabled: bool, total: int, desc: str, leave: bool = True):
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, leave=leave, dynamic_ncols=True)
+
+    def step(self, desc: str | None = None, n: int = 1) -> None:
+        if self.bar is not None:
+            if desc:
+                self.bar.set_postfix_str(desc)
+            self.bar.update(n)
+
+    def describe(self, desc: str) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(desc)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def load_scenario_city(scenario: Scenario) -> "City":
+    """The scenario's city (a `forecasting.data.City`) with cell geometry filled in.
+
+    A synthetic city is generated from its (possibly overridden) preset; `npz` and `long_table` name
+    their format, so their loader is called directly; a real city's name and a release folder are
+    resolved by `forecasting.data.load_city`, the one resolver of a city from a name or a path.
+    """
+    from forecasting.data import load_city, load_long_table, load_npz, region_origins
+    from forecasting.data.synthetic import make_city
+
+    spec = scenario.city
+    if isinstance(spec, SyntheticCity):
+        city = make_city(spec.config(scenario.seed))
+    elif isinstance(spec, NpzCity):
+        city = load_npz(spec.path, name=spec.name)
+    elif isinstance(spec, RealCity):
+        city = load_city(spec.name, data_dir=spec.data_dir, name=spec.name)
+    elif isinstance(spec, ReleaseCity):
+        kw = {k: v for k, v in {"slots_per_day": spec.slots_per_day, "stride": spec.stride}.items() if v is not None}
+        city = load_city(spec.dir, city=spec.city, **kw)
+    else:
+        city = load_long_table(
+            spec.traffic, cells=spec.cells, poi=spec.poi, region_size=spec.region_size, split=spec.split,
+            name=spec.name, columns=spec.columns, cell_size=spec.cell_size, crs=spec.crs,
+            fill_missing=spec.fill_missing, split_fractions=spec.split_fractions, seed=scenario.seed,
+        )
+    if city.region_origin is None:  # regions laid side by side so maps and GeoJSON still work
+        city = replace(city, region_origin=region_origins(city))
+    return city
+
+
+def crop_steps(city: "City", start: int, stop: int) -> "City":
+    """The city restricted to steps [start, stop) (calendar features and start times follow)."""
+    from forecasting.data import DataError
+
+    if not 0 <= start < stop <= city.n_steps:
+        raise DataError(f"{city.name}: steps [{start}, {stop}) are outside 0..{city.n_steps}")
+    sl = slice(start, stop)
+    pick = lambda a: None if a is None else a[:, sl]  # noqa: E731
+    start_time = None
+    if city.start_time is not None:
+        start_time = np.asarray(city.start_time) + np.timedelta64(int(round(start * city.minutes_per_slot)), "m")
+    return replace(city, traffic=city.traffic[:, sl], users=pick(city.users), day_of_week=city.day_of_week[:, sl],
+                   slot_of_day=city.slot_of_day[:, sl], start_time=start_time, meta=dict(city.meta))
+
+
+def horizon_steps(city: "City", horizon: Horizon, task: str) -> tuple[int, int]:
+    """[start, stop) steps of the planned period; a long-term forecast needs 16 observed steps first."""
+    from forecasting.masks import LONG_OBSERVED
+    from .errors import InputError
+
+    spd, T = city.slots_per_day, city.n_steps
+    earliest = LONG_OBSERVED if task == "long" else 0
+    length = int(round(horizon.days * spd)) if horizon.days is not None else None
+    if horizon.start_day is not None:
+        start = int(round(horizon.start_day * spd))
+        stop = T if length is None else start + length
+    else:
+        stop = T
+        start = earliest if length is None else T - length
+    if length is not None and length < 1:
+        raise InputError(f"horizon.days={horizon.days} is shorter than one slot ({1 / spd:.3g} days)")
+    if start < earliest:
+        raise InputError(
+            f"horizon starts at step {start} but the {task!r} forecast needs {earliest} observed steps before it: "
+            f"set horizon.start_day >= {earliest / spd:.3g} or shorten horizon.days"
+        )
+    if stop > T:
+        raise InputError(
+            f"horizon [{start}, {stop}) steps runs past the series ({T} steps = {T / spd:.3g} days of {city.name}): "
+            "shorten horizon.days or move horizon.start_day earlier"
+        )
+    return start, stop
+
+
+def _select_cells(d, cells: list[str] | None):
+    from .errors import InputError
+
+    if cells is None:
+        return d
+    index = {c: i for i, c in enumerate(d.cell_ids.tolist())}
+    missing = [c for c in cells if c not in index]
+    if missing:
+        raise InputError(
+            f"area.cells: {missing[:5]} are not cells of the planned regions (ids look like {d.cell_ids[:3].tolist()})"
+        )
+    return d.cells([index[c] for c in cells])
+
+
+def _shape(d, horizon: Horizon, cells: list[str] | None):
+    """Restrict to the planned cells, then aggregate slots as the horizon asks."""
+    d = _select_cells(d, cells)
+    if horizon.slots_per_day is not None and horizon.slots_per_day != d.slots_per_day:
+        how = horizon.aggregate or ("mean" if d.unit == "users" else "sum")
+        d = d.aggregate(horizon.slots_per_day, how)
+    return d
+
+
+class _ProgressTap:
+    """Wraps a forecaster and advances a progress bar once per `predict` call."""
+
+    def __init__(self, inner, progress: _Progress):
+        self.inner, self.progress = inner, progress
+        self.name, self.tasks = inner.name, inner.tasks
+        self.sees_future_users = inner.sees_future_users
+
+    def predict(self, windows, mask):
+        pred = self.inner.predict(windows, mask)
+        self.progress.step()
+        return pred
+
+
+def _forecaster(scenario: Scenario, name: str, task: str, city, cache: dict, notes: list[str]):
+    """(fitted forecaster, name used): a baseline fitted on the city, or a UoMo checkpoint.
+
+    A checkpoint that cannot be found is an error (`CheckpointError`), fallback or not: `forecaster.fallback`
+    stands in only for a forecaster that loads but does not serve `task` (the notes say so).
+    """
+    from forecasting.baselines import BASELINES
+
+    model = _load_model(scenario, name, task, city, cache, notes)
+    fallback = (scenario.forecaster.fallback or {}).get(task)
+    if task not in model.tasks and fallback is not None:
+        notes.append(f"{_display_name(name)} does not serve the {task!r} task (it serves {list(model.tasks)}); "
+                     f"used the fallback baseline {fallback!r}")
+        return _load_model(scenario, fallback, task, city, cache, notes), fallback
+    if name in BASELINES or task in model.tasks:
+        return model, _display_name(name)
+    from .errors import InputError
+
+    raise InputError(f"{_display_name(name)} cannot forecast the {task!r} task (it serves {list(model.tasks)}): "
+                     f"set forecaster.fallback.{task} to a baseline, or pick another forecaster")
+
+
+def _load_model(scenario: Scenario, name: str, task: str, city, cache: dict, notes: list[str]):
+    """The forecaster named `name`, loaded once per run (`cache`): a fitted baseline or a UoMo checkpoint."""
+    from forecasting.baselines import BASELINES
+
+    spec = scenario.forecaster
+    if name in cache:
+        return cache[name]
+    if name in BASELINES:
+        model = BASELINES[name]()
+        if task not in model.tasks:
+            from .errors import InputError
+
+            raise InputError(f"baseline {name!r} cannot forecast the {task!r} task (it serves {list(model.tasks)})")
+        model.fit(city)
+        if any(getattr(scenario, p).risk.on != "point" for p in scenario.problems):
+            model = _calibrated_baseline(model, city, spec.sampling.n_samples, notes)
+    else:
+        from forecasting.forecast import load_forecaster
+
+        s = spec.sampling
+        model = load_forecaster(name, device=spec.device, sampler=s.sampler, steps=s.steps, n_samples=s.n_samples,
+                                eta=s.eta, point=s.point, batch_size=s.batch_size, seed=scenario.seed)
+        if getattr(model, "calibration", None) is None:
+            notes.append(f"{_display_name(name)} has no calibration file: its raw samples are used "
+                         "(fit one with bench/calibration_bench.py --save)")
+    cache[name] = model
+    return model
+
+
+def _calibrated_baseline(model, city, n_samples: int, notes: list[str]):
+    """A point baseline with samples from a split-conformal calibration fitted on the city's val regions."""
+    from forecasting.calibration import CalibratedForecaster, fit_calibration
+    from .errors import InputError
+
+    if city.regions("val").size == 0:
+        raise InputError(f"planning on a baseline's quantiles or scenarios calibrates it on val regions, and "
+                         f"{city.name} has none: set risk.on: point, or give the city val regions")
+    tasks = [t for t in ("short", "long", "generation") if t in model.tasks]
+    cal = fit_calibration(model, [city], tasks=tasks, split="val")
+    notes.append(f"{model.name}: intervals from a split-conformal calibration on {city.name}'s val regions")
+    return CalibratedForecaster(model, cal, n_samples=max(2, n_samples))
+
+
+def _display_name(model: str) -> str:
+    """A checkpoint path shows as its file name; names and baselines as they are."""
+    return Path(model).name if _looks_like_path(model) else model
+
+
+def shaped_forecast(scenario, city, regions, spec, start, stop, cache, progress, shape):
+    """The forecast of `spec`'s task over [start, stop), its mean and quantile cubes passed through `shape`."""
+    fc = forecast_horizon(scenario, city, regions, spec.task, spec.unit, start, stop,
+                          spec.forecaster or scenario.forecaster.model, cache, progress)
+    fc.mean = shape(fc.mean)
+    fc.quantiles = {q: shape(d) for q, d in fc.quantiles.items()}
+    return fc
+
+
+def forecast_horizon(scenario: Scenario, city: "City", regions: np.ndarray, task: str, unit: str, start: int, stop: int,
+                     model_name: str, cache: dict, progress: bool = False) -> ForecastRun:
+    """Forecast `regions` over steps [start, stop) with the scenario's forecaster, mean and quantiles.
+
+    The city is cropped to the period plus the context the task needs (16 observed steps for 'long';
+    at least one 64-step window), so the forecaster only works on what is planned.
+    """
+    from forecasting.data import WINDOW
+    from forecasting.masks import LONG_OBSERVED
+
+    from .demand import UnitConversion, forecast_demand, rotation_groups
+    from .errors import InputError
+
+    notes: list[str] = []
+    t0 = time.perf_counter()
+    model, used = _forecaster(scenario, model_name, task, city, cache, notes)
+    if city.n_steps < WINDOW:
+        raise InputError(f"{city.name} has {city.n_steps} steps; forecasting needs at least one {WINDOW}-step window")
+    context = LONG_OBSERVED if task == "long" else 0
+    lo = max(0, min(start - context, stop - WINDOW))
+    hi = max(stop, lo + WINDOW)
+    cropped = crop_steps(city, lo, hi)
+    conversion = UnitConversion.fit(city) if unit == "users" else None
+    calls = len(rotation_groups(*city.grid)) if task == "generation" else 1
+    bar = _Progress(progress, calls, f"forecast ({used}, {task})", leave=False)
+    try:
+        mean = forecast_demand(_ProgressTap(model, bar), cropped, task=task, split=None, unit=unit, regions=regions,
+                               first=start - lo, conversion=conversion, name=used)
+    finally:
+        bar.close()
+    mean = mean.slots(0, stop - start)
+    quantiles = {float(q): mean.quantile(q) for q in scenario.forecaster.quantiles} if mean.n_scenarios >= 2 else {}
+    return ForecastRun(model=used, requested=model_name, task=task, mean=mean, quantiles=quantiles,
+                       seconds=time.perf_counter() - t0, notes=notes)
+
+
+def _planned_regions(scenario: Scenario, city) -> np.ndarray:
+    from .errors import InputError
+
+    area = scenario.area
+    if area.regions is not None:
+        idx = np.asarray(area.regions, dtype=int)
+        bad = idx[(idx < 0) | (idx >= city.n_regions)]
+        if bad.size:
+            raise InputError(f"area.regions: {bad.tolist()} are not regions of {city.name} (0..{city.n_regions - 1})")
+        return idx
+    idx = city.regions(area.split)
+    if idx.size == 0:
+        raise InputError(f"area.split: {city.name} has no {area.split!r} regions; pick another split or list area.regions")
+    return idx
+
+
+def _recorded(fn, sink: list[str]):
+    """Call fn() collecting PlanningWarnings (time-limited incumbents) into `sink` instead of printing."""
+    from .errors import PlanningWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PlanningWarning)
+        out = fn()
+    for w in caught:
+        if issubclass(w.category, PlanningWarning):
+            sink.append(str(w.message))
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return out
+
+
+def _timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+def run_deployment(scenario: Scenario, city: "City", regions: np.ndarray, cache: dict, sink: list[str],
+                   progress: bool = False) -> ProblemRun:
+    """Forecast demand, plan BSs for every strategy and the oracle, replay all plans on real demand."""
+    from .demand import poi_demand, real_demand, resident_demand
+    from .deploy import solve_deployment
+    from .replay import replay_deployment
+
+    spec, sol = scenario.deployment, scenario.solver
+    start, stop = horizon_steps(city, spec.horizon, spec.task)
+    steps = slice(start, stop)
+    shape = lambda d: _shape(d, spec.horizon, scenario.area.cells)  # noqa: E731
+    real = shape(real_demand(city, None, spec.unit, regions=regions, steps=steps))
+    params = spec.params()
+    _check_per_cell(params, real, "deployment")
+    notes: list[str] = []
+    sources: list[tuple[str, str, Any]] = []  # (name, label, demand)
+    forecast = None
+    risk_kw: dict[str, dict] = {}
+    if "forecast" in spec.strategies:
+        fc = forecast = shaped_forecast(scenario, city, regions, spec, start, stop, cache, progress, shape)
+        notes += fc.notes
+        if spec.risk.on != "point":  # the point plan beside it: their replay gap is the value of the hedging
+            sources.append(("forecast_point", f"forecast ({fc.model}, point)", fc.mean))
+        sources.append(("forecast", _forecast_label(fc.model, spec.risk), fc.mean))
+        risk_kw["forecast"] = dict(on=spec.risk.on, q=spec.risk.q)
+    if "poi" in spec.strategies:
+        if city.poi is None:
+            notes.append(f"strategy 'poi' skipped: {city.name} has no POI layer")
+        else:
+            sources.append(("poi", "POI", shape(poi_demand(city, None, spec.unit, regions=regions, steps=steps))))
+    if "residents" in spec.strategies:
+        if city.residents is None:
+            notes.append(f"strategy 'residents' skipped: {city.name} has no residents layer")
+        else:
+            sources.append(("residents", "residents",
+                            shape(resident_demand(city, None, spec.unit, regions=regions, steps=steps))))
+    sources.append(("oracle", "oracle (real demand)", real))
+    solve_kw = dict(method=spec.method, solver=sol.name, time_limit=sol.time_limit, gap_rel=sol.gap, threads=sol.threads)
+    bar = _Progress(progress, len(sources), "deployment plans", leave=False)
+    plans = {}
+    try:
+        for name, label, demand in sources:
+            bar.describe(name)
+            kw = {**solve_kw, **risk_kw.get(name, {})}
+            plans[name] = _recorded(lambda: _timed(lambda: solve_deployment(demand, params, **kw)), sink)
+            bar.step()
+    finally:
+        bar.close()
+    oracle = plans["oracle"][0]
+    runs = [
+        StrategyRun(name, label, plans[name][0], replay_deployment(plans[name][0], real, params, oracle=oracle),
+                    demand, plans[name][1])
+        for name, label, demand in sources
+    ]
+    return ProblemRun("deployment", real, params, runs, forecast,
+                      _horizon_info(city, start, stop, real, spec.horizon), notes)
+
+
+def _check_per_cell(params, real, problem: str) -> None:
+    """Per-cell lists of the scenario checked against the planned cells before anything is solved."""
+    from .errors import InputError
+
+    try:
+        params.resolve(real.n_cells)
+    except InputError as exc:
+        raise InputError(
+            f"{problem}: {exc} (the plan covers {real.n_cells} cells, ordered as {real.cell_ids[:3].tolist()}...; "
+            "give one value, or one per cell in that order)"
+        ) from None
+
+
+def size_rru_capacity(history: np.ndarray, n_rru, quantile: float = 1.0, headroom: float = 1.0) -> np.ndarray:
+    """c0_m = headroom * Q_quantile(history load of cell m) / K_m, per cell. history (cells, slots).
+
+    An operator sizes a cell's RRUs to its past load: K RRUs of capacity c0 carry the chosen quantile
+    (1 = the peak) with the given headroom. Cells with no past load get the median c0 of the others.
+    """
+    from .errors import InputError
+
+    h = np.asarray(history, dtype=np.float64)
+    if h.ndim != 2 or h.shape[1] == 0:
+        raise InputError("sizing c0 from history needs at least one slot before the planned period")
+    K = np.broadcast_to(np.asarray(n_rru, dtype=np.float64), (h.shape[0],))
+    c0 = headroom * np.quantile(h, quantile, axis=1) / K
+    positive = c0 > 0
+    if not positive.any():
+        raise InputError("the history before the planned period has no load at all: give sleep.c0 as a number")
+    c0[~positive] = float(np.median(c0[positive]))
+    return c0
+
+
+def run_sleep(scenario: Scenario, city: "City", regions: np.ndarray, cache: dict, sink: list[str],
+              progress: bool = False) -> ProblemRun:
+    """Forecast load, schedule RRUs from it, compare with always-on, threshold and the oracle on real load."""
+    from .demand import real_demand
+    from .errors import InputError
+    from .replay import replay_sleep
+    from .sleep import always_on, solve_sleep, threshold_policy
+
+    spec, sol = scenario.sleep, scenario.solver
+    start, stop = horizon_steps(city, spec.horizon, spec.task)
+    shape = lambda d: _shape(d, spec.horizon, scenario.area.cells)  # noqa: E731
+    real = shape(real_demand(city, None, spec.unit, regions=regions, steps=slice(start, stop)))
+    notes: list[str] = []
+    if isinstance(spec.c0, CapacityRule):
+        if start == 0:
+            raise InputError("sleep.c0 rule history_peak needs history before the planned period: set "
+                             "sleep.horizon.start_day > 0 (or shorten horizon.days), or give sleep.c0 as a number")
+        try:
+            hist = shape(real_demand(city, None, spec.unit, regions=regions, steps=slice(0, start)))
+        except InputError as exc:
+            raise InputError(f"sleep.c0 history_peak: the history before the planned period is unusable ({exc}); "
+                             "give sleep.c0 as a number or start the horizon later") from None
+        c0 = size_rru_capacity(hist.values, spec.n_rru, spec.c0.quantile, spec.c0.headroom)
+        notes.append(f"c0 sized per cell from {hist.n_slots} past slots: {spec.c0.headroom:g} x q{spec.c0.quantile:g} "
+                     f"load / n_rru (median {np.median(c0):.4g} {spec.unit} per RRU per slot)")
+    else:
+        c0 = spec.c0
+    params = spec.params(c0)
+    _check_per_cell(params, real, "sleep")
+    kw = dict(method=spec.method, groups=spec.groups, solver=sol.name, time_limit=sol.time_limit, gap_rel=sol.gap,
+              threads=sol.threads)
+    jobs: list[tuple[str, str, Any, Any]] = []
+    forecast = None
+    risk = spec.risk
+    if "forecast" in spec.strategies:
+        fc = forecast = shaped_forecast(scenario, city, regions, spec, start, stop, cache, progress, shape)
+        notes += fc.notes
+        if risk.on != "point":  # the point plan beside it: their replay gap is the value of the hedging
+            jobs.append(("forecast_point", f"forecast ({fc.model}, point)", fc.mean,
+                         lambda d=fc.mean: solve_sleep(d, params, **kw)))
+        planned = fc.mean.quantile(risk.q) if risk.on == "quantile" else fc.mean
+        on = "scenarios" if risk.on == "scenarios" else "point"
+        jobs.append(("forecast", _forecast_label(fc.model, risk), planned,
+                     lambda d=planned: solve_sleep(d, params, **kw, on=on, epsilon=risk.epsilon)))
+    if "rolling" in spec.strategies:
+        label, fn = _rolling_job(scenario, city, regions, spec, params, real, start, stop, cache, notes)
+        jobs.append(("rolling", label, None, fn))
+    if "always_on" in spec.strategies:
+        jobs.append(("always_on", "always on", None, lambda: always_on(real, params)))
+    if "threshold" in spec.strategies:
+        jobs.append(("threshold", f"threshold {spec.threshold:g} (lag {spec.lag})", None,
+                     lambda: threshold_policy(real, params, spec.threshold, spec.lag)))
+    jobs.append(("oracle", "oracle (real load)", real, lambda: solve_sleep(real, params, **kw)))
+    bar = _Progress(progress, len(jobs), "sleep schedules", leave=False)
+    plans = {}
+    try:
+        for name, _, _, fn in jobs:
+            bar.describe(name)
+            plans[name] = _recorded(lambda: _timed(fn), sink)
+            bar.step()
+    finally:
+        bar.close()
+    oracle = plans["oracle"][0]
+    runs = [StrategyRun(name, label, plans[name][0], replay_sleep(plans[name][0], real, params, oracle=oracle),
+                        demand, plans[name][1]) for name, label, demand, _ in jobs]
+    return ProblemRun("sleep", real, params, runs, forecast, _horizon_info(city, start, stop, real, spec.horizon), notes)
+
+
+def _forecast_label(model: str, risk: RiskSpec) -> str:
+    return f"forecast ({model})" if risk.on == "point" else f"forecast ({model}, {risk.label})"
+
+
+def _rolling_job(scenario: Scenario, city, regions, spec: SleepSpec, params, real, start: int, stop: int,
+                 cache: dict, notes: list[str]):
+    """(label, plan function) of model-predictive sleep control over [start, stop) on native slots."""
+    from .errors import InputError
+    from .rolling import rolling_forecast, rolling_sleep
+
+    if spec.horizon.slots_per_day not in (None, city.slots_per_day):
+        raise InputError("sleep.rolling re-plans on the city's own slots: remove sleep.horizon.slots_per_day, "
+                         "or drop 'rolling' from sleep.strategies")
+    if spec.unit != "traffic":
+        raise InputError("sleep.rolling forecasts traffic: set sleep.unit: traffic, or drop 'rolling' from sleep.strategies")
+    name = spec.forecaster or scenario.forecaster.model
+    model, used = _forecaster(scenario, name, "short", city, cache, notes)
+    if "short" not in model.tasks:
+        raise InputError(f"sleep.rolling needs a short-term forecaster; {used!r} serves {list(model.tasks)}")
+    fc = rolling_forecast(model, city, regions, start, stop, every=spec.rolling.every, lookahead=spec.rolling.lookahead)
+    full = [str(c) for c in _planned_cell_ids(city, regions)]
+    if scenario.area.cells is not None:  # the planned cells, in the truth's order
+        keep = [full.index(c) for c in real.cell_ids.tolist()]
+        fc.point = fc.point[:, keep]
+        fc.samples = None if fc.samples is None else fc.samples[:, :, keep]
+    risk = spec.risk
+    label = f"rolling ({used}, R {spec.rolling.every}, {risk.label})"
+    return label, lambda: rolling_sleep(fc, real, params, on=risk.on, q=risk.q, epsilon=risk.epsilon)
+
+
+def _planned_cell_ids(city, regions) -> np.ndarray:
+    from .demand import real_demand
+
+    return real_demand(city, None, "traffic", regions=regions, steps=slice(0, 1)).cell_ids
+
+
+def _horizon_info(city, start: int, stop: int, real, horizon: Horizon) -> dict:
+    return {
+        "start_step": start, "stop_step": stop, "days": (stop - start) / city.slots_per_day,
+        "slots_per_day": real.slots_per_day, "slots": real.n_slots, "cells": real.n_cells,
+        "aggregate": horizon.aggregate or (None if horizon.slots_per_day in (None, city.slots_per_day)
+                                           else ("mean" if real.unit == "users" else "sum")),
+    }
+
+
+def run_scenario(scenario: Scenario, problems: Sequence[str] | None = None, progress: bool = False) -> ScenarioResult:
+    """Load the city, then forecast -> plan -> replay each problem; returns everything in memory.
+
+    `problems`: which of the scenario's problems to run (default: all it defines). Raises
+    `forecasting.data.DataError` / `planning.errors.InputError` (bad data or parameters),
+    `InfeasibleError` / `SolverError` (planning failed) and `CheckpointError` (unusable checkpoint).
+    Time-limited MILP incumbents do not raise: their warnings are in `result.warnings` and the plans'
+    status is 'time_limit'.
+    """
+    wanted = list(problems) if problems is not None else scenario.problems
+    for p in wanted:
+        if p not in PROBLEMS:
+            raise ScenarioError(f"unknown problem {p!r}: use {PROBLEMS}")
+        if getattr(scenario, p) is None:
+            raise ScenarioError(f"the scenario {scenario.name!r} has no `{p}:` section; add one or run another problem",
+                                [(p, "section missing")])
+    timings: dict[str, float] = {}
+    sink: list[str] = []
+    stages = _Progress(progress, 1 + len(wanted), f"{scenario.name}")
+    try:
+        stages.describe("load city")
+        city, timings["load"] = _timed(lambda: load_scenario_city(scenario))
+        stages.step()
+        regions = _planned_regions(scenario, city)
+        cache: dict = {}
+        runs = {}
+        for p in wanted:
+            stages.describe(p)
+            fn = run_deployment if p == "deployment" else run_sleep
+            runs[p], timings[p] = _timed(lambda: fn(scenario, city, regions, cache, sink, progress))
+            stages.step()
+    finally:
+        stages.close()
+    info = {"name": city.name, "regions": [int(r) for r in regions], "grid": list(city.grid),
+            "slots_per_day": city.slots_per_day, "steps": city.n_steps, "cell_size": city.cell_size}
+    return ScenarioResult(scenario, city.name, city.crs, runs, timings, sink, info)
