@@ -33,12 +33,12 @@ import numpy as np
 from forecasting.data import City, available_real_cities, load_city
 from forecasting.interface import Forecaster, NotApplicable
 from planning.demand import Demand, forecast_demand, poi_demand, real_demand, resident_demand
-from planning.deploy import solve_deployment
+from planning.milp.deploy import solve_deployment
 from planning.errors import PlanningError
 from planning.params import DeployParams, SleepParams
 from planning.replay import replay_deployment, replay_sleep
 from planning.rolling import RollingForecast, rolling_forecast, rolling_sleep
-from planning.sleep import always_on, solve_sleep, threshold_policy
+from planning.milp.sleep import always_on, solve_sleep, threshold_policy
 
 DEFAULT_FORECASTERS = ("neighbour_mean", "poi_regression", "daily_profile", "seasonal_naive", "last_value")
 KEYS = ("problem", "city", "strategy", "setting", "served_ratio", "deficit", "cost", "qos", "switching", "energy",

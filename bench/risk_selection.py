@@ -40,7 +40,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     from dataclasses import replace
 
-    from planning.deploy import solve_deployment
+    from planning.milp.deploy import solve_deployment
     from planning.replay import replay_deployment, replay_sleep
     from planning.rolling import rolling_forecast, rolling_sleep
     from planning.pipeline import (
@@ -51,7 +51,7 @@ def main(argv=None) -> int:
         run_scenario,
     )
     from planning.scenario.loading import load_scenario
-    from planning.sleep import solve_sleep
+    from planning.milp.sleep import solve_sleep
 
     t0 = time.perf_counter()
     overrides = {"area.split": "val", "area.cells": None}

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from planning.demand import Demand
-from planning.deploy import (
+from planning.milp.deploy import (
     build_compact_model,
     build_deploy_model,
     greedy_deploy,
@@ -34,9 +34,9 @@ from planning.deploy import (
 )
 from planning.errors import PlanningWarning, SolverError
 from planning.params import DeployParams, SleepParams
-from planning.sleep import build_sleep_model, dp_schedule, solve_sleep
+from planning.milp.sleep import build_sleep_model, dp_schedule, solve_sleep
 from planning.replay import sleep_objective
-from planning.solve import solve
+from planning.milp.solve import SolverOptions, solve
 
 KEYS = ("problem", "cells", "slots", "method", "solver", "build_s", "solve_s", "status", "objective")
 T = 168
@@ -94,7 +94,7 @@ def deployment_rows(sizes, limit: float, full_limit: float, warm_max: int) -> li
         b = time.perf_counter() - t0
         for s in ("cbc", "highs"):
             def run(s=s):
-                info = solve(cm.prob, s, limit)
+                info = solve(cm.prob, SolverOptions(solver=s, time_limit=limit))
                 return info.status, write_back_compact(cm, info, b).objective, info.solve_s
             rows.append(milp_row("deployment", n, "milp-compact", s, b, run))
         t0 = time.perf_counter()
@@ -105,7 +105,7 @@ def deployment_rows(sizes, limit: float, full_limit: float, warm_max: int) -> li
                 def run(s=s, warm=warm):
                     if warm:
                         set_start(fm, g)
-                    info = solve(fm.prob, s, full_limit, warm_start=warm)
+                    info = solve(fm.prob, SolverOptions(solver=s, time_limit=full_limit), warm_start=warm)
                     return info.status, write_back(fm, info, b).objective, info.solve_s
                 rows.append(milp_row("deployment", n, "milp+warm" if warm else "milp", s, b, run))
         del fm
@@ -130,7 +130,7 @@ def sleep_rows(limit: float) -> list[dict]:
     b = time.perf_counter() - t0
     for s in ("cbc", "highs"):
         def run(s=s):
-            info = solve(model.prob, s, limit)
+            info = solve(model.prob, SolverOptions(solver=s, time_limit=limit))
             x = np.zeros(d.values.shape)
             for (i, t), v in model.x.items():
                 x[i, t] = round(v.value() or 0)

@@ -1,13 +1,21 @@
 """Network planning from traffic forecasts: demand cubes, BS deployment and RRU sleep-control MILPs, replay.
 
-    demand.py    Demand cubes (cells x slots, users or traffic) from a forecaster, POI, residents, or
-                 the real series; unit conversion and hourly aggregation
-    params.py    DeployParams / SleepParams, validated once (no solver import)
-    deploy.py    BS deployment (paper Eq. 12, defensible form): full MILP, compact MILP, exact greedy
-    sleep.py     RRU sleep control (paper Eq. 13, defensible form): MILP per cell/BS, exact DP, baselines
-    solve.py     solver choice (bundled CBC, HiGHS) and the true status of a solve (time limits, gaps)
-    replay.py    scores of any plan on real demand; never imports the solver
-    errors.py    PlanningError and its subclasses (InputError, InfeasibleError, SolverError)
+Modules, in pipeline order:
+
+    demand.py      Demand cubes (cells x slots, or scenarios x cells x slots, users or traffic) from a
+                   forecaster, POI, residents, or the real series; unit conversion and hourly aggregation
+    params.py      DeployParams / SleepParams, validated once (no solver import)
+    errors.py      PlanningError and its subclasses; the CLI's exit codes and `exit_code(exc)`
+    milp/          deploy.py (Eq. 12), sleep.py (Eq. 13), solve.py (`SolverOptions`, true solve status)
+    rolling.py     rolling-horizon sleep control (re-forecast and re-plan every slot; a policy, not a MILP)
+    replay.py      scores of any plan on real demand; never imports the solver
+    results.py     what a scenario run returns (ScenarioResult, ProblemRun, StrategyRun, ForecastRun)
+    report.py      tables, maps, figures and summary.json from results only
+    scenario/      the YAML schema (pydantic), loading with overrides, the schema's documentation
+    pipeline.py    run_scenario: load the city -> forecast -> plan -> replay
+    cli.py         plan-bs-deploy / plan-rru-sleep: parse, run the pipeline, write the report
+    sweep.py       many scenarios or a parameter grid, in parallel
 
 Flow: demand -> build model -> solve -> write back (plain-array plans) -> replay -> statistics.
+Nothing in the library imports the CLI.
 """

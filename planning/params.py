@@ -11,7 +11,7 @@ from .errors import InputError, per_cell
 
 @dataclass
 class DeployParams:
-    """BS deployment (see `planning.deploy`): symbols as in its docstring.
+    """BS deployment (see `planning.milp.deploy`): symbols as in its docstring.
 
     capacity      C0, users one BS serves in a slot (> 0)
     max_bs        M, BSs allowed in total, existing ones included (>= 0)
@@ -89,7 +89,7 @@ class DeployArrays:
 
 @dataclass
 class SleepParams:
-    """RRU sleep control (see `planning.sleep`): symbols as in its docstring.
+    """RRU sleep control (see `planning.milp.sleep`): symbols as in its docstring.
 
     c0          load one RRU carries in a slot, in the load's unit (> 0; scalar or per cell)
     n_rru       K, RRUs per cell (scalar or per cell)

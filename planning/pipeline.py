@@ -331,10 +331,10 @@ def run_deployment(scenario: Scenario, city: "City", regions: np.ndarray, cache:
                    progress: bool = False) -> ProblemRun:
     """Forecast demand, plan BSs for every strategy and the oracle, replay all plans on real demand."""
     from .demand import poi_demand, real_demand, resident_demand
-    from .deploy import solve_deployment
+    from .milp.deploy import solve_deployment
     from .replay import replay_deployment
 
-    spec, sol = scenario.deployment, scenario.solver
+    spec = scenario.deployment
     start, stop = horizon_steps(city, spec.horizon, spec.task)
     steps = slice(start, stop)
     shape = lambda d: _shape(d, spec.horizon, scenario.area.cells)  # noqa: E731
@@ -364,14 +364,14 @@ def run_deployment(scenario: Scenario, city: "City", regions: np.ndarray, cache:
             sources.append(("residents", "residents",
                             shape(resident_demand(city, None, spec.unit, regions=regions, steps=steps))))
     sources.append(("oracle", "oracle (real demand)", real))
-    solve_kw = dict(method=spec.method, solver=sol.name, time_limit=sol.time_limit, gap_rel=sol.gap, threads=sol.threads)
+    options = scenario.solver.options(spec.method)
     bar = _Progress(progress, len(sources), "deployment plans", leave=False)
     plans = {}
     try:
         for name, label, demand in sources:
             bar.describe(name)
-            kw = {**solve_kw, **risk_kw.get(name, {})}
-            plans[name] = _recorded(lambda: _timed(lambda: solve_deployment(demand, params, **kw)), sink)
+            kw = risk_kw.get(name, {})
+            plans[name] = _recorded(lambda: _timed(lambda: solve_deployment(demand, params, options, **kw)), sink)
             bar.step()
     finally:
         bar.close()
@@ -424,9 +424,9 @@ def run_sleep(scenario: Scenario, city: "City", regions: np.ndarray, cache: dict
     from .demand import real_demand
     from .errors import InputError
     from .replay import replay_sleep
-    from .sleep import always_on, solve_sleep, threshold_policy
+    from .milp.sleep import always_on, solve_sleep, threshold_policy
 
-    spec, sol = scenario.sleep, scenario.solver
+    spec = scenario.sleep
     start, stop = horizon_steps(city, spec.horizon, spec.task)
     shape = lambda d: _shape(d, spec.horizon, scenario.area.cells)  # noqa: E731
     real = shape(real_demand(city, None, spec.unit, regions=regions, steps=slice(start, stop)))
@@ -447,8 +447,7 @@ def run_sleep(scenario: Scenario, city: "City", regions: np.ndarray, cache: dict
         c0 = spec.c0
     params = spec.params(c0)
     _check_per_cell(params, real, "sleep")
-    kw = dict(method=spec.method, groups=spec.groups, solver=sol.name, time_limit=sol.time_limit, gap_rel=sol.gap,
-              threads=sol.threads)
+    options, groups = scenario.solver.options(spec.method), spec.groups
     jobs: list[tuple[str, str, Any, Any]] = []
     forecast = None
     risk = spec.risk
@@ -457,11 +456,11 @@ def run_sleep(scenario: Scenario, city: "City", regions: np.ndarray, cache: dict
         notes += fc.notes
         if risk.on != "point":  # the point plan beside it: their replay gap is the value of the hedging
             jobs.append(("forecast_point", f"forecast ({fc.model}, point)", fc.mean,
-                         lambda d=fc.mean: solve_sleep(d, params, **kw)))
+                         lambda d=fc.mean: solve_sleep(d, params, options, groups=groups)))
         planned = fc.mean.quantile(risk.q) if risk.on == "quantile" else fc.mean
         on = "scenarios" if risk.on == "scenarios" else "point"
         jobs.append(("forecast", _forecast_label(fc.model, risk), planned,
-                     lambda d=planned: solve_sleep(d, params, **kw, on=on, epsilon=risk.epsilon)))
+                     lambda d=planned: solve_sleep(d, params, options, groups=groups, on=on, epsilon=risk.epsilon)))
     if "rolling" in spec.strategies:
         label, fn = _rolling_job(scenario, city, regions, spec, params, real, start, stop, cache, notes)
         jobs.append(("rolling", label, None, fn))
@@ -470,7 +469,7 @@ def run_sleep(scenario: Scenario, city: "City", regions: np.ndarray, cache: dict
     if "threshold" in spec.strategies:
         jobs.append(("threshold", f"threshold {spec.threshold:g} (lag {spec.lag})", None,
                      lambda: threshold_policy(real, params, spec.threshold, spec.lag)))
-    jobs.append(("oracle", "oracle (real load)", real, lambda: solve_sleep(real, params, **kw)))
+    jobs.append(("oracle", "oracle (real load)", real, lambda: solve_sleep(real, params, options, groups=groups)))
     bar = _Progress(progress, len(jobs), "sleep schedules", leave=False)
     plans = {}
     try:

@@ -25,7 +25,7 @@ from forecasting.interface import Forecaster, hide
 from .demand import Demand, require_demand
 from .errors import InputError
 from .params import SleepParams
-from .sleep import SleepPlan, _plan, dp_over_costs, scenario_costs, slot_costs
+from .milp.sleep import SleepPlan, _plan, dp_over_costs, scenario_costs, slot_costs
 
 LOOKAHEAD = 16  # the short-term task's horizon
 MAX_OBSERVED = WINDOW - LOOKAHEAD  # 48 observed steps before each forecast

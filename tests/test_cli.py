@@ -250,7 +250,7 @@ import sys
 sys.path.insert(0, sys.argv[1])
 import planning.pipeline
 from planning.cli import main
-from planning.deploy import solve_deployment
+from planning.milp.deploy import solve_deployment
 from test_solve import hard_instance
 
 real = planning.pipeline.run_scenario

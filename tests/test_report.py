@@ -15,7 +15,7 @@ import pytest
 
 from planning.demand import Demand
 from planning.errors import OutputError
-from planning.deploy import greedy_deploy
+from planning.milp.deploy import greedy_deploy
 from planning.params import DeployParams, SleepParams
 from planning.replay import replay_deployment, replay_sleep
 from planning.report import (
@@ -35,7 +35,7 @@ from planning.report import (
 )
 from planning.results import ForecastRun, ProblemRun, ScenarioResult, StrategyRun
 from planning.scenario.loading import scenario_from_dict
-from planning.sleep import always_on, solve_sleep
+from planning.milp.sleep import always_on, solve_sleep
 
 
 def cube(values, source="real", unit="users") -> Demand:
@@ -327,4 +327,4 @@ def test_report_module_never_touches_solver_models():
     import planning.report as report
 
     source = open(report.__file__).read()
-    assert "pulp" not in source and "import planning.deploy" not in source and "from .deploy" not in source
+    assert "pulp" not in source and "planning.milp" not in source and "from .milp" not in source

@@ -18,10 +18,18 @@ import pulp
 import pytest
 
 from planning.demand import Demand
-from planning.deploy import solve_deployment
+from planning.milp.deploy import solve_deployment
 from planning.errors import InfeasibleError, InputError, PlanningWarning, SolverError
 from planning.params import DeployParams
-from planning.solve import SOLVER_TMP_PREFIX, _classify, add_var, available_solvers, make_solver, solve
+from planning.milp.solve import (
+    SOLVER_TMP_PREFIX,
+    SolverOptions,
+    _true_status,
+    add_var,
+    available_solvers,
+    make_solver,
+    solve,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,9 +40,9 @@ def test_bundled_cbc_and_highs_are_available():
 
 def test_unknown_solver_and_bad_time_limit_are_rejected():
     with pytest.raises(InputError, match="unknown solver"):
-        make_solver("gurobi-ish")
+        make_solver(SolverOptions(solver="gurobi-ish"))
     with pytest.raises(InputError, match="time_limit"):
-        make_solver("cbc", time_limit=0)
+        make_solver(SolverOptions(solver="cbc", time_limit=0))
 
 
 def small_lp(sense=pulp.LpMaximize, infeasible=False, unbounded=False) -> pulp.LpProblem:
@@ -54,7 +62,7 @@ def small_lp(sense=pulp.LpMaximize, infeasible=False, unbounded=False) -> pulp.L
 
 @pytest.mark.parametrize("solver", ["cbc", "highs"])
 def test_optimal_status_objective_with_constant_and_zero_gap(solver):
-    info = solve(small_lp(), solver)
+    info = solve(small_lp(), SolverOptions(solver=solver))
     assert info.status == "optimal" and info.objective == pytest.approx(12.0)
     assert info.gap is not None and info.gap < 1e-9 and info.bound == pytest.approx(12.0)
 
@@ -62,21 +70,21 @@ def test_optimal_status_objective_with_constant_and_zero_gap(solver):
 @pytest.mark.parametrize("solver", ["cbc", "highs"])
 def test_infeasible_raises_with_constraint_families(solver):
     with pytest.raises(InfeasibleError, match=r"infeasible.*\['need', 'room'\]"):
-        solve(small_lp(infeasible=True), solver)
+        solve(small_lp(infeasible=True), SolverOptions(solver=solver))
 
 
 @pytest.mark.parametrize("solver, match", [("cbc", "unbounded"), ("highs", "infeasible or unbounded")])
 def test_unbounded_is_a_solver_error(solver, match):
     # HiGHS's presolve only says "infeasible or unbounded"; with unbounded variables that is not infeasibility
     with pytest.raises(SolverError, match=match):
-        solve(small_lp(unbounded=True), solver)
+        solve(small_lp(unbounded=True), SolverOptions(solver=solver))
 
 
 def test_a_stop_without_any_solution_is_a_solver_error():
     # what PuLP reports when a solver stops at its limit before finding any feasible point
     fake = SimpleNamespace(status=pulp.LpStatusNotSolved, sol_status=pulp.LpSolutionNoSolutionFound, name="p")
     with pytest.raises(SolverError, match="without a feasible solution within the time limit of 1 s"):
-        _classify(fake, "cbc", 1.0, "", 1)
+        _true_status(fake, "cbc", 1.0, "", 1)
 
 
 def hard_instance() -> tuple[Demand, DeployParams]:
@@ -113,7 +121,7 @@ SOLVE_HARD = """
 import os, signal, sys, threading, time, json, tempfile
 sys.path.insert(0, sys.argv[2])
 from test_solve import hard_instance, children, running
-from planning.deploy import solve_deployment
+from planning.milp.deploy import solve_deployment
 
 mode = sys.argv[1]
 found = []
@@ -190,7 +198,7 @@ def test_a_killed_run_takes_its_solver_along_and_the_next_solve_removes_its_file
     left = os.listdir(tmp)
     assert len(left) == 1 and left[0].startswith(SOLVER_TMP_PREFIX)  # every file of that solve in one folder
     monkeypatch.setattr(tempfile, "tempdir", str(tmp))
-    solve(small_lp(), "cbc")  # the next solve clears the dead one's folder, and leaves nothing itself
+    solve(small_lp())  # the next solve clears the dead one's folder, and leaves nothing itself
     assert os.listdir(tmp) == []
 
 
@@ -204,5 +212,5 @@ def test_an_interrupted_solve_stops_its_solver_and_removes_its_files(tmp_path):
 
 def test_a_solve_leaves_no_file_behind(tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    assert solve(small_lp(), "cbc").status == "optimal"
+    assert solve(small_lp()).status == "optimal"
     assert os.listdir(tmp_path) == []

@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import BeforeValidator, Field, PrivateAttr, ValidationInfo, model_validator
 
 if TYPE_CHECKING:
-
+    from ..milp.solve import SolverOptions
     from ..params import DeployParams, SleepParams
 
 from .fields import (
@@ -284,7 +284,7 @@ class RollingSpec(_Strict):
 
 
 class DeploymentSpec(_Strict):
-    """BS deployment (planning.deploy, paper Eq. 12): BSs per cell from forecast demand."""
+    """BS deployment (planning.milp.deploy, paper Eq. 12): BSs per cell from forecast demand."""
 
     task: Literal["generation", "long"] = Field(
         "generation", description="how demand is forecast: generation (areas without history, the paper's setting) or long (16 -> 48 steps)"
@@ -339,7 +339,7 @@ class CapacityRule(_Strict):
 
 
 class SleepSpec(_Strict):
-    """RRU sleep control (planning.sleep, paper Eq. 13): active RRUs per cell and slot."""
+    """RRU sleep control (planning.milp.sleep, paper Eq. 13): active RRUs per cell and slot."""
 
     task: Literal["long", "generation"] = Field("long", description="how load is forecast (long: 16 observed -> 48 forecast steps)")
     forecaster: ProblemForecaster = Field(None, description="model for this problem instead of forecaster.model "
@@ -393,6 +393,13 @@ class SolverSpec(_Strict):
     time_limit: float | None = Field(60.0, gt=0, description="seconds per MILP; at the limit the incumbent is kept with its gap")
     gap: float = Field(1e-9, ge=0, lt=1, description="relative MIP gap counted as optimal")
     threads: int | None = Field(None, ge=1, description="solver threads (default: the solver's choice)")
+
+    def options(self, method: str | None = None) -> "SolverOptions":
+        """These settings as the planners' `SolverOptions`, with the problem's `method`."""
+        from ..milp.solve import SolverOptions
+
+        return SolverOptions(method=method, solver=self.name, time_limit=self.time_limit, gap_rel=self.gap,
+                             threads=self.threads)
 
 
 class OutputSpec(_Strict):

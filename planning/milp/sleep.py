@@ -40,11 +40,11 @@ from typing import Literal, Sequence
 import numpy as np
 import pulp
 
-from .demand import Demand, require_demand
-from .errors import InputError
-from .params import SleepArrays, SleepParams
-from .replay import sleep_objective
-from .solve import DEFAULT_GAP, add_var, solve
+from ..demand import Demand, require_demand
+from ..errors import InputError
+from ..params import SleepArrays, SleepParams
+from ..replay import sleep_objective
+from .solve import SolverOptions, add_var, solve
 
 
 @dataclass
@@ -326,16 +326,17 @@ def build_sleep_model(load: Demand, params: SleepParams, cells: Sequence[int] | 
 def solve_sleep(
     load: Demand,
     params: SleepParams,
-    method: Literal["dp", "milp"] = "dp",
+    options: SolverOptions | None = None,
+    *,
     groups: Literal["cell", "all"] | np.ndarray = "cell",
-    solver: str = "cbc",
-    time_limit: float | None = None,
-    gap_rel: float | None = DEFAULT_GAP,
-    threads: int | None = None,
     on: Literal["point", "scenarios"] = "point",
     epsilon: float | None = None,
+    **solver_options,
 ) -> SleepPlan:
     """Optimal schedule for `load` (cells x slots, in params.unit) by the DP or by MILPs.
+
+    How to solve: `options` (a `SolverOptions`), or its fields as keywords (`method=` 'dp' (default)
+    or 'milp', `solver=`, `time_limit=`, `gap_rel=`, `threads=`), which override it.
 
     `on='point'` plans on `load.values`; `on='scenarios'` minimises the expected objective over the
     load's scenarios (`Demand.scenarios`, K >= 2, equally likely), optionally with the chance constraint
@@ -343,6 +344,8 @@ def solve_sleep(
     MILP `groups`: one model per cell ('cell'), one for everything ('all'), or per BS (an (N,) array of
     BS ids; a BS's cells share one model). `time_limit` applies to each model.
     """
+    options = SolverOptions.of(options, **solver_options)
+    method = options.method or "dp"
     arr = _check(load, params)
     scenarios = _scenarios_for(load, on, epsilon)
     if method == "dp":
@@ -368,7 +371,7 @@ def solve_sleep(
         t0 = time.perf_counter()
         model = build_sleep_model(load, params, cells, name=f"rru-sleep-{g}", scenarios=scenarios, epsilon=epsilon)
         build_s += time.perf_counter() - t0
-        info = solve(model.prob, solver, time_limit, gap_rel, threads)
+        info = solve(model.prob, options)
         solve_s += info.solve_s
         n_bin += len(model.z)
         if info.status != "optimal":
@@ -378,7 +381,7 @@ def solve_sleep(
         for (i, t), v in model.x.items():
             x[cells[i], t] = int(round(v.value() or 0))
     gap = None if any(g is None for g in gaps) else float(max(gaps))
-    plan = _plan(x, load, params, "milp", status=status, gap=gap, solver=solver, build_s=build_s,
+    plan = _plan(x, load, params, "milp", status=status, gap=gap, solver=options.solver, build_s=build_s,
                  solve_s=solve_s, n_models=int(np.unique(labels).size), n_binaries=n_bin, notes=notes)
     del arr
     return plan

@@ -53,7 +53,7 @@ site costs included (a knapsack, where the greedy is not exact), as a MILP over 
 their marginal gains: no per-slot variables, so its size does not grow with T.
 
 Layout (PyPSA-like): `build_deploy_model` reads as a recipe of `add_*` steps; `solve_deployment` builds,
-solves (planning.solve), writes the solution back into a `DeployPlan` of plain arrays; replay and
+solves (planning.milp.solve), writes the solution back into a `DeployPlan` of plain arrays; replay and
 statistics read only the plan.
 """
 
@@ -67,11 +67,11 @@ from typing import Literal
 import numpy as np
 import pulp
 
-from .demand import Demand, require_demand
-from .errors import InfeasibleError, InputError
-from .params import DeployArrays, DeployParams
-from .replay import deploy_objective, served_matrix
-from .solve import DEFAULT_GAP, SolveInfo, add_var, solve
+from ..demand import Demand, require_demand
+from ..errors import InfeasibleError, InputError
+from ..params import DeployArrays, DeployParams
+from ..replay import deploy_objective, served_matrix
+from .solve import SolveInfo, SolverOptions, add_var, solve
 
 
 @dataclass
@@ -551,17 +551,18 @@ def write_back_compact(m: CompactModel, info: SolveInfo, build_s: float) -> Depl
 def solve_deployment(
     demand: Demand,
     params: DeployParams,
-    method: Literal["auto", "milp", "milp-compact", "greedy"] = "auto",
-    solver: str = "cbc",
-    time_limit: float | None = None,
-    gap_rel: float | None = DEFAULT_GAP,
-    threads: int | None = None,
+    options: SolverOptions | None = None,
+    *,
     check_first: bool = True,
     warm_start: bool = False,
     on: Literal["point", "quantile", "scenarios"] = "point",
     q: float | None = None,
+    **solver_options,
 ) -> DeployPlan:
     """Plan BSs for `demand` by one of the methods below; 'auto' picks the fastest exact one.
+
+    How to solve: `options` (a `SolverOptions`), or its fields as keywords (`method=`, `solver=`,
+    `time_limit=`, `gap_rel=`, `threads=`), which override it. `method` (default 'auto') is one of:
 
     What is planned on (`on`): the demand's values ('point'), the q-quantile of its scenarios
     ('quantile'), or all its scenarios ('scenarios': the sample average approximation, maximising the mean
@@ -571,6 +572,7 @@ def solve_deployment(
     concave functions is concave); service obligations then hold on the scenario average. The plan's
     objective and served users are reported per scenario (their mean).
 
+    Methods:
     - 'greedy': exact fast path of the separable model (no neighbour coverage; a budget only with equal
       site costs);
     - 'milp-compact': MILP over BS increments, exact for any separable model (knapsack budgets too);
@@ -583,9 +585,11 @@ def solve_deployment(
     `warm_start=True` starts the MILP from the greedy plan where the greedy applies (the MILP then
     certifies it or improves on it: useful on large instances where a cold solver finds no incumbent).
     """
+    options = SolverOptions.of(options, **solver_options)
+    method = options.method or "auto"
     if on == "scenarios":
-        plan = solve_deployment(demand.stacked_scenarios(), params, method, solver, time_limit, gap_rel, threads,
-                                check_first, warm_start)
+        plan = solve_deployment(demand.stacked_scenarios(), params, options, check_first=check_first,
+                                warm_start=warm_start)
         return per_scenario(plan, demand.n_scenarios)
     if on == "quantile":
         if q is None:
@@ -603,7 +607,7 @@ def solve_deployment(
         t0 = time.perf_counter()
         cm = build_compact_model(demand, params)
         build_s = time.perf_counter() - t0
-        return write_back_compact(cm, solve(cm.prob, solver, time_limit, gap_rel, threads), build_s)
+        return write_back_compact(cm, solve(cm.prob, options), build_s)
     if check_first:
         precheck(demand, params)
     t0 = time.perf_counter()
@@ -611,7 +615,7 @@ def solve_deployment(
     build_s = time.perf_counter() - t0
     if warm_start:
         set_start(model, greedy_deploy(demand, params) if greedy_applies(params, demand.n_cells)[0] else None)
-    info = solve(model.prob, solver, time_limit, gap_rel, threads, warm_start=warm_start)
+    info = solve(model.prob, options, warm_start=warm_start)
     return write_back(model, info, build_s)
 
 

@@ -10,6 +10,9 @@ at the solver's own result (CBC's log, HiGHS's model status and dual bound) and 
 
 and raises `InfeasibleError` (no feasible plan) or `SolverError` (unbounded, solver failure, or a stop
 before any feasible solution was found).
+
+`SolverOptions` (method, solver, time limit, relative gap, threads) is the one description of how to
+solve; the planning entry points take it, or its fields as keywords.
 """
 
 from __future__ import annotations
@@ -25,16 +28,40 @@ import threading
 import time
 import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 
 import pulp
 
-from .errors import InfeasibleError, InputError, PlanningWarning, SolverError
+from ..errors import InfeasibleError, InputError, PlanningWarning, SolverError
 
 SOLVERS = {"cbc": "PULP_CBC_CMD", "highs": "HiGHS"}
 # relative MIP gap for "optimal": the solvers' own numerical tolerances are ~1e-6 to 1e-7 (HiGHS's
 # default 1e-4 would call a 0.01% worse plan optimal; 1e-9 is below what large models can certify)
 DEFAULT_GAP = 1e-6
+
+
+@dataclass(frozen=True)
+class SolverOptions:
+    """How to solve a planning problem: the method, the MILP solver and its time limit, gap and threads.
+
+    `method` None means the problem's own default ('auto' for deployment, 'dp' for sleep control);
+    `time_limit` applies to each MILP (seconds, None: no limit); `gap_rel` is the relative MIP gap
+    counted as optimal; `threads` None leaves the choice to the solver.
+    """
+
+    method: str | None = None
+    solver: str = "cbc"
+    time_limit: float | None = None
+    gap_rel: float | None = DEFAULT_GAP
+    threads: int | None = None
+
+    @classmethod
+    def of(cls, options: SolverOptions | None = None, **changes) -> SolverOptions:
+        """`options` (default: the defaults) with some fields changed; an unknown field name is an error."""
+        unknown = sorted(set(changes) - {f.name for f in fields(cls)})
+        if unknown:
+            raise TypeError(f"unknown solver option(s) {unknown}: use {[f.name for f in fields(cls)]}")
+        return replace(options if options is not None else cls(), **changes)
 
 
 @dataclass
@@ -59,18 +86,14 @@ def available_solvers() -> list[str]:
 
 
 def make_solver(
-    name: str = "cbc",
-    time_limit: float | None = None,
-    gap_rel: float | None = DEFAULT_GAP,
-    threads: int | None = None,
-    msg: bool = False,
-    log_path: str | None = None,
-    warm_start: bool = False,
+    options: SolverOptions | None = None, msg: bool = False, log_path: str | None = None, warm_start: bool = False
 ) -> pulp.LpSolver:
-    """A configured PuLP solver object for `name` ('cbc' or 'highs').
+    """A configured PuLP solver object for `options.solver` ('cbc' or 'highs').
 
     `warm_start`: start from the variables' current values (set with `LpVariable.setInitialValue`).
     """
+    options = options if options is not None else SolverOptions()
+    name, time_limit, gap_rel, threads = options.solver, options.time_limit, options.gap_rel, options.threads
     key = name.lower()
     if key not in SOLVERS:
         raise InputError(f"unknown solver {name!r}: use one of {sorted(SOLVERS)}")
@@ -111,13 +134,7 @@ class _HiGHSWarm(pulp.HiGHS):
 
 
 def solve(
-    prob: pulp.LpProblem,
-    solver: str = "cbc",
-    time_limit: float | None = None,
-    gap_rel: float | None = DEFAULT_GAP,
-    threads: int | None = None,
-    msg: bool = False,
-    warm_start: bool = False,
+    prob: pulp.LpProblem, options: SolverOptions | None = None, msg: bool = False, warm_start: bool = False
 ) -> SolveInfo:
     """Solve `prob` and return its true status; raise `InfeasibleError`/`SolverError` if unusable.
 
@@ -125,18 +142,19 @@ def solve(
     solution and log files in a private temporary folder removed when the solve ends, fails or is
     interrupted (the folder of a killed process is removed by the next solve).
     """
-    key = solver.lower()
+    options = options if options is not None else SolverOptions()
+    key, time_limit = options.solver.lower(), options.time_limit
     if key != "cbc":
-        engine = make_solver(key, time_limit, gap_rel, threads, msg, None, warm_start)
+        engine = make_solver(options, msg, None, warm_start)
         t0 = time.perf_counter()
         try:
             prob.solve(engine)
         except pulp.PulpSolverError as exc:
             raise SolverError(f"{key} failed on {prob.name!r}: {exc}") from exc
-        return _classify(prob, key, time.perf_counter() - t0, "", time_limit)
+        return _true_status(prob, key, time.perf_counter() - t0, "", time_limit)
     with _solver_folder() as tmp:
         log_path = os.path.join(tmp, "cbc.log")
-        engine = make_solver(key, time_limit, gap_rel, threads, msg, log_path, warm_start)
+        engine = make_solver(options, msg, log_path, warm_start)
         engine.tmpDir = tmp  # PuLP's .mps/.sol/.mst files
         t0 = time.perf_counter()
         with solver_children():
@@ -146,7 +164,7 @@ def solve(
                 raise SolverError(f"{key} failed on {prob.name!r}: {exc}") from exc
         solve_s = time.perf_counter() - t0
         log = _read(log_path) if os.path.exists(log_path) else ""
-    return _classify(prob, key, solve_s, log, time_limit)
+    return _true_status(prob, key, solve_s, log, time_limit)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -274,7 +292,7 @@ def _read(path: str) -> str:
         return f.read()
 
 
-def _classify(prob: pulp.LpProblem, solver: str, solve_s: float, log: str, time_limit) -> SolveInfo:
+def _true_status(prob: pulp.LpProblem, solver: str, solve_s: float, log: str, time_limit) -> SolveInfo:
     """Turn PuLP's (status, sol_status) plus the solver's own report into a SolveInfo or an error."""
     status, sol_status = prob.status, prob.sol_status
     name = prob.name

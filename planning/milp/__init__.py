@@ -1,0 +1,9 @@
+"""The planning MILPs: build a model from demand, solve it, write the plan back as plain arrays.
+
+    deploy.py   BS deployment (paper Eq. 12, defensible form): full MILP, compact MILP, exact greedy
+    sleep.py    RRU sleep control (paper Eq. 13, defensible form): MILP per cell/BS, exact DP, baselines
+    solve.py    `SolverOptions` (method, solver, time limit, gap, threads), solver choice (bundled CBC,
+                HiGHS) and the true status of a solve (time limits, gaps)
+
+Replay (`planning.replay`) and reports never import this package.
+"""
