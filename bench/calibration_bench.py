@@ -132,7 +132,8 @@ def main(argv=None) -> int:
     ap.add_argument("--save", action="store_true", help="write the calibration beside the checkpoint")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
-    from forecasting.forecast import load_forecaster, resolve_checkpoint
+    from forecasting.checkpoint import resolve_checkpoint
+    from forecasting.forecast import load_forecaster
 
     t0 = time.perf_counter()
     model = load_forecaster(args.checkpoint, steps=args.steps, n_samples=args.samples)

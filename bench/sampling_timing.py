@@ -9,7 +9,8 @@ import time
 import torch
 
 from forecasting.data import load_city, make_windows
-from forecasting.forecast import SamplingConfig, load_forecaster, predict_samples
+from forecasting.forecast import load_forecaster
+from forecasting.inference import SamplingConfig, predict_samples
 from forecasting.interface import hide
 from forecasting.masks import batch_masks
 

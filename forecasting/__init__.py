@@ -1,3 +1,21 @@
-"""UoMo: a universal model of mobile traffic forecasting (KDD'25), with the data layer and baselines."""
+"""UoMo: a universal model of mobile traffic forecasting (KDD'25), with the data layer and baselines.
+
+Modules, in pipeline order:
+
+    data/            `City` and its loaders (npz, release JSON, long tables, synthetic), `load_city`,
+                     the per-city scaler, 64-step windows, geometry
+    masks.py         the tasks' masks (short/long horizon, generation, random) as boolean arrays
+    encoding.py      windows + masks -> model tensors (per-cell scaling, lag channel, context hiding)
+    model.py         the network only (tokeniser, DiT blocks with adaLN, context encoders); presets
+    diffusion.py     noise schedule, loss and samplers (DDPM, DDIM); never imports model.py
+    checkpoint.py    save / safe load / resolve (shipped names) of checkpoints, the weights they hold
+    train.py         one loop for pre-training and fine-tuning; resume; DDP (`uomo-train`)
+    inference.py     batched, seeded sampling of a network on windows (`SamplingConfig`, the device)
+    forecast.py      a checkpoint -> samples / mean / quantiles, tidy frames (`load_forecaster`)
+    calibration.py   calibrated quantile bands of a forecaster's samples
+    interface.py     the `Forecaster` contract every model follows (`Prediction`, hiding)
+    baselines.py     the reference forecasters behind the same interface
+    evaluate.py      metrics on masked entries and the forecast benchmark (`uomo-bench`)
+"""
 
 __version__ = "0.1.0"

@@ -358,7 +358,7 @@ class NeighbourMean(Forecaster):
         return Prediction(mean=mean.astype(np.float32))
 
 
-def time_features(day_of_week: np.ndarray, slot_of_day: np.ndarray, slots_per_day: int, harmonics: int = 3) -> np.ndarray:
+def seasonal_regressors(day_of_week: np.ndarray, slot_of_day: np.ndarray, slots_per_day: int, harmonics: int = 3) -> np.ndarray:
     """f(t) = [1, cos 2 pi k tau, sin 2 pi k tau (k = 1..K), w, w cos 2 pi tau, w sin 2 pi tau], (..., 2K + 4).
 
     tau = slot / slots_per_day is the time of day in [0, 1), w = 1 on Saturday/Sunday (day 5, 6).
@@ -416,7 +416,7 @@ class POIRegression(Forecaster):
             rhs = np.zeros(n_z * n_f)
             for k, r in enumerate(train):
                 Z = poi_features(None if city.poi is None else city.poi[r : r + 1], (1, *city.grid)).reshape(-1, n_z)
-                F = time_features(city.day_of_week[r], city.slot_of_day[r], city.slots_per_day, self.harmonics)
+                F = seasonal_regressors(city.day_of_week[r], city.slot_of_day[r], city.slots_per_day, self.harmonics)
                 X = series[k].reshape(series.shape[1], -1).T  # (cells, T)
                 gram += np.kron(Z.T @ Z, F.T @ F)
                 rhs += (Z.T @ X @ F).ravel()
@@ -440,7 +440,7 @@ class POIRegression(Forecaster):
                 f"poi_regression for {windows.city!r} was fitted with {B.shape[0] - 1} POI categories, "
                 f"the windows have {Z.shape[-1] - 1}"
             )
-        F = time_features(windows.day_of_week, windows.slot_of_day, windows.slots_per_day, self.harmonics)
+        F = seasonal_regressors(windows.day_of_week, windows.slot_of_day, windows.slots_per_day, self.harmonics)
         mean = np.einsum("nhwi,ij,ntj->nthw", Z, B, F)
         return Prediction(mean=np.clip(mean, 0.0, 1.0).astype(np.float32))
 

@@ -4,6 +4,10 @@ A checkpoint is a flat dict of tensors and plain values saved with `torch.save` 
 `torch.load(..., weights_only=True)`, so loading a file never executes code from it. The config travels
 as a JSON string with a schema version; a file that is corrupt, foreign or of another schema, or whose
 weights do not match the network it declares, is refused with a message saying so (strict loading).
+
+This is the one place that resolves a checkpoint name (`resolve_checkpoint`: a shipped model or a
+path) and loads weights (`load_checkpoint`, `deployed_weights`, `load_state_strict`); the forecaster
+and the trainer both use it.
 """
 
 from __future__ import annotations
@@ -12,12 +16,16 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+if TYPE_CHECKING:
+    from .data import CityScalers
+
 SCHEMA_VERSION = 1
 FORMAT = "uomo-checkpoint"
+PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 
 
 class CheckpointError(ValueError):
@@ -106,3 +114,53 @@ def load_state_strict(module: torch.nn.Module, state_dict: dict, source: str) ->
             parts.append(f"shape mismatch {wrong[:5]}")
         raise CheckpointError(f"{source}: weights do not match the declared network ({'; '.join(parts)})")
     module.load_state_dict({k: v.to(own[k].dtype) for k, v in state_dict.items()}, strict=True)
+
+
+def deployed_weights(state: dict, source: str | Path) -> dict:
+    """The weights a checkpoint is used with: its EMA weights, else the raw model weights."""
+    weights = state.get("ema") or state.get("model")
+    if weights is None:
+        raise CheckpointError(f"{source}: holds no model weights")
+    return weights
+
+
+# ----------------------------------------------------------------------------------------------------
+# Shipped checkpoints and the scales a checkpoint records
+# ----------------------------------------------------------------------------------------------------
+
+
+def list_pretrained() -> list[str]:
+    """Names of the checkpoints shipped with the package."""
+    return sorted(p.stem for p in PRETRAINED_DIR.glob("*.pt"))
+
+
+def resolve_checkpoint(name_or_path: str | Path) -> Path:
+    """A shipped checkpoint name (see `list_pretrained`) or a path to a `.pt` file."""
+    p = Path(name_or_path)
+    if p.suffix == ".pt" or p.exists():
+        if not p.is_file():
+            raise CheckpointError(f"checkpoint {p} does not exist")
+        return p
+    shipped = PRETRAINED_DIR / f"{name_or_path}.pt"
+    if shipped.is_file():
+        return shipped
+    import difflib
+
+    close = difflib.get_close_matches(str(name_or_path), list_pretrained(), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise CheckpointError(
+        f"unknown checkpoint {str(name_or_path)!r}: give a path to a .pt file or one of the shipped "
+        f"models {list_pretrained()}{hint}"
+    )
+
+
+def scalers_to_dict(scalers: CityScalers) -> dict:
+    """The per-city scales as stored in a checkpoint's config."""
+    return {"traffic": scalers.traffic.scale, "users": None if scalers.users is None else scalers.users.scale}
+
+
+def scalers_from_dict(d: dict) -> CityScalers:
+    """The per-city scalers back from a checkpoint's config."""
+    from .data import CityScalers, Scaler
+
+    return CityScalers(Scaler(float(d["traffic"])), None if d.get("users") is None else Scaler(float(d["users"])))

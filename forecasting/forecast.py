@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal, Sequence
 
@@ -15,34 +15,22 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .batching import ContextSwitches, encode_windows, repeat_cond
 from .calibration import Calibration, calibration_path
-from .checkpoint import CheckpointError, load_checkpoint, load_state_strict
-from .data import City, CityScalers, Scaler, Windows, make_windows
-from .diffusion import NoiseSchedule, make_schedule, sample
-from .interface import Forecaster, Prediction, as_city_list, hide
+from .checkpoint import (
+    CheckpointError,
+    deployed_weights,
+    load_checkpoint,
+    load_state_strict,
+    resolve_checkpoint,
+    scalers_from_dict,
+)
+from .data import City, CityScalers, Windows, make_windows
+from .diffusion import NoiseSchedule, make_schedule
+from .encoding import ContextSwitches
+from .inference import SamplingConfig, default_device, predict_samples
+from .interface import Forecaster, Prediction, hide
 from .masks import batch_masks
 from .model import UoMoConfig, UoMoNet
-
-PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
-
-
-def default_device() -> torch.device:
-    """CUDA when available, then Apple MPS, else CPU."""
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def scalers_to_dict(scalers: CityScalers) -> dict:
-    return {"traffic": scalers.traffic.scale, "users": None if scalers.users is None else scalers.users.scale}
-
-
-def scalers_from_dict(d: dict) -> CityScalers:
-    return CityScalers(Scaler(float(d["traffic"])), None if d.get("users") is None else Scaler(float(d["users"])))
-
 
 def forecast_scalers(city: City) -> CityScalers:
     """The city's scalers: fitted on its training regions, or on all its regions when it has none.
@@ -53,54 +41,6 @@ def forecast_scalers(city: City) -> CityScalers:
     if city.regions("train").size:
         return CityScalers.fit(city)
     return CityScalers.fit(replace(city, split=np.full(city.n_regions, "train")))
-
-
-@dataclass
-class SamplingConfig:
-    """How forecasts are drawn: sampler, steps, samples per window, stochasticity, point statistic."""
-
-    sampler: Literal["ddim", "ddpm"] = "ddim"
-    steps: int = 20
-    n_samples: int = 8
-    eta: float = 0.0
-    point: Literal["median", "mean"] = "median"
-    batch_size: int = 128
-    seed: int = 0
-
-
-@torch.no_grad()
-def predict_samples(
-    net: UoMoNet,
-    schedule: NoiseSchedule,
-    windows: Windows,
-    mask: np.ndarray,
-    sampling: SamplingConfig = SamplingConfig(),
-    context: ContextSwitches = ContextSwitches(),
-    device: torch.device | str = "cpu",
-) -> np.ndarray:
-    """(S, N, T, H, W) samples of normalised traffic; observed entries equal the given values."""
-    net.eval()
-    gen = torch.Generator(device="cpu").manual_seed(sampling.seed)
-    S = sampling.n_samples
-    out = np.empty((S, *windows.traffic.shape), dtype=np.float32)
-    chunk = max(1, sampling.batch_size // S)
-    for lo in range(0, len(windows), chunk):
-        part = windows.take(slice(lo, lo + chunk))
-        _, cond, transform = encode_windows(part, mask[lo : lo + chunk], context=context, device=device)
-        cond = repeat_cond(cond, S)
-        rep = transform.take(torch.arange(transform.scale.shape[0]).repeat_interleave(S))
-        lo_b, hi_b = rep.bounds()
-        noise_gen = gen if str(device) == "cpu" else None
-        y = sample(
-            net, schedule, cond, tuple(cond["observed"].shape), sampler=sampling.sampler,
-            steps=sampling.steps, eta=sampling.eta, generator=noise_gen, clamp=(lo_b, hi_b),
-        )
-        x = rep.from_model(y).clamp(0, 1).cpu().numpy()  # (n*S, T, H, W)
-        n = x.shape[0] // S
-        observed = np.nan_to_num(part.traffic)
-        x = np.where(mask[lo : lo + chunk][:, None], x.reshape(n, S, *x.shape[1:]), observed[:, None])
-        out[:, lo : lo + n] = x.transpose(1, 0, 2, 3, 4)
-    return out
 
 
 class UoMoForecaster(Forecaster):
@@ -140,10 +80,7 @@ class UoMoForecaster(Forecaster):
         except (KeyError, TypeError) as exc:
             raise CheckpointError(f"{path}: config lacks the model/diffusion sections ({exc})") from exc
         net = UoMoNet(model_cfg)
-        weights = state.get("ema") or state.get("model")
-        if weights is None:
-            raise CheckpointError(f"{path}: holds no model weights")
-        load_state_strict(net, weights, str(path))
+        load_state_strict(net, deployed_weights(state, path), str(path))
         schedule = make_schedule(diffusion_cfg["schedule"], int(diffusion_cfg["steps"]))
         scalers = {name: scalers_from_dict(d) for name, d in config.get("scalers", {}).items()}
         cal_file = calibration_path(path)
@@ -258,31 +195,6 @@ class UoMoEnsemble(UoMoForecaster):
         return np.concatenate([
             m.sample(windows, mask, replace(sampling, seed=sampling.seed + i)) for i, m in enumerate(self.members)
         ])
-
-
-def list_pretrained() -> list[str]:
-    """Names of the checkpoints shipped with the package."""
-    return sorted(p.stem for p in PRETRAINED_DIR.glob("*.pt"))
-
-
-def resolve_checkpoint(name_or_path: str | Path) -> Path:
-    """A shipped checkpoint name (see `list_pretrained`) or a path to a `.pt` file."""
-    p = Path(name_or_path)
-    if p.suffix == ".pt" or p.exists():
-        if not p.is_file():
-            raise CheckpointError(f"checkpoint {p} does not exist")
-        return p
-    shipped = PRETRAINED_DIR / f"{name_or_path}.pt"
-    if shipped.is_file():
-        return shipped
-    import difflib
-
-    close = difflib.get_close_matches(str(name_or_path), list_pretrained(), n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    raise CheckpointError(
-        f"unknown checkpoint {str(name_or_path)!r}: give a path to a .pt file or one of the shipped "
-        f"models {list_pretrained()}{hint}"
-    )
 
 
 def load_forecaster(

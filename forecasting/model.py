@@ -147,7 +147,7 @@ class StepEmbedder(nn.Module):
         return self.mlp(sincos(k, self.freq_dim))  # (B, D)
 
 
-def time_features(time_of_day: torch.Tensor, day_of_week: torch.Tensor) -> torch.Tensor:
+def calendar_harmonics(time_of_day: torch.Tensor, day_of_week: torch.Tensor) -> torch.Tensor:
     """Granularity-free time features per step: harmonics of the day and of the week. (B, T) -> (B, T, 8)."""
     week = (day_of_week.float() + time_of_day) / 7.0
     ang = 2 * math.pi
@@ -192,7 +192,7 @@ class POIEncoder(nn.Module):
         n_cat = poi_valid.float().sum(1).clamp(min=1.0)[:, None, None, None]  # (B, 1, 1, 1)
         pooled = elem.sum(1) / n_cat  # (B, H, W, P)
         h_static = torch.sigmoid(self.static(pooled))  # (B, H, W, P)      Eq. 8
-        tau = self.tau(self.day(day_of_week.long()) + self.tod(time_features(time_of_day, day_of_week)))  # (B, T, P)
+        tau = self.tau(self.day(day_of_week.long()) + self.tod(calendar_harmonics(time_of_day, day_of_week)))  # (B, T, P)
         T = tau.shape[1]
         joint = torch.cat(
             [h_static[:, None].expand(B, T, H, W, -1), tau[:, :, None, None].expand(B, T, H, W, -1)], -1
@@ -278,7 +278,7 @@ class FinalLayer(nn.Module):
 #: the observed value one day earlier and its flag (lag feature; empty when the window is under a day).
 MAIN_CHANNELS = 6
 #: Extra main-stream channels with UoMoConfig.carry: the cell's last observed value before each step and
-#: its flag (a hidden step's persistence forecast; see batching.carry_forward).
+#: its flag (a hidden step's persistence forecast; see encoding.carry_forward).
 CARRY_CHANNELS = 2
 #: Per-entry channels of the observation condition: o, 1 - m (observed flag), validity, cell level.
 OBS_CHANNELS = 4
@@ -296,10 +296,10 @@ class UoMoNet(nn.Module):
       mask      True where hidden (to generate)
       k         (B,) diffusion step
       valid     False at cells padded or absent from the data (never attended as signal)
-      cell_scale (B, H, W) log level of each cell relative to its window (see batching.WindowTransform)
-      lag, lag_known (B, T, H, W) observed value one day earlier and its flag (see batching.day_lag)
+      cell_scale (B, H, W) log level of each cell relative to its window (see encoding.WindowTransform)
+      lag, lag_known (B, T, H, W) observed value one day earlier and its flag (see encoding.day_lag)
       carry, carry_known (B, T, H, W) last observed value before each step and its flag (read only when
-                the config has `carry`; see batching.carry_forward)
+                the config has `carry`; see encoding.carry_forward)
     Context (paper 3.3) is optional: users (B, T, H, W) with `users_known` (True where the user count
     would be known when forecasting), POI counts (B, C, H, W) of any width C with `poi_valid` (B, C).
     Returns the x0 prediction (B, T, H, W).
@@ -397,7 +397,7 @@ class UoMoNet(nn.Module):
         tokens_grid = (grid[0] // patch[0], grid[1] // patch[1], grid[2] // patch[2])
 
         # time features per step, grouped per temporal patch and broadcast over space
-        tf = time_features(time_of_day, day_of_week)  # (B, T, 8)
+        tf = calendar_harmonics(time_of_day, day_of_week)  # (B, T, 8)
         tf = F.pad(tf, (0, 0, 0, grid[0] - T))  # (B, T_pad, 8)
         tf = tf.reshape(B, tokens_grid[0], -1)  # (B, T', t0 * 8)
         tf = self.time_embed(tf)[:, :, None, None, :].expand(-1, -1, tokens_grid[1], tokens_grid[2], -1)

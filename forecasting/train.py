@@ -34,11 +34,19 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .batching import ContextSwitches, encode, roll_context
-from .checkpoint import CheckpointError, load_checkpoint, load_state_strict, save_checkpoint
+from .checkpoint import (
+    CheckpointError,
+    deployed_weights,
+    load_checkpoint,
+    load_state_strict,
+    resolve_checkpoint,
+    save_checkpoint,
+    scalers_to_dict,
+)
 from .data import City, CityScalers, DataError, few_shot_city, load_city, make_windows, window_starts
 from .diffusion import make_schedule, training_loss
-from .forecast import SamplingConfig, default_device, predict_samples, resolve_checkpoint, scalers_to_dict
+from .encoding import ContextSwitches, encode, roll_context
+from .inference import SamplingConfig, default_device, predict_samples
 from .interface import hide
 from .masks import EVAL_TASKS, batch_masks
 from .model import UoMoConfig, UoMoNet, preset
@@ -327,7 +335,7 @@ def _train_loop(cfg: TrainConfig, resume: bool, cities: Sequence[City] | None, p
         state, init_config = load_checkpoint(resolve_checkpoint(cfg.init_from))
         if UoMoConfig.from_dict(init_config["model"]) != model_cfg:
             raise CheckpointError(f"{cfg.init_from} holds a {init_config['model']} network, not preset {cfg.preset!r}")
-        load_state_strict(net, state.get("ema") or state["model"], cfg.init_from)
+        load_state_strict(net, deployed_weights(state, cfg.init_from), cfg.init_from)
     if cfg.freeze == "backbone":
         for p in net.backbone_parameters():
             p.requires_grad_(False)
@@ -459,9 +467,7 @@ def export_checkpoint(source: str | Path, target: str | Path, half: bool = True,
     Used to ship small pretrained models; `load_forecaster` restores float32 weights on load.
     """
     state, config = load_checkpoint(source)
-    weights = state.get("ema") or state.get("model")
-    if weights is None:
-        raise CheckpointError(f"{source} holds no weights to export")
+    weights = deployed_weights(state, source)
     if half:
         weights = {k: (v.half() if v.is_floating_point() else v) for k, v in weights.items()}
     if note:

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from forecasting.data import load_long_table, make_windows
-from forecasting.forecast import list_pretrained, load_forecaster
+from forecasting.checkpoint import list_pretrained
+from forecasting.forecast import load_forecaster
 from forecasting.interface import hide
 from forecasting.masks import batch_masks
 from forecasting.data.synthetic import make_city
@@ -111,7 +112,8 @@ def test_unknown_checkpoint_name_lists_the_shipped_ones():
 
 def test_ensemble_pools_the_members_samples(tmp_path):
     """Two checkpoints as one forecaster: member m's samples are its own forecast with seed + m."""
-    from forecasting.forecast import SamplingConfig, UoMoEnsemble, predict_samples
+    from forecasting.forecast import UoMoEnsemble
+    from forecasting.inference import SamplingConfig, predict_samples
 
     city = make_city(rows=4, cols=4, days=3, slots_per_day=48, seed=0)
     cfg = TrainConfig(preset="cpu", cities=["x"], steps=2, batch_size=4, val_every=2, val_max_windows=2,
@@ -134,7 +136,7 @@ def test_ensemble_pools_the_members_samples(tmp_path):
     assert load_forecaster([other], device="cpu").__class__.__name__ == "UoMoForecaster"
     with pytest.raises(ValueError, match="at least two members"):
         UoMoEnsemble([ens.members[0]])
-    from forecasting.batching import ContextSwitches
+    from forecasting.encoding import ContextSwitches
     from forecasting.forecast import UoMoForecaster
 
     a = ens.members[0]

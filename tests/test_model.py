@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from forecasting.batching import ContextSwitches, WindowTransform, encode
+from forecasting.encoding import ContextSwitches, WindowTransform, encode
 from forecasting.model import PRESETS, UoMoConfig, UoMoNet, pad_to_patch, patchify, preset, unpatchify
 
 
@@ -203,7 +203,7 @@ def test_encode_hides_users_with_traffic():
 
 
 def test_day_lag_copies_observed_value_one_day_back():
-    from forecasting.batching import day_lag
+    from forecasting.encoding import day_lag
 
     values = torch.arange(10, dtype=torch.float32).view(1, 10, 1, 1).repeat(2, 1, 1, 1)
     known = torch.ones_like(values, dtype=torch.bool)
@@ -218,7 +218,7 @@ def test_day_lag_copies_observed_value_one_day_back():
 
 
 def test_carry_forward_is_the_last_observation_before_each_step():
-    from forecasting.batching import carry_forward
+    from forecasting.encoding import carry_forward
 
     values = torch.arange(1.0, 7.0).view(1, 6, 1, 1)
     known = torch.tensor([True, True, False, True, False, False]).view(1, 6, 1, 1)
@@ -230,7 +230,7 @@ def test_carry_forward_is_the_last_observation_before_each_step():
 def test_the_carry_channel_changes_the_network_only_when_configured():
     from dataclasses import replace
 
-    from forecasting.batching import encode
+    from forecasting.encoding import encode
     from forecasting.masks import batch_masks
     from forecasting.model import UoMoNet, preset
 

@@ -182,7 +182,7 @@ class ForecasterSpec(_Strict):
 
     model: str = Field(
         "uomo-synthetic-cpu",
-        description="shipped UoMo checkpoint name (see forecasting.forecast.list_pretrained), a path to a .pt "
+        description="shipped UoMo checkpoint name (see forecasting.checkpoint.list_pretrained), a path to a .pt "
         "checkpoint (relative to the scenario file), or a baseline of forecasting.baselines.BASELINES",
     )
     fallback: dict[Literal["generation", "long"], str] | None = Field(
