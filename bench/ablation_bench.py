@@ -15,20 +15,16 @@ Records go to bench/results/ablation.json with keys city, task, variant, shots, 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
+from common import RESULTS, command_line, commands_block, merge_records, read_records, write_json
 from forecasting.data import load_city, make_windows
 from forecasting.evaluate import evaluate_forecaster
 from forecasting.forecast import load_forecaster
 from forecasting.train import TrainConfig, train
 
-RESULTS = Path(__file__).resolve().parent / "results"
 
 VARIANTS = {
     "full": dict(context=["users", "poi"], freeze="backbone", contrastive=True),
@@ -73,9 +69,7 @@ def main(argv=None) -> int:
     p.add_argument("--merge", action="store_true",
                    help="keep the records of other variants already in OUT/ablation.json (same windows and sampler)")
     args = p.parse_args(argv)
-    used = sys.argv[1:] if argv is None else list(argv)
-    threads = os.environ.get("OMP_NUM_THREADS", "")
-    command = f"{'OMP_NUM_THREADS=' + threads + ' ' if threads else ''}python bench/ablation_bench.py {' '.join(used)}"
+    command = command_line("ablation_bench.py", argv, env=("OMP_NUM_THREADS",))
 
     cities = {name: load_city(name) for name in args.cities}
     records = []
@@ -97,16 +91,14 @@ def main(argv=None) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    if args.merge and (out / "ablation.json").exists():
-        previous = json.loads((out / "ablation.json").read_text())
-        records = [r for r in previous if r["variant"] not in args.variants] + records
-    (out / "ablation.json").write_text(json.dumps(records, indent=1))
-    commands = list(dict.fromkeys(r["command"] for r in records if r.get("command")))
+    if args.merge:
+        records = merge_records(read_records(out / "ablation.json"), records, key=lambda r: r["variant"])
+    write_json(out / "ablation.json", records)
     header = [
         "# Context ablation (test regions)", "",
         f"Fine-tuning {args.steps} steps from `{args.pretrained}`, lambda = {args.contrastive_weight}; "
         f"test windows every {args.stride} steps; {args.samples} samples x DDIM-{args.sampling_steps}, median.", "",
-        "Commands:", "", *(f"    {c}" for c in commands),
+        *commands_block(r["command"] for r in records if r.get("command")),
     ]
     (out / "ablation.md").write_text(render(records, header))
     return 0

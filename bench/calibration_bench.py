@@ -20,12 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
+from common import RESULTS, command_line
 from forecasting.calibration import Calibration, calibration_path, calibration_windows, fit_calibration
 from forecasting.data import load_city
-from forecasting.evaluate import crps, window_masks
-from forecasting.interface import Prediction, hide
+from forecasting.evaluate import window_masks
+from forecasting.interface import hide
+from forecasting.metrics import crps
 
-RESULTS = Path(__file__).resolve().parent / "results"
 NOMINAL = (0.5, 0.8, 0.9)
 TASKS = ("short", "long", "generation")
 
@@ -153,7 +154,7 @@ def main(argv=None) -> int:
     wall = time.perf_counter() - t0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    command = "python bench/calibration_bench.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = command_line("calibration_bench.py", argv)
     (out / "calibration.json").write_text(json.dumps({"command": command, "records": rows, "curves": curves}, indent=1))
     (out / "calibration.md").write_text(markdown(rows, command.strip(), wall))
     figure(curves, out / "calibration.png")

@@ -16,13 +16,13 @@ import json
 import sys
 from pathlib import Path
 
-from forecasting.evaluate import available_real_cities, ratio_to_best, run_benchmark
+from common import RESULTS
+from forecasting.data import available_real_cities
+from forecasting.evaluate import ratio_to_best, run_benchmark
 from forecasting.masks import EVAL_TASKS
 
-RESULTS = Path(__file__).resolve().parent / "results" / "forecast.json"
 
-
-def committed_ratios(label: str, path: Path = RESULTS) -> dict[tuple[str, str], float]:
+def committed_ratios(label: str, path: Path = RESULTS / "forecast.json") -> dict[tuple[str, str], float]:
     """{(city, task): ratio} of the committed records of `label` (best baseline on all windows)."""
     from forecasting.evaluate import best_baseline_mae
 

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common import RESULTS
 from forecasting.data import load_city
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def cell_correlations(traffic: np.ndarray, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

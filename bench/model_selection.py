@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
+from common import RESULTS, command_line
 from forecasting.masks import EVAL_TASKS
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def candidate_records(path: Path, steps: int, total_samples: int) -> tuple[str, int, dict[tuple[str, str], float]]:
@@ -63,7 +61,7 @@ def main(argv=None) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    command = "python bench/model_selection.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = command_line("model_selection.py", argv)
     (out / "model_selection.json").write_text(json.dumps({
         "steps": args.steps, "total_samples": args.total_samples, "chosen": chosen, "command": command,
         "chosen_per_cell": {f"{c}/{t}": per_cell[(c, t)] for c, t in cells},

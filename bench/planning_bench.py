@@ -25,20 +25,20 @@ import json
 import sys
 import time
 import warnings
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
+from common import RESULTS, choose_on_val, choose_qos_matched, command_line
 from forecasting.data import City, available_real_cities, load_city
 from forecasting.interface import Forecaster, NotApplicable
 from planning.demand import Demand, forecast_demand, poi_demand, real_demand, resident_demand
-from planning.milp.deploy import solve_deployment
 from planning.errors import PlanningError
+from planning.milp.deploy import solve_deployment
+from planning.milp.sleep import always_on, solve_sleep, threshold_policy
 from planning.params import DeployParams, SleepParams
 from planning.replay import replay_deployment, replay_sleep
 from planning.rolling import RollingForecast, rolling_forecast, rolling_sleep
-from planning.milp.sleep import always_on, solve_sleep, threshold_policy
 
 DEFAULT_FORECASTERS = ("neighbour_mean", "poi_regression", "daily_profile", "seasonal_naive", "last_value")
 KEYS = ("problem", "city", "strategy", "setting", "served_ratio", "deficit", "cost", "qos", "switching", "energy",
@@ -118,11 +118,6 @@ def calibrated(name: str, city: City, notes: list[str]) -> Forecaster:
         f.calibration = cal
         return f
     return CalibratedForecaster(f, cal)
-
-
-def choose_on_val(val_regret: dict[str, float]) -> str:
-    """The setting with the lowest val regret (first listed wins ties)."""
-    return min(val_regret, key=lambda k: (val_regret[k], list(val_regret).index(k)))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -219,13 +214,6 @@ def sleep_row(city, strategy, setting, plan, truth, params, oracle, **extra) -> 
                 cost=None, qos=s.qos, switching=s.switching, energy=s.energy_ratio, regret=s.regret, **extra)
 
 
-def every_kth(fc: RollingForecast, every: int) -> RollingForecast:
-    """The re-plans of a rolling forecast drawn every fc.every slots, kept every `every` slots."""
-    k = every // fc.every
-    samples = None if fc.samples is None else fc.samples[:, ::k]
-    return replace(fc, starts=fc.starts[::k], point=fc.point[::k], samples=samples, every=every)
-
-
 def day_ahead_plan(est: Demand, params: SleepParams, setting: tuple[str, dict], method: str = "dp"):
     """A day-ahead schedule on the long-term forecast `est` with a risk setting (on, kw)."""
     on, kw = setting
@@ -237,7 +225,7 @@ def day_ahead_plan(est: Demand, params: SleepParams, setting: tuple[str, dict], 
 def rolling_plan(fc: RollingForecast, truth: Demand, params: SleepParams, setting: tuple[int, str, dict]):
     """A rolling-horizon schedule with a setting (R, on, kw), from forecasts drawn every fc.every slots."""
     every, on, kw = setting
-    return rolling_sleep(every_kth(fc, every), truth, params, on=on, **kw)
+    return rolling_sleep(fc.every_kth(every), truth, params, on=on, **kw)
 
 
 def select_and_score(city, strategy, settings: dict, plan_val, plan_test, truths, params, oracles,
@@ -256,9 +244,9 @@ def select_and_score(city, strategy, settings: dict, plan_val, plan_test, truths
     picks: dict[str, list[str]] = {}
     picks.setdefault(choose_on_val(points), []).append("point" if len(points) == 1 else "point, val")
     picks.setdefault(choose_on_val({k: v.regret for k, v in val.items()}), []).append("val")
-    capped = {k: v.regret for k, v in val.items() if v.qos <= qos_cap}
-    if capped:
-        picks.setdefault(choose_on_val(capped), []).append("val, qos <= threshold")
+    matched = choose_qos_matched({k: v.regret for k, v in val.items()}, {k: v.qos for k, v in val.items()}, qos_cap)
+    if matched is not None:
+        picks.setdefault(matched, []).append("val, qos <= threshold")
     truth, p, oracle = truths["test"], params["test"], oracles["test"]
     rows = []
     for label, why in picks.items():
@@ -444,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sleep-method", choices=("milp", "dp"), default="dp")
     ap.add_argument("--uomo-steps", type=int, default=3, help="DDIM steps of UoMo forecasters")
     ap.add_argument("--uomo-samples", type=int, default=16, help="samples per window of UoMo forecasters")
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
+    ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
     UOMO_SAMPLING.update(steps=args.uomo_steps, n_samples=args.uomo_samples)
     cities = args.cities.split(",") if args.cities else ["synthetic", *available_real_cities()]
@@ -468,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = [{**{k: r.get(k) for k in KEYS}, "checkpoint": checkpoint} for r in rows]
-    command = "python bench/planning_bench.py" + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip()
+    command = command_line("planning_bench.py", argv)
     (out / "planning.json").write_text(json.dumps(rows, indent=1) + "\n")
     (out / "planning.md").write_text(markdown(rows, notes, command.strip(), wall, checkpoint))
     print(markdown(rows, notes, command.strip(), wall, checkpoint))

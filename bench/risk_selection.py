@@ -19,7 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from common import RESULTS, choose_on_val, choose_qos_matched, table
+
 DEPLOY = [("point", None, None), *[("quantile", q, None) for q in (0.6, 0.7, 0.8, 0.9)], ("scenarios", None, None)]
 SLEEP = [("point", None, None), *[("quantile", q, None) for q in (0.7, 0.8, 0.9, 0.95)],
          *[("scenarios", None, e) for e in (None, 0.2, 0.1, 0.05)]]
@@ -38,20 +39,12 @@ def main(argv=None) -> int:
     ap.add_argument("scenario")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
-    from dataclasses import replace
-
     from planning.milp.deploy import solve_deployment
+    from planning.milp.sleep import solve_sleep
+    from planning.pipeline import _forecaster, _planned_regions, horizon_steps, load_scenario_city, run_scenario
     from planning.replay import replay_deployment, replay_sleep
     from planning.rolling import rolling_forecast, rolling_sleep
-    from planning.pipeline import (
-        _forecaster,
-        _planned_regions,
-        horizon_steps,
-        load_scenario_city,
-        run_scenario,
-    )
     from planning.scenario.loading import load_scenario
-    from planning.milp.sleep import solve_sleep
 
     t0 = time.perf_counter()
     overrides = {"area.split": "val", "area.cells": None}
@@ -74,9 +67,9 @@ def main(argv=None) -> int:
         for on, q, _ in DEPLOY:
             plan = solve_deployment(fc, params, on=on, q=q)
             regrets[label(on, q, None)] = replay_deployment(plan, dep.real, params, oracle=oracle).regret
-        best = min(regrets, key=regrets.get)
-        lines += ["## deployment", "", "| setting | val regret |", "| --- | --- |"]
-        lines += [f"| {k} | {v:.4f} |" for k, v in regrets.items()] + ["", f"Pick: **{best}**.", ""]
+        best = choose_on_val(regrets)
+        lines += ["## deployment", "", *table(["setting", "val regret"], [(k, f"{v:.4f}") for k, v in regrets.items()])]
+        lines += ["", f"Pick: **{best}**.", ""]
     if "sleep" in result.problems:
         slp = result.problems["sleep"]
         fc, params, oracle, real = slp.forecast.mean, slp.params, slp.strategy("oracle").plan, slp.real
@@ -92,18 +85,15 @@ def main(argv=None) -> int:
             model, _ = _forecaster(sc, sc.sleep.forecaster or sc.forecaster.model, "short", city, {}, [])
             roll = rolling_forecast(model, city, _planned_regions(sc, city), start, stop, every=min(EVERY))
             for every in EVERY:
-                k = every // roll.every
-                sub = replace(roll, starts=roll.starts[::k], point=roll.point[::k], every=every,
-                              samples=None if roll.samples is None else roll.samples[:, ::k])
+                sub = roll.every_kth(every)
                 for on, q, eps in SLEEP:
                     plan = rolling_sleep(sub, real, params, on=on, q=q, epsilon=eps)
                     scores[f"rolling {label(on, q, eps, every)}"] = replay_sleep(plan, real, params, oracle=oracle)
-        best = min(scores, key=lambda k: scores[k].regret)
-        fair = [k for k in scores if scores[k].qos <= cap]
-        matched = min(fair, key=lambda k: scores[k].regret) if fair else None
+        regret, qos = {k: s.regret for k, s in scores.items()}, {k: s.qos for k, s in scores.items()}
+        best, matched = choose_on_val(regret), choose_qos_matched(regret, qos, cap)
         lines += ["## sleep", "", f"Threshold policy on val: QoS {cap:.4f}.", "",
-                  "| setting | val regret | val QoS | switches/cell/day |", "| --- | --- | --- | --- |"]
-        lines += [f"| {k} | {v.regret:.4f} | {v.qos:.4f} | {v.switching:.2f} |" for k, v in scores.items()]
+                  *table(["setting", "val regret", "val QoS", "switches/cell/day"],
+                         [(k, f"{v.regret:.4f}", f"{v.qos:.4f}", f"{v.switching:.2f}") for k, v in scores.items()])]
         lines += ["", f"Pick (lowest val regret): **{best}**.",
                   f"Pick with val QoS no worse than the threshold policy's: **{matched or 'none'}**.", ""]
     lines += [f"Wall time {time.perf_counter() - t0:.0f} s.", ""]

@@ -15,18 +15,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
+from common import RESULTS, command_line
 from forecasting.data import load_city, make_windows
 from forecasting.evaluate import evaluate_forecaster
 from forecasting.forecast import load_forecaster
 from forecasting.masks import EVAL_TASKS
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def main(argv=None) -> int:
@@ -74,8 +72,7 @@ def main(argv=None) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    used = sys.argv[1:] if argv is None else list(argv)
-    commands.append("OMP_NUM_THREADS=2 python bench/sampler_selection.py " + " ".join(used))
+    commands.append(command_line("sampler_selection.py", argv, env=("OMP_NUM_THREADS",)))
     (out / "sampler_selection.json").write_text(json.dumps(
         {"checkpoint": checkpoint, "stride": args.stride, "records": records, "commands": commands,
          "chosen": {"steps": chosen[0], "samples": chosen[1]}}, indent=1))

@@ -18,22 +18,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common import RESULTS
 from forecasting.data import load_city, make_windows
 from forecasting.forecast import load_forecaster
 from forecasting.inference import SamplingConfig, predict_samples
 from forecasting.interface import hide
 from forecasting.masks import batch_masks
-
-RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def crps_from_samples(samples: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
-    """Sample CRPS: E|X - y| - 0.5 E|X - X'| averaged over hidden entries."""
-    s = samples[:, mask]  # (S, K)
-    y = truth[mask]
-    term1 = np.abs(s - y[None]).mean(0)
-    term2 = np.abs(s[:, None] - s[None]).mean((0, 1))
-    return float((term1 - 0.5 * term2).mean())
+from forecasting.metrics import crps
 
 
 def main(argv=None) -> int:
@@ -65,7 +56,7 @@ def main(argv=None) -> int:
         records.append({
             "city": args.city, "task": args.task, "sampler": sampler, "steps": steps, "eta": eta,
             "samples": args.samples, "windows": len(win), "mae": float(np.abs(err).mean()),
-            "rmse": float(np.sqrt((err**2).mean())), "crps": crps_from_samples(samples, win.traffic, mask),
+            "rmse": float(np.sqrt((err**2).mean())), "crps": crps(samples, win.traffic, mask),
             "seconds": dt,
         })
         print(records[-1], flush=True)

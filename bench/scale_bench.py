@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common import RESULTS, command_line
 from planning.demand import Demand
 from planning.milp.deploy import (
     build_compact_model,
@@ -33,10 +34,10 @@ from planning.milp.deploy import (
     write_back_compact,
 )
 from planning.errors import PlanningWarning, SolverError
-from planning.params import DeployParams, SleepParams
 from planning.milp.sleep import build_sleep_model, dp_schedule, solve_sleep
-from planning.replay import sleep_objective
 from planning.milp.solve import SolverOptions, solve
+from planning.params import DeployParams, SleepParams
+from planning.replay import sleep_objective
 
 KEYS = ("problem", "cells", "slots", "method", "solver", "build_s", "solve_s", "status", "objective")
 T = 168
@@ -201,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--full-limit", type=float, default=120.0, help="time limit (s) of the full deployment MILP")
     ap.add_argument("--warm-max", type=int, default=1000, help="largest size with a warm-started full MILP")
     ap.add_argument("--skip-sleep", action="store_true")
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
+    ap.add_argument("--out", default=str(RESULTS))
     ap.add_argument("--render", nargs=2, metavar=("COMMAND", "WALL_S"),
                     help="only rewrite scale.md from the records in --out/scale.json (command and wall time as run)")
     args = ap.parse_args(argv)
@@ -221,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.perf_counter() - t0
     out.mkdir(parents=True, exist_ok=True)
     (out / "scale.json").write_text(json.dumps([{k: r[k] for k in KEYS} for r in rows], indent=1) + "\n")
-    command = ("python bench/scale_bench.py " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
+    command = command_line("scale_bench.py", argv)
     md = markdown(rows, command, wall, findings(rows, args.limit, args.full_limit))
     (out / "scale.md").write_text(md)
     print(md)

@@ -28,18 +28,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 import warnings
 from pathlib import Path
 
+from common import RESULTS, command_line, merge_records, read_records, write_json
 from forecasting.data import City, CityScalers, few_shot_city, load_city, make_windows
 from forecasting.evaluate import evaluate_forecaster, make_model, window_masks
 from forecasting.forecast import load_forecaster
 from forecasting.masks import EVAL_TASKS
 from forecasting.train import TrainConfig, train
 
-RESULTS = Path(__file__).resolve().parent / "results"
 
 #: baselines scored in every setting; those needing no fit are the same at every shots level
 BASELINE_NAMES = ("historical_average", "last_value", "seasonal_naive", "daily_profile", "neighbour_mean", "poi_regression")
@@ -248,15 +247,13 @@ def main(argv=None) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    used = sys.argv[1:] if argv is None else list(argv)
-    command = "OMP_NUM_THREADS=2 python bench/transfer_bench.py " + " ".join(used)
+    command = command_line("transfer_bench.py", argv, env=("OMP_NUM_THREADS",))
     for r in records:
         r["command"] = command
-    if args.merge and (out / "transfer.json").is_file():
-        key = lambda r: (r["city"], r["task"], r["variant"], r["shots"])  # noqa: E731
-        redone = {key(r) for r in records}
-        records = [r for r in json.loads((out / "transfer.json").read_text()) if key(r) not in redone] + records
-    (out / "transfer.json").write_text(json.dumps(records, indent=1))
+    if args.merge:
+        records = merge_records(read_records(out / "transfer.json"), records,
+                                key=lambda r: (r["city"], r["task"], r["variant"], r["shots"]))
+    write_json(out / "transfer.json", records)
     header = write_markdown(records, out / "transfer.md", p)
     print(markdown(records, header[:1]))
     return 0

@@ -43,6 +43,12 @@ class RollingForecast:
     stop: int
     source: str
 
+    def every_kth(self, every: int) -> RollingForecast:
+        """These re-plans (drawn every `self.every` slots) kept every `every` slots (a multiple of it)."""
+        k = every // self.every
+        samples = None if self.samples is None else self.samples[:, ::k]
+        return replace(self, starts=self.starts[::k], point=self.point[::k], samples=samples, every=every)
+
 
 def replan_windows(n_steps: int, first: int, stop: int, every: int) -> tuple[np.ndarray, np.ndarray]:
     """Re-plan slots tau = first, first + every, ... < stop and each one's 64-step window start.

@@ -76,8 +76,8 @@ def test_calibration_round_trips_through_its_file_and_refuses_foreign_files(tmp_
 
 def test_a_point_baseline_gets_calibrated_samples_fitted_on_val():
     from forecasting.baselines import BASELINES
-    from forecasting.evaluate import window_masks
     from forecasting.data.synthetic import city_from_name
+    from forecasting.evaluate import window_masks
 
     city = city_from_name("synthetic-small")
     base = BASELINES["daily_profile"]().fit(city)

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from planning.demand import Demand
-from planning.milp.deploy import build_deploy_model, greedy_applies, greedy_deploy, solve_deployment
 from planning.errors import InfeasibleError, InputError
+from planning.milp.deploy import build_deploy_model, greedy_applies, greedy_deploy, solve_deployment
+from planning.milp.solve import constraints_of
 from planning.params import DeployParams
 from planning.replay import deploy_objective
-from planning.milp.solve import constraints_of
 
 
 def cube(values, ids=None, unit="users") -> Demand:

@@ -5,12 +5,12 @@ import pandas as pd
 import pytest
 import torch
 
-from forecasting.data import load_long_table, make_windows
 from forecasting.checkpoint import list_pretrained
+from forecasting.data import load_long_table, make_windows
+from forecasting.data.synthetic import make_city
 from forecasting.forecast import load_forecaster
 from forecasting.interface import hide
 from forecasting.masks import batch_masks
-from forecasting.data.synthetic import make_city
 from forecasting.train import TrainConfig, train
 
 

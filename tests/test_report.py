@@ -33,9 +33,9 @@ from planning.report import (
     summary_table,
     write_report,
 )
+from planning.milp.sleep import always_on, solve_sleep
 from planning.results import ForecastRun, ProblemRun, ScenarioResult, StrategyRun
 from planning.scenario.loading import scenario_from_dict
-from planning.milp.sleep import always_on, solve_sleep
 
 
 def cube(values, source="real", unit="users") -> Demand:

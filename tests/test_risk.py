@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from planning.demand import Demand, real_demand
-from planning.milp.deploy import solve_deployment
 from planning.errors import InputError
+from planning.milp.deploy import solve_deployment
+from planning.milp.sleep import dp_schedule, solve_sleep, threshold_policy
 from planning.params import DeployParams, SleepParams
 from planning.replay import deploy_objective, sleep_objective
-from planning.milp.sleep import dp_schedule, solve_sleep, threshold_policy
 
 
 def cube(values, scenarios=None, unit="users") -> Demand:

@@ -7,10 +7,10 @@ import pytest
 
 from planning.demand import Demand
 from planning.errors import InputError
-from planning.params import SleepParams
-from planning.replay import sleep_objective
 from planning.milp.sleep import always_on, build_sleep_model, dp_schedule, solve_sleep, threshold_policy
 from planning.milp.solve import constraints_of
+from planning.params import SleepParams
+from planning.replay import sleep_objective
 
 
 def load(values, unit="traffic", ids=None) -> Demand:

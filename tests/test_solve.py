@@ -18,8 +18,8 @@ import pulp
 import pytest
 
 from planning.demand import Demand
-from planning.milp.deploy import solve_deployment
 from planning.errors import InfeasibleError, InputError, PlanningWarning, SolverError
+from planning.milp.deploy import solve_deployment
 from planning.params import DeployParams
 from planning.milp.solve import (
     SOLVER_TMP_PREFIX,
