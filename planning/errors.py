@@ -29,6 +29,10 @@ class SolverError(PlanningError):
     """The solver failed or stopped without a usable solution (not infeasible, just unsolved)."""
 
 
+class NoIncumbentError(SolverError):
+    """The solver hit its time limit before finding any feasible solution."""
+
+
 class PlanningWarning(UserWarning):
     """A usable but not proven-optimal result (e.g. a time-limited incumbent with a gap)."""
 

@@ -131,8 +131,8 @@ def kpi_markdown(problem) -> str:
         score = s.score.as_dict()
         cells = [s.label] + [_fmt(score.get(attr), f) for attr, f in cols.values()]
         plan = f"{s.plan.method}, {s.plan.status}"
-        if s.plan.status != "optimal" and s.plan.gap is not None:
-            plan += f" (gap {s.plan.gap:.2%})"
+        if s.plan.status != "optimal":
+            plan += f" (gap {s.plan.gap:.2%})" if s.plan.gap is not None else " (gap unknown)"
         lines.append("| " + " | ".join(cells + [plan]) + " |")
     return "\n".join(lines) + "\n"
 
@@ -408,7 +408,7 @@ def summary_dict(result) -> dict:
                 {
                     "name": s.name, "label": s.label, "method": s.plan.method, "status": s.plan.status,
                     "gap": _num(s.plan.gap), "solver": s.plan.solver, "seconds": round(float(s.seconds), 4),
-                    "kpi": {k: _num(v) for k, v in s.score.as_dict().items()},
+                    "notes": list(s.plan.notes), "kpi": {k: _num(v) for k, v in s.score.as_dict().items()},
                 }
                 for s in p.strategies
             ],

@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -68,7 +69,7 @@ import numpy as np
 import pulp
 
 from ..demand import Demand, require_demand
-from ..errors import InfeasibleError, InputError
+from ..errors import InfeasibleError, InputError, NoIncumbentError, PlanningWarning
 from ..params import DeployArrays, DeployParams
 from ..replay import deploy_objective, served_matrix
 from .solve import SolveInfo, SolverOptions, add_var, solve
@@ -607,7 +608,10 @@ def solve_deployment(
         t0 = time.perf_counter()
         cm = build_compact_model(demand, params)
         build_s = time.perf_counter() - t0
-        return write_back_compact(cm, solve(cm.prob, options), build_s)
+        try:
+            return write_back_compact(cm, solve(cm.prob, options), build_s)
+        except NoIncumbentError as exc:
+            return lowest_plan(demand, params, exc, "milp-compact", options.solver)
     if check_first:
         precheck(demand, params)
     t0 = time.perf_counter()
@@ -615,8 +619,33 @@ def solve_deployment(
     build_s = time.perf_counter() - t0
     if warm_start:
         set_start(model, greedy_deploy(demand, params) if greedy_applies(params, demand.n_cells)[0] else None)
-    info = solve(model.prob, options, warm_start=warm_start)
+    try:
+        info = solve(model.prob, options, warm_start=warm_start)
+    except NoIncumbentError as exc:
+        return lowest_plan(demand, params, exc, "milp", options.solver)
     return write_back(model, info, build_s)
+
+
+def lowest_plan(demand: Demand, params: DeployParams, cause: NoIncumbentError, method: str,
+                solver: str | None) -> DeployPlan:
+    """The plan at the lower bounds (existing sites, service minimums), as the incumbent of a solve that hit its
+    time limit before finding one: feasible whenever those bounds are (not with exact_count above them, nor with
+    service obligations met through neighbours), else the solver's error stands."""
+    a = params.resolve(demand.n_cells)
+    low = lower_bounds(demand, params, a)
+    if (params.exact_count and int(low.sum()) != params.max_bs) or int(low.sum()) > params.max_bs \
+            or (a.min_served is not None and params.covers_neighbours):
+        raise cause
+    U = demand.values
+    message = (f"{solver} stopped at its time limit with no incumbent ({cause}); returned the lowest feasible "
+               f"plan instead (existing sites and service minimums, {int(low.sum())} BSs), gap unknown; raise "
+               "the time limit for a better one")
+    warnings.warn(message, PlanningWarning, stacklevel=3)
+    return DeployPlan(
+        x=low, served=served_matrix(low, U, params.capacity), objective=deploy_objective(low, U, params),
+        status="time_limit", gap=None, bound=None, method=method, solver=solver, build_s=0.0, solve_s=0.0,
+        cell_ids=demand.cell_ids.copy(), demand_source=demand.source, params=params, notes=[message],
+    )
 
 
 def per_scenario(plan: DeployPlan, n_scenarios: int) -> DeployPlan:

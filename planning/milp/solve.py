@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, fields, replace
 
 import pulp
 
-from ..errors import InfeasibleError, InputError, PlanningWarning, SolverError
+from ..errors import InfeasibleError, InputError, NoIncumbentError, PlanningWarning, SolverError
 
 SOLVERS = {"cbc": "PULP_CBC_CMD", "highs": "HiGHS"}
 # relative MIP gap for "optimal": the solvers' own numerical tolerances are ~1e-6 to 1e-7 (HiGHS's
@@ -310,7 +310,7 @@ def _true_status(prob: pulp.LpProblem, solver: str, solve_s: float, log: str, ti
         raise SolverError(f"{name}: {solver} reports the problem unbounded (a missing bound in the model)")
     if sol_status not in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible) or status != pulp.LpStatusOptimal:
         limit = f" within the time limit of {time_limit} s" if time_limit else ""
-        raise SolverError(
+        raise (NoIncumbentError if time_limit else SolverError)(
             f"{name}: {solver} stopped without a feasible solution{limit} "
             f"(PuLP status {pulp.LpStatus.get(status, status)}, solution status {sol_status}); "
             "raise the time limit or simplify the instance"
