@@ -106,13 +106,17 @@ def setting_label(on: str, kw: dict, every: int | None = None) -> str:
 
 def calibrated(name: str, city: City, notes: list[str]) -> Forecaster:
     """The forecaster with its val-fitted calibration: UoMo's own file if it ships one, else fitted here."""
-    from forecasting.calibration import CalibratedForecaster, fit_calibration
+    from forecasting.calibration import CalibratedForecaster, CalibrationError, fit_calibration
 
     f = load_forecaster(name, city)
     if getattr(f, "calibration", None) is not None:
         return f
     tasks = [t for t in ("short", "long", "generation") if t in f.tasks]
-    cal = fit_calibration(f, [city], tasks=tasks, split="val", stride=8)
+    try:
+        cal = fit_calibration(f, [city], tasks=tasks, split="val", stride=8)
+    except CalibrationError as exc:  # e.g. seasonal naive on 15-min data: it serves nothing here
+        notes.append(f"{city.name}: {name} not calibrated ({exc})")
+        return f
     notes.append(f"{city.name}: {name} calibrated on the val regions here ({', '.join(tasks)})")
     if hasattr(f, "calibration"):
         f.calibration = cal
@@ -452,15 +456,23 @@ def main(argv: list[str] | None = None) -> int:
             rows += sleep_rows(city, models, args.sleep_method, notes)
         notes.append(f"{name}: {time.perf_counter() - tc:.1f} s")
         print(f"{name} done in {time.perf_counter() - tc:.1f} s", file=sys.stderr)
-    wall = time.perf_counter() - t0
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    rows = [{**{k: r.get(k) for k in KEYS}, "checkpoint": checkpoint} for r in rows]
-    command = command_line("planning_bench.py", argv)
-    (out / "planning.json").write_text(json.dumps(rows, indent=1) + "\n")
-    (out / "planning.md").write_text(markdown(rows, notes, command.strip(), wall, checkpoint))
-    print(markdown(rows, notes, command.strip(), wall, checkpoint))
+        text = write_planning(rows, notes, argv, time.perf_counter() - t0, checkpoint, Path(args.out))  # after each city
+    print(text)
     return 0
+
+
+def write_planning(rows: list[dict], notes: list[str], argv, wall: float, checkpoint: str | None, out: Path) -> str:
+    """planning.json and planning.md for the cities done so far (each file replaced atomically)."""
+    import os
+
+    out.mkdir(parents=True, exist_ok=True)
+    records = [{**{k: r.get(k) for k in KEYS}, "checkpoint": checkpoint} for r in rows]
+    text = markdown(records, notes, command_line("planning_bench.py", argv).strip(), wall, checkpoint)
+    for name, body in (("planning.json", json.dumps(records, indent=1) + "\n"), ("planning.md", text)):
+        tmp = out / f".{name}.tmp"
+        tmp.write_text(body)
+        os.replace(tmp, out / name)
+    return text
 
 
 if __name__ == "__main__":
