@@ -330,12 +330,13 @@ def _train_loop(cfg: TrainConfig, resume: bool, cities: Sequence[City] | None, p
 
     model_cfg = dataclasses.replace(preset(cfg.preset), carry=True) if cfg.carry_channel else preset(cfg.preset)
     schedule = make_schedule(cfg.schedule, cfg.diffusion_steps)
+    init_state = None
+    if cfg.init_from:  # fine-tuning continues the checkpoint's own network (--preset/--carry-channel do not apply)
+        init_state, init_config = load_checkpoint(resolve_checkpoint(cfg.init_from))
+        model_cfg = UoMoConfig.from_dict(init_config["model"])
     net = UoMoNet(model_cfg).to(device)
-    if cfg.init_from:
-        state, init_config = load_checkpoint(resolve_checkpoint(cfg.init_from))
-        if UoMoConfig.from_dict(init_config["model"]) != model_cfg:
-            raise CheckpointError(f"{cfg.init_from} holds a {init_config['model']} network, not preset {cfg.preset!r}")
-        load_state_strict(net, deployed_weights(state, cfg.init_from), cfg.init_from)
+    if init_state is not None:
+        load_state_strict(net, deployed_weights(init_state, cfg.init_from), cfg.init_from)
     if cfg.freeze == "backbone":
         for p in net.backbone_parameters():
             p.requires_grad_(False)
@@ -501,7 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(persistence); recorded in the checkpoint's model config")
     p.add_argument("--loss-weighting", default=d.loss_weighting, choices=["none", "cell_level"],
                    help="cell_level: weight each cell's denoising error by its observed level in the window")
-    p.add_argument("--init", dest="init_from", default=None, help="start from this checkpoint (path or shipped name) for fine-tuning")
+    p.add_argument("--init", dest="init_from", default=None, help="start from this checkpoint (path or shipped name) for fine-tuning; its network is kept (--preset and --carry-channel then do not apply)")
     p.add_argument("--train-fraction", type=float, default=d.train_fraction, help="few-shot: use only the first share of each city's training windows (a time prefix)")
     p.add_argument("--city-weight", dest="city_weights", action="append", default=[], metavar="NAME=W",
                    help="relative sampling weight of a city (repeatable), e.g. synthetic=0.3")
