@@ -6,7 +6,7 @@ Runs the scenario with `area.split: val` once (forecasts with samples), then re-
 of each problem with every candidate setting and replays it on the val regions' real series:
 deployment on the point forecast, quantiles 0.6-0.9 or the scenarios (SAA); day-ahead sleep on the point
 forecast, quantiles 0.7-0.95 or the scenarios with a chance constraint; rolling sleep (when the scenario's
-sleep strategies include `rolling`) with R in {2, 4, 8} slots x the same kinds of setting. Prints and
+sleep strategies include `rolling`) with R in {1, 2, 4, 8} slots x the same kinds of setting. Prints and
 writes bench/results/risk_selection_<scenario>.md: the val regret of every setting, the lowest-regret
 pick and, for sleep, the lowest-regret pick whose val QoS is no worse than the threshold policy's.
 Copy the pick into the scenario's `risk:` / `rolling:` sections.
@@ -24,14 +24,14 @@ from common import RESULTS, choose_on_val, choose_qos_matched, table
 DEPLOY = [("point", None, None), *[("quantile", q, None) for q in (0.6, 0.7, 0.8, 0.9)], ("scenarios", None, None)]
 SLEEP = [("point", None, None), *[("quantile", q, None) for q in (0.7, 0.8, 0.9, 0.95)],
          *[("scenarios", None, e) for e in (None, 0.2, 0.1, 0.05)]]
-EVERY = (2, 4, 8)
+EVERY = (1, 2, 4, 8)
 
 
 def label(on: str, q, eps, every: int | None = None) -> str:
     head = f"R={every} " if every else ""
     if on == "quantile":
-        return f"{head}on: quantile, q: {q:g}"
-    return f"{head}on: {on}" + (f", epsilon: {eps:g}" if eps is not None else "")
+        return f"{head}plan_on: quantile, q: {q:g}"
+    return f"{head}plan_on: {on}" + (f", epsilon: {eps:g}" if eps is not None else "")
 
 
 def main(argv=None) -> int:
@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     overrides = {"area.split": "val", "area.cells": None}
     base = load_scenario(args.scenario)
     for p in base.problems:
-        overrides[f"{p}.risk"] = {"on": "scenarios"}
+        overrides[f"{p}.risk"] = {"plan_on": "scenarios"}
     sleep_rolling = base.sleep is not None and "rolling" in base.sleep.strategies
     if base.sleep is not None:
         overrides["sleep.strategies"] = ["forecast", "threshold"]
@@ -91,7 +91,9 @@ def main(argv=None) -> int:
                     scores[f"rolling {label(on, q, eps, every)}"] = replay_sleep(plan, real, params, oracle=oracle)
         regret, qos = {k: s.regret for k, s in scores.items()}, {k: s.qos for k, s in scores.items()}
         best, matched = choose_on_val(regret), choose_qos_matched(regret, qos, cap)
-        lines += ["## sleep", "", f"Threshold policy on val: QoS {cap:.4f}.", "",
+        thr = slp.strategy("threshold").score
+        lines += ["## sleep", "", f"Threshold policy on val: regret {thr.regret:.4f}, QoS {cap:.4f}, "
+                  f"{thr.switching:.2f} switches/cell/day.", "",
                   *table(["setting", "val regret", "val QoS", "switches/cell/day"],
                          [(k, f"{v.regret:.4f}", f"{v.qos:.4f}", f"{v.switching:.2f}") for k, v in scores.items()])]
         lines += ["", f"Pick (lowest val regret): **{best}**.",

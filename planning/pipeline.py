@@ -211,7 +211,7 @@ def _load_model(scenario: Scenario, name: str, task: str, city, cache: dict, not
 
             raise InputError(f"baseline {name!r} cannot forecast the {task!r} task (it serves {list(model.tasks)})")
         model.fit(city)
-        if any(getattr(scenario, p).risk.on != "point" for p in scenario.problems):
+        if any(getattr(scenario, p).risk.plan_on != "point" for p in scenario.problems):
             model = _calibrated_baseline(model, city, spec.sampling.n_samples, notes)
     else:
         from forecasting.forecast import load_forecaster
@@ -233,7 +233,7 @@ def _calibrated_baseline(model, city, n_samples: int, notes: list[str]):
 
     if city.regions("val").size == 0:
         raise InputError(f"planning on a baseline's quantiles or scenarios calibrates it on val regions, and "
-                         f"{city.name} has none: set risk.on: point, or give the city val regions")
+                         f"{city.name} has none: set risk.plan_on: point, or give the city val regions")
     tasks = [t for t in ("short", "long", "generation") if t in model.tasks]
     cal = fit_calibration(model, [city], tasks=tasks, split="val")
     notes.append(f"{model.name}: intervals from a split-conformal calibration on {city.name}'s val regions")
@@ -348,10 +348,10 @@ def run_deployment(scenario: Scenario, city: "City", regions: np.ndarray, cache:
     if "forecast" in spec.strategies:
         fc = forecast = shaped_forecast(scenario, city, regions, spec, start, stop, cache, progress, shape)
         notes += fc.notes
-        if spec.risk.on != "point":  # the point plan beside it: their replay gap is the value of the hedging
+        if spec.risk.plan_on != "point":  # the point plan beside it: their replay gap is the value of the hedging
             sources.append(("forecast_point", f"forecast ({fc.model}, point)", fc.mean))
         sources.append(("forecast", _forecast_label(fc.model, spec.risk), fc.mean))
-        risk_kw["forecast"] = dict(on=spec.risk.on, q=spec.risk.q)
+        risk_kw["forecast"] = dict(on=spec.risk.plan_on, q=spec.risk.q)
     if "poi" in spec.strategies:
         if city.poi is None:
             notes.append(f"strategy 'poi' skipped: {city.name} has no POI layer")
@@ -454,11 +454,11 @@ def run_sleep(scenario: Scenario, city: "City", regions: np.ndarray, cache: dict
     if "forecast" in spec.strategies:
         fc = forecast = shaped_forecast(scenario, city, regions, spec, start, stop, cache, progress, shape)
         notes += fc.notes
-        if risk.on != "point":  # the point plan beside it: their replay gap is the value of the hedging
+        if risk.plan_on != "point":  # the point plan beside it: their replay gap is the value of the hedging
             jobs.append(("forecast_point", f"forecast ({fc.model}, point)", fc.mean,
                          lambda d=fc.mean: solve_sleep(d, params, options, groups=groups)))
-        planned = fc.mean.quantile(risk.q) if risk.on == "quantile" else fc.mean
-        on = "scenarios" if risk.on == "scenarios" else "point"
+        planned = fc.mean.quantile(risk.q) if risk.plan_on == "quantile" else fc.mean
+        on = "scenarios" if risk.plan_on == "scenarios" else "point"
         jobs.append(("forecast", _forecast_label(fc.model, risk), planned,
                      lambda d=planned: solve_sleep(d, params, options, groups=groups, on=on, epsilon=risk.epsilon)))
     if "rolling" in spec.strategies:
@@ -486,7 +486,7 @@ def run_sleep(scenario: Scenario, city: "City", regions: np.ndarray, cache: dict
 
 
 def _forecast_label(model: str, risk: RiskSpec) -> str:
-    return f"forecast ({model})" if risk.on == "point" else f"forecast ({model}, {risk.label})"
+    return f"forecast ({model})" if risk.plan_on == "point" else f"forecast ({model}, {risk.label})"
 
 
 def _rolling_job(scenario: Scenario, city, regions, spec: SleepSpec, params, real, start: int, stop: int,
@@ -512,7 +512,7 @@ def _rolling_job(scenario: Scenario, city, regions, spec: SleepSpec, params, rea
         fc.samples = None if fc.samples is None else fc.samples[:, :, keep]
     risk = spec.risk
     label = f"rolling ({used}, R {spec.rolling.every}, {risk.label})"
-    return label, lambda: rolling_sleep(fc, real, params, on=risk.on, q=risk.q, epsilon=risk.epsilon)
+    return label, lambda: rolling_sleep(fc, real, params, on=risk.plan_on, q=risk.q, epsilon=risk.epsilon)
 
 
 def _planned_cell_ids(city, regions) -> np.ndarray:

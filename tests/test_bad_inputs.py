@@ -226,7 +226,7 @@ def rolling_every_zero(d):
 
 def single_sample_scenarios(d):
     return base(forecaster={"model": "uomo-synthetic-cpu", "sampling": {"n_samples": 1}},
-                deployment={**base()["deployment"], "risk": {"on": "scenarios"}})
+                deployment={**base()["deployment"], "risk": {"plan_on": "scenarios"}})
 
 
 def npz_with_objects(d):
@@ -287,12 +287,12 @@ BAD_INPUTS = [
     ("mismatched-weights", mismatched_weights, EXIT_CHECKPOINT, r"weights do not match the declared network"),
     ("malicious-checkpoint", malicious_checkpoint, EXIT_CHECKPOINT, r"evil\.pt is not a loadable UoMo checkpoint"),
     ("unknown-shipped-model", unknown_shipped_checkpoint, EXIT_CHECKPOINT, r"unknown checkpoint 'uomo-no-such-model'"),
-    ("risk-quantile-above-1", risk("deployment", on="quantile", q=1.2), EXIT_BAD_INPUT, r"deployment\.risk\.q: .*less than 1"),
-    ("risk-quantile-missing", risk("sleep", on="quantile"), EXIT_BAD_INPUT, r"sleep\.risk: .*on: quantile needs q"),
-    ("risk-q-without-quantile", risk("sleep", on="scenarios", q=0.5), EXIT_BAD_INPUT, r"q is used only with on: quantile"),
-    ("risk-epsilon-above-1", risk("sleep", on="scenarios", epsilon=2), EXIT_BAD_INPUT, r"sleep\.risk\.epsilon: .*less than or equal to 1"),
-    ("risk-epsilon-point", risk("sleep", epsilon=0.1), EXIT_BAD_INPUT, r"epsilon \(a chance constraint\) needs on: scenarios"),
-    ("risk-epsilon-deployment", risk("deployment", on="scenarios", epsilon=0.1), EXIT_BAD_INPUT, r"risk\.epsilon is a sleep-control chance constraint"),
+    ("risk-quantile-above-1", risk("deployment", plan_on="quantile", q=1.2), EXIT_BAD_INPUT, r"deployment\.risk\.q: .*less than 1"),
+    ("risk-quantile-missing", risk("sleep", plan_on="quantile"), EXIT_BAD_INPUT, r"sleep\.risk: .*plan_on: quantile needs q"),
+    ("risk-q-without-quantile", risk("sleep", plan_on="scenarios", q=0.5), EXIT_BAD_INPUT, r"q is used only with plan_on: quantile"),
+    ("risk-epsilon-above-1", risk("sleep", plan_on="scenarios", epsilon=2), EXIT_BAD_INPUT, r"sleep\.risk\.epsilon: .*less than or equal to 1"),
+    ("risk-epsilon-point", risk("sleep", epsilon=0.1), EXIT_BAD_INPUT, r"epsilon \(a chance constraint\) needs plan_on: scenarios"),
+    ("risk-epsilon-deployment", risk("deployment", plan_on="scenarios", epsilon=0.1), EXIT_BAD_INPUT, r"risk\.epsilon is a sleep-control chance constraint"),
     ("risk-one-sample", single_sample_scenarios, EXIT_BAD_INPUT, r"deployment\.risk\.on: scenarios .*n_samples >= 2"),
     ("rolling-every-zero", rolling_every_zero, EXIT_BAD_INPUT, r"sleep\.rolling\.every: .*greater than or equal to 1"),
     ("capacity-true", bool_number("capacity"), EXIT_BAD_INPUT, r"capacity: got the yes/no value True; give a number"),

@@ -411,8 +411,8 @@ def test_long_table_with_geojson_cells_and_poi_plans_with_its_own_cell_ids(tmp_p
 def test_risk_settings_and_rolling_reach_the_plans():
     """A baseline planned on its (val-calibrated) scenarios and quantiles, beside its point plan; rolling control."""
     sc = scenario_from_dict(small(**{
-        "deployment.risk": {"on": "scenarios"},
-        "sleep.risk": {"on": "quantile", "q": 0.9},
+        "deployment.risk": {"plan_on": "scenarios"},
+        "sleep.risk": {"plan_on": "quantile", "q": 0.9},
         "sleep.horizon": {"days": 1},
         "sleep.strategies": ["forecast", "rolling", "threshold"],
         "sleep.rolling": {"every": 2},
@@ -429,3 +429,12 @@ def test_risk_settings_and_rolling_reach_the_plans():
     # planning on the 90% quantile keeps at least as many RRUs on as the point plan, slot by slot on average
     assert slp.strategy("forecast").plan.x.mean() >= slp.strategy("forecast_point").plan.x.mean()
     assert any("split-conformal calibration" in n for n in dep.notes + slp.notes)
+
+
+def test_risk_settings_read_from_yaml_text(tmp_path):
+    """The key is `plan_on` (YAML 1.1 reads a bare `on` as true)."""
+    text = yaml.safe_dump(small()) + ""
+    data = yaml.safe_load(text)
+    data["sleep"]["risk"] = yaml.safe_load("{plan_on: quantile, q: 0.8}")
+    sc = scenario_from_dict(data)
+    assert sc.sleep.risk.plan_on == "quantile" and sc.sleep.risk.q == 0.8 and sc.sleep.risk.label == "q0.8"

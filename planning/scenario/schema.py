@@ -250,28 +250,28 @@ def _forecaster_override(name: str | None, task: str, where: str) -> str | None:
 class RiskSpec(_Strict):
     """What a forecast-based plan is made on: the point forecast, a quantile of the forecast, or its scenarios."""
 
-    on: Literal["point", "quantile", "scenarios"] = Field(
+    plan_on: Literal["point", "quantile", "scenarios"] = Field(
         "point", description="point: the point forecast; quantile: the forecast's q-quantile; scenarios: the "
         "expected objective over the forecast's samples (calibrated on val regions)")
-    q: float | None = Field(None, gt=0, lt=1, description="the planning quantile (with on: quantile), in (0, 1)")
-    epsilon: float | None = Field(None, ge=0, le=1, description="sleep only, with on: scenarios: a chance "
+    q: float | None = Field(None, gt=0, lt=1, description="the planning quantile (with plan_on: quantile), in (0, 1)")
+    epsilon: float | None = Field(None, ge=0, le=1, description="sleep only, with plan_on: scenarios: a chance "
                                   "constraint P(shortfall in a cell-slot) <= epsilon, in [0, 1]")
 
     @model_validator(mode="after")
     def _check(self) -> "RiskSpec":
-        if self.on == "quantile" and self.q is None:
-            raise ValueError("on: quantile needs q, a planning quantile in (0, 1), e.g. q: 0.8")
-        if self.on != "quantile" and self.q is not None:
-            raise ValueError(f"q is used only with on: quantile (on is {self.on!r}); remove q or set on: quantile")
-        if self.epsilon is not None and self.on != "scenarios":
-            raise ValueError("epsilon (a chance constraint) needs on: scenarios")
+        if self.plan_on == "quantile" and self.q is None:
+            raise ValueError("plan_on: quantile needs q, a planning quantile in (0, 1), e.g. q: 0.8")
+        if self.plan_on != "quantile" and self.q is not None:
+            raise ValueError(f"q is used only with plan_on: quantile (plan_on is {self.plan_on!r}); remove q or set plan_on: quantile")
+        if self.epsilon is not None and self.plan_on != "scenarios":
+            raise ValueError("epsilon (a chance constraint) needs plan_on: scenarios")
         return self
 
     @property
     def label(self) -> str:
-        if self.on == "quantile":
+        if self.plan_on == "quantile":
             return f"q{self.q:g}"
-        if self.on == "scenarios":
+        if self.plan_on == "scenarios":
             return "scenarios" + (f", eps {self.epsilon:g}" if self.epsilon is not None else "")
         return "point"
 
@@ -434,9 +434,9 @@ class Scenario(_Strict):
 
         for problem in self.problems:
             spec = getattr(self, problem)
-            if spec.risk.on != "point" and self.forecaster.model not in BASELINES \
+            if spec.risk.plan_on != "point" and self.forecaster.model not in BASELINES \
                     and self.forecaster.sampling.n_samples < 2:
-                raise ValueError(f"{problem}.risk.on: {spec.risk.on} plans on the forecast's samples: set "
+                raise ValueError(f"{problem}.risk.plan_on: {spec.risk.plan_on} plans on the forecast's samples: set "
                                  "forecaster.sampling.n_samples >= 2")
             if spec.forecaster is None and self.forecaster.model in BASELINES:
                 try:
