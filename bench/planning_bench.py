@@ -333,7 +333,8 @@ def claims(rows: list[dict], uomo: str | None) -> list[str]:
     """The paper's two planning claims, checked per informative city on the UoMo rows (test regions).
 
     Deployment: served ratio of the best UoMo plan >= 1.25 x the POI plan's, at lower regret.
-    Sleep: switching of a UoMo schedule >= 40% below the threshold policy's with QoS no worse.
+    Sleep: switching of a UoMo schedule >= 40% below the threshold policy's with QoS no worse, at lower
+    regret (fewer switches bought with energy the threshold policy saves do not count).
     """
     if uomo is None:
         return []
@@ -353,13 +354,14 @@ def claims(rows: list[dict], uomo: str | None) -> list[str]:
         cands = [r for r in slp if r["strategy"] in (f"forecast:{uomo}", f"rolling:{uomo}")]
         if thr and cands:
             t = thr[0]
-            fair = [r for r in cands if r["qos"] <= t["qos"] + 1e-12]
+            fair = [r for r in cands if r["qos"] <= t["qos"] + 1e-12 and r["regret"] < t["regret"]]
             b = min(fair or cands, key=lambda r: r["switching"] if fair else r["regret"])
             cut = 1 - b["switching"] / max(t["switching"], 1e-12)
             ok = bool(fair) and cut >= 0.4
             out.append(f"{city} sleep: UoMo {b['strategy'].split(':')[0]} ({b['setting']}) switches {b['switching']:.2f}"
-                       f"/cell/day vs threshold {t['switching']:.2f} ({cut:+.0%} fewer) at QoS {b['qos']:.4f} vs "
-                       f"{t['qos']:.4f}: {'met' if ok else 'not met'}")
+                       f"/cell/day vs threshold {t['switching']:.2f} ({cut:.0%} fewer) at QoS {b['qos']:.4f} vs "
+                       f"{t['qos']:.4f}, energy {b['energy']:.3f} vs {t['energy']:.3f}, regret {b['regret']:.3f} vs "
+                       f"{t['regret']:.3f}: {'met' if ok else 'not met'}")
     return out
 
 
@@ -396,7 +398,8 @@ def markdown(rows: list[dict], notes: list[str], command: str, wall: float, chec
     lines += [f"- {w}" for w in winners(rows)]
     lines += ["", "## The paper's claims (test regions)", "",
               "Deployment: UoMo's served ratio >= 1.25 x the POI plan's at lower regret (paper: 0.652 -> 0.817).",
-              "Sleep: switching >= 40% below the threshold policy's with QoS no worse (paper: -40.7%).", ""]
+              "Sleep: switching >= 40% below the threshold policy's with QoS no worse (paper: -40.7%), here also at",
+              "lower regret than the threshold policy.", ""]
     lines += [f"- {c}" for c in claims(rows, checkpoint)] or ["- (no UoMo forecaster in this run)"]
     lines += [
         "",
