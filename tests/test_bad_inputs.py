@@ -293,7 +293,7 @@ BAD_INPUTS = [
     ("risk-epsilon-above-1", risk("sleep", plan_on="scenarios", epsilon=2), EXIT_BAD_INPUT, r"sleep\.risk\.epsilon: .*less than or equal to 1"),
     ("risk-epsilon-point", risk("sleep", epsilon=0.1), EXIT_BAD_INPUT, r"epsilon \(a chance constraint\) needs plan_on: scenarios"),
     ("risk-epsilon-deployment", risk("deployment", plan_on="scenarios", epsilon=0.1), EXIT_BAD_INPUT, r"risk\.epsilon is a sleep-control chance constraint"),
-    ("risk-one-sample", single_sample_scenarios, EXIT_BAD_INPUT, r"deployment\.risk\.on: scenarios .*n_samples >= 2"),
+    ("risk-one-sample", single_sample_scenarios, EXIT_BAD_INPUT, r"deployment\.risk\.plan_on: scenarios .*n_samples >= 2"),
     ("rolling-every-zero", rolling_every_zero, EXIT_BAD_INPUT, r"sleep\.rolling\.every: .*greater than or equal to 1"),
     ("capacity-true", bool_number("capacity"), EXIT_BAD_INPUT, r"capacity: got the yes/no value True; give a number"),
     ("max-bs-true", bool_number("max_bs"), EXIT_BAD_INPUT, r"max_bs: got the yes/no value True; give a number"),

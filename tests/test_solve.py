@@ -166,7 +166,7 @@ def _solve_hard(mode: str, tmp: Path) -> subprocess.Popen:
     tmp.mkdir(exist_ok=True)
     env = {**os.environ, "PYTHONPATH": str(REPO), "TMPDIR": str(tmp), "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-c", SOLVE_HARD, mode, str(REPO / "tests")], env=env,
-                            stdout=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def _wait_for(check, seconds: float):
@@ -205,7 +205,8 @@ def test_a_killed_run_takes_its_solver_along_and_the_next_solve_removes_its_file
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_an_interrupted_solve_stops_its_solver_and_removes_its_files(tmp_path):
     proc = _solve_hard("interrupt", tmp_path / "tmp")
-    out, _ = proc.communicate(timeout=180)
+    out, err = proc.communicate(timeout=180)
+    assert out.strip(), f"the interrupted solve reported nothing (exit {proc.returncode}): {err[-3000:]}"
     report = json.loads(out)
     assert report["cbc"] and report["running"] == [] and report["files"] == []
 

@@ -172,13 +172,14 @@ def solve(
 # ----------------------------------------------------------------------------------------------------
 
 SOLVER_TMP_PREFIX = "uomo-solver-"
+_INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
 _CHILDREN = threading.local()  # .procs: the solver processes started by this thread's current solve
 
 
 def _die_with_parent(parent: int):
     """A `preexec_fn` (Linux): the child gets SIGKILL when the thread that started it exits, even by SIGKILL.
 
-    No-op where prctl is unavailable. Checks the parent is still there after arming (it may have died
+    A no-op where prctl is unavailable. Checks the parent is still there after arming (it may have died
     between the fork and the prctl call).
     """
     try:
@@ -186,10 +187,12 @@ def _die_with_parent(parent: int):
 
         prctl = ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
-        return None
+        prctl = None
     pr_set_pdeathsig, sigkill = 1, int(signal.SIGKILL)
 
     def arm() -> None:
+        if prctl is None:
+            return
         prctl(pr_set_pdeathsig, sigkill, 0, 0, 0)
         if os.getppid() != parent:
             os._exit(1)
@@ -211,11 +214,37 @@ class _SubprocessForSolvers:
         procs = getattr(_CHILDREN, "procs", None)
         if procs is None:
             return subprocess.Popen(*args, **kwargs)
-        if os.name == "posix" and kwargs.get("preexec_fn") is None:
+        if os.name != "posix":
+            proc = subprocess.Popen(*args, **kwargs)
+            procs.append(proc)
+            return proc
+        if kwargs.get("preexec_fn") is None:
             kwargs["preexec_fn"] = _die_with_parent(os.getpid())
-        proc = subprocess.Popen(*args, **kwargs)
-        procs.append(proc)
+        with _interrupts_deferred():  # an interrupt inside Popen would leave a started solver nobody kills
+            proc = subprocess.Popen(*args, **kwargs)
+            procs.append(proc)
         return proc
+
+
+@contextmanager
+def _interrupts_deferred():
+    """Hold SIGINT/SIGTERM back for the block (main thread only), then deliver them to their handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: pending.append(signum)) for sig in _INTERRUPTS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for sig in pending[:1]:
+            handler = previous[sig]
+            if callable(handler):
+                handler(sig, None)
+            elif handler == signal.SIG_DFL and sig == signal.SIGINT:
+                raise KeyboardInterrupt
 
 
 @contextmanager
