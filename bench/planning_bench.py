@@ -32,7 +32,8 @@ import numpy as np
 from common import RESULTS, choose_on_val, choose_qos_matched, command_line
 from forecasting.data import City, available_real_cities, load_city
 from forecasting.interface import Forecaster, NotApplicable
-from planning.demand import Demand, forecast_demand, poi_demand, real_demand, resident_demand
+from planning.demand import Demand, poi_demand, real_demand, resident_demand
+from planning.forecast_demand import forecast_demand
 from planning.errors import PlanningError
 from planning.milp.deploy import solve_deployment
 from planning.milp.sleep import always_on, solve_sleep, threshold_policy
@@ -439,8 +440,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sleep-method", choices=("milp", "dp"), default="dp")
     ap.add_argument("--uomo-steps", type=int, default=3, help="DDIM steps of UoMo forecasters")
     ap.add_argument("--uomo-samples", type=int, default=16, help="samples per window of UoMo forecasters")
+    ap.add_argument("--rolling-every", type=int, nargs="+", default=list(ROLLING_EVERY),
+                    help="re-plan intervals R (slots) tried on val for rolling control; each a multiple of the smallest")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
+    every = sorted(set(args.rolling_every))
+    if every[0] < 1 or any(r % every[0] for r in every):
+        ap.error(f"--rolling-every {every}: each R must be >= 1 and a multiple of the smallest")
+    globals()["ROLLING_EVERY"] = tuple(every)  # read by sleep_rows
     UOMO_SAMPLING.update(steps=args.uomo_steps, n_samples=args.uomo_samples)
     cities = args.cities.split(",") if args.cities else ["synthetic", *available_real_cities()]
     extra = args.forecaster or []

@@ -2,15 +2,17 @@
 
 Modules, in pipeline order:
 
-    demand.py      Demand cubes (cells x slots, or scenarios x cells x slots, users or traffic) from a
-                   forecaster, POI, residents, or the real series; unit conversion and hourly aggregation
+    demand.py      Demand cubes (cells x slots, or scenarios x cells x slots, users or traffic) from POI,
+                   residents or the real series; unit conversion and hourly aggregation
+    forecast_demand.py   Demand cubes from a forecaster (windows tiled over the period, samples as scenarios)
     params.py      DeployParams / SleepParams, validated once (no solver import)
     errors.py      PlanningError and its subclasses; the CLI's exit codes and `exit_code(exc)`
     milp/          deploy.py (Eq. 12), sleep.py (Eq. 13), solve.py (`SolverOptions`, true solve status)
-    rolling.py     rolling-horizon sleep control (re-forecast and re-plan every slot; a policy, not a MILP)
+    rolling.py     rolling-horizon sleep control (re-forecast and re-plan every R slots; a policy, not a MILP)
     replay.py      scores of any plan on real demand; never imports the solver
     results.py     what a scenario run returns (ScenarioResult, ProblemRun, StrategyRun, ForecastRun)
     report.py      tables, maps, figures and summary.json from results only
+    output.py      the output folder: checked first, locked, swapped in atomically
     scenario/      the YAML schema (pydantic), loading with overrides, the schema's documentation
     pipeline.py    run_scenario: load the city -> forecast -> plan -> replay
     cli.py         plan-bs-deploy / plan-rru-sleep: parse, run the pipeline, write the report

@@ -168,7 +168,8 @@ def _run(args, say):
     the way or a concurrent run on the same folder fails in a second, not after the solve.
     """
     from .errors import OutputError
-    from .report import output_lock, output_problem, write_report
+    from .output import output_lock, output_problem
+    from .report import write_report
     from .pipeline import run_scenario
     from .scenario.loading import dump_scenario, load_scenario
 

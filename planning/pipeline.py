@@ -264,7 +264,8 @@ def forecast_horizon(scenario: Scenario, city: "City", regions: np.ndarray, task
     from forecasting.data import WINDOW
     from forecasting.masks import LONG_OBSERVED
 
-    from .demand import UnitConversion, forecast_demand, rotation_groups
+    from .demand import UnitConversion
+    from .forecast_demand import forecast_demand, rotation_groups
     from .errors import InputError
 
     notes: list[str] = []

@@ -216,7 +216,7 @@ def test_read_only_output_folder_is_bad_input(tmp_path, capsys, monkeypatch):
 
 HOLD_LOCK = """
 import sys, time
-from planning.report import output_lock
+from planning.output import output_lock
 with output_lock(sys.argv[1]):
     print("held", flush=True)
     time.sleep(120)

@@ -10,14 +10,12 @@ from forecasting.interface import Forecaster, Prediction
 from planning.demand import (
     Demand,
     UnitConversion,
-    forecast_demand,
     poi_demand,
     real_demand,
     resident_demand,
-    rotation_groups,
-    window_plan,
 )
 from planning.errors import InputError
+from planning.forecast_demand import forecast_demand, rotation_groups, window_plan
 
 
 def tiny_city(T: int = 100, spd: int = 8, seed: int = 0, residents: bool = True) -> City:

@@ -18,9 +18,8 @@ from planning.errors import OutputError
 from planning.milp.deploy import greedy_deploy
 from planning.params import DeployParams, SleepParams
 from planning.replay import replay_deployment, replay_sleep
+from planning.output import atomic_output, output_lock
 from planning.report import (
-    atomic_output,
-    output_lock,
     kpi_markdown,
     kpi_table,
     plan_geodataframe,
@@ -201,11 +200,11 @@ REPO = Path(__file__).resolve().parents[1]
 KILLED_MID_SWAP = """
 import os, sys
 from pathlib import Path
-import planning.report as report
+import planning.output as output
 
 out, exchange = Path(sys.argv[1]).resolve(), sys.argv[2] == "1"
 if not exchange:
-    report._exchange = lambda a, b: False
+    output._exchange = lambda a, b: False
 for name in ("rename", "replace"):
     real = getattr(os, name)
     def killing(src, dst, *a, _real=real, **k):
@@ -213,7 +212,7 @@ for name in ("rename", "replace"):
         if Path(src).resolve() == out:
             os._exit(9)
     setattr(os, name, killing)
-with report.atomic_output(out) as tmp:
+with output.atomic_output(out) as tmp:
     (tmp / "a.txt").write_text("second")
 """
 
@@ -259,7 +258,7 @@ def test_stale_temporary_folders_are_removed_by_the_next_run(tmp_path):
 
 HOLD_LOCK = """
 import sys, time
-from planning.report import output_lock
+from planning.output import output_lock
 with output_lock(sys.argv[1]):
     print("held", flush=True)
     time.sleep(120)
