@@ -39,12 +39,19 @@ def merge_records(old: Iterable[dict], new: Sequence[dict], key: Callable[[dict]
     return [r for r in old if key(r) not in rerun] + list(new)
 
 
-def write_json(path: str | Path, obj: Any, indent: int = 1) -> Path:
-    """`obj` as JSON at `path` (folders created)."""
+def write_text(path: str | Path, text: str) -> Path:
+    """`text` at `path` (folders created), replaced atomically: a kill leaves the old file or the new one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=indent))
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
     return path
+
+
+def write_json(path: str | Path, obj: Any, indent: int = 1) -> Path:
+    """`obj` as JSON at `path` (folders created, replaced atomically)."""
+    return write_text(path, json.dumps(obj, indent=indent))
 
 
 def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import RESULTS, choose_on_val, choose_qos_matched, command_line
+from common import RESULTS, choose_on_val, choose_qos_matched, command_line, write_text
 from forecasting.data import City, available_real_cities, load_city
 from forecasting.interface import Forecaster, NotApplicable
 from planning.demand import Demand, poi_demand, real_demand, resident_demand
@@ -473,15 +473,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def write_planning(rows: list[dict], notes: list[str], argv, wall: float, checkpoint: str | None, out: Path) -> str:
     """planning.json and planning.md for the cities done so far (each file replaced atomically)."""
-    import os
-
-    out.mkdir(parents=True, exist_ok=True)
     records = [{**{k: r.get(k) for k in KEYS}, "checkpoint": checkpoint} for r in rows]
     text = markdown(records, notes, command_line("planning_bench.py", argv).strip(), wall, checkpoint)
-    for name, body in (("planning.json", json.dumps(records, indent=1) + "\n"), ("planning.md", text)):
-        tmp = out / f".{name}.tmp"
-        tmp.write_text(body)
-        os.replace(tmp, out / name)
+    write_text(out / "planning.json", json.dumps(records, indent=1) + "\n")
+    write_text(out / "planning.md", text)
     return text
 
 

@@ -210,11 +210,6 @@ class SleepModel:
     q_coef: np.ndarray | None = None  # (K, n, T)
     e_on: np.ndarray | None = None  # (K, n)
 
-    @property
-    def load(self) -> np.ndarray:
-        """(n, T) the load of a single-scenario model (the mean load over scenarios otherwise)."""
-        return self.loads.mean(axis=0)
-
     def _tag(self, k: int) -> str:
         return "" if self.loads.shape[0] == 1 else f"-s{k}"
 
