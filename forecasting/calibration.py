@@ -1,20 +1,30 @@
 """Calibrated predictive distributions: split-conformal recalibration fitted on the val regions.
 
 Any forecaster's predictive distribution (UoMo's samples, or a baseline's point forecast) is recalibrated
-per city, task and lead-time bucket from standardised residuals on the val regions:
+from standardised residuals on the val regions, in the same per-cell log space the network works in
+(`forecasting.encoding`): with s the cell's scale from its observed entries of the window,
 
-    z = (y - m) / (s + floor)
+    g(x) = (log1p(x / s) - SHIFT) / SPREAD          (0 maps to g0 = -SHIFT / SPREAD)
+    z    = (g(y) - g(m)) / (sg + floor)
 
-with m the point forecast, s the forecaster's own spread (half the 10-90% range of its samples) when it
-samples, else |m| (a relative error), and floor = FLOOR_SHARE x mean(s) over the fitted entries (cells the
-model is sure are empty still get a band). The calibrated quantile at level a is
+with m the point forecast, sg the forecaster's own spread in that space (half the 10-90% range of
+g(samples)) when it samples, else 1 (a constant relative error), and floor = FLOOR_SHARE x mean(sg) over
+the fitted entries. Errors are therefore relative to each cell's level: a quiet area and a busy one get
+bands of the same *relative* width. The calibrated quantile at level a is
 
-    Q(a) = clip(m + (s + floor) Qz(a), 0, 1)                        (normalised traffic scale)
+    Q(a) = g^-1(g(m) + (sg + floor) Qz(a)),  set to 0 where Q(a) < zero_share x s,  clipped to [0, 1]
 
-with Qz the empirical quantile function of z on the val entries of the same city, task and lead bucket:
-split conformal prediction with a locally adaptive scale, so a central interval [Q((1-c)/2), Q((1+c)/2)]
-covers a share c of new exchangeable entries. Baselines get their intervals from the same procedure, so a
-comparison of plans measures the forecasts, not the hedging.
+with Qz the empirical quantile function of z on the val entries of the same city, task, lead bucket and
+cell group (Mondrian split conformal prediction): group 0 = cells with non-zero observations in the window,
+1 = cells observed and all zero (mostly cells with no traffic at all: 30-75% of a real region's cells),
+2 = cells with no observation (generation). A central interval [Q((1-c)/2), Q((1+c)/2)] then covers a share
+c of new exchangeable entries of each group; the bands of all-zero cells collapse to the atom at 0 when
+the val regions' all-zero cells stay zero.
+
+The dead zone `zero_share` (one value per calibration, chosen on the val entries from `ZERO_SHARES` by the
+Brier score of the event "y = 0") turns the sampler's tiny positive values around the zero level into exact
+zeros, so the predicted probability of an idle cell-slot is calibrated too; the calibrated point forecast
+is the raw point forecast with the same dead zone.
 
 Calibrated samples keep the raw samples' rank order at every entry (ensemble copula coupling): sample k of
 an entry takes the calibrated quantile at the level of its rank, so paths keep the model's dependence over
@@ -37,8 +47,10 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import torch
 
 from .data import City, CityScalers, Windows, make_windows
+from .encoding import WindowTransform
 from .interface import Forecaster, NotApplicable, Prediction, hide
 
 #: quantile levels of z stored per table (0.5% steps; Qz is interpolated linearly between them)
@@ -46,17 +58,25 @@ LEVELS = np.round(np.linspace(0.0, 1.0, 201), 6)
 #: lead-time buckets per task (equal shares of the hidden horizon); generation and random have no lead
 BUCKETS = {"short": 4, "long": 6, "generation": 1, "random": 1}
 HORIZON = {"short": 16, "long": 48}  # nominal hidden steps; buckets are shares of it
+#: cell groups (Mondrian taxonomy): non-zero observations, observed all zero, unobserved
+GROUPS = ("active", "observed_zero", "unobserved")
 FLOOR_SHARE = 0.1
+MIN_GROUP_ENTRIES = 50  # a (group, bucket) with fewer val entries borrows the bucket's pooled residuals
+ZERO_SHARES = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1)  # dead-zone candidates, shares of the cell scale s
 POOLED = "*"  # the table fitted on every city's val entries, used for cities without their own
-FORMAT = "uomo-calibration/1"
+FORMAT = "uomo-calibration/2"
 
 
 class CalibrationError(ValueError):
     """A calibration file or table that cannot be used (wrong format, unknown task, too few entries)."""
 
 
+class OutdatedCalibration(CalibrationError):
+    """A calibration file written by an earlier version: re-fit it (the model itself is still usable)."""
+
+
 # ----------------------------------------------------------------------------------------------------
-# Reading a batch: task, lead buckets, point and spread
+# Reading a batch: task, lead buckets, cell groups, point and spread in the per-cell log space
 # ----------------------------------------------------------------------------------------------------
 
 
@@ -91,13 +111,51 @@ def lead_buckets(mask: np.ndarray, task: str) -> np.ndarray:
     return out
 
 
-def point_and_spread(pred: Prediction) -> tuple[np.ndarray, np.ndarray]:
-    """(m, s) of a prediction: its point forecast and its own spread (half the 10-90% sample range, else |m|)."""
-    m = np.asarray(pred.mean, dtype=np.float64)
+@dataclass
+class CellFrame:
+    """What the calibration reads of a batch of windows: each cell's scale s and group, from observed entries.
+
+    transform: the network's per-cell log space (`WindowTransform`, scale (N, 1, H, W));
+    group (N, 1, H, W): 0 = some observed entry > 0, 1 = observed and all zero, 2 = no observed entry.
+    """
+
+    transform: WindowTransform
+    group: np.ndarray
+
+    @classmethod
+    def of(cls, windows: Windows, mask: np.ndarray) -> "CellFrame":
+        """From `windows` (hidden entries may hold NaN or the truth: only entries outside `mask` are read)."""
+        known = ~np.asarray(mask, dtype=bool)
+        observed = np.nan_to_num(np.asarray(windows.traffic, dtype=np.float64)) * known
+        transform = WindowTransform.from_observed(torch.from_numpy(observed), torch.from_numpy(known))
+        n_known, n_positive = known.sum(axis=1), (observed > 0).sum(axis=1)  # (N, H, W)
+        group = np.where(n_known == 0, 2, np.where(n_positive == 0, 1, 0))[:, None]
+        return cls(transform, group.astype(np.int64))
+
+    @property
+    def scale(self) -> np.ndarray:
+        return self.transform.scale.numpy()
+
+    def to_model(self, x: np.ndarray) -> np.ndarray:
+        """g(x) of normalised values (..., N, T, H, W)."""
+        return self.transform.to_model(torch.from_numpy(np.asarray(x, dtype=np.float64))).numpy()
+
+
+def model_point_and_spread(pred: Prediction, frame: CellFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(g(m), sg): the point forecast in the cell's log space and the forecaster's own spread there (half
+    the 10-90% range of g(samples); 1 for a point forecaster, i.e. a constant relative error)."""
+    gm = frame.to_model(pred.mean)
     if pred.samples is None or pred.samples.shape[0] < 2:
-        return m, np.abs(m)
+        return gm, np.ones_like(gm)
     q10, q90 = np.quantile(np.asarray(pred.samples, dtype=np.float64), [0.1, 0.9], axis=0)
-    return m, (q90 - q10) / 2
+    return gm, (frame.to_model(q90) - frame.to_model(q10)) / 2
+
+
+def zero_level(share: float) -> float:
+    """Model-space level at or below which a value is in the dead zone: g(share x s) = (log1p(share) - SHIFT) / SPREAD."""
+    from .encoding import SHIFT, SPREAD
+
+    return (float(np.log1p(share)) - SHIFT) / SPREAD
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -107,66 +165,89 @@ def point_and_spread(pred: Prediction) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass
 class ResidualTable:
-    """Quantiles of standardised residuals z at `LEVELS`, one row per lead bucket, with the scale floor."""
+    """Quantiles of standardised residuals z at `LEVELS` per (cell group, lead bucket), with the scale floor."""
 
-    z: np.ndarray  # (B, len(LEVELS))
+    z: np.ndarray  # (G, B, len(LEVELS))
     floor: float
     n: int  # residuals fitted
 
-    def quantile(self, levels: np.ndarray | float, bucket: np.ndarray | int) -> np.ndarray:
-        """Qz(level) in `bucket` (broadcast together)."""
+    def quantile(self, levels, bucket, group) -> np.ndarray:
+        """Qz(level) in (`group`, `bucket`) (broadcast together)."""
         levels = np.clip(np.asarray(levels, dtype=np.float64), 0.0, 1.0)
-        bucket = np.clip(np.asarray(bucket, dtype=np.int64), 0, self.z.shape[0] - 1)
+        bucket = np.clip(np.asarray(bucket, dtype=np.int64), 0, self.z.shape[1] - 1)
+        group = np.clip(np.asarray(group, dtype=np.int64), 0, self.z.shape[0] - 1)
         pos = levels * (LEVELS.size - 1)
         lo = np.floor(pos).astype(np.int64)
         hi = np.minimum(lo + 1, LEVELS.size - 1)
         frac = pos - lo
-        return self.z[bucket, lo] * (1 - frac) + self.z[bucket, hi] * frac
+        return self.z[group, bucket, lo] * (1 - frac) + self.z[group, bucket, hi] * frac
 
     @classmethod
-    def fit(cls, residual: np.ndarray, spread: np.ndarray, bucket: np.ndarray, task: str) -> "ResidualTable":
-        """From residuals y - m, spreads s and lead buckets of hidden entries (1-D arrays alike)."""
-        residual, spread = np.asarray(residual, np.float64), np.asarray(spread, np.float64)
-        if residual.size < 10:
-            raise CalibrationError(f"{residual.size} residuals are too few to calibrate {task!r} on")
+    def fit(cls, numer: np.ndarray, spread: np.ndarray, bucket: np.ndarray, group: np.ndarray,
+            task: str) -> "ResidualTable":
+        """From g(y) - g(m), spreads sg, lead buckets and cell groups of hidden entries (1-D arrays alike).
+
+        A (group, bucket) with fewer than MIN_GROUP_ENTRIES residuals takes the bucket's residuals over all
+        groups, a bucket with fewer than 10 the task's.
+        """
+        numer, spread = np.asarray(numer, np.float64), np.asarray(spread, np.float64)
+        if numer.size < 10:
+            raise CalibrationError(f"{numer.size} residuals are too few to calibrate {task!r} on")
         floor = FLOOR_SHARE * float(spread.mean()) + 1e-9
-        z = residual / (spread + floor)
-        rows = []
+        z = numer / (spread + floor)
+        table = np.empty((len(GROUPS), BUCKETS[task], LEVELS.size))
         for b in range(BUCKETS[task]):
-            zb = z[bucket == b]
-            if zb.size < 10:  # a bucket with (almost) no entries borrows the task's pooled residuals
-                zb = z
-            rows.append(np.quantile(zb, LEVELS))
-        return cls(np.array(rows), floor, int(z.size))
+            in_bucket = bucket == b
+            pooled = z[in_bucket] if in_bucket.sum() >= 10 else z
+            for g in range(len(GROUPS)):
+                zg = z[in_bucket & (group == g)]
+                table[g, b] = np.quantile(zg if zg.size >= MIN_GROUP_ENTRIES else pooled, LEVELS)
+        return cls(table, floor, int(z.size))
 
 
 @dataclass
 class Calibration:
-    """Residual tables by (city, task); `POOLED` as city holds the tables over every fitted city."""
+    """Residual tables by (city, task) and the dead zone; `POOLED` as city holds the tables over every city."""
 
     tables: dict[tuple[str, str], ResidualTable]
     meta: dict = field(default_factory=dict)
+    zero_share: float = 0.0
 
     def table(self, city: str, task: str) -> ResidualTable | None:
         return self.tables.get((city, task)) or self.tables.get((POOLED, task))
 
-    def quantiles(self, pred: Prediction, mask: np.ndarray, city: str, levels: Sequence[float]) -> np.ndarray:
-        """(len(levels), N, T, H, W) calibrated quantiles (normalised scale); entries outside `mask` keep m."""
-        m, s = point_and_spread(pred)
+    def quantiles(self, pred: Prediction, windows: Windows, mask: np.ndarray, levels: Sequence[float]) -> np.ndarray:
+        """(len(levels), N, T, H, W) calibrated quantiles (normalised scale); entries outside `mask` keep m.
+
+        `windows` are the windows the prediction was made for (only their observed entries are read).
+        """
+        frame = CellFrame.of(windows, mask)
+        gm, sg = model_point_and_spread(pred, frame)
+        m = np.asarray(pred.mean, dtype=np.float64)
         out = np.broadcast_to(m, (len(levels), *m.shape)).copy()
-        lv = np.asarray(levels, dtype=np.float64)
+        lv = np.asarray(levels, dtype=np.float64)[:, None, None, None]
+        dead = zero_level(self.zero_share)
         for i in range(m.shape[0]):
             task = infer_task(mask[i])
-            tab = self.table(city, task)
+            tab = self.table(windows.city, task)
             if tab is None:
-                raise CalibrationError(f"no calibration for task {task!r} (city {city!r}): fit one with fit_calibration")
-            b = lead_buckets(mask[i], task)[:, None, None]  # (T, 1, 1)
-            qz = tab.quantile(lv[:, None, None, None], b[None])  # (Q, T, 1, 1)
-            q = m[i][None] + (s[i][None] + tab.floor) * qz
-            out[:, i] = np.where(mask[i][None], np.clip(q, 0.0, 1.0), m[i][None])
+                raise CalibrationError(f"no calibration for task {task!r} (city {windows.city!r}): "
+                                       "fit one with fit_calibration")
+            qz = tab.quantile(lv, lead_buckets(mask[i], task)[None, :, None, None], frame.group[i][None])
+            y = gm[i][None] + (sg[i][None] + tab.floor) * qz  # (Q, T, H, W) model space
+            x = frame.transform.take([i]).from_model(torch.from_numpy(y)).numpy()
+            x = np.where(y <= dead, 0.0, np.clip(x, 0.0, 1.0))
+            out[:, i] = np.where(mask[i][None], x, m[i][None])
         return out
 
-    def samples(self, pred: Prediction, mask: np.ndarray, city: str, n_samples: int | None = None) -> np.ndarray:
+    def point(self, pred: Prediction, windows: Windows, mask: np.ndarray) -> np.ndarray:
+        """The raw point forecast with the dead zone: hidden entries at or below zero_share x s become 0."""
+        frame = CellFrame.of(windows, mask)
+        m = np.asarray(pred.mean)
+        idle = np.asarray(mask, dtype=bool) & (frame.to_model(m) <= zero_level(self.zero_share))
+        return np.where(idle, 0.0, m).astype(np.float32)
+
+    def samples(self, pred: Prediction, windows: Windows, mask: np.ndarray, n_samples: int | None = None) -> np.ndarray:
         """(S, N, T, H, W) calibrated samples: each raw sample takes the calibrated quantile of its rank.
 
         Without raw samples, `n_samples` (default 32) quantiles at levels (k + 1/2) / S, comonotone.
@@ -174,19 +255,23 @@ class Calibration:
         if pred.samples is not None and pred.samples.shape[0] >= 2:
             raw = np.asarray(pred.samples)
             S = raw.shape[0]
-            levels = (np.arange(S) + 0.5) / S
-            q = self.quantiles(pred, mask, city, levels)  # (S, ...) ascending in the level
+            q = self.quantiles(pred, windows, mask, (np.arange(S) + 0.5) / S)  # (S, ...) ascending in the level
             ranks = np.argsort(np.argsort(raw, axis=0, kind="stable"), axis=0, kind="stable")
             out = np.take_along_axis(q, ranks, axis=0)
         else:
             S = n_samples or 32
-            out = self.quantiles(pred, mask, city, (np.arange(S) + 0.5) / S)
+            out = self.quantiles(pred, windows, mask, (np.arange(S) + 0.5) / S)
         return out.astype(np.float32)
+
+    def calibrate(self, pred: Prediction, windows: Windows, mask: np.ndarray, n_samples: int | None = None) -> Prediction:
+        """The calibrated prediction: the point forecast with the dead zone and the calibrated samples."""
+        return Prediction(mean=self.point(pred, windows, mask), samples=self.samples(pred, windows, mask, n_samples))
 
     # -- files -----------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
         return {
-            "format": FORMAT, "levels": LEVELS.tolist(), "meta": self.meta,
+            "format": FORMAT, "levels": LEVELS.tolist(), "groups": list(GROUPS), "zero_share": self.zero_share,
+            "meta": self.meta,
             "tables": [
                 {"city": c, "task": t, "floor": tab.floor, "n": tab.n, "z": np.round(tab.z, 7).tolist()}
                 for (c, t), tab in sorted(self.tables.items())
@@ -195,17 +280,24 @@ class Calibration:
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "calibration") -> "Calibration":
-        if not isinstance(d, dict) or d.get("format") != FORMAT:
-            raise CalibrationError(f"{source}: not a {FORMAT} file")
+        if not isinstance(d, dict) or not str(d.get("format", "")).startswith("uomo-calibration/"):
+            raise CalibrationError(f"{source}: not a uomo-calibration file")
+        if d["format"] != FORMAT:
+            raise OutdatedCalibration(f"{source}: a {d['format']} file, this version reads {FORMAT}: re-fit it "
+                                   "(python bench/calibration_bench.py --checkpoint ... --save)")
         if not np.allclose(d.get("levels", []), LEVELS):
             raise CalibrationError(f"{source}: stored at other quantile levels than this version's")
         tables = {}
         for t in d.get("tables", []):
             z = np.asarray(t["z"], dtype=np.float64)
-            if t["task"] not in BUCKETS or z.ndim != 2 or z.shape[1] != LEVELS.size or not np.all(np.isfinite(z)):
+            if (t["task"] not in BUCKETS or z.shape != (len(GROUPS), BUCKETS[t["task"]], LEVELS.size)
+                    or not np.all(np.isfinite(z))):
                 raise CalibrationError(f"{source}: malformed table for {t.get('city')}/{t.get('task')}")
             tables[(str(t["city"]), str(t["task"]))] = ResidualTable(z, float(t["floor"]), int(t["n"]))
-        return cls(tables, dict(d.get("meta", {})))
+        share = d.get("zero_share", 0.0)
+        if not isinstance(share, (int, float)) or isinstance(share, bool) or not 0 <= share < 1:
+            raise CalibrationError(f"{source}: zero_share must be a number in [0, 1), got {share!r}")
+        return cls(tables, dict(d.get("meta", {})), float(share))
 
     def save(self, path: str | Path) -> Path:
         """Write atomically (a kill leaves the old file or the new one)."""
@@ -231,20 +323,51 @@ class Calibration:
 # ----------------------------------------------------------------------------------------------------
 
 
-def residuals(forecaster: Forecaster, windows: Windows, masks: np.ndarray, task: str,
-              chunk: int = 128) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Over the hidden entries of `windows`: (y - m, s, lead bucket), from the forecaster's raw predictions."""
-    res, spread, buckets = [], [], []
+@dataclass
+class Residuals:
+    """Hidden entries of fitted windows (1-D arrays alike): g(y) - g(m), sg, lead bucket, cell group, g(m),
+    and whether the truth is exactly zero."""
+
+    numer: np.ndarray
+    spread: np.ndarray
+    bucket: np.ndarray
+    group: np.ndarray
+    point: np.ndarray
+    is_zero: np.ndarray
+
+    @classmethod
+    def concat(cls, parts: Sequence["Residuals"]) -> "Residuals":
+        return cls(*(np.concatenate([getattr(p, k) for p in parts]) for k in cls.__dataclass_fields__))
+
+
+def residuals(forecaster: Forecaster, windows: Windows, masks: np.ndarray, task: str, chunk: int = 128) -> Residuals:
+    """The residuals of the forecaster's raw predictions over the hidden entries of `windows`."""
+    parts = []
     for lo in range(0, len(windows), chunk):
         part, mask = windows.take(slice(lo, lo + chunk)), masks[lo:lo + chunk]
         pred = forecaster.predict(hide(part, mask, keep_users=forecaster.sees_future_users), mask)
-        m, s = point_and_spread(pred)
-        b = np.stack([lead_buckets(mk, task) for mk in mask])[:, :, None, None]
-        b = np.broadcast_to(b, mask.shape)
-        res.append((part.traffic - m)[mask])
-        spread.append(s[mask])
-        buckets.append(b[mask])
-    return np.concatenate(res), np.concatenate(spread), np.concatenate(buckets)
+        frame = CellFrame.of(part, mask)
+        gm, sg = model_point_and_spread(pred, frame)
+        b = np.broadcast_to(np.stack([lead_buckets(mk, task) for mk in mask])[:, :, None, None], mask.shape)
+        g = np.broadcast_to(frame.group, mask.shape)
+        parts.append(Residuals((frame.to_model(part.traffic) - gm)[mask], sg[mask], b[mask], g[mask], gm[mask],
+                               (part.traffic == 0)[mask]))
+    return Residuals.concat(parts)
+
+
+def zero_brier(res: Residuals, table: ResidualTable, shares: Sequence[float], n_levels: int = 32) -> np.ndarray:
+    """Summed Brier score of P(y = 0) over `res`'s entries for each dead-zone share: P(y = 0) is the share of
+    the calibrated quantiles at levels (k + 1/2) / n_levels that fall in the dead zone."""
+    out = np.zeros(len(shares))
+    levels = (np.arange(n_levels) + 0.5) / n_levels
+    for lo in range(0, res.numer.size, 20_000):
+        sl = slice(lo, lo + 20_000)
+        qz = table.quantile(levels[:, None], res.bucket[None, sl], res.group[None, sl])
+        y = res.point[None, sl] + (res.spread[None, sl] + table.floor) * qz  # (L, E) model space
+        for k, share in enumerate(shares):
+            p_zero = (y <= zero_level(share)).mean(axis=0)
+            out[k] += float(((p_zero - res.is_zero[sl]) ** 2).sum())
+    return out
 
 
 def calibration_windows(city: City, split: str, stride: int, scalers: CityScalers | None = None) -> Windows:
@@ -263,36 +386,42 @@ def fit_calibration(
     stride: int = 8,
     seed: int = 0,
 ) -> Calibration:
-    """Residual tables per (city, task) and pooled over cities, from `forecaster` on the `split` regions."""
+    """Residual tables per (city, task) and pooled over cities, from `forecaster` on the `split` regions,
+    and the dead zone with the lowest Brier score of P(y = 0) over all of those entries."""
     from .evaluate import window_masks
 
     if getattr(forecaster, "calibration", None) is not None:  # fit on the raw distribution, never on a calibrated one
         forecaster = copy.copy(forecaster)
         forecaster.calibration = None
-    pooled: dict[str, list] = {t: [] for t in tasks}
-    tables: dict[tuple[str, str], ResidualTable] = {}
-    counts = {}
+    fitted: dict[tuple[str, str], Residuals] = {}
     for city in cities:
         win = calibration_windows(city, split, stride)
         for task in tasks:
             if task not in forecaster.tasks:
                 continue
             try:
-                r, s, b = residuals(forecaster, win, window_masks(win, task, seed), task)
+                fitted[(city.name, task)] = residuals(forecaster, win, window_masks(win, task, seed), task)
             except NotApplicable:
                 continue
-            tables[(city.name, task)] = ResidualTable.fit(r, s, b, task)
-            pooled[task].append((r, s, b))
-            counts[f"{city.name}/{task}"] = int(r.size)
-    for task, parts in pooled.items():
-        if not parts:
-            continue
-        r, s, b = (np.concatenate(p) for p in zip(*parts))
-        tables[(POOLED, task)] = ResidualTable.fit(r, s, b, task)
-    if not tables:
+    if not fitted:
         raise CalibrationError(f"{forecaster.name} served none of the tasks {list(tasks)} on the {split} regions")
-    meta = {"forecaster": forecaster.name, "split": split, "stride": stride, "seed": seed, "entries": counts}
-    return Calibration(tables, meta)
+    return calibration_from_residuals(fitted, {"forecaster": forecaster.name, "split": split, "stride": stride,
+                                               "seed": seed})
+
+
+def calibration_from_residuals(fitted: dict[tuple[str, str], Residuals], meta: dict | None = None) -> Calibration:
+    """Tables per (city, task) and pooled over cities per task, and the dead zone `zero_share` of
+    `ZERO_SHARES` with the lowest Brier score of P(y = 0) over every fitted entry (ties: the smaller)."""
+    tables = {key: ResidualTable.fit(r.numer, r.spread, r.bucket, r.group, key[1]) for key, r in fitted.items()}
+    for task in sorted({t for _, t in fitted}):
+        r = Residuals.concat([r for (_, t), r in fitted.items() if t == task])
+        tables[(POOLED, task)] = ResidualTable.fit(r.numer, r.spread, r.bucket, r.group, task)
+    brier = sum(zero_brier(r, tables[key], ZERO_SHARES) for key, r in fitted.items())
+    n = sum(r.numer.size for r in fitted.values())
+    meta = dict(meta or {})
+    meta.update(entries={f"{c}/{t}": int(r.numer.size) for (c, t), r in fitted.items()},
+                zero_brier={f"{s:g}": round(float(b) / n, 6) for s, b in zip(ZERO_SHARES, brier)})
+    return Calibration(tables, meta, float(ZERO_SHARES[int(np.argmin(brier))]))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -301,7 +430,7 @@ def fit_calibration(
 
 
 class CalibratedForecaster(Forecaster):
-    """`base` with calibrated samples (same point forecast); `base` itself stays the uncalibrated one."""
+    """`base` with calibrated samples and the dead zone on its point forecast; `base` stays uncalibrated."""
 
     def __init__(self, base: Forecaster, calibration: Calibration, n_samples: int = 32):
         self.base = base
@@ -319,9 +448,7 @@ class CalibratedForecaster(Forecaster):
         return self
 
     def predict(self, windows: Windows, mask: np.ndarray) -> Prediction:
-        pred = self.base.predict(windows, mask)
-        samples = self.calibration.samples(pred, mask, windows.city, self.n_samples)
-        return Prediction(mean=pred.mean, samples=samples)
+        return self.calibration.calibrate(self.base.predict(windows, mask), windows, mask, self.n_samples)
 
 
 def calibration_path(checkpoint: str | Path) -> Path:

@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 from dataclasses import replace
 from pathlib import Path
 from typing import Literal, Sequence
@@ -15,7 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .calibration import Calibration, calibration_path
+from .calibration import Calibration, OutdatedCalibration, calibration_path
 from .checkpoint import (
     CheckpointError,
     deployed_weights,
@@ -84,7 +86,12 @@ class UoMoForecaster(Forecaster):
         schedule = make_schedule(diffusion_cfg["schedule"], int(diffusion_cfg["steps"]))
         scalers = {name: scalers_from_dict(d) for name, d in config.get("scalers", {}).items()}
         cal_file = calibration_path(path)
-        calibration = Calibration.load(cal_file) if cal_file.is_file() else None
+        calibration = None
+        if cal_file.is_file():
+            try:
+                calibration = Calibration.load(cal_file)
+            except OutdatedCalibration as exc:  # the network is fine: serve raw samples and say how to re-fit
+                warnings.warn(f"{exc}; using the raw samples until then", stacklevel=2)
         return cls(net, schedule, sampling, ContextSwitches(**context_cfg), scalers, device, meta=config,
                    calibration=calibration)
 
@@ -103,12 +110,12 @@ class UoMoForecaster(Forecaster):
 
     def predict(self, windows: Windows, mask: np.ndarray, calibrated: bool = True) -> Prediction:
         """Point forecast (median or mean of the raw samples) and samples, recalibrated when this model
-        has a calibration (`<checkpoint>.calibration.json`) unless `calibrated=False`."""
+        has a calibration (`<checkpoint>.calibration.json`) unless `calibrated=False` (then both raw)."""
         samples = self.sample(windows, mask)
         point = np.median(samples, 0) if self.sampling.point == "median" else samples.mean(0)
         pred = Prediction(mean=point.astype(np.float32), samples=samples)
         if calibrated and self.calibration is not None:
-            pred = Prediction(mean=pred.mean, samples=self.calibration.samples(pred, mask, windows.city))
+            pred = self.calibration.calibrate(pred, windows, mask)
         return pred
 
     # -- user-facing ---------------------------------------------------------------------------------

@@ -4,20 +4,54 @@ import numpy as np
 import pytest
 
 from forecasting.calibration import (
-    Calibration, CalibratedForecaster, CalibrationError, ResidualTable, calibration_path, fit_calibration,
-    infer_task, lead_buckets,
+    Calibration, CalibratedForecaster, CalibrationError, ResidualTable, calibration_from_residuals,
+    calibration_path, fit_calibration, infer_task, lead_buckets, residuals,
 )
-from forecasting.interface import Prediction
+from forecasting.data import Windows
+from forecasting.encoding import SHIFT, SPREAD
+from forecasting.interface import Forecaster, Prediction
 from forecasting.masks import batch_masks
 
+G0 = -SHIFT / SPREAD  # model-space image of 0
 
-def _short_batch(rng, n=400, sigma_model=0.02, sigma_true=0.06):
-    """Windows whose truth is m + N(0, sigma_true) while the model samples m + N(0, sigma_model): too narrow."""
-    m = rng.uniform(0.3, 0.6, size=(n, 64, 2, 2))
-    samples = m[None] + sigma_model * rng.standard_normal((32, *m.shape))
-    truth = m + sigma_true * rng.standard_normal(m.shape)
+
+def _decode(level, y):
+    """The network's per-cell log space back to values: level * expm1(SPREAD y + SHIFT), >= 0."""
+    return np.clip(level * np.expm1(SPREAD * y + SHIFT), 0.0, None)
+
+
+class _ToyModel(Forecaster):
+    """Samples y = centre + sigma N(0, 1) in each cell's log space, the cell's level read off its observed
+    entries: busy cells centred on 0 (their own level), cells observed all zero just above the zero image
+    (the sampler's tiny positive values around an idle cell)."""
+
+    name, tasks = "toy", ("short",)
+
+    def __init__(self, sigma=0.1, seed=0):
+        self.sigma, self.rng = sigma, np.random.default_rng(seed)
+
+    def predict(self, windows, mask):
+        observed = np.where(mask, 0.0, np.nan_to_num(windows.traffic))
+        level = observed.sum(1, keepdims=True) / (~mask).sum(1, keepdims=True)
+        idle = level == 0
+        level = np.where(idle, 0.05 * level.mean(axis=(2, 3), keepdims=True), level)
+        centre = np.where(idle, G0 + 0.03, 0.0)
+        y = centre + self.sigma * self.rng.standard_normal((32, *mask.shape))
+        samples = np.where(mask, _decode(level, y), observed)
+        return Prediction(mean=np.median(samples, 0), samples=samples)
+
+
+def _windows(rng, n=300, sigma_true=0.3):
+    """Short-task windows of 2x2 cells: observed at a constant level per cell (one cell in four idle),
+    hidden truth = level * expm1(SPREAD * sigma_true * N(0, 1) + SHIFT); idle cells stay zero."""
+    level = rng.uniform(0.05, 0.3, size=(n, 1, 2, 2))
+    level[:, :, 0, 0] = 0.0
     mask = batch_masks("short", n, (64, 2, 2))
-    return Prediction(mean=np.median(samples, 0), samples=samples), truth, mask
+    hidden = _decode(level, sigma_true * rng.standard_normal((n, 64, 2, 2)))
+    traffic = np.where(mask, hidden, level).astype(np.float64)
+    win = Windows("toy", traffic, np.zeros((n, 64), int), np.tile(np.arange(64), (n, 1)), 96,
+                  np.zeros(n, int), np.zeros(n, int))
+    return win, mask
 
 
 def _coverage(q_lo, q_hi, truth, mask):
@@ -32,65 +66,74 @@ def test_task_and_lead_buckets_are_read_off_the_mask():
     assert (b[:48] == -1).all() and b[48:].tolist() == [0] * 4 + [1] * 4 + [2] * 4 + [3] * 4
 
 
-def test_recalibration_reaches_nominal_coverage_on_a_known_distribution():
+def test_recalibration_reaches_nominal_coverage_and_idle_cells_collapse_to_zero():
     rng = np.random.default_rng(0)
-    pred, truth, mask = _short_batch(rng)
-    residual = (truth - pred.mean)[mask]
-    q10, q90 = np.quantile(pred.samples, [0.1, 0.9], axis=0)
-    spread = ((q90 - q10) / 2)[mask]
-    buckets = np.broadcast_to(lead_buckets(mask[0], "short")[None, :, None, None], mask.shape)[mask]
-    cal = Calibration({("toy", "short"): ResidualTable.fit(residual, spread, buckets, "short")})
-    # fresh draws of the same process: the raw 80% band is far too narrow, the calibrated one is nominal
-    pred2, truth2, mask2 = _short_batch(np.random.default_rng(1))
+    model = _ToyModel(sigma=0.1)  # three times too narrow in the log space
+    win, mask = _windows(rng)
+    cal = calibration_from_residuals({("toy", "short"): residuals(model, win, mask, "short")})
+    assert cal.zero_share > 0  # the dead zone swallows the sampler's tiny values around idle cells
+    # fresh draws of the same process
+    win2, mask2 = _windows(np.random.default_rng(1))
+    pred2 = model.predict(win2, mask2)
+    busy = mask2.copy()
+    busy[:, :, 0, 0] = False
     raw_lo, raw_hi = np.quantile(pred2.samples, [0.1, 0.9], axis=0)
-    assert _coverage(raw_lo, raw_hi, truth2, mask2) < 0.5
+    assert _coverage(raw_lo, raw_hi, win2.traffic, busy) < 0.5
     for nominal in (0.5, 0.8, 0.9):
-        lo, hi = cal.quantiles(pred2, mask2, "toy", [(1 - nominal) / 2, (1 + nominal) / 2])
-        assert abs(_coverage(lo, hi, truth2, mask2) - nominal) < 0.02
+        lo, hi = cal.quantiles(pred2, win2, mask2, [(1 - nominal) / 2, (1 + nominal) / 2])
+        assert abs(_coverage(lo, hi, win2.traffic, busy) - nominal) < 0.03
+    # idle cells: every calibrated sample and the point forecast are exactly zero, as the truth
+    out = cal.calibrate(pred2, win2, mask2)
+    assert (pred2.samples[:, :, 48:, 0, 0] > 0).mean() > 0.4
+    assert np.all(out.samples[:, :, 48:, 0, 0] == 0) and np.all(out.mean[:, 48:, 0, 0] == 0)
     # calibrated samples keep the raw samples' ranks and have the calibrated marginals
-    cs = cal.samples(pred2, mask2, "toy")
-    assert cs.shape == pred2.samples.shape
-    assert np.array_equal(np.argsort(cs[:, 0, 60, 0, 0]), np.argsort(pred2.samples[:, 0, 60, 0, 0]))
-    lo, hi = np.quantile(cs, [0.1, 0.9], axis=0)
-    assert abs(_coverage(lo, hi, truth2, mask2) - 0.8) < 0.05
+    assert out.samples.shape == pred2.samples.shape
+    assert np.array_equal(np.argsort(out.samples[:, 0, 60, 1, 1]), np.argsort(pred2.samples[:, 0, 60, 1, 1]))
+    lo, hi = np.quantile(out.samples, [0.1, 0.9], axis=0)
+    assert abs(_coverage(lo, hi, win2.traffic, busy) - 0.8) < 0.05
     # observed entries are untouched
-    assert np.array_equal(cs[:, ~mask2], np.broadcast_to(pred2.mean[~mask2], cs[:, ~mask2].shape).astype(np.float32))
+    assert np.array_equal(out.samples[:, ~mask2], np.broadcast_to(pred2.mean[~mask2], out.samples[:, ~mask2].shape).astype(np.float32))
 
 
 def test_calibration_round_trips_through_its_file_and_refuses_foreign_files(tmp_path):
     rng = np.random.default_rng(2)
     r, s = rng.standard_normal(500), np.abs(rng.standard_normal(500))
-    cal = Calibration({("*", "long"): ResidualTable.fit(r, s, rng.integers(0, 6, 500), "long")}, {"note": "x"})
+    table = ResidualTable.fit(r, s, rng.integers(0, 6, 500), rng.integers(0, 3, 500), "long")
+    cal = Calibration({("*", "long"): table}, {"note": "x"}, zero_share=0.02)
     path = cal.save(tmp_path / "m.calibration.json")
     back = Calibration.load(path)
-    assert np.allclose(back.tables[("*", "long")].z, cal.tables[("*", "long")].z, atol=1e-6)
+    assert np.allclose(back.tables[("*", "long")].z, table.z, atol=1e-6) and back.zero_share == 0.02
     assert back.table("nanchang", "long") is back.tables[("*", "long")]  # unseen city: the pooled table
     assert back.table("nanchang", "short") is None
     (tmp_path / "bad.json").write_text('{"format": "something else"}')
     with pytest.raises(CalibrationError, match="not a uomo-calibration"):
         Calibration.load(tmp_path / "bad.json")
+    (tmp_path / "old.json").write_text('{"format": "uomo-calibration/1"}')
+    with pytest.raises(CalibrationError, match="re-fit"):
+        Calibration.load(tmp_path / "old.json")
     assert calibration_path("runs/x/best.pt").name == "best.calibration.json"
     with pytest.raises(CalibrationError, match="too few"):
-        ResidualTable.fit(r[:5], s[:5], np.zeros(5, int), "long")
+        ResidualTable.fit(r[:5], s[:5], np.zeros(5, int), np.zeros(5, int), "long")
 
 
 def test_a_point_baseline_gets_calibrated_samples_fitted_on_val():
     from forecasting.baselines import BASELINES
+    from forecasting.calibration import calibration_windows
     from forecasting.data.synthetic import city_from_name
     from forecasting.evaluate import window_masks
+    from forecasting.interface import hide
 
     city = city_from_name("synthetic-small")
     base = BASELINES["daily_profile"]().fit(city)
     cal = fit_calibration(base, [city], tasks=("long",), split="val", stride=16)
     assert (city.name, "long") in cal.tables and ("*", "long") in cal.tables
     model = CalibratedForecaster(base, cal, n_samples=16)
-    from forecasting.calibration import calibration_windows
-    from forecasting.interface import hide
-
     win = calibration_windows(city, "val", 16)
     mask = window_masks(win, "long")
     pred = model.predict(hide(win, mask), mask)
     assert pred.samples.shape == (16, *mask.shape)
-    assert np.array_equal(pred.mean, base.predict(hide(win, mask), mask).mean)  # point forecast unchanged
+    raw = base.predict(hide(win, mask), mask).mean
+    moved = pred.mean != raw
+    assert np.all(pred.mean[moved] == 0) and moved.mean() < 0.05  # point forecast: only the dead zone
     lo, hi = np.quantile(pred.samples, [0.1, 0.9], axis=0)
     assert abs(_coverage(lo, hi, win.traffic, mask) - 0.8) < 0.1  # in-sample: close to nominal
