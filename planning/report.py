@@ -307,6 +307,57 @@ def plot_problem_forecast(problem, k: int = 4):
     )
 
 
+def forecast_reliability(problem, levels: Sequence[float] = tuple(np.round(np.arange(0.05, 0.96, 0.05), 2))):
+    """(levels, observed) of a problem's forecast on its real series: the share of cell-slots whose real
+    value is at or below the forecast's quantile at each level (the forecast's samples, else its stored
+    quantiles). A calibrated forecast lies on the diagonal. None without samples or quantiles."""
+    fc = problem.forecast
+    if fc is None:
+        return None
+    real = np.asarray(problem.real.values, dtype=np.float64)
+    scenarios = getattr(fc.mean, "scenarios", None)
+    if scenarios is not None and scenarios.shape[0] >= 2:
+        q = np.quantile(scenarios, levels, axis=0, method="hazen")
+        return np.asarray(levels, dtype=float), np.array([(real <= q[k]).mean() for k in range(len(levels))])
+    if len(fc.quantiles) >= 2:
+        qs = sorted(fc.quantiles)
+        return np.asarray(qs, dtype=float), np.array([(real <= fc.quantiles[q].values).mean() for q in qs])
+    return None
+
+
+def band_coverage(problem) -> tuple[float, float, float] | None:
+    """(lowest q, highest q, share of real cell-slots inside that stored quantile band), or None."""
+    fc = problem.forecast
+    if fc is None or len(fc.quantiles) < 2:
+        return None
+    qs = sorted(fc.quantiles)
+    lo, hi, real = fc.quantiles[qs[0]].values, fc.quantiles[qs[-1]].values, problem.real.values
+    return qs[0], qs[-1], float(((real >= lo) & (real <= hi)).mean())
+
+
+def plot_forecast_calibration(problem):
+    """Reliability diagram of the problem's forecast on the real series of its planned cells and slots."""
+    rel = forecast_reliability(problem)
+    if rel is None:
+        raise ValueError(f"{problem.problem}'s forecast has no samples or quantiles to check")
+    levels, observed = rel
+    fig = _figure(4.2, 4.2)
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], color="0.5", linewidth=0.8, label="calibrated")
+    ax.plot(levels, observed, "o-", color="tab:blue", markersize=3, label=problem.forecast.model)
+    ax.set_xlabel("forecast quantile level")
+    ax.set_ylabel(f"share of real {problem.real.unit} at or below it")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    cov = band_coverage(problem)
+    title = f"{problem.problem}: forecast calibration"
+    if cov:
+        title += f"\nq{cov[0]:g}-q{cov[1]:g} band covers {cov[2]:.0%} (nominal {cov[1] - cov[0]:.0%})"
+    ax.set_title(title, fontsize=9)
+    ax.legend(loc="upper left", fontsize=8)
+    return fig
+
+
 def plot_sleep_capacity(problem, k: int = 4, strategies: Sequence[str] = ("forecast", "threshold", "oracle")):
     """Per sample cell: the real load and the active capacity c0 x_t of each schedule, over time."""
     real = problem.real
@@ -441,7 +492,11 @@ def report_markdown(result, files: dict[str, str]) -> str:
         lines += [kpi_markdown(p)]
         won = winner(p)
         lines += ([won, ""] if won else []) + [f"- {d}" for d in KPI_DEFINITIONS[name]] + [""]
-        for key in ("map", "forecast", "capacity"):
+        cov = band_coverage(p)
+        if cov:
+            lines += [f"Forecast band q{cov[0]:g}-q{cov[1]:g} covers {cov[2]:.1%} of the real cell-slots "
+                      f"(nominal {cov[1] - cov[0]:.0%}; reliability: `{name}/calibration.png`).", ""]
+        for key in ("map", "forecast", "calibration", "capacity"):
             path = files.get(f"{name}/{key}")
             if path:
                 lines += [f"![{name} {key}]({path})", ""]
@@ -481,6 +536,8 @@ def write_report(result, out: str | Path | None = None, figures: bool | None = N
                     _save_fig(save, f"{name}/map", f"{name}/map.png", plot_deployment_map(p, result.crs))
                 if p.forecast is not None:
                     _save_fig(save, f"{name}/forecast", f"{name}/forecast.png", plot_problem_forecast(p, k))
+                if forecast_reliability(p) is not None:
+                    _save_fig(save, f"{name}/calibration", f"{name}/calibration.png", plot_forecast_calibration(p))
                 if name == "sleep":
                     _save_fig(save, f"{name}/capacity", f"{name}/capacity.png", plot_sleep_capacity(p, k))
         summary = summary_dict(result)

@@ -327,3 +327,21 @@ def test_report_module_never_touches_solver_models():
 
     source = open(report.__file__).read()
     assert "pulp" not in source and "planning.milp" not in source and "from .milp" not in source
+
+
+def test_forecast_calibration_is_counted_on_the_real_series(deployment, tmp_path):
+    from planning.report import band_coverage, forecast_reliability, plot_forecast_calibration
+
+    # band [0.5 f, 1.5 f]: cell 0 holds only its 5 (in [2.5, 7.5]), cell 1 nothing -> 1 of 8 cell-slots
+    assert band_coverage(deployment) == (0.1, 0.9, 1 / 8)
+    levels, observed = forecast_reliability(deployment)  # no samples: the stored quantiles
+    assert levels.tolist() == [0.1, 0.9] and observed.tolist() == [3 / 8, 4 / 8]
+    # with samples, the reliability is read at 19 levels off the samples
+    real = deployment.real.values
+    deployment.forecast.mean.scenarios = np.stack([real * 0.0, real * 2.0 + 1])  # real sits between them
+    levels, observed = forecast_reliability(deployment)
+    assert levels.size == 19 and np.all(observed[levels < 0.25] == np.mean(real == 0))
+    plot_forecast_calibration(deployment).savefig(tmp_path / "c.png")
+    files = write_report(result_of(deployment), tmp_path / "r")
+    assert "deployment/calibration" in files
+    assert "covers 12.5% of the real cell-slots" in (tmp_path / "r" / "report.md").read_text()
