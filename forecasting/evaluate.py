@@ -1,7 +1,7 @@
 """The forecast benchmark: every forecaster, every city, the paper's three tasks (metrics: `forecasting.metrics`).
 
-    python -m forecasting.evaluate [--quick] [--cities synthetic nanjing nanchang] [--models ...]
-                                   [--tasks short long generation] [--out bench/results]
+    uomo-bench [--quick] [--cities synthetic nanjing nanchang] [--models ...]
+               [--tasks short long generation] [--out runs/bench]     (= python -m forecasting.evaluate)
 
 Each model is fitted on a city's training regions, then scored on all stride-1 windows of its test
 regions (every 8th window with `--quick`). Metrics are pooled over all hidden entries of
@@ -425,38 +425,62 @@ def markdown_table(records: Sequence[dict[str, Any]]) -> str:
 # ----------------------------------------------------------------------------------------------------
 
 
-def default_out_dir() -> Path:
-    """`bench/results` of the repository when run from a source checkout, else `./bench/results`."""
-    root = Path(__file__).resolve().parents[1]
-    if (root / "pyproject.toml").is_file() and (root / "bench").is_dir():
-        return root / "bench" / "results"
-    return Path("bench") / "results"
+#: where `uomo-bench` writes without --out: a scratch folder under the git-ignored runs/ (relative to the
+#: working directory); the committed tables in bench/results are updated only with --out bench/results
+DEFAULT_OUT = Path("runs") / "bench"
+
+EXAMPLES = [
+    "uomo-bench --quick --cities synthetic                 # the baselines on every 8th window, into runs/bench",
+    "uomo-bench --models uomo daily_profile --checkpoint uomo-synthetic-cpu --uomo-steps 3 --quick",
+    "uomo-bench --out bench/results                        # the full run that updates the committed tables",
+]
+
+EXIT_CODES = ("exit codes:\n  0  results written (a refused model among others is skipped with a message)\n"
+              "  2  bad data, or no requested model could run (e.g. an optional package is missing)\n"
+              "  4  the UoMo checkpoint was refused and no other requested model ran")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    from .baselines import BASELINES, OPTIONAL_BASELINES
+def build_parser() -> argparse.ArgumentParser:
+    """The `uomo-bench` parser (also `python -m forecasting.evaluate`)."""
+    import inspect
 
-    parser = argparse.ArgumentParser(
-        prog="uomo-bench", description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="exit codes:\n  0  results written (a refused model among others is skipped with a message)\n"
-               "  2  bad data, or no requested model could run (e.g. an optional package is missing)\n"
-               "  4  the UoMo checkpoint was refused and no other requested model ran",
+    from .baselines import BASELINES
+    from .cli_common import examples, make_parser
+    from .forecast import load_forecaster
+
+    shipped = inspect.signature(load_forecaster).parameters["name_or_path"].default
+
+    parser = make_parser(
+        "uomo-bench", description="\n\n".join(par for par in __doc__.strip().split("\n\n") if not par.startswith("    ")),
+        epilog=examples(EXAMPLES) + "\n\n" + EXIT_CODES,
     )
     parser.add_argument("--quick", action="store_true", help=f"every {QUICK_STRIDE}th test window; ARIMA on {QUICK_ARIMA_MAX_WINDOWS}")
     parser.add_argument("--cities", nargs="+", help="synthetic presets and/or real city names (default: synthetic + all real found)")
-    parser.add_argument("--models", nargs="+", help=f"default: all baselines ({', '.join(BASELINES)}); also 'uomo' (the model) and 'patchtst' (optional)")
-    parser.add_argument("--tasks", nargs="+", default=list(EVAL_TASKS), choices=list(EVAL_TASKS))
-    parser.add_argument("--out", type=Path, default=None, help="results folder (default: bench/results)")
-    parser.add_argument("--data-dir", type=Path, default=None, help="real city .npz folder (default: ../shared/data or $UOMO_DATA_DIR)")
+    parser.add_argument("--models", nargs="+", help=f"models to score: baselines, 'uomo' (the model) and 'patchtst' (optional) "
+                        f"(default: all baselines ({', '.join(BASELINES)}), plus 'uomo' with --checkpoint)")
+    parser.add_argument("--tasks", nargs="+", default=list(EVAL_TASKS), choices=list(EVAL_TASKS), help="tasks to score")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help="results folder: forecast.json is merged there and forecast.md rewritten; the committed "
+                             "tables are bench/results (pass --out bench/results to update them)")
+    parser.add_argument("--data-dir", type=Path, default=None, help="real city .npz folder (default: $UOMO_DATA_DIR or ../shared/data)")
     parser.add_argument("--checkpoint", nargs="+", default=None,
                         help="UoMo checkpoint (path or shipped name) for the 'uomo' model; several = an ensemble "
-                             "pooling their samples (--uomo-samples per member)")
+                             "pooling their samples (--uomo-samples per member) "
+                             f"(default: {shipped}, the default shipped checkpoint)")
     parser.add_argument("--uomo-steps", type=int, default=20, help="DDIM steps of the 'uomo' sampler")
     parser.add_argument("--uomo-samples", type=int, default=8, help="samples per window (per ensemble member) of 'uomo' (median = point forecast)")
-    parser.add_argument("--uomo-label", default="uomo", help="model name of the 'uomo' records (default: uomo)")
-    parser.add_argument("--arima-max-windows", type=int, default=None, help=f"cap on ARIMA windows per city x task (default {DEFAULT_ARIMA_MAX_WINDOWS}, quick {QUICK_ARIMA_MAX_WINDOWS})")
+    parser.add_argument("--uomo-label", default="uomo", help="model name of the 'uomo' records")
+    parser.add_argument("--arima-max-windows", type=int, default=None, help=f"cap on ARIMA windows per city x task (default: {DEFAULT_ARIMA_MAX_WINDOWS}, quick {QUICK_ARIMA_MAX_WINDOWS})")
     parser.add_argument("--max-windows", type=int, default=None, help="cap on windows per model x city x task (default: all)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the window subsamples and of the generation masks")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `uomo-bench`; returns the exit code."""
+    from .baselines import BASELINES, OPTIONAL_BASELINES
+
+    parser = build_parser()
     args = parser.parse_args(argv)
     for m in args.models or []:
         if m != "uomo" and m not in BASELINES and m not in OPTIONAL_BASELINES:
@@ -469,7 +493,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         records = run_benchmark(
             cities=args.cities, models=args.models, tasks=args.tasks, quick=args.quick,
-            out=args.out or default_out_dir(), data_dir=args.data_dir, checkpoint=args.checkpoint,
+            out=args.out, data_dir=args.data_dir, checkpoint=args.checkpoint,
             uomo_sampling={"steps": args.uomo_steps, "n_samples": args.uomo_samples}, uomo_label=args.uomo_label,
             arima_max_windows=args.arima_max_windows, max_windows=args.max_windows, seed=args.seed,
             command=command.strip(), refused=refused,
@@ -482,7 +506,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = 4 if "uomo" in refused else 2
         print(f"error: no requested model could run, nothing was scored ({why}); exit {code}", file=sys.stderr)
         return code
-    print(f"[bench] done in {time.perf_counter() - t0:.0f} s; results in {args.out or default_out_dir()}")
+    print(f"[bench] done in {time.perf_counter() - t0:.0f} s; results in {args.out}")
     return 0
 
 

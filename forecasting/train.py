@@ -1,7 +1,7 @@
 """Pre-training and context fine-tuning of UoMo: one loop, one network, one diffusion code path.
 
     uomo-train --preset cpu --cities synthetic nanjing nanchang --steps 6000 --out runs/pretrain
-    uomo-train --init runs/pretrain/best.pt --context users poi --freeze backbone \
+    uomo-train --init runs/pretrain/best.pt --context users poi --freeze backbone \\
                --contrastive-weight 0.05 --steps 2000 --out runs/finetune
 
 Pre-training (paper 3.2) mixes the four task masks across the training regions of several cities;
@@ -10,7 +10,7 @@ contrastive term of Eq. 11. Validation uses the real task metric (MAE of sampled
 regions), keeps the best checkpoint, and `--resume` continues a killed run exactly where it stopped
 (batches and noise are derived from (seed, step, rank), so a resumed run equals an uninterrupted one).
 Multi-GPU / multi-node: launch with `torchrun --nproc_per_node N -m forecasting.train ...` (DDP;
-gloo on CPU, NCCL on CUDA).
+gloo on CPU, NCCL on CUDA). The progress bar is off when stderr is not a terminal (logs, pipes).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ from .encoding import ContextSwitches, encode, roll_context
 from .inference import SamplingConfig, default_device, predict_samples
 from .interface import hide
 from .masks import EVAL_TASKS, batch_masks
-from .model import UoMoConfig, UoMoNet, preset
+from .model import PRESETS, UoMoConfig, UoMoNet, preset
 
 TASK_MIX_DEFAULT = {"short": 0.3, "long": 0.3, "generation": 0.25, "random": 0.15}
 
@@ -381,9 +381,9 @@ def _train_loop(cfg: TrainConfig, resume: bool, cities: Sequence[City] | None, p
     switches = cfg.context_switches
     bar = None
     if progress and rank == 0:
-        from tqdm.auto import tqdm
+        from .cli_common import progress_bar
 
-        bar = tqdm(total=cfg.steps, initial=step, desc="uomo-train", dynamic_ncols=True)
+        bar = progress_bar(cfg.steps, "uomo-train", initial=step)  # off when stderr is not a terminal
     if rank == 0 and not any(p.city.regions("val").size for p in pools):
         warnings.warn("no city has val regions: nothing to select the best checkpoint on; best.pt holds the "
                       "latest weights and best_score is null", UserWarning, stacklevel=3)
@@ -482,17 +482,23 @@ def export_checkpoint(source: str | Path, target: str | Path, half: bool = True,
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `uomo-train` parser: every option documented, defaults from `TrainConfig`, presets from `PRESETS`."""
+    from .cli_common import make_parser
+
     d = TrainConfig()
-    p = argparse.ArgumentParser(prog="uomo-train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", default=d.preset, help="model size preset (cpu, tiny, paper-5m, paper-35m, paper-200m)")
+    p = make_parser("uomo-train", description=__doc__)
+    p.add_argument("--preset", default=d.preset, choices=list(PRESETS),
+                   help="model size preset (forecasting.model.PRESETS)")
     p.add_argument("--cities", nargs="+", default=d.cities, help="synthetic presets, real city names in --data-dir, or .npz paths")
-    p.add_argument("--data-dir", default=None, help="folder of real-city .npz files (default ../shared/data)")
+    p.add_argument("--data-dir", default=None, help="folder of real-city .npz files (default: $UOMO_DATA_DIR or ../shared/data)")
     p.add_argument("--steps", type=int, default=d.steps, help="optimisation steps in total")
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--ema-decay", type=float, default=d.ema_decay)
-    p.add_argument("--diffusion-steps", type=int, default=d.diffusion_steps)
-    p.add_argument("--context", nargs="*", default=d.context, help="context inputs to use: users poi")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="windows per optimisation step (per process)")
+    p.add_argument("--lr", type=float, default=d.lr,
+                   help=f"peak learning rate (AdamW; linear warm-up over {d.warmup} steps, then cosine decay to 10%%)")
+    p.add_argument("--ema-decay", type=float, default=d.ema_decay, help="decay of the weights' exponential moving average (the EMA weights are validated and saved)")
+    p.add_argument("--diffusion-steps", type=int, default=d.diffusion_steps, help="steps of the diffusion noise schedule")
+    p.add_argument("--context", nargs="*", default=d.context, choices=["users", "poi"],
+                   help="context inputs to use: users poi (default: none)")
     p.add_argument("--future-users", action="store_true",
                    help="diagnostic: show user counts at hidden entries too (breaks the no-peeking rule on purpose)")
     p.add_argument("--freeze", default=d.freeze, choices=["none", "backbone"], help="partial freezing for fine-tuning")
@@ -502,17 +508,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "(persistence); recorded in the checkpoint's model config")
     p.add_argument("--loss-weighting", default=d.loss_weighting, choices=["none", "cell_level"],
                    help="cell_level: weight each cell's denoising error by its observed level in the window")
-    p.add_argument("--init", dest="init_from", default=None, help="start from this checkpoint (path or shipped name) for fine-tuning; its network is kept (--preset and --carry-channel then do not apply)")
+    p.add_argument("--init", dest="init_from", default=None, help="start from this checkpoint (path or shipped name) for fine-tuning; its network is kept (--preset and --carry-channel then do not apply) (default: none, a new network)")
     p.add_argument("--train-fraction", type=float, default=d.train_fraction, help="few-shot: use only the first share of each city's training windows (a time prefix)")
     p.add_argument("--city-weight", dest="city_weights", action="append", default=[], metavar="NAME=W",
-                   help="relative sampling weight of a city (repeatable), e.g. synthetic=0.3")
+                   help="relative sampling weight of a city (repeatable), e.g. synthetic=0.3 (default: 1 for every city)")
     p.add_argument("--task-mix", nargs="+", default=None, metavar="TASK=W",
                    help="relative weights of the task masks in each batch, e.g. short=0.5 long=0.3 generation=0.1 "
-                        f"random=0.1 (default {' '.join(f'{k}={v}' for k, v in TASK_MIX_DEFAULT.items())})")
-    p.add_argument("--val-every", type=int, default=d.val_every)
+                        f"random=0.1 (default: {' '.join(f'{k}={v}' for k, v in TASK_MIX_DEFAULT.items())})")
+    p.add_argument("--val-every", type=int, default=d.val_every,
+                   help="validate (sampled forecasts on the val regions) every this many steps; keeps best.pt")
     p.add_argument("--save-every", type=int, default=d.save_every,
                    help="also write OUT/last.pt every this many steps (atomically), for --resume")
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of the initialisation, the batches and the noise")
     p.add_argument("--out", default=d.out, help="run folder (checkpoints last.pt / best.pt, history.json)")
     p.add_argument("--resume", action="store_true",
                    help="continue from OUT/last.pt; the run's --lr, --batch-size, --seed (and other trajectory "

@@ -2,6 +2,7 @@
 
     plan-bs-deploy SCENARIO.yaml [--out DIR] [--set key.path=value ...] [--problem all]
     plan-rru-sleep SCENARIO.yaml ...            (the same tool; runs the sleep-control problem)
+    plan-bs-deploy --version
 
 Parses, loads the scenario, calls `planning.pipeline.run_scenario` and `planning.report.write_report`,
 prints a summary table and maps failures to documented exit codes.
@@ -52,18 +53,43 @@ exchange on Linux), so a failed, interrupted or killed run, or a re-run, never l
 report or no report; leftovers of a killed run are removed by the next run."""
 
 
-def build_parser(prog: str, problem: str) -> argparse.ArgumentParser:
+#: the examples in each command's --help, by the command's default problem ({prog}: the command's name)
+EXAMPLES = {
+    "deployment": [
+        "{prog} scenarios/demo.yaml                    # BS deployment on the synthetic demo city",
+        "{prog} scenarios/demo.yaml --problem all      # both problems of the scenario (= make demo)",
+        "{prog} scenarios/nanchang_deploy.yaml         # Nanchang test area, needs ../shared/data",
+        "{prog} scenarios/demo.yaml --set deployment.max_bs=80 --set solver.time_limit=30 --out out/demo-80",
+        "{prog} scenarios/demo.yaml --check            # validate only, print every default",
+    ],
+    "sleep": [
+        "{prog} scenarios/demo.yaml                    # RRU sleep control on the synthetic demo city",
+        "{prog} scenarios/nanchang_sleep.yaml          # Nanchang test area, needs ../shared/data",
+        "{prog} scenarios/demo.yaml --set sleep.n_rru=6 --set sleep.w_energy=2 --out out/demo-sleep-6rru",
+        "{prog} scenarios/demo.yaml --set sleep.rolling.every=4 --no-figures -q  # re-plan every 4 slots",
+        "{prog} scenarios/nanchang_sleep.yaml --check  # validate only, print every default",
+    ],
+}
+
+#: a `--set` example per problem (the help of --set)
+SET_EXAMPLE = {"deployment": "--set deployment.max_bs=80 --set deployment.forecaster=poi_regression",
+               "sleep": "--set sleep.n_rru=6 --set sleep.forecaster=daily_profile"}
+
+
+def build_parser(prog: str = "plan-bs-deploy", problem: str = "deployment") -> argparse.ArgumentParser:
+    """The parser of `prog`, whose default problem is `problem` ('deployment' or 'sleep')."""
+    from forecasting.cli_common import examples, make_parser
+
     what = "base-station deployment" if problem == "deployment" else "RRU sleep control"
-    parser = argparse.ArgumentParser(
-        prog=prog,
+    parser = make_parser(
+        prog,
         description=(
-            f"Plan {what} for a scenario: load the city, forecast demand, solve the plan for every "
-            "strategy (forecast, proxies, reactive rules, oracle), replay the plans on the real series, "
-            "and write a report (KPI tables, GeoJSON, figures, summary.json). Scenario fields are "
+            f"Plan {what} for a scenario: load the city, forecast demand, solve the plan for every\n"
+            "strategy (forecast, proxies, reactive rules, oracle), replay the plans on the real series,\n"
+            "and write a report (KPI tables, GeoJSON, figures, summary.json). Scenario fields are\n"
             "documented in scenarios/README.md."
         ),
-        epilog=EXIT_CODES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=examples(line.format(prog=prog) for line in EXAMPLES[problem]) + "\n\n" + EXIT_CODES,
     )
     parser.add_argument("scenario", type=Path, help="the scenario YAML file (e.g. scenarios/demo.yaml)")
     parser.add_argument(
@@ -73,9 +99,8 @@ def build_parser(prog: str, problem: str) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
-        help="override a scenario field before validation, e.g. --set deployment.max_bs=80 "
-        "--set forecaster.model=poi_regression; values are read as YAML (numbers, null, [lists]); "
-        "repeat for several",
+        help=f"override a scenario field before validation, e.g. {SET_EXAMPLE[problem]}; values are read "
+        "as YAML (numbers, null, [lists]); repeat for several (default: none, the scenario as written)",
     )
     parser.add_argument(
         "--problem", choices=["deployment", "sleep", "all"], default=problem,
@@ -85,7 +110,8 @@ def build_parser(prog: str, problem: str) -> argparse.ArgumentParser:
     parser.add_argument("--check", action="store_true",
                         help="only validate the scenario (and print it with every default filled in); exit 0 or 2")
     parser.add_argument("--no-figures", action="store_true", help="skip the PNG figures (faster)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars (e.g. in logs)")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bars (they are off anyway when stderr is not a terminal)")
     parser.add_argument("-q", "--quiet", action="store_true", help="print only errors and the output path")
     return parser
 

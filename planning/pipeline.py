@@ -39,14 +39,14 @@ from .scenario.schema import (
 
 
 class _Progress:
-    """A tqdm bar when enabled, a no-op otherwise."""
+    """A tqdm bar when enabled (and stderr is a terminal: `progress_bar`), a no-op otherwise."""
 
     def __init__(self, enabled: bool, total: int, desc: str, leave: bool = True):
         self.bar = None
         if enabled:
-            from tqdm import tqdm
+            from forecasting.cli_common import progress_bar
 
-            self.bar = tqdm(total=total, desc=desc, leave=leave, dynamic_ncols=True)
+            self.bar = progress_bar(total, desc, leave=leave)
 
     def step(self, desc: str | None = None, n: int = 1) -> None:
         if self.bar is not None:

@@ -204,9 +204,9 @@ def run_sweep(
         futures = {executor.submit(run_job, job, out, problems, figures, threads): job for job in jobs}
         bar = None
         if progress:
-            from tqdm import tqdm
+            from forecasting.cli_common import progress_bar
 
-            bar = tqdm(total=len(futures), desc="sweep", dynamic_ncols=True)
+            bar = progress_bar(len(futures), "sweep")
         for fut in as_completed(futures):
             rows += fut.result()
             if bar is not None:
