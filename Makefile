@@ -23,7 +23,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q tests notebooks --nbmake
 
 bench: $(STAMP)
-	$(PY) -m forecasting.evaluate
+	$(PY) -m forecasting.evaluate --out bench/results
 
 # the shipped public model on the real cities' test regions, its ratios beside the committed table's (~5 min)
 bench-check: $(STAMP)
