@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import RESULTS, command_line
+from common import RESULTS, command_line, write_json, write_text
 from forecasting.calibration import Calibration, calibration_path, calibration_windows, fit_calibration
 from forecasting.data import load_city
 from forecasting.evaluate import window_masks
@@ -176,8 +176,8 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     command = command_line("calibration_bench.py", argv)
-    (out / "calibration.json").write_text(json.dumps({"command": command, "records": rows, "curves": curves}, indent=1))
-    (out / "calibration.md").write_text(markdown(rows, command.strip(), wall))
+    write_json(out / "calibration.json", {"command": command, "records": rows, "curves": curves})
+    write_text(out / "calibration.md", markdown(rows, command.strip(), wall))
     figure(curves, out / "calibration.png")
     print(markdown(rows, command.strip(), wall))
     return 0

@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from planning.output import atomic_write_text
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -43,10 +45,7 @@ def write_text(path: str | Path, text: str) -> Path:
     """`text` at `path` (folders created), replaced atomically: a kill leaves the old file or the new one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(path, text)
 
 
 def write_json(path: str | Path, obj: Any, indent: int = 1) -> Path:

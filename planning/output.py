@@ -4,6 +4,7 @@
         ...
         with atomic_output(out) as tmp:   # planning.report.write_report: files go to tmp, then replace out
             ...
+    atomic_write_text(path, text)     # one file (a sweep's job result, sweep.csv): whole or not at all
 """
 
 from __future__ import annotations
@@ -193,6 +194,13 @@ def _swap_into_place(tmp: Path, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def _umask() -> int:
+    """The process's file creation mask (read by setting it and putting it back)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
 @contextmanager
 def atomic_output(out: str | Path, label: str = "--out") -> Iterator[Path]:
     """Yield a fresh temporary folder beside `out`; on success it replaces `out`, on failure it is removed.
@@ -206,9 +214,7 @@ def atomic_output(out: str | Path, label: str = "--out") -> Iterator[Path]:
             tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
         except OSError as exc:
             raise _write_error(final, label, exc) from None
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the report is an ordinary folder
+        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the report is an ordinary folder
         try:
             yield tmp
         except BaseException:
@@ -219,3 +225,28 @@ def atomic_output(out: str | Path, label: str = "--out") -> Iterator[Path]:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write `text` to the file `path` atomically: a temporary file beside it, synced, then `os.replace`.
+
+    A process killed at any instant leaves the previous file (or none) or the complete new one, never a
+    truncated file; at worst a stray `.<name>.tmp-XXXX` beside it, which no reader looks at. The folder
+    must exist. Returns `path`.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; this is an ordinary file
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
