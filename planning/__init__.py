@@ -7,7 +7,8 @@ Modules, in pipeline order:
     forecast_demand.py   Demand cubes from a forecaster (windows tiled over the period, samples as scenarios)
     params.py      DeployParams / SleepParams, validated once (no solver import)
     errors.py      PlanningError and its subclasses; the CLI's exit codes and `exit_code(exc)`
-    milp/          deploy.py (Eq. 12), sleep.py (Eq. 13), solve.py (`SolverOptions`, true solve status)
+    milp/          deploy.py (Eq. 12) with greedy.py (its pre-checks and exact greedy) and deploy_plan.py,
+                   sleep.py (Eq. 13), solve.py (`SolverOptions`, true solve status)
     rolling.py     rolling-horizon sleep control (re-forecast and re-plan every R slots; a policy, not a MILP)
     replay.py      scores of any plan on real demand; never imports the solver
     results.py     what a scenario run returns (ScenarioResult, ProblemRun, StrategyRun, ForecastRun)

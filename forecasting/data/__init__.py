@@ -4,7 +4,10 @@ Modules, in the order data flows through them:
 
     city.py          `City` (traffic/users `(regions, time, H, W)`, POI, calendar, splits, geometry),
                      its checks, `few_shot_city`
-    synthetic.py     the seeded synthetic city generator (presets, `make_city`, `city_from_name`)
+    synthetic.py     the seeded synthetic city generator (`make_city`, `city_from_name`), in stages:
+      synthetic_config.py    `SyntheticCityConfig` and the presets
+      synthetic_layout.py    land-use and POI tables; density, river, hubs, zones, people, POI
+      synthetic_profiles.py  daily/weekly profiles, AR(1) noise, events
     npz.py           loader 1: the `.npz` files of ../shared/data
     release_json.py  loader 2: the paper's release (64-step windows in JSON), stitched back into series
     tables.py        reading long tables (formats, column names, checked columns)

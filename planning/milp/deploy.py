@@ -39,27 +39,30 @@ Deviations from Eq. 12 (and why):
    to a share rho of its capacity to neighbouring cells (variables z_ijt: users of cell j served by
    BSs of cell i).
 
-Exact fast path (`greedy_deploy`). Without neighbour coverage, and with a budget only when all site
-costs are equal, the problem is separable: V_i(x) = (1 + beta) sum_t min(C0 x, U_it) - alpha T c_i x is
-concave in the integer x (a sum of concave minima minus a linear term), and the only coupling is
-sum_i x_i <= K (the budget becomes a count). Maximising a sum of concave functions under one count
-constraint is solved exactly by taking the K largest positive marginal gains V_i(k) - V_i(k - 1)
-(the classic result for separable concave resource allocation; see Ibaraki & Katoh, "Resource
-Allocation Problems", 1988): `greedy_deploy` does that in O(sum_i x_i T) and is checked against the
-MILP in the tests. Service obligations become lower bounds on x_i.
+Exact fast path (`greedy_deploy`, with the feasibility pre-checks, in `planning.milp.greedy`, whose
+docstring holds the maths): without neighbour coverage, and with a budget only when all site costs are
+equal, the problem is separable (V_i(x) = (1 + beta) sum_t min(C0 x, U_it) - alpha T c_i x, concave in
+the integer x) and taking the largest positive marginal gains V_i(k) - V_i(k - 1) is exact. Service
+obligations become lower bounds on x_i.
 
 Compact MILP (`build_compact_model`, method 'milp-compact'). The separable model, budgets with unequal
 site costs included (a knapsack, where the greedy is not exact), as a MILP over the addable BSs and
 their marginal gains: no per-slot variables, so its size does not grow with T.
 
-Layout (PyPSA-like): `build_deploy_model` reads as a recipe of `add_*` steps; `solve_deployment` builds,
-solves (planning.milp.solve), writes the solution back into a `DeployPlan` of plain arrays; replay and
-statistics read only the plan.
+Layout (PyPSA-like), in pipeline order:
+
+    deploy_plan.py  `DeployPlan`, the plain arrays every method writes back
+    greedy.py       checks, feasibility pre-checks, marginal gains (`Increments`), the exact greedy
+    deploy.py       this module: the full MILP (`build_deploy_model`, a recipe of `add_*` steps), the
+                    compact MILP, and `solve_deployment`, which builds, solves (planning.milp.solve) and
+                    writes the solution back into a `DeployPlan`
+
+Replay and statistics read only the plan. The names of greedy.py and deploy_plan.py are importable
+from this module too.
 """
 
 from __future__ import annotations
 
-import math
 import time
 import warnings
 from dataclasses import dataclass, field, replace
@@ -68,39 +71,22 @@ from typing import Literal
 import numpy as np
 import pulp
 
-from ..demand import Demand, require_demand
-from ..errors import InfeasibleError, InputError, NoIncumbentError, PlanningWarning
+from ..demand import Demand
+from ..errors import InputError, NoIncumbentError, PlanningWarning
 from ..params import DeployArrays, DeployParams
 from ..replay import deploy_objective, served_matrix
+from .deploy_plan import DeployPlan
+from .greedy import (  # noqa: F401  (min_bs_for_service: re-exported)
+    Increments,
+    _check,
+    greedy_applies,
+    greedy_deploy,
+    increments,
+    lower_bounds,
+    min_bs_for_service,
+    precheck,
+)
 from .solve import SolveInfo, SolverOptions, add_var, solve
-
-
-@dataclass
-class DeployPlan:
-    """A deployment written back from the model (or the greedy): plain arrays, no solver objects."""
-
-    x: np.ndarray  # (N,) BSs per cell
-    served: np.ndarray  # (N, T) users served, as planned on the demand it was planned from
-    objective: float  # on the planning demand
-    status: str  # 'optimal' | 'time_limit'
-    gap: float | None
-    bound: float | None
-    method: str  # 'milp' | 'greedy'
-    solver: str | None
-    build_s: float
-    solve_s: float
-    cell_ids: np.ndarray
-    demand_source: str
-    params: DeployParams
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def capacity(self) -> np.ndarray:
-        return self.params.capacity * self.x
-
-    @property
-    def n_bs(self) -> int:
-        return int(self.x.sum())
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -281,184 +267,6 @@ def write_back(m: DeployModel, info: SolveInfo, build_s: float) -> DeployPlan:
         method="milp", solver=info.solver, build_s=build_s, solve_s=info.solve_s,
         cell_ids=m.demand.cell_ids.copy(), demand_source=m.demand.source, params=m.params,
         notes=[info.message] if info.status != "optimal" else [],
-    )
-
-
-# ----------------------------------------------------------------------------------------------------
-# Checks, feasibility pre-checks and the exact greedy
-# ----------------------------------------------------------------------------------------------------
-
-
-def _check(demand: Demand, params: DeployParams) -> None:
-    require_demand(demand, params.unit, "demand", "BS capacity",
-                   "convert the demand (Demand.convert with a UnitConversion) or set DeployParams.unit")
-
-
-def min_bs_for_service(demand: np.ndarray, capacity: float, rho: np.ndarray, x_max: np.ndarray) -> np.ndarray:
-    """Smallest k_i with sum_t min(C0 k, U_it) >= rho_i sum_t U_it (x_max_i + 1 where none suffices)."""
-    U = np.asarray(demand, dtype=np.float64)
-    need = rho * U.sum(axis=1) * (1 - 1e-12)
-    k = np.zeros(U.shape[0], dtype=np.int64)
-    todo = need > 0
-    while np.any(todo):
-        k[todo] += 1
-        got = np.minimum(capacity * k[todo, None], U[todo]).sum(axis=1)
-        done = (got >= need[todo]) | (k[todo] > x_max[todo])
-        idx = np.flatnonzero(todo)
-        todo[idx[done]] = False
-    return k
-
-
-def lower_bounds(demand: Demand, params: DeployParams, a: DeployArrays) -> np.ndarray:
-    """Per-cell minimum x_i: existing sites and, without neighbour coverage, service obligations."""
-    low = a.existing.copy()
-    if a.min_served is not None and not params.covers_neighbours:
-        k = min_bs_for_service(demand.values, params.capacity, a.min_served, a.x_max)
-        bad = np.flatnonzero(k > a.x_max)
-        if bad.size:
-            i = bad[0]
-            limit = f"max_bs M = {params.max_bs}" if a.unbounded else f"its x_max = {a.x_max[i]}"
-            raise InfeasibleError(
-                f"service-{demand.cell_ids[i]}: serving {a.min_served[i]:.0%} of cell {demand.cell_ids[i]}'s "
-                f"demand needs more BSs than {limit} ({bad.size} cells in this situation)"
-            )
-        low = np.maximum(low, k)
-    return low
-
-
-def precheck(demand: Demand, params: DeployParams) -> np.ndarray:
-    """Raise `InfeasibleError` naming the requirement when the instance is infeasible on its face.
-
-    Returns the per-cell lower bounds on x. Exact for the separable model; with neighbour coverage only
-    the count/site checks apply and the solver decides the rest.
-    """
-    a = params.resolve(demand.n_cells)
-    low = lower_bounds(demand, params, a)
-    M = params.max_bs
-    if low.sum() > M:
-        what = "existing sites" if np.array_equal(low, a.existing) else "existing sites and service obligations"
-        raise InfeasibleError(f"bs-count: {what} require {int(low.sum())} BSs but max_bs M = {M}")
-    if params.exact_count and a.x_max.sum() < M:
-        raise InfeasibleError(
-            f"bs-count: exactly M = {M} BSs are required but the sites allow only {int(a.x_max.sum())}"
-        )
-    if params.budget is not None:
-        spend = float(a.cost @ (low - a.existing))
-        if spend > params.budget * (1 + 1e-12):
-            raise InfeasibleError(f"budget: service obligations cost {spend:.4g} but the budget is {params.budget:.4g}")
-        if params.exact_count:
-            # cheapest way to reach M BSs
-            room = a.x_max - low
-            order = np.argsort(a.cost, kind="stable")
-            need, spend_m = M - int(low.sum()), spend
-            for i in order:
-                take = min(int(room[i]), need)
-                spend_m += take * float(a.cost[i])
-                need -= take
-            if spend_m > params.budget * (1 + 1e-12):
-                raise InfeasibleError(f"budget: M = {M} BSs cost at least {spend_m:.4g} > budget {params.budget:.4g}")
-    return low
-
-
-def greedy_applies(params: DeployParams, n_cells: int) -> tuple[bool, str]:
-    """Whether the exact greedy fast path is valid for `params` (and why not)."""
-    if params.covers_neighbours:
-        return False, "neighbour coverage couples cells"
-    if params.budget is not None:
-        cost = params.resolve(n_cells).cost
-        if not np.allclose(cost, cost[0]):
-            return False, "a budget with unequal site costs is a knapsack"
-    return True, ""
-
-
-@dataclass
-class Increments:
-    """Every BS that could be added above the lower bounds, with its marginal gain.
-
-    Head items (one BS each) are the k-th BSs of a cell below saturation, gain
-    V_i(k) - V_i(k - 1) = (1 + beta) (F_i(k) - F_i(k - 1)) - alpha T c_i, with F_i(k) = sum_t min(C0 k, U_it),
-    listed cell by cell in increasing k (so non-increasing gain). Tail items stand for the `mult` BSs a
-    cell can take past saturation (x_max minus the head), each worth -alpha T c_i.
-    """
-
-    gain: np.ndarray  # (n,)
-    cell: np.ndarray  # (n,)
-    mult: np.ndarray  # (n,) 1 for head items
-    tail: np.ndarray  # (n,) bool
-    low: np.ndarray  # (N,) lower bounds the increments start from
-
-
-def increments(demand: Demand, params: DeployParams, low: np.ndarray, with_tail: bool) -> Increments:
-    """The marginal gains of all addable BSs (vectorised over cells, one pass per BS rank)."""
-    U = demand.values
-    N, T = U.shape
-    a = params.resolve(N)
-    C0, gain = params.capacity, 1.0 + params.beta
-    unit_cost = params.alpha * T * a.cost  # cost of one more BS in cell i over the horizon
-    # saturation: beyond sat_i BSs a cell's demand is fully served and a BS only costs
-    sat = np.ceil(U.max(axis=1) / C0 - 1e-12).astype(np.int64)
-    head_top = np.minimum(np.maximum(sat, low), a.x_max)
-    values, cells, ranks = [], [], []
-    prev = np.minimum(C0 * low[:, None], U).sum(axis=1)  # F_i(k - 1)
-    k = low.copy()
-    active = np.flatnonzero(k < head_top)
-    while active.size:
-        k[active] += 1
-        cur = np.minimum(C0 * k[active, None], U[active]).sum(axis=1)
-        values.append(gain * (cur - prev[active]) - unit_cost[active])
-        cells.append(active)
-        ranks.append(k[active].copy())
-        prev[active] = cur
-        active = active[k[active] < head_top[active]]
-    v = np.concatenate(values) if values else np.zeros(0)
-    c = np.concatenate(cells) if cells else np.zeros(0, dtype=np.int64)
-    r = np.concatenate(ranks) if ranks else np.zeros(0, dtype=np.int64)
-    order = np.lexsort((r, c))  # cell by cell, increasing rank
-    v, c = v[order], c[order]
-    mult, tail_flag = np.ones(v.size, dtype=np.int64), np.zeros(v.size, dtype=bool)
-    tail = a.x_max - head_top
-    if with_tail and np.any(tail > 0):
-        has = np.flatnonzero(tail > 0)
-        v, c = np.concatenate([v, -unit_cost[has]]), np.concatenate([c, has])
-        mult, tail_flag = np.concatenate([mult, tail[has]]), np.concatenate([tail_flag, np.ones(has.size, bool)])
-    return Increments(v, c, mult, tail_flag, low)
-
-
-def greedy_deploy(demand: Demand, params: DeployParams) -> DeployPlan:
-    """Exact deployment of the separable model by the largest marginal gains (see the module docstring)."""
-    _check(demand, params)
-    ok, why = greedy_applies(params, demand.n_cells)
-    if not ok:
-        raise InputError(f"the greedy fast path is not exact here ({why}); use method='milp'")
-    t0 = time.perf_counter()
-    U = demand.values
-    a = params.resolve(demand.n_cells)
-    low = precheck(demand, params)
-    K = params.max_bs - int(low.sum())
-    if params.budget is not None:
-        c = float(a.cost[0])
-        left = params.budget - float(a.cost @ (low - a.existing))
-        K = min(K, int(math.floor(left / c + 1e-9)))
-    inc = increments(demand, params, low, with_tail=params.exact_count)
-    x = low.copy()
-    if inc.gain.size and K > 0:
-        v, c, mlt = inc.gain, inc.cell, inc.mult
-        if not params.exact_count:
-            keep = v > 0  # a BS with zero or negative marginal gain is not worth deploying
-            v, c, mlt = v[keep], c[keep], mlt[keep]
-        order = np.argsort(-v, kind="stable")
-        c, mlt = c[order], mlt[order]
-        before = np.concatenate([[0], np.cumsum(mlt)[:-1]])
-        take = np.clip(K - before, 0, mlt)
-        np.add.at(x, c, take)
-    if params.exact_count and x.sum() != params.max_bs:
-        raise InfeasibleError(f"bs-count: only {int(x.sum())} of the required M = {params.max_bs} BSs fit the sites/budget")
-    solve_s = time.perf_counter() - t0
-    objective = deploy_objective(x, U, params)
-    return DeployPlan(
-        x=x, served=served_matrix(x, U, params.capacity), objective=objective, status="optimal", gap=0.0,
-        bound=objective, method="greedy", solver=None, build_s=0.0, solve_s=solve_s,
-        cell_ids=demand.cell_ids.copy(), demand_source=demand.source, params=params,
     )
 
 
