@@ -306,6 +306,7 @@ class Calibration:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "w") as f:
             json.dump(self.to_dict(), f)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a calibration is an ordinary shared file
         os.replace(tmp, path)
         return path
 
