@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from forecasting import cli_common
 from forecasting.cli_common import HelpFormatter, package_version, progress_bar, pyproject_version
@@ -185,15 +184,10 @@ def _piped(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
 
 
 def test_piped_planning_run_has_no_carriage_returns(tmp_path):
-    scenario = {
-        "name": "piped",
-        "city": {"source": "synthetic", "preset": "synthetic-small", "days": 7},
-        "forecaster": {"model": "neighbour_mean", "fallback": None},
-        "deployment": {"horizon": {"days": 2, "slots_per_day": 12}, "capacity": 20, "max_bs": 20, "alpha": 1.0},
-        "sleep": {"forecaster": "daily_profile", "horizon": {"days": 1}, "n_rru": 3},
-    }
-    (tmp_path / "s.yaml").write_text(yaml.safe_dump(scenario))
-    proc = _piped(["-m", "planning.cli", "s.yaml", "--problem", "all", "--no-figures", "--out", "rep"], tmp_path)
+    from test_cli import scenario
+
+    scenario(tmp_path, name="piped", output={"dir": "rep"})
+    proc = _piped(["-m", "planning.cli", "scenario.yaml", "--problem", "all", "--no-figures", "--out", "rep"], tmp_path)
     assert proc.returncode == 0, proc.stdout
     assert "report:" in proc.stdout and "\r" not in proc.stdout
 
