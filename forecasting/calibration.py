@@ -50,7 +50,7 @@ import numpy as np
 import torch
 
 from .data import City, CityScalers, Windows, make_windows
-from .encoding import WindowTransform
+from .encoding import SHIFT, SPREAD, WindowTransform
 from .interface import Forecaster, NotApplicable, Prediction, hide
 
 #: quantile levels of z stored per table (0.5% steps; Qz is interpolated linearly between them)
@@ -153,8 +153,6 @@ def model_point_and_spread(pred: Prediction, frame: CellFrame) -> tuple[np.ndarr
 
 def zero_level(share: float) -> float:
     """Model-space level at or below which a value is in the dead zone: g(share x s) = (log1p(share) - SHIFT) / SPREAD."""
-    from .encoding import SHIFT, SPREAD
-
     return (float(np.log1p(share)) - SHIFT) / SPREAD
 
 
@@ -216,12 +214,14 @@ class Calibration:
     def table(self, city: str, task: str) -> ResidualTable | None:
         return self.tables.get((city, task)) or self.tables.get((POOLED, task))
 
-    def quantiles(self, pred: Prediction, windows: Windows, mask: np.ndarray, levels: Sequence[float]) -> np.ndarray:
+    def quantiles(self, pred: Prediction, windows: Windows, mask: np.ndarray, levels: Sequence[float],
+                  frame: CellFrame | None = None) -> np.ndarray:
         """(len(levels), N, T, H, W) calibrated quantiles (normalised scale); entries outside `mask` keep m.
 
-        `windows` are the windows the prediction was made for (only their observed entries are read).
+        `windows` are the windows the prediction was made for (only their observed entries are read);
+        `frame` is their CellFrame when the caller already has it.
         """
-        frame = CellFrame.of(windows, mask)
+        frame = frame or CellFrame.of(windows, mask)
         gm, sg = model_point_and_spread(pred, frame)
         m = np.asarray(pred.mean, dtype=np.float64)
         out = np.broadcast_to(m, (len(levels), *m.shape)).copy()
@@ -240,14 +240,15 @@ class Calibration:
             out[:, i] = np.where(mask[i][None], x, m[i][None])
         return out
 
-    def point(self, pred: Prediction, windows: Windows, mask: np.ndarray) -> np.ndarray:
+    def point(self, pred: Prediction, windows: Windows, mask: np.ndarray, frame: CellFrame | None = None) -> np.ndarray:
         """The raw point forecast with the dead zone: hidden entries at or below zero_share x s become 0."""
-        frame = CellFrame.of(windows, mask)
+        frame = frame or CellFrame.of(windows, mask)
         m = np.asarray(pred.mean)
         idle = np.asarray(mask, dtype=bool) & (frame.to_model(m) <= zero_level(self.zero_share))
         return np.where(idle, 0.0, m).astype(np.float32)
 
-    def samples(self, pred: Prediction, windows: Windows, mask: np.ndarray, n_samples: int | None = None) -> np.ndarray:
+    def samples(self, pred: Prediction, windows: Windows, mask: np.ndarray, n_samples: int | None = None,
+                frame: CellFrame | None = None) -> np.ndarray:
         """(S, N, T, H, W) calibrated samples: each raw sample takes the calibrated quantile of its rank.
 
         Without raw samples, `n_samples` (default 32) quantiles at levels (k + 1/2) / S, comonotone.
@@ -255,17 +256,19 @@ class Calibration:
         if pred.samples is not None and pred.samples.shape[0] >= 2:
             raw = np.asarray(pred.samples)
             S = raw.shape[0]
-            q = self.quantiles(pred, windows, mask, (np.arange(S) + 0.5) / S)  # (S, ...) ascending in the level
+            q = self.quantiles(pred, windows, mask, (np.arange(S) + 0.5) / S, frame)  # (S, ...) ascending in the level
             ranks = np.argsort(np.argsort(raw, axis=0, kind="stable"), axis=0, kind="stable")
             out = np.take_along_axis(q, ranks, axis=0)
         else:
             S = n_samples or 32
-            out = self.quantiles(pred, windows, mask, (np.arange(S) + 0.5) / S)
+            out = self.quantiles(pred, windows, mask, (np.arange(S) + 0.5) / S, frame)
         return out.astype(np.float32)
 
     def calibrate(self, pred: Prediction, windows: Windows, mask: np.ndarray, n_samples: int | None = None) -> Prediction:
         """The calibrated prediction: the point forecast with the dead zone and the calibrated samples."""
-        return Prediction(mean=self.point(pred, windows, mask), samples=self.samples(pred, windows, mask, n_samples))
+        frame = CellFrame.of(windows, mask)
+        return Prediction(mean=self.point(pred, windows, mask, frame),
+                          samples=self.samples(pred, windows, mask, n_samples, frame))
 
     # -- files -----------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
