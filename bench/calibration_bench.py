@@ -39,10 +39,16 @@ def coverage(samples: np.ndarray, truth: np.ndarray, mask: np.ndarray, nominal: 
 
 
 def pit_values(samples: np.ndarray, truth: np.ndarray, mask: np.ndarray, seed: int = 0) -> np.ndarray:
-    """Randomised PIT of the hidden entries: P(X < y) + U P(X = y), X the samples."""
+    """Randomised PIT of the hidden entries from S samples: u = (n_below + V (n_tied + 1)) / (S + 1), V uniform.
+
+    The truth's rank among the samples, spread uniformly over its rank bin (and over the tied ranks), so
+    u is uniform on [0, 1] for a calibrated ensemble even with few samples and with atoms (an idle cell
+    whose samples and truth are all 0 gets u = V).
+    """
     s, y = samples[:, mask], truth[mask]
-    below, tie = (s < y).mean(axis=0), (s == y).mean(axis=0)
-    return below + np.random.default_rng(seed).uniform(size=y.size) * tie
+    below, tied = (s < y).sum(axis=0), (s == y).sum(axis=0)
+    v = np.random.default_rng(seed).uniform(size=y.size)
+    return (below + v * (tied + 1)) / (samples.shape[0] + 1)
 
 
 def pit_coverage(pit: np.ndarray, nominal: float) -> float:
@@ -92,8 +98,8 @@ def markdown(rows: list[dict], command: str, wall: float) -> str:
         "hidden test entries that are exactly zero (cells without traffic). For those, a closed interval [0, 0]",
         "covers the truth at every nominal level, so the interval coverage of a forecaster that is sure of the",
         "zeros cannot fall below the idle share; `PIT` is the coverage counted on the randomised PIT",
-        "(P(X < y) + U P(X = y), U uniform), the standard coverage of a distribution with atoms, which equals",
-        "the interval coverage where there are no ties.",
+        "(the truth's rank among the S samples spread uniformly over its bin and its ties), the standard",
+        "coverage of an ensemble forecast of a distribution with atoms.",
         "",
         "| city | task | idle | 50% raw | 50% cal | 50% cal PIT | 80% raw | 80% cal | 80% cal PIT | 90% raw | 90% cal "
         "| 90% cal PIT | CRPS raw | CRPS cal | within 5 pts (interval / PIT) |",
