@@ -132,10 +132,6 @@ class CellFrame:
         group = np.where(n_known == 0, 2, np.where(n_positive == 0, 1, 0))[:, None]
         return cls(transform, group.astype(np.int64))
 
-    @property
-    def scale(self) -> np.ndarray:
-        return self.transform.scale.numpy()
-
     def to_model(self, x: np.ndarray) -> np.ndarray:
         """g(x) of normalised values (..., N, T, H, W)."""
         return self.transform.to_model(torch.from_numpy(np.asarray(x, dtype=np.float64))).numpy()
@@ -179,6 +175,10 @@ class ResidualTable:
         hi = np.minimum(lo + 1, LEVELS.size - 1)
         frac = pos - lo
         return self.z[group, bucket, lo] * (1 - frac) + self.z[group, bucket, hi] * frac
+
+    def model_quantile(self, levels, bucket, group, point, spread) -> np.ndarray:
+        """Calibrated quantiles in the model space: g(m) + (sg + floor) Qz(level) (all broadcast together)."""
+        return point + (spread + self.floor) * self.quantile(levels, bucket, group)
 
     @classmethod
     def fit(cls, numer: np.ndarray, spread: np.ndarray, bucket: np.ndarray, group: np.ndarray,
@@ -233,8 +233,8 @@ class Calibration:
             if tab is None:
                 raise CalibrationError(f"no calibration for task {task!r} (city {windows.city!r}): "
                                        "fit one with fit_calibration")
-            qz = tab.quantile(lv, lead_buckets(mask[i], task)[None, :, None, None], frame.group[i][None])
-            y = gm[i][None] + (sg[i][None] + tab.floor) * qz  # (Q, T, H, W) model space
+            y = tab.model_quantile(lv, lead_buckets(mask[i], task)[None, :, None, None], frame.group[i][None],
+                                   gm[i][None], sg[i][None])  # (Q, T, H, W) model space
             x = frame.transform.take([i]).from_model(torch.from_numpy(y)).numpy()
             x = np.where(y <= dead, 0.0, np.clip(x, 0.0, 1.0))
             out[:, i] = np.where(mask[i][None], x, m[i][None])
@@ -366,8 +366,8 @@ def zero_brier(res: Residuals, table: ResidualTable, shares: Sequence[float], n_
     levels = (np.arange(n_levels) + 0.5) / n_levels
     for lo in range(0, res.numer.size, 20_000):
         sl = slice(lo, lo + 20_000)
-        qz = table.quantile(levels[:, None], res.bucket[None, sl], res.group[None, sl])
-        y = res.point[None, sl] + (res.spread[None, sl] + table.floor) * qz  # (L, E) model space
+        y = table.model_quantile(levels[:, None], res.bucket[None, sl], res.group[None, sl],
+                                 res.point[None, sl], res.spread[None, sl])  # (L, E) model space
         for k, share in enumerate(shares):
             p_zero = (y <= zero_level(share)).mean(axis=0)
             out[k] += float(((p_zero - res.is_zero[sl]) ** 2).sum())
