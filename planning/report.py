@@ -335,9 +335,10 @@ def band_coverage(problem) -> tuple[float, float, float] | None:
     return qs[0], qs[-1], float(((real >= lo) & (real <= hi)).mean())
 
 
-def plot_forecast_calibration(problem):
-    """Reliability diagram of the problem's forecast on the real series of its planned cells and slots."""
-    rel = forecast_reliability(problem)
+def plot_forecast_calibration(problem, reliability: tuple | None = None):
+    """Reliability diagram of the problem's forecast on the real series of its planned cells and slots
+    (`reliability`: `forecast_reliability(problem)` when the caller already has it)."""
+    rel = reliability or forecast_reliability(problem)
     if rel is None:
         raise ValueError(f"{problem.problem}'s forecast has no samples or quantiles to check")
     levels, observed = rel
@@ -494,8 +495,9 @@ def report_markdown(result, files: dict[str, str]) -> str:
         lines += ([won, ""] if won else []) + [f"- {d}" for d in KPI_DEFINITIONS[name]] + [""]
         cov = band_coverage(p)
         if cov:
+            figure = f"; reliability: `{files[f'{name}/calibration']}`" if f"{name}/calibration" in files else ""
             lines += [f"Forecast band q{cov[0]:g}-q{cov[1]:g} covers {cov[2]:.1%} of the real cell-slots "
-                      f"(nominal {cov[1] - cov[0]:.0%}; reliability: `{name}/calibration.png`).", ""]
+                      f"(nominal {cov[1] - cov[0]:.0%}{figure}).", ""]
         for key in ("map", "forecast", "calibration", "capacity"):
             path = files.get(f"{name}/{key}")
             if path:
@@ -536,8 +538,10 @@ def write_report(result, out: str | Path | None = None, figures: bool | None = N
                     _save_fig(save, f"{name}/map", f"{name}/map.png", plot_deployment_map(p, result.crs))
                 if p.forecast is not None:
                     _save_fig(save, f"{name}/forecast", f"{name}/forecast.png", plot_problem_forecast(p, k))
-                if forecast_reliability(p) is not None:
-                    _save_fig(save, f"{name}/calibration", f"{name}/calibration.png", plot_forecast_calibration(p))
+                reliability = forecast_reliability(p)
+                if reliability is not None:
+                    _save_fig(save, f"{name}/calibration", f"{name}/calibration.png",
+                              plot_forecast_calibration(p, reliability))
                 if name == "sleep":
                     _save_fig(save, f"{name}/capacity", f"{name}/capacity.png", plot_sleep_capacity(p, k))
         summary = summary_dict(result)
