@@ -43,6 +43,7 @@ from .checkpoint import (
     save_checkpoint,
     scalers_to_dict,
 )
+from .augment import AUGMENTATIONS, augment_batch
 from .data import City, CityScalers, DataError, few_shot_city, load_city, make_windows, window_starts
 from .diffusion import make_schedule, training_loss
 from .encoding import ContextSwitches, encode, roll_context
@@ -75,6 +76,7 @@ class TrainConfig:
     contrastive_weight: float = 0.0
     future_users: bool = False  # diagnostic: user counts shown at hidden entries (ContextSwitches)
     loss_weighting: str = "none"  # "none" or "cell_level" (WindowTransform.level_weight)
+    augment: str = "none"  # "none" or "dihedral" (forecasting.augment)
     carry_channel: bool = False  # the network also reads each cell's last observed value (UoMoConfig.carry)
     init_from: str | None = None
     train_fraction: float = 1.0  # few-shot: first share of each city's training windows (few_shot_city)
@@ -107,6 +109,10 @@ class TrainConfig:
             raise ValueError("future_users shows user counts of hidden steps: it needs 'users' in context")
         if self.loss_weighting not in ("none", "cell_level"):
             raise ValueError(f"loss_weighting must be 'none' or 'cell_level', got {self.loss_weighting!r}")
+        if self.augment not in AUGMENTATIONS:
+            raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {self.augment!r}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if not 0 < self.train_fraction <= 1:
             raise ValueError(f"train_fraction must lie in (0, 1], got {self.train_fraction}")
 
@@ -143,8 +149,12 @@ def build_pool(city: City, length: int = 64, fraction: float = 1.0, weight: floa
     return CityPool(city, scalers, scalers.traffic.transform(city.traffic), users, pairs, weight)
 
 
-def draw_batch(pools: Sequence[CityPool], size: int, task_mix: dict, rng: np.random.Generator) -> dict:
-    """A batch of windows (one grid shape) with a task mask each; numpy arrays, deterministic in rng."""
+def draw_batch(pools: Sequence[CityPool], size: int, task_mix: dict, rng: np.random.Generator,
+               augment: str = "none") -> dict:
+    """A batch of windows (one grid shape) with a task mask each; numpy arrays, deterministic in rng.
+
+    augment: 'dihedral' maps each window by a random grid symmetry before the masks are drawn.
+    """
     shapes = sorted({p.traffic.shape[2:] for p in pools})
     shape = shapes[rng.integers(len(shapes))]
     group = [p for p in pools if p.traffic.shape[2:] == shape]
@@ -181,6 +191,7 @@ def draw_batch(pools: Sequence[CityPool], size: int, task_mix: dict, rng: np.ran
         out["slots_per_day"][i] = pool.city.slots_per_day
         if pool.city.cell_valid is not None:
             out["valid"][i] = pool.city.cell_valid[r][None]
+    out = augment_batch(out, augment, rng)
     names = list(task_mix)
     probs = np.array([task_mix[n] for n in names], float)
     tasks = rng.choice(len(names), size=size, p=probs / probs.sum())
@@ -249,7 +260,8 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 #: settings that shape the optimisation trajectory: a resumed run must keep them (the CLI flag in brackets)
 RESUME_FIXED = {
-    "lr": "--lr", "batch_size": "--batch-size", "seed": "--seed", "warmup": None, "weight_decay": None,
+    "lr": "--lr", "batch_size": "--batch-size", "seed": "--seed", "warmup": None, "weight_decay": "--weight-decay",
+    "augment": "--augment",
     "ema_decay": "--ema-decay", "task_mix": "--task-mix", "contrastive_weight": "--contrastive-weight",
     "loss_weighting": "--loss-weighting", "train_fraction": "--train-fraction", "city_weights": "--city-weight",
     "diffusion_steps": "--diffusion-steps", "schedule": None, "context": "--context", "freeze": "--freeze",
@@ -403,7 +415,7 @@ def _train_loop(cfg: TrainConfig, resume: bool, cities: Sequence[City] | None, p
     while step < cfg.steps:
         rng = np.random.default_rng([cfg.seed, step, rank])
         gen = torch.Generator(device="cpu").manual_seed(int(rng.integers(2**62)))
-        batch = draw_batch(pools, cfg.batch_size, cfg.task_mix, rng)
+        batch = draw_batch(pools, cfg.batch_size, cfg.task_mix, rng, cfg.augment)
         x0, cond, transform = encode(
             batch["traffic"], batch["mask"], batch["time_of_day"], batch["day_of_week"],
             users=batch["users"], poi=batch["poi"], poi_valid=batch["poi_valid"],
@@ -508,6 +520,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(persistence); recorded in the checkpoint's model config")
     p.add_argument("--loss-weighting", default=d.loss_weighting, choices=["none", "cell_level"],
                    help="cell_level: weight each cell's denoising error by its observed level in the window")
+    p.add_argument("--augment", default=d.augment, choices=list(AUGMENTATIONS),
+                   help="dihedral: map each training window by a random symmetry of its grid (flips, quarter turns)")
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="AdamW weight decay")
     p.add_argument("--init", dest="init_from", default=None, help="start from this checkpoint (path or shipped name) for fine-tuning; its network is kept (--preset and --carry-channel then do not apply) (default: none, a new network)")
     p.add_argument("--train-fraction", type=float, default=d.train_fraction, help="few-shot: use only the first share of each city's training windows (a time prefix)")
     p.add_argument("--city-weight", dest="city_weights", action="append", default=[], metavar="NAME=W",

@@ -268,3 +268,26 @@ def test_cli_task_mix_reaches_the_training_config(tmp_path, monkeypatch):
     seen.clear()
     assert tr.main(["--out", str(tmp_path / "r")]) == 0
     assert seen["cfg"].task_mix == tr.TASK_MIX_DEFAULT
+
+
+def test_dihedral_maps_are_the_grid_symmetries():
+    """8 distinct maps of a square grid, 4 of a rectangle; each maps every spatial array the same way."""
+    from forecasting.augment import apply_map, augment_batch, dihedral_maps
+
+    grid = np.arange(16).reshape(4, 4)
+    images = {apply_map(grid, *m).tobytes() for m in dihedral_maps(4, 4)}
+    assert len(images) == 8
+    assert len(dihedral_maps(4, 3)) == 4 and all(apply_map(np.zeros((4, 3)), *m).shape == (4, 3) for m in dihedral_maps(4, 3))
+    # a quarter turn is among them
+    assert np.rot90(grid).tobytes() in images
+    rng = np.random.default_rng(0)
+    traffic = rng.random((16, 64, 4, 4)).astype(np.float32)
+    batch = {"traffic": traffic.copy(), "users": traffic.copy() * 2, "poi": traffic[:, :3].copy(),
+             "valid": traffic > 0.5}
+    out = augment_batch(batch, "dihedral", np.random.default_rng(1))
+    np.testing.assert_array_equal(out["users"], out["traffic"] * 2)
+    np.testing.assert_array_equal(out["valid"], out["traffic"] > 0.5)
+    np.testing.assert_array_equal(out["poi"], out["traffic"][:, :3])
+    assert not np.array_equal(out["traffic"], traffic)  # some windows were mapped
+    np.testing.assert_allclose(np.sort(out["traffic"], axis=None), np.sort(traffic, axis=None))
+    assert augment_batch(batch, "none", rng) is batch
