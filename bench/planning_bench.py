@@ -32,6 +32,7 @@ import numpy as np
 from common import RESULTS, choose_on_val, choose_qos_matched, command_line, write_text
 from forecasting.data import City, available_real_cities, load_city
 from forecasting.interface import Forecaster, NotApplicable
+from forecasting.registry import is_baseline
 from planning.demand import Demand, poi_demand, real_demand, resident_demand
 from planning.forecast_demand import forecast_demand
 from planning.errors import PlanningError
@@ -65,21 +66,11 @@ THRESHOLD = 0.8
 
 def load_forecaster(name: str, city: City) -> Forecaster:
     """A baseline fitted on `city`'s training regions, or a UoMo checkpoint (already trained)."""
-    from forecasting.baselines import BASELINES
+    from forecasting.registry import make_forecaster
 
-    if name in BASELINES:
-        return BASELINES[name]().fit(city)
-    from forecasting.forecast import load_forecaster as load_uomo
-
-    model = load_uomo(**UOMO_SAMPLING) if name == "uomo" else load_uomo(name, **UOMO_SAMPLING)
+    model = make_forecaster(name, city=city, sampling=UOMO_SAMPLING)
     model.name = name
     return model
-
-
-def _baseline_names() -> set[str]:
-    from forecasting.baselines import BASELINES
-
-    return set(BASELINES)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -452,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     cities = args.cities.split(",") if args.cities else ["synthetic", *available_real_cities()]
     extra = args.forecaster or []
     forecasters = list(extra) if args.only else [*DEFAULT_FORECASTERS, *[f for f in extra if f not in DEFAULT_FORECASTERS]]
-    checkpoint = next((f for f in forecasters if f not in _baseline_names()), None)
+    checkpoint = next((f for f in forecasters if not is_baseline(f)), None)
     t0 = time.perf_counter()
     rows: list[dict] = []
     notes: list[str] = []

@@ -9,13 +9,17 @@ Modules, in pipeline order:
     model.py         the network only (tokeniser, DiT blocks with adaLN, context encoders); presets
     diffusion.py     noise schedule, loss and samplers (DDPM, DDIM); never imports model.py
     checkpoint.py    save / safe load / resolve (shipped names) of checkpoints, the weights they hold
+    augment.py       training-time augmentation of window batches (grid symmetries)
     train.py         one loop for pre-training and fine-tuning; resume; DDP (`uomo-train`)
     inference.py     batched, seeded sampling of a network on windows (`SamplingConfig`, the device)
     forecast.py      a checkpoint -> samples / mean / quantiles, tidy frames (`load_forecaster`)
     calibration.py   calibrated quantile bands of a forecaster's samples
+    registry.py      the one place a forecaster is made from its name (baselines, checkpoints)
     interface.py     the `Forecaster` contract every model follows (`Prediction`, hiding)
     baselines.py     the reference forecasters behind the same interface
+    metrics.py       error, distribution and probabilistic scores (MAE, JSD, fair CRPS)
     evaluate.py      metrics on masked entries and the forecast benchmark (`uomo-bench`)
+    cli_common.py    what every command line shares (parser defaults, --version, progress bars)
 """
 
 __version__ = "0.1.0"

@@ -138,39 +138,29 @@ def default_cities(data_dir: str | Path | None = None) -> list[str]:
 
 def make_model(name: str, checkpoint: str | Sequence[str] | None = None, sampling: dict | None = None,
                refused: dict[str, str] | None = None) -> Forecaster | None:
-    """A fresh baseline by registry name, or the UoMo forecaster (None, with a message, if unavailable).
+    """A fresh baseline by registry name, or the UoMo forecaster 'uomo' (None, with a message, if unavailable).
 
     `checkpoint`: one path or shipped name, or several (a `UoMoEnsemble`, n_samples per member).
-    `refused`: filled with {name: why} for a model that could not be made.
+    `refused`: filled with {name: why} for a model that could not be made. Names resolve in
+    `forecasting.registry`.
     """
     refused = {} if refused is None else refused
-    from .baselines import BASELINES, OPTIONAL_BASELINES, neuralforecast_available
+    from .registry import ForecasterUnavailable, baseline_names, is_baseline, make_forecaster
 
-    if name in BASELINES:
-        return BASELINES[name]()
-    if name in OPTIONAL_BASELINES:
-        if not neuralforecast_available():
-            refused[name] = "it needs the optional package neuralforecast"
-            print(f"[bench] skipping {name!r}: {refused[name]}", file=sys.stderr)
-            return None
-        return OPTIONAL_BASELINES[name]()
-    if name == "uomo":
-        try:
-            from .forecast import load_forecaster
-        except ImportError as exc:
-            refused[name] = f"forecasting.forecast is not importable ({exc})"
-            print(f"[bench] skipping 'uomo': {refused[name]}", file=sys.stderr)
-            return None
-        try:
-            sampling = dict(sampling or {})
-            model = load_forecaster(checkpoint, **sampling) if checkpoint else load_forecaster(**sampling)
-        except Exception as exc:  # noqa: BLE001 - any load failure: report and go on with the baselines
-            refused[name] = f"could not load {checkpoint or 'the default checkpoint'} ({exc})"
-            print(f"[bench] skipping 'uomo': {refused[name]}", file=sys.stderr)
-            return None
-        model.name = "uomo"
+    if not is_baseline(name) and name != "uomo":
+        raise ValueError(f"unknown model {name!r}: use 'uomo' or one of {baseline_names()}")
+    try:
+        model = make_forecaster(checkpoint or name if name == "uomo" else name, sampling=sampling)
+    except ForecasterUnavailable as exc:
+        refused[name] = str(exc)
+    except Exception as exc:  # noqa: BLE001 - any checkpoint load failure: report and go on with the baselines
+        refused[name] = f"could not load {checkpoint or 'the default checkpoint'} ({exc})"
+    else:
+        if name == "uomo":
+            model.name = "uomo"
         return model
-    raise ValueError(f"unknown model {name!r}: use 'uomo' or one of {sorted(BASELINES) + sorted(OPTIONAL_BASELINES)}")
+    print(f"[bench] skipping {name!r}: {refused[name]}", file=sys.stderr)
+    return None
 
 
 def run_benchmark(

@@ -181,7 +181,7 @@ def _forecaster(scenario: Scenario, name: str, task: str, city, cache: dict, not
     A checkpoint that cannot be found is an error (`CheckpointError`), fallback or not: `forecaster.fallback`
     stands in only for a forecaster that loads but does not serve `task` (the notes say so).
     """
-    from forecasting.baselines import BASELINES
+    from forecasting.registry import is_baseline
 
     model = _load_model(scenario, name, task, city, cache, notes)
     fallback = (scenario.forecaster.fallback or {}).get(task)
@@ -189,7 +189,7 @@ def _forecaster(scenario: Scenario, name: str, task: str, city, cache: dict, not
         notes.append(f"{_display_name(name)} does not serve the {task!r} task (it serves {list(model.tasks)}); "
                      f"used the fallback baseline {fallback!r}")
         return _load_model(scenario, fallback, task, city, cache, notes), fallback
-    if name in BASELINES or task in model.tasks:
+    if is_baseline(name) or task in model.tasks:
         return model, _display_name(name)
     from .errors import InputError
 
@@ -198,30 +198,30 @@ def _forecaster(scenario: Scenario, name: str, task: str, city, cache: dict, not
 
 
 def _load_model(scenario: Scenario, name: str, task: str, city, cache: dict, notes: list[str]):
-    """The forecaster named `name`, loaded once per run (`cache`): a fitted baseline or a UoMo checkpoint."""
-    from forecasting.baselines import BASELINES
+    """The forecaster named `name` (`forecasting.registry`), loaded once per run (`cache`): a baseline
+    fitted on the city, or a UoMo checkpoint with the scenario's sampling settings."""
+    from forecasting.registry import ForecasterUnavailable, is_baseline, make_forecaster
+    from .errors import InputError
 
     spec = scenario.forecaster
     if name in cache:
         return cache[name]
-    if name in BASELINES:
-        model = BASELINES[name]()
+    s = spec.sampling
+    sampling = dict(sampler=s.sampler, steps=s.steps, n_samples=s.n_samples, eta=s.eta, point=s.point,
+                    batch_size=s.batch_size, seed=scenario.seed)
+    try:
+        model = make_forecaster(name, sampling=sampling, device=spec.device)
+    except ForecasterUnavailable as exc:
+        raise InputError(f"forecaster {name!r} cannot be used here: {exc}") from None
+    if is_baseline(name):
         if task not in model.tasks:
-            from .errors import InputError
-
             raise InputError(f"baseline {name!r} cannot forecast the {task!r} task (it serves {list(model.tasks)})")
         model.fit(city)
         if any(getattr(scenario, p).risk.plan_on != "point" for p in scenario.problems):
             model = _calibrated_baseline(model, city, spec.sampling.n_samples, notes)
-    else:
-        from forecasting.forecast import load_forecaster
-
-        s = spec.sampling
-        model = load_forecaster(name, device=spec.device, sampler=s.sampler, steps=s.steps, n_samples=s.n_samples,
-                                eta=s.eta, point=s.point, batch_size=s.batch_size, seed=scenario.seed)
-        if getattr(model, "calibration", None) is None:
-            notes.append(f"{_display_name(name)} has no calibration file: its raw samples are used "
-                         "(fit one with bench/calibration_bench.py --save)")
+    elif getattr(model, "calibration", None) is None:
+        notes.append(f"{_display_name(name)} has no calibration file: its raw samples are used "
+                     "(fit one with bench/calibration_bench.py --save)")
     cache[name] = model
     return model
 

@@ -264,3 +264,23 @@ def test_cli_fails_when_the_only_requested_model_is_refused(tmp_path, capsys):
     assert "no requested model could run" in err and "evil.pt is not a loadable UoMo checkpoint" in err
     saved = tmp_path / "forecast.json"
     assert not saved.exists() or json.loads(saved.read_text()) == []
+
+
+def test_registry_resolves_every_kind_of_name(tmp_path):
+    """Baselines by name (fitted when a city is given), the shipped UoMo model by 'uomo' or its name,
+    a clear error for an unknown checkpoint; evaluate.make_model goes through the same resolver."""
+    from forecasting.checkpoint import CheckpointError
+    from forecasting.data import load_city
+    from forecasting.evaluate import make_model
+    from forecasting.registry import is_baseline, make_forecaster
+
+    city = load_city("synthetic-small")
+    fitted = make_forecaster("daily_profile", city=city)
+    assert fitted.name == "daily_profile" and is_baseline("daily_profile") and not is_baseline("uomo")
+    assert type(make_model("daily_profile")) is type(fitted)
+    uomo = make_forecaster("uomo", sampling={"n_samples": 2, "steps": 2})
+    assert uomo.sampling.n_samples == 2 and "short" in uomo.tasks
+    with pytest.raises(CheckpointError):
+        make_forecaster(str(tmp_path / "missing.pt"))
+    with pytest.raises(ValueError, match="unknown model"):
+        make_model("no_such_model")
