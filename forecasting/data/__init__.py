@@ -21,10 +21,10 @@ Modules, in the order data flows through them:
 The names below are the public API (`from forecasting.data import City, load_city, make_windows`).
 """
 
-from .city import SPLITS, WINDOW, City, DataError, few_shot_city, validate_city
+from .city import SPLITS, WINDOW, City, DataError, assign_splits, few_shot_city, split_counts, validate_city
 from .geometry import LongTables, cell_id_grid, from_geodataframe, region_origins, to_geodataframe, to_long_table
 from .load import REAL_CITY_NAMES, load_city
-from .long_table import assign_splits, load_long_table
+from .long_table import load_long_table
 from .npz import NPZ_KEYS, available_real_cities, default_data_dir, load_npz
 from .release_json import (
     RELEASE_SPLIT_KEYS,
@@ -39,7 +39,7 @@ from .tables import GEO_SUFFIXES, LONG_COLUMNS, REFERENCE_MONDAY, TABLE_SUFFIXES
 from .windows import Windows, make_windows, window_starts
 
 __all__ = [
-    "SPLITS", "WINDOW", "City", "DataError", "few_shot_city", "validate_city",
+    "SPLITS", "WINDOW", "City", "DataError", "few_shot_city", "split_counts", "validate_city",
     "Scaler", "CityScalers", "weighted_percentile", "window_multiplicity",
     "Windows", "make_windows", "window_starts",
     "NPZ_KEYS", "available_real_cities", "default_data_dir", "load_npz",

@@ -30,6 +30,43 @@ class DataError(ValueError):
     """Input data that cannot be used as given; the message says what to fix."""
 
 
+def split_counts(n_regions: int, fractions: tuple[float, float, float]) -> tuple[int, int]:
+    """(n_val, n_test) for `n_regions` regions split by (train, val, test) `fractions`.
+
+    n_test = round(f_test R) and n_val = round(f_val R), each at least 1 when its share is positive and
+    there are enough regions (test needs R >= 2, val R >= 3), then lowered (val first while it is the
+    larger) until at least one region is left for training. One region: train only.
+    """
+    f_train, f_val, f_test = fractions
+    if min(fractions) < 0 or not np.isclose(sum(fractions), 1.0):
+        raise DataError(f"split fractions must be >= 0 and sum to 1, got {fractions}")
+    R = int(n_regions)
+    n_test = max(1, round(f_test * R)) if R >= 2 and f_test > 0 else 0
+    n_val = max(1, round(f_val * R)) if R >= 3 and f_val > 0 else 0
+    while n_test + n_val > R - 1 and n_test + n_val > 0:  # keep one region for training
+        if n_val >= n_test and n_val > 0:
+            n_val -= 1
+        else:
+            n_test -= 1
+    return n_val, n_test
+
+
+def assign_splits(
+    n_regions: int, fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
+    seed: int | np.random.Generator = 0,
+) -> np.ndarray:
+    """Seeded split labels for `n_regions` regions: the one rule of the synthetic and long-table cities.
+
+    Counts from `split_counts`; the labels ["train"] * n_train + ["val"] * n_val + ["test"] * n_test are
+    then shuffled by a permutation of `seed` (an int for `np.random.default_rng`, or a generator).
+    """
+    n_val, n_test = split_counts(n_regions, fractions)
+    R = int(n_regions)
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    labels = np.array(["train"] * (R - n_val - n_test) + ["val"] * n_val + ["test"] * n_test, dtype="<U5")
+    return labels[rng.permutation(R)]
+
+
 @dataclass
 class City:
     """A city as regions of H x W cells with traffic (and optional users/POI) in raw units."""

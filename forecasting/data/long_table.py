@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from .cell_grid import _cell_layout, _poi_grid
-from .city import City, DataError
+from .city import City, DataError, assign_splits
 from .tables import (
     _as_ids,
     _check_duplicates,
@@ -172,34 +172,6 @@ def load_long_table(
             "region_size": region_size,
         },
     )
-
-
-def assign_splits(
-    n_regions: int, fractions: tuple[float, float, float] = (0.7, 0.15, 0.15), seed: int = 0
-) -> np.ndarray:
-    """Seeded split labels for `n_regions` regions (the long-table default).
-
-    n_test = round(f_test * R) and n_val = round(f_val * R), each at least 1 when there are enough
-    regions (test needs R >= 2, val R >= 3) and leaving at least one training region. A permutation
-    drawn with `np.random.default_rng(seed)` gives the first n_test regions 'test', the next n_val 'val',
-    the rest 'train'. One region: 'train' (cut the grid with `region_size` to evaluate on held-out areas).
-    """
-    f_train, f_val, f_test = fractions
-    if min(fractions) < 0 or not np.isclose(sum(fractions), 1.0):
-        raise DataError(f"split fractions must be >= 0 and sum to 1, got {fractions}")
-    R = int(n_regions)
-    n_test = max(1, round(f_test * R)) if R >= 2 and f_test > 0 else 0
-    n_val = max(1, round(f_val * R)) if R >= 3 and f_val > 0 else 0
-    while n_test + n_val > R - 1 and n_test + n_val > 0:  # keep one region for training
-        if n_val >= n_test and n_val > 0:
-            n_val -= 1
-        else:
-            n_test -= 1
-    labels = np.full(R, "train", dtype="<U5")
-    order = np.random.default_rng(seed).permutation(R)
-    labels[order[:n_test]] = "test"
-    labels[order[n_test : n_test + n_val]] = "val"
-    return labels
 
 
 def _time_axis(times):

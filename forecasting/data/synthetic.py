@@ -70,7 +70,7 @@ from dataclasses import asdict, fields, replace
 
 import numpy as np
 
-from .city import City, DataError
+from .city import City, DataError, assign_splits
 
 # the stages of the generator; their public names are re-exported (importable from this module)
 from .synthetic_config import SYNTHETIC_PRESETS, SyntheticCityConfig  # noqa: F401
@@ -140,30 +140,6 @@ def city_from_name(name: str, seed: int | None = None) -> City:
 # ----------------------------------------------------------------------------------------------------
 # The city
 # ----------------------------------------------------------------------------------------------------
-
-
-def _assign_splits(
-    rng: np.random.Generator, n_regions: int, fractions: tuple[float, float, float]
-) -> np.ndarray:
-    """Random train/val/test labels: >= 1 val and >= 1 test (if their share > 0) once R >= 3.
-
-    With 2 regions: one train and one test (or val if test has no share); with 1: train.
-    """
-    _, f_val, f_test = fractions
-    if n_regions >= 3:
-        n_val = max(1, int(round(f_val * n_regions))) if f_val > 0 else 0
-        n_test = max(1, int(round(f_test * n_regions))) if f_test > 0 else 0
-        while n_val + n_test > n_regions - 1:  # keep at least one training region
-            if n_val >= n_test and n_val > 1:
-                n_val -= 1
-            else:
-                n_test -= 1
-    elif n_regions == 2:
-        n_val, n_test = (0, 1) if f_test > 0 else ((1, 0) if f_val > 0 else (0, 0))
-    else:
-        n_val = n_test = 0
-    labels = np.array(["train"] * (n_regions - n_val - n_test) + ["val"] * n_val + ["test"] * n_test)
-    return labels[rng.permutation(n_regions)]
 
 
 def _to_regions(a: np.ndarray, config: SyntheticCityConfig) -> np.ndarray:
@@ -317,7 +293,7 @@ def make_city(config: SyntheticCityConfig | None = None, **overrides) -> City:
         day_of_week=np.broadcast_to(dow, (R, T)).copy(),
         slot_of_day=np.broadcast_to(slot, (R, T)).copy(),
         slots_per_day=spd,
-        split=_assign_splits(rng_split, R, config.split_fractions),
+        split=assign_splits(R, config.split_fractions, rng_split),
         cell_size=float(config.cell_size),
         region_origin=region_origin,
         crs=CRS,
