@@ -177,19 +177,40 @@ def day_lag(values: torch.Tensor, known: torch.Tensor, slots_per_day: torch.Tens
     return lag, lag_known
 
 
+def last_known_before(known: torch.Tensor) -> torch.Tensor:
+    """before[b, t] = max{s < t : known[b, s]} per cell, -1 where no earlier step is known. (B, T, H, W)"""
+    T = known.shape[1]
+    steps = torch.arange(T, device=known.device).view(1, T, 1, 1).expand_as(known)
+    last = torch.cummax(torch.where(known, steps, torch.full_like(steps, -1)), dim=1).values  # latest s' <= t
+    return torch.cat([torch.full_like(last[:, :1], -1), last[:, :-1]], dim=1)  # latest s' < t
+
+
 def carry_forward(values: torch.Tensor, known: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Each cell's last observed value *before* each step (the persistence forecast of a hidden step).
 
     carry[b, t] = values[b, s] with s = max{s' < t : known[b, s']}, and carry_known[b, t] = such s exists;
     zero/False for steps with no earlier observation (a generated cell, the start of a window).
     """
-    T = values.shape[1]
-    steps = torch.arange(T, device=values.device).view(1, T, 1, 1).expand_as(values)
-    last = torch.cummax(torch.where(known, steps, torch.full_like(steps, -1)), dim=1).values  # latest s' <= t
-    before = torch.cat([torch.full_like(last[:, :1], -1), last[:, :-1]], dim=1)  # latest s' < t
+    before = last_known_before(known)
     carry_known = before >= 0
     carry = torch.where(carry_known, torch.gather(values, 1, before.clamp(min=0)), torch.zeros_like(values))
     return carry, carry_known
+
+
+def lead_weight(known: torch.Tensor, boost: float, decay: float = 2.0) -> torch.Tensor:
+    """Loss weight that favours the first hidden steps after an observation. (B, T, H, W)
+
+        w[b, t] = 1 + boost * exp(-(lead - 1) / decay),   lead = t - max{s < t : known[b, s]} >= 1,
+
+    for entries whose cell was observed earlier in the window; w = 1 where it was not (a generated cell).
+    The first hidden step gets 1 + boost, the weight halves its excess every decay * ln 2 steps. It
+    depends on the mask only (never on the hidden truth), so it reallocates the network's capacity
+    towards the steps a rolling planner commits to without moving the optimum of any single entry.
+    """
+    before = last_known_before(known)
+    steps = torch.arange(known.shape[1], device=known.device).view(1, -1, 1, 1).expand_as(known)
+    lead = (steps - before).float()
+    return torch.where(before >= 0, 1.0 + boost * torch.exp(-(lead - 1.0) / decay), torch.ones_like(lead))
 
 
 def encode_windows(

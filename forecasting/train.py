@@ -46,7 +46,7 @@ from .checkpoint import (
 from .augment import AUGMENTATIONS, augment_batch
 from .data import City, CityScalers, DataError, few_shot_city, load_city, make_windows, window_starts
 from .diffusion import make_schedule, training_loss
-from .encoding import ContextSwitches, encode, roll_context
+from .encoding import ContextSwitches, encode, lead_weight, roll_context
 from .inference import SamplingConfig, default_device, predict_samples
 from .interface import hide
 from .masks import EVAL_TASKS, batch_masks
@@ -77,6 +77,7 @@ class TrainConfig:
     future_users: bool = False  # diagnostic: user counts shown at hidden entries (ContextSwitches)
     loss_weighting: str = "none"  # "none" or "cell_level" (WindowTransform.level_weight)
     augment: str = "none"  # "none" or "dihedral" (forecasting.augment)
+    lead_boost: float = 0.0  # extra loss weight of the first hidden steps (encoding.lead_weight); 0 = off
     carry_channel: bool = False  # the network also reads each cell's last observed value (UoMoConfig.carry)
     init_from: str | None = None
     train_fraction: float = 1.0  # few-shot: first share of each city's training windows (few_shot_city)
@@ -111,6 +112,8 @@ class TrainConfig:
             raise ValueError(f"loss_weighting must be 'none' or 'cell_level', got {self.loss_weighting!r}")
         if self.augment not in AUGMENTATIONS:
             raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {self.augment!r}")
+        if self.lead_boost < 0:
+            raise ValueError(f"lead_boost must be >= 0, got {self.lead_boost}")
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if not 0 < self.train_fraction <= 1:
@@ -244,6 +247,16 @@ def validate_model(net, schedule, pools, cfg: TrainConfig, device) -> dict:
 # ----------------------------------------------------------------------------------------------------
 
 
+def loss_weight(cfg: TrainConfig, transform, batch: dict) -> torch.Tensor | None:
+    """The per-entry loss weight of a batch: cell level and/or lead weighting (None when both are off)."""
+    weight = transform.level_weight() if cfg.loss_weighting == "cell_level" else None
+    if cfg.lead_boost > 0:
+        known = torch.as_tensor(~batch["mask"] & batch["valid"])
+        lead = lead_weight(known, cfg.lead_boost).to(transform.relative.device)
+        weight = lead if weight is None else weight * lead
+    return weight
+
+
 def _dist_info() -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
@@ -261,7 +274,7 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 #: settings that shape the optimisation trajectory: a resumed run must keep them (the CLI flag in brackets)
 RESUME_FIXED = {
     "lr": "--lr", "batch_size": "--batch-size", "seed": "--seed", "warmup": None, "weight_decay": "--weight-decay",
-    "augment": "--augment",
+    "augment": "--augment", "lead_boost": "--lead-boost",
     "ema_decay": "--ema-decay", "task_mix": "--task-mix", "contrastive_weight": "--contrastive-weight",
     "loss_weighting": "--loss-weighting", "train_fraction": "--train-fraction", "city_weights": "--city-weight",
     "diffusion_steps": "--diffusion-steps", "schedule": None, "context": "--context", "freeze": "--freeze",
@@ -431,7 +444,7 @@ def _train_loop(cfg: TrainConfig, resume: bool, cities: Sequence[City] | None, p
             loss, stats = training_loss(
                 model, schedule, x0.to(device), cond, generator=gen if device.type == "cpu" else None,
                 negative_cond=negative, contrastive_weight=cfg.contrastive_weight,
-                weight=transform.level_weight() if cfg.loss_weighting == "cell_level" else None,
+                weight=loss_weight(cfg, transform, batch),
             )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -522,6 +535,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cell_level: weight each cell's denoising error by its observed level in the window")
     p.add_argument("--augment", default=d.augment, choices=list(AUGMENTATIONS),
                    help="dihedral: map each training window by a random symmetry of its grid (flips, quarter turns)")
+    p.add_argument("--lead-boost", type=float, default=d.lead_boost,
+                   help="extra loss weight of the first hidden step after an observation, decaying over the next "
+                        "steps (1 + B exp(-(lead - 1) / 2)); 0 = off")
     p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="AdamW weight decay")
     p.add_argument("--init", dest="init_from", default=None, help="start from this checkpoint (path or shipped name) for fine-tuning; its network is kept (--preset and --carry-channel then do not apply) (default: none, a new network)")
     p.add_argument("--train-fraction", type=float, default=d.train_fraction, help="few-shot: use only the first share of each city's training windows (a time prefix)")

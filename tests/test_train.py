@@ -291,3 +291,18 @@ def test_dihedral_maps_are_the_grid_symmetries():
     assert not np.array_equal(out["traffic"], traffic)  # some windows were mapped
     np.testing.assert_allclose(np.sort(out["traffic"], axis=None), np.sort(traffic, axis=None))
     assert augment_batch(batch, "none", rng) is batch
+
+
+def test_lead_weight_favours_the_first_hidden_steps():
+    """1 + boost at the first hidden step, decaying after it; 1 on observed steps' neighbours without history."""
+    import torch
+
+    from forecasting.encoding import lead_weight
+
+    known = torch.ones(1, 8, 1, 2, dtype=torch.bool)
+    known[0, 5:, 0, 0] = False  # cell 0: observed 0..4, hidden 5..7
+    known[0, :, 0, 1] = False  # cell 1: never observed (generation)
+    w = lead_weight(known, boost=3.0, decay=2.0)
+    np.testing.assert_allclose(w[0, 5:, 0, 0].numpy(), [4.0, 1 + 3 * np.exp(-0.5), 1 + 3 * np.exp(-1.0)], rtol=1e-6)
+    assert torch.all(w[0, :, 0, 1] == 1.0)
+    np.testing.assert_allclose(w[0, 1:5, 0, 0].numpy(), 4.0)  # an observed step right after an observed one
