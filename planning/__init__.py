@@ -16,6 +16,8 @@ Modules, in pipeline order:
     output.py      the output folder: checked first, locked, swapped in atomically
     scenario/      the YAML schema (pydantic), loading with overrides, the schema's documentation
     pipeline.py    run_scenario: load the city -> forecast -> plan -> replay
+    plan_mode.py   run_plan (mode: plan): forecast past the end of the data -> plan; no replay
+    plan_output.py the files of a plan-mode run (BS plan, RRU schedule, GeoJSON, forecast bands)
     cli.py         plan-bs-deploy / plan-rru-sleep: parse, run the pipeline, write the report
     sweep.py       many scenarios or a parameter grid, in parallel
 

@@ -419,6 +419,27 @@ def size_rru_capacity(history: np.ndarray, n_rru, quantile: float = 1.0, headroo
     return c0
 
 
+def sleep_capacity(spec: SleepSpec, city: "City", regions: np.ndarray, start: int, shape, notes: list[str]):
+    """sleep.c0 as given, or sized per cell from the load of steps [0, start) by the history_peak rule."""
+    from .demand import real_demand
+    from .errors import InputError
+
+    if not isinstance(spec.c0, CapacityRule):
+        return spec.c0
+    if start == 0:
+        raise InputError("sleep.c0 rule history_peak needs history before the planned period: set "
+                         "sleep.horizon.start_day > 0 (or shorten horizon.days), or give sleep.c0 as a number")
+    try:
+        hist = shape(real_demand(city, None, spec.unit, regions=regions, steps=slice(0, start)))
+    except InputError as exc:
+        raise InputError(f"sleep.c0 history_peak: the history before the planned period is unusable ({exc}); "
+                         "give sleep.c0 as a number or start the horizon later") from None
+    c0 = size_rru_capacity(hist.values, spec.n_rru, spec.c0.quantile, spec.c0.headroom)
+    notes.append(f"c0 sized per cell from {hist.n_slots} past slots: {spec.c0.headroom:g} x q{spec.c0.quantile:g} "
+                 f"load / n_rru (median {np.median(c0):.4g} {spec.unit} per RRU per slot)")
+    return c0
+
+
 def run_sleep(scenario: Scenario, city: "City", regions: np.ndarray, cache: dict, sink: list[str],
               progress: bool = False) -> ProblemRun:
     """Forecast load, schedule RRUs from it, compare with always-on, threshold and the oracle on real load."""
@@ -432,21 +453,7 @@ def run_sleep(scenario: Scenario, city: "City", regions: np.ndarray, cache: dict
     shape = lambda d: _shape(d, spec.horizon, scenario.area.cells)  # noqa: E731
     real = shape(real_demand(city, None, spec.unit, regions=regions, steps=slice(start, stop)))
     notes: list[str] = []
-    if isinstance(spec.c0, CapacityRule):
-        if start == 0:
-            raise InputError("sleep.c0 rule history_peak needs history before the planned period: set "
-                             "sleep.horizon.start_day > 0 (or shorten horizon.days), or give sleep.c0 as a number")
-        try:
-            hist = shape(real_demand(city, None, spec.unit, regions=regions, steps=slice(0, start)))
-        except InputError as exc:
-            raise InputError(f"sleep.c0 history_peak: the history before the planned period is unusable ({exc}); "
-                             "give sleep.c0 as a number or start the horizon later") from None
-        c0 = size_rru_capacity(hist.values, spec.n_rru, spec.c0.quantile, spec.c0.headroom)
-        notes.append(f"c0 sized per cell from {hist.n_slots} past slots: {spec.c0.headroom:g} x q{spec.c0.quantile:g} "
-                     f"load / n_rru (median {np.median(c0):.4g} {spec.unit} per RRU per slot)")
-    else:
-        c0 = spec.c0
-    params = spec.params(c0)
+    params = spec.params(sleep_capacity(spec, city, regions, start, shape, notes))
     _check_per_cell(params, real, "sleep")
     options, groups = scenario.solver.options(spec.method), spec.groups
     jobs: list[tuple[str, str, Any, Any]] = []
@@ -540,6 +547,11 @@ def run_scenario(scenario: Scenario, problems: Sequence[str] | None = None, prog
     Time-limited MILP incumbents do not raise: their warnings are in `result.warnings` and the plans'
     status is 'time_limit'.
     """
+    if scenario.mode == "plan":
+        from .errors import InputError
+
+        raise InputError(f"the scenario {scenario.name!r} has mode: plan (forecast past the end, no replay): run it "
+                         "with planning.plan_mode.run_plan, or set mode: backtest")
     wanted = list(problems) if problems is not None else scenario.problems
     for p in wanted:
         if p not in PROBLEMS:
