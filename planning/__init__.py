@@ -6,6 +6,7 @@ Modules, in pipeline order:
                    residents or the real series; unit conversion and hourly aggregation
     forecast_demand.py   Demand cubes from a forecaster (windows tiled over the period, samples as scenarios)
     params.py      DeployParams / SleepParams, validated once (no solver import)
+    capacity.py    RRU capacity c0: as given, or sized per cell from the load before the planned period
     errors.py      PlanningError and its subclasses; the CLI's exit codes and `exit_code(exc)`
     milp/          deploy.py (Eq. 12) with greedy.py (its pre-checks and exact greedy) and deploy_plan.py,
                    sleep.py (Eq. 13), solve.py (`SolverOptions`, true solve status)

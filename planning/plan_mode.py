@@ -133,7 +133,8 @@ def plan_sleep(scenario: Scenario, city: "City", regions: np.ndarray, cache: dic
     c0 by the history_peak rule is sized on the whole history (everything observed is before the plan).
     """
     from .milp.sleep import solve_sleep
-    from .pipeline import _check_per_cell, _recorded, _shape, sleep_capacity
+    from .capacity import sleep_capacity
+    from .pipeline import _check_per_cell, _recorded, _shape
 
     spec = scenario.sleep
     t0 = time.perf_counter()

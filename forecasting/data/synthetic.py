@@ -342,6 +342,24 @@ def _future_series(config: SyntheticCityConfig, layout: CityLayout, future_days:
     return users, traffic, dow, slot, events
 
 
+def _meta(config: SyntheticCityConfig, layout: CityLayout, kept: tuple[int, int], events: list[dict],
+          future_days: int) -> dict:
+    """The city's `meta`: generator, config, full land-use map, grid shapes, events (and future days)."""
+    meta = {
+        "generator": "forecasting.data.synthetic",
+        "config": asdict(config),
+        "land_use": layout.land_use.copy(),  # (rows, cols) full grid, index into land_use_names
+        "land_use_names": list(LAND_USES),
+        "grid_shape": (config.rows, config.cols),
+        "kept_shape": kept,
+        "grid_origin": GRID_ORIGIN,
+        "events": events,
+    }
+    if future_days:
+        meta["future_days"] = int(future_days)  # the last future_days * slots_per_day steps continue the config's days
+    return meta
+
+
 def make_city(config: SyntheticCityConfig | None = None, *, future_days: int = 0, **overrides) -> City:
     """Generate the synthetic city of `config` (default SyntheticCityConfig()) with field `overrides`.
 
@@ -402,18 +420,7 @@ def make_city(config: SyntheticCityConfig | None = None, *, future_days: int = 0
         [x0 + region_rc[:, 1] * config.cell_size, y0 - region_rc[:, 0] * config.cell_size], axis=1
     )
     start = START_DATE + np.timedelta64(config.start_day_of_week, "D")
-    meta = {
-        "generator": "forecasting.data.synthetic",
-        "config": asdict(config),
-        "land_use": layout.land_use.copy(),  # (rows, cols) full grid, index into land_use_names
-        "land_use_names": list(LAND_USES),
-        "grid_shape": (config.rows, config.cols),
-        "kept_shape": (rows, cols),
-        "grid_origin": GRID_ORIGIN,
-        "events": events,
-    }
-    if future_days:
-        meta["future_days"] = int(future_days)  # the last future_days * slots_per_day steps continue the config's days
+    meta = _meta(config, layout, (rows, cols), events, future_days)
     return City(
         name=config.name,
         traffic=np.maximum(traffic_r, 0.0),
