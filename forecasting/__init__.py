@@ -13,6 +13,8 @@ Modules, in pipeline order:
     train.py         one loop for pre-training and fine-tuning; resume; DDP (`uomo-train`)
     inference.py     batched, seeded sampling of a network on windows (`SamplingConfig`, the device)
     forecast.py      a checkpoint -> samples / mean / quantiles, tidy frames (`load_forecaster`)
+    forward.py       forecasts past the end of the data (or back-tests from any step): rolled sample
+                     paths, timestamped tidy frames (`forecast`, `forward_forecast`)
     calibration.py   calibrated quantile bands of a forecaster's samples
     registry.py      the one place a forecaster is made from its name (baselines, checkpoints)
     interface.py     the `Forecaster` contract every model follows (`Prediction`, hiding)

@@ -6,6 +6,7 @@ Modules, in pipeline order:
                    residents or the real series; unit conversion and hourly aggregation
     forecast_demand.py   Demand cubes from a forecaster (windows tiled over the period, samples as scenarios)
     params.py      DeployParams / SleepParams, validated once (no solver import)
+    capacity.py    RRU capacity c0: as given, or sized per cell from the load before the planned period
     errors.py      PlanningError and its subclasses; the CLI's exit codes and `exit_code(exc)`
     milp/          deploy.py (Eq. 12) with greedy.py (its pre-checks and exact greedy) and deploy_plan.py,
                    sleep.py (Eq. 13), solve.py (`SolverOptions`, true solve status)
@@ -16,6 +17,8 @@ Modules, in pipeline order:
     output.py      the output folder: checked first, locked, swapped in atomically
     scenario/      the YAML schema (pydantic), loading with overrides, the schema's documentation
     pipeline.py    run_scenario: load the city -> forecast -> plan -> replay
+    plan_mode.py   run_plan (mode: plan): forecast past the end of the data -> plan; no replay
+    plan_output.py the files of a plan-mode run (BS plan, RRU schedule, GeoJSON, forecast bands)
     cli.py         plan-bs-deploy / plan-rru-sleep: parse, run the pipeline, write the report
     sweep.py       many scenarios or a parameter grid, in parallel
 

@@ -61,6 +61,7 @@ EXAMPLES = {
         "{prog} scenarios/nanchang_deploy.yaml         # Nanchang test area, needs ../shared/data",
         "{prog} scenarios/demo.yaml --set deployment.max_bs=80 --set solver.time_limit=30 --out out/demo-80",
         "{prog} scenarios/demo.yaml --check            # validate only, print every default",
+        "{prog} scenarios/demo_plan.yaml               # plan past the end of the data (mode: plan)",
     ],
     "sleep": [
         "{prog} scenarios/demo.yaml                    # RRU sleep control on the synthetic demo city",
@@ -68,6 +69,7 @@ EXAMPLES = {
         "{prog} scenarios/demo.yaml --set sleep.n_rru=6 --set sleep.w_energy=2 --out out/demo-sleep-6rru",
         "{prog} scenarios/demo.yaml --set sleep.rolling.every=4 --no-figures -q  # re-plan every 4 slots",
         "{prog} scenarios/nanchang_sleep.yaml --check  # validate only, print every default",
+        "{prog} scenarios/demo_plan.yaml               # tomorrow's RRU schedule (mode: plan)",
     ],
 }
 
@@ -171,7 +173,12 @@ def main(argv: Sequence[str] | None = None, prog: str = "plan-bs-deploy", proble
         return _error(str(exc), code)
     out = paths["summary"].parent
     say("")
-    say(summary_table(result))
+    if getattr(result, "mode", "backtest") == "plan":
+        from .plan_output import plan_summary
+
+        say(plan_summary(result, paths))
+    else:
+        say(summary_table(result))
     for w in result.warnings:
         print(f"warning: {w}", file=sys.stderr)
     for p in result.problems.values():
@@ -211,6 +218,12 @@ def _run(args, say):
     problems = scenario.problems if args.problem == "all" else [args.problem]
     with output_lock(out, label), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
+        if scenario.mode == "plan":  # forecast past the end and write the decisions; nothing to replay
+            from .plan_mode import run_plan
+            from .plan_output import write_plan
+
+            result = run_plan(scenario, problems=problems)
+            return result, write_plan(result, out, label=label)
         result = run_scenario(scenario, problems=problems, progress=not (args.no_progress or args.quiet))
         paths = write_report(result, out, figures=False if args.no_figures else None, label=label)
     return result, paths

@@ -257,8 +257,13 @@ def _steps(city: City, steps: slice | None) -> np.ndarray:
     return t
 
 
-def _frame(city: City, regions: np.ndarray, t: np.ndarray, values: np.ndarray, unit: str, source: str) -> Demand:
-    """Wrap (R, T', H, W) values of `regions` at steps `t` into a Demand (cells ordered region, row, col)."""
+def _frame(city: City, regions: np.ndarray, t: np.ndarray, values: np.ndarray, unit: str, source: str,
+           calendar: tuple[np.ndarray, np.ndarray] | None = None) -> Demand:
+    """Wrap (R, T', H, W) values of `regions` at steps `t` into a Demand (cells ordered region, row, col).
+
+    `calendar` (day_of_week, slot_of_day) of the steps `t`, (T',) each, is needed for steps past the end
+    of the city's series (a forecast of the future); by default it is read from the city.
+    """
     R, H, W = regions.size, *city.grid
     rr, hh, ww = np.meshgrid(regions, np.arange(H), np.arange(W), indexing="ij")
     grid_index = np.column_stack([rr.ravel(), hh.ravel(), ww.ravel()])
@@ -279,9 +284,10 @@ def _frame(city: City, regions: np.ndarray, t: np.ndarray, values: np.ndarray, u
         start = np.asarray(city.start_time)[regions[0]]
         timestamps = start + (t * city.minutes_per_slot).astype("timedelta64[m]")
     cube = np.moveaxis(np.asarray(values, dtype=np.float64), 1, -1).reshape(R * H * W, t.size)
+    dow, sod = calendar if calendar is not None else (city.day_of_week[regions[0], t], city.slot_of_day[regions[0], t])
     return Demand(
-        values=cube, unit=unit, cell_ids=ids, slot_of_day=city.slot_of_day[regions[0], t],
-        day_of_week=city.day_of_week[regions[0], t], slots_per_day=city.slots_per_day, coords=coords,
+        values=cube, unit=unit, cell_ids=ids, slot_of_day=sod,
+        day_of_week=dow, slots_per_day=city.slots_per_day, coords=coords,
         grid_index=grid_index, cell_size=city.cell_size, timestamps=timestamps, source=source, city=city.name,
     )
 

@@ -21,10 +21,10 @@ if TYPE_CHECKING:
     from forecasting.data import City
 
 
+from .capacity import sleep_capacity, size_rru_capacity  # noqa: F401  (public here too)
 from .results import ForecastRun, ProblemRun, ScenarioResult, StrategyRun
 from .scenario.schema import (
     PROBLEMS,
-    CapacityRule,
     Horizon,
     NpzCity,
     RealCity,
@@ -399,26 +399,6 @@ def _check_per_cell(params, real, problem: str) -> None:
         ) from None
 
 
-def size_rru_capacity(history: np.ndarray, n_rru, quantile: float = 1.0, headroom: float = 1.0) -> np.ndarray:
-    """c0_m = headroom * Q_quantile(history load of cell m) / K_m, per cell. history (cells, slots).
-
-    An operator sizes a cell's RRUs to its past load: K RRUs of capacity c0 carry the chosen quantile
-    (1 = the peak) with the given headroom. Cells with no past load get the median c0 of the others.
-    """
-    from .errors import InputError
-
-    h = np.asarray(history, dtype=np.float64)
-    if h.ndim != 2 or h.shape[1] == 0:
-        raise InputError("sizing c0 from history needs at least one slot before the planned period")
-    K = np.broadcast_to(np.asarray(n_rru, dtype=np.float64), (h.shape[0],))
-    c0 = headroom * np.quantile(h, quantile, axis=1) / K
-    positive = c0 > 0
-    if not positive.any():
-        raise InputError("the history before the planned period has no load at all: give sleep.c0 as a number")
-    c0[~positive] = float(np.median(c0[positive]))
-    return c0
-
-
 def run_sleep(scenario: Scenario, city: "City", regions: np.ndarray, cache: dict, sink: list[str],
               progress: bool = False) -> ProblemRun:
     """Forecast load, schedule RRUs from it, compare with always-on, threshold and the oracle on real load."""
@@ -432,21 +412,7 @@ def run_sleep(scenario: Scenario, city: "City", regions: np.ndarray, cache: dict
     shape = lambda d: _shape(d, spec.horizon, scenario.area.cells)  # noqa: E731
     real = shape(real_demand(city, None, spec.unit, regions=regions, steps=slice(start, stop)))
     notes: list[str] = []
-    if isinstance(spec.c0, CapacityRule):
-        if start == 0:
-            raise InputError("sleep.c0 rule history_peak needs history before the planned period: set "
-                             "sleep.horizon.start_day > 0 (or shorten horizon.days), or give sleep.c0 as a number")
-        try:
-            hist = shape(real_demand(city, None, spec.unit, regions=regions, steps=slice(0, start)))
-        except InputError as exc:
-            raise InputError(f"sleep.c0 history_peak: the history before the planned period is unusable ({exc}); "
-                             "give sleep.c0 as a number or start the horizon later") from None
-        c0 = size_rru_capacity(hist.values, spec.n_rru, spec.c0.quantile, spec.c0.headroom)
-        notes.append(f"c0 sized per cell from {hist.n_slots} past slots: {spec.c0.headroom:g} x q{spec.c0.quantile:g} "
-                     f"load / n_rru (median {np.median(c0):.4g} {spec.unit} per RRU per slot)")
-    else:
-        c0 = spec.c0
-    params = spec.params(c0)
+    params = spec.params(sleep_capacity(spec, city, regions, start, shape, notes))
     _check_per_cell(params, real, "sleep")
     options, groups = scenario.solver.options(spec.method), spec.groups
     jobs: list[tuple[str, str, Any, Any]] = []
@@ -540,6 +506,11 @@ def run_scenario(scenario: Scenario, problems: Sequence[str] | None = None, prog
     Time-limited MILP incumbents do not raise: their warnings are in `result.warnings` and the plans'
     status is 'time_limit'.
     """
+    if scenario.mode == "plan":
+        from .errors import InputError
+
+        raise InputError(f"the scenario {scenario.name!r} has mode: plan (forecast past the end, no replay): run it "
+                         "with planning.plan_mode.run_plan, or set mode: backtest")
     wanted = list(problems) if problems is not None else scenario.problems
     for p in wanted:
         if p not in PROBLEMS:

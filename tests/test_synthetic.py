@@ -345,3 +345,21 @@ def test_bad_config_raises_clear_error(overrides, message):
 def test_unknown_preset_lists_the_presets():
     with pytest.raises(ValueError, match="synthetic-small"):
         city_from_name("atlantis")
+
+
+def test_future_days_continue_the_city_and_leave_its_days_unchanged():
+    from forecasting.data.synthetic import make_city
+
+    for kw in (dict(noise=0.0), dict(event_rate=30.0)):
+        base = make_city(rows=8, cols=8, slots_per_day=24, days=7, seed=4, **kw)
+        longer = make_city(rows=8, cols=8, slots_per_day=24, days=7, seed=4, future_days=3, **kw)
+        T = base.n_steps
+        assert longer.n_steps == T + 3 * 24
+        for key in ("traffic", "users", "day_of_week", "slot_of_day"):
+            np.testing.assert_array_equal(getattr(longer, key)[:, :T], getattr(base, key))
+        np.testing.assert_array_equal(longer.poi, base.poi)
+        assert (longer.traffic[:, T:] > 0).any() and np.isfinite(longer.traffic).all()
+        future = [e for e in longer.meta["events"] if e.get("future")]
+        assert all(e["start_step"] >= T for e in future)
+    with pytest.raises(ValueError, match="future_days"):
+        make_city(rows=8, cols=8, future_days=-1)

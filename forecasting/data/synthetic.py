@@ -58,6 +58,11 @@ Cells i = (row, col) of side `cell_size` metres; time t in slots of Dt minutes; 
    from ~1 in the quietest cells to ~0.25 in the busiest), and users a counting noise of variance
    ~ theta U. Everything is >= 0, float32.
 
+Future: `make_city(config, future_days=k)` continues the city k days past `days` from separate seeded
+streams (AR(1) processes carried on from their last values, the last day's factors until 04:00, new
+events), so its first `days` are bit-for-bit the city without a future: a forecast of the shorter city
+can be scored against the continuation.
+
 Geometry and regions: the grid is cut into `region_size` blocks (regions, row-major); rows/cols that
 are not multiples of the region size are cropped (the trailing partial band of cells is dropped; the
 full land-use map stays in `meta["land_use"]`). Regions carry their top-left corner in a UTM CRS
@@ -66,7 +71,7 @@ full land-use map stays in `meta["land_use"]`). Regions carry their top-left cor
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 
@@ -106,7 +111,9 @@ from .synthetic_profiles import (  # noqa: F401
     SUBSAMPLE_MINUTES,
     _add_events,
     activity,
+    ar1_continue,
     ar1_noise,
+    event_burst,
     component_profiles,
     weekly_rates,
 )
@@ -161,16 +168,17 @@ def _region_of_cell(config: SyntheticCityConfig) -> np.ndarray:
 
 
 def expected_series(
-    config: SyntheticCityConfig, layout: CityLayout
+    config: SyntheticCityConfig, layout: CityLayout, steps: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Noise- and event-free users and traffic of the kept cells (step 7): (T, N) float32 each.
 
-    Returns users, traffic, per-user volume per slot Dt kappa q_i (N,), day_of_week (T,), slot (T,).
+    Returns users, traffic, per-user volume per slot Dt kappa q_i (N,), day_of_week (T,), slot (T,), at
+    `steps` (default: the config's days * slots_per_day steps from 0; later steps give its future).
     """
     rh, rw = config.region_size
     rows, cols = config.n_region_rows * rh, config.n_region_cols * rw
     spd = config.slots_per_day
-    t = np.arange(config.days * spd)
+    t = np.arange(config.days * spd) if steps is None else np.asarray(steps)
     dow = (config.start_day_of_week + t // spd) % 7
     slot = t % spd
     users_rate, traffic_rate = weekly_rates(spd)  # (7, spd, K)
@@ -182,43 +190,53 @@ def expected_series(
     return users, traffic, per_user, dow, slot
 
 
-def _apply_noise(
-    rng_noise: np.random.Generator,
-    rng_day: np.random.Generator,
-    config: SyntheticCityConfig,
-    users: np.ndarray,
-    traffic: np.ndarray,
-) -> None:
-    """Multiply users and traffic (T, N) in place by the noise of step 9."""
-    sigma = float(config.noise)
-    if sigma == 0:
-        return
-    T, N = users.shape
-    slot_h = 24.0 / config.slots_per_day
-    s = np.float32(sigma)
-    # counting noise of the users, from the expected users: variance ~ theta U (white, log-normal)
+@dataclass
+class NoiseState:
+    """Where the noise of step 9 left off at the last step: what a continuation (the city's future) needs."""
+
+    people_last: np.ndarray  # (N,) last value of the people AR(1)
+    volume_last: np.ndarray  # (N,) last value of the volume AR(1)
+    sigma_v: np.ndarray  # (N,) per-cell volume noise scale (from the observed expected users)
+    d_city: np.ndarray  # (days + 1,) day factors
+    d_region: np.ndarray  # (days + 1, R)
+    d_cell: np.ndarray  # (days + 1, N)
+
+
+def _counting_noise(rng: np.random.Generator, users: np.ndarray) -> np.ndarray:
+    """Log counting noise of the users (T, N): white, variance s^2 = theta / (U + theta), mean-one factor."""
     s2 = COUNT_DISPERSION / (users + np.float32(COUNT_DISPERSION))  # log-variance, <= 1
-    counting = rng_noise.standard_normal((T, N), dtype=np.float32)
+    counting = rng.standard_normal(users.shape, dtype=np.float32)
     counting *= np.sqrt(s2)
     counting -= s2 / 2
-    del s2
-    # the people present: AR(1) plus day factors of city, region and cell (days start at 04:00)
-    day = np.floor((np.arange(T) * slot_h - DAY_BOUNDARY_HOURS) / 24.0).astype(int) + 1  # 0 .. days
-    d_city = rng_day.standard_normal(config.days + 1, dtype=np.float32)
-    d_region = rng_day.standard_normal((config.days + 1, config.n_regions), dtype=np.float32)
-    d_cell = rng_day.standard_normal((config.days + 1, N), dtype=np.float32)
+    return counting
+
+
+def _day_factors(rng: np.random.Generator, n_days: int, n_regions: int, n_cells: int):
+    """N(0, 1) day factors of the city (n_days,), of each region (n_days, R) and of each cell (n_days, N)."""
+    return (rng.standard_normal(n_days, dtype=np.float32), rng.standard_normal((n_days, n_regions), dtype=np.float32),
+            rng.standard_normal((n_days, n_cells), dtype=np.float32))
+
+
+def _day_index(steps: np.ndarray, slot_h: float) -> np.ndarray:
+    """Index of the day factor of each step: days start at 04:00, so steps before 04:00 of day 0 take 0."""
+    return np.floor((steps * slot_h - DAY_BOUNDARY_HOURS) / 24.0).astype(int) + 1
+
+
+def _multiply_noise(config: SyntheticCityConfig, users: np.ndarray, traffic: np.ndarray, counting: np.ndarray,
+                    day: np.ndarray, factors, people_ar: np.ndarray, volume_ar: np.ndarray, sigma_v: np.ndarray) -> None:
+    """users/traffic (T, N) *= the noise factors of step 9 built from its draws (`volume_ar` is overwritten)."""
+    sigma = float(config.noise)
+    s = np.float32(sigma)
+    d_city, d_region, d_cell = factors
     log_people = d_region[day][:, _region_of_cell(config)]  # (T, N)
     log_people += d_city[day][:, None]
     log_people += d_cell[day]
     log_people *= 0.3 * s
-    log_people += (0.5 * s) * ar1_noise(rng_noise, T, N, float(np.exp(-slot_h / PEOPLE_TAU_HOURS)))
+    log_people += (0.5 * s) * people_ar
     log_people -= np.float32(sigma**2 * (0.25 + 3 * 0.09) / 2)  # each factor has mean 1
     people = np.exp(log_people)
     del log_people
-    # per-user volume: burstier where few users share the cell
-    mean_users = users.mean(axis=0)  # (N,)
-    sigma_v = sigma * np.minimum(np.sqrt(1 + FEW_USERS / np.maximum(mean_users, 1e-6)), 5.0)
-    log_volume = ar1_noise(rng_noise, T, N, float(np.exp(-slot_h / VOLUME_TAU_HOURS)))
+    log_volume = volume_ar
     log_volume *= sigma_v.astype(np.float32)
     log_volume -= (sigma_v**2 / 2).astype(np.float32)
     users *= people
@@ -227,13 +245,111 @@ def _apply_noise(
     traffic *= np.exp(log_volume)
 
 
-def make_city(config: SyntheticCityConfig | None = None, **overrides) -> City:
+def _apply_noise(
+    rng_noise: np.random.Generator,
+    rng_day: np.random.Generator,
+    config: SyntheticCityConfig,
+    users: np.ndarray,
+    traffic: np.ndarray,
+) -> NoiseState | None:
+    """Multiply users and traffic (T, N) in place by the noise of step 9; the state it ends in (None: no noise)."""
+    sigma = float(config.noise)
+    if sigma == 0:
+        return None
+    T, N = users.shape
+    slot_h = 24.0 / config.slots_per_day
+    counting = _counting_noise(rng_noise, users)
+    factors = _day_factors(rng_day, config.days + 1, config.n_regions, N)
+    people_ar = ar1_noise(rng_noise, T, N, float(np.exp(-slot_h / PEOPLE_TAU_HOURS)))
+    # per-user volume: burstier where few users share the cell
+    mean_users = users.mean(axis=0)  # (N,)
+    sigma_v = sigma * np.minimum(np.sqrt(1 + FEW_USERS / np.maximum(mean_users, 1e-6)), 5.0)
+    volume_ar = ar1_noise(rng_noise, T, N, float(np.exp(-slot_h / VOLUME_TAU_HOURS)))
+    state = NoiseState(people_ar[-1].copy(), volume_ar[-1].copy(), sigma_v, *factors)
+    _multiply_noise(config, users, traffic, counting, _day_index(np.arange(T), slot_h), factors, people_ar,
+                    volume_ar, sigma_v)
+    return state
+
+
+def _continue_noise(rng: np.random.Generator, config: SyntheticCityConfig, state: NoiseState, users: np.ndarray,
+                    traffic: np.ndarray, first_step: int) -> None:
+    """Multiply the future users/traffic (T', N) of steps [first_step, first_step + T') by step 9's noise,
+    continuing `state`: the AR(1) processes go on from their last values, the last observed day's factors
+    hold until 04:00 and new days draw new ones; `sigma_v` stays the observed one."""
+    T, N = users.shape
+    slot_h = 24.0 / config.slots_per_day
+    day = _day_index(np.arange(first_step, first_step + T), slot_h)
+    counting = _counting_noise(rng, users)
+    new = _day_factors(rng, int(day.max()) + 1 - state.d_city.size, config.n_regions, N)
+    factors = tuple(np.concatenate([old, extra]) for old, extra in
+                    zip((state.d_city, state.d_region, state.d_cell), new))
+    people_ar = ar1_continue(rng, state.people_last, T, float(np.exp(-slot_h / PEOPLE_TAU_HOURS)))
+    volume_ar = ar1_continue(rng, state.volume_last, T, float(np.exp(-slot_h / VOLUME_TAU_HOURS)))
+    _multiply_noise(config, users, traffic, counting, day, factors, people_ar, volume_ar, state.sigma_v)
+
+
+def _future_series(config: SyntheticCityConfig, layout: CityLayout, future_days: int, state: NoiseState | None,
+                   past_events: list[dict], per_user: np.ndarray):
+    """The `future_days` after the config's `days`: users, traffic (T', N), day_of_week, slot (T',), events.
+
+    A continuation, drawn from its own seeded streams so the observed days stay exactly what they are
+    without a future: expected series at the later steps (step 7), the tails of observed events that run
+    past the end and new events over the future days (step 8), and the noise of step 9 continued from
+    where it stopped (`_continue_noise`).
+    """
+    rh, rw = config.region_size
+    rows, cols = config.n_region_rows * rh, config.n_region_cols * rw
+    spd = config.slots_per_day
+    T = config.days * spd
+    steps = np.arange(T, T + future_days * spd)
+    users, traffic, _, dow, slot = expected_series(config, layout, steps)
+    rng_noise, rng_events = (np.random.default_rng(s) for s in np.random.SeedSequence([config.seed, 3]).spawn(2))
+    u3, x3 = users.reshape(-1, rows, cols), traffic.reshape(-1, rows, cols)
+    volume = EVENT_VOLUME * per_user.reshape(rows, cols)
+    land = layout.land_use[:rows, :cols] != WATER
+    for e in past_events:  # an event of the last evening may run past the end
+        event_burst(u3, x3, volume, land, e["row"], e["col"], e["start_hour"], e["duration_hours"],
+                    e["radius_cells"], e["peak_users"], 24.0 / spd, first_step=T)
+    events = _add_events(rng_events, replace(config, days=future_days), layout, u3, x3, volume)
+    for e in events:  # drawn on the future's own clock: shift to the city's
+        e.update(start_hour=e["start_hour"] + 24.0 * config.days, start_step=e["start_step"] + T, future=True)
+    if state is not None:
+        _continue_noise(rng_noise, config, state, users, traffic, T)
+    return users, traffic, dow, slot, events
+
+
+def _meta(config: SyntheticCityConfig, layout: CityLayout, kept: tuple[int, int], events: list[dict],
+          future_days: int) -> dict:
+    """The city's `meta`: generator, config, full land-use map, grid shapes, events (and future days)."""
+    meta = {
+        "generator": "forecasting.data.synthetic",
+        "config": asdict(config),
+        "land_use": layout.land_use.copy(),  # (rows, cols) full grid, index into land_use_names
+        "land_use_names": list(LAND_USES),
+        "grid_shape": (config.rows, config.cols),
+        "kept_shape": kept,
+        "grid_origin": GRID_ORIGIN,
+        "events": events,
+    }
+    if future_days:
+        meta["future_days"] = int(future_days)  # the last future_days * slots_per_day steps continue the config's days
+    return meta
+
+
+def make_city(config: SyntheticCityConfig | None = None, *, future_days: int = 0, **overrides) -> City:
     """Generate the synthetic city of `config` (default SyntheticCityConfig()) with field `overrides`.
+
+    `future_days` > 0 appends that many days *after* the config's `days`, continuing the same city (same
+    profiles, the noise processes and day factors carried on, new events): the first `days` are exactly
+    the city generated without a future, so `make_city(c, future_days=k).head(c.days * c.slots_per_day)`
+    equals `make_city(c)` and the rest is the future a forecast of it can be scored against.
 
     >>> city = make_city(rows=8, cols=8, slots_per_day=24, seed=3)
     >>> city.traffic.shape
     (4, 336, 4, 4)
     """
+    if isinstance(future_days, bool) or not isinstance(future_days, (int, np.integer)) or future_days < 0:
+        raise ValueError(f"future_days must be a whole number >= 0, got {future_days!r}")
     config = config or SyntheticCityConfig()
     if overrides:
         known = {f.name for f in fields(SyntheticCityConfig)}
@@ -259,7 +375,13 @@ def make_city(config: SyntheticCityConfig | None = None, **overrides) -> City:
         traffic.reshape(T, rows, cols),
         EVENT_VOLUME * per_user.reshape(rows, cols),
     )
-    _apply_noise(rng_noise, rng_day, config, users, traffic)
+    state = _apply_noise(rng_noise, rng_day, config, users, traffic)
+    if future_days:
+        f_users, f_traffic, f_dow, f_slot, f_events = _future_series(config, layout, future_days, state, events,
+                                                                     per_user)
+        users, traffic = np.concatenate([users, f_users]), np.concatenate([traffic, f_traffic])
+        dow, slot, events = np.concatenate([dow, f_dow]), np.concatenate([slot, f_slot]), events + f_events
+        T = dow.size
 
     # regions, geometry, splits
     R = config.n_regions
@@ -274,16 +396,7 @@ def make_city(config: SyntheticCityConfig | None = None, **overrides) -> City:
         [x0 + region_rc[:, 1] * config.cell_size, y0 - region_rc[:, 0] * config.cell_size], axis=1
     )
     start = START_DATE + np.timedelta64(config.start_day_of_week, "D")
-    meta = {
-        "generator": "forecasting.data.synthetic",
-        "config": asdict(config),
-        "land_use": layout.land_use.copy(),  # (rows, cols) full grid, index into land_use_names
-        "land_use_names": list(LAND_USES),
-        "grid_shape": (config.rows, config.cols),
-        "kept_shape": (rows, cols),
-        "grid_origin": GRID_ORIGIN,
-        "events": events,
-    }
+    meta = _meta(config, layout, (rows, cols), events, future_days)
     return City(
         name=config.name,
         traffic=np.maximum(traffic_r, 0.0),

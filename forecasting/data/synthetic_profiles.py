@@ -156,6 +156,23 @@ def ar1_noise(rng: np.random.Generator, n_steps: int, n_series: int, rho: float)
     return e
 
 
+def ar1_continue(rng: np.random.Generator, last: np.ndarray, n_steps: int, rho: float) -> np.ndarray:
+    """The next `n_steps` of AR(1) processes whose last values are `last` (n_series,): (n_steps, n_series).
+
+    x_0 = rho last + sqrt(1 - rho^2) e_0, then as in `ar1_noise`: the continuation of a series drawn by
+    `ar1_noise`, with the same stationary unit variance (a synthetic city's future, see `make_city`).
+    """
+    e = rng.standard_normal((n_steps, np.size(last)), dtype=np.float32)
+    c = np.float32(np.sqrt(1 - rho**2))
+    r = np.float32(rho)
+    e[0] *= c
+    e[0] += r * np.asarray(last, dtype=np.float32)
+    for t in range(1, n_steps):
+        e[t] *= c
+        e[t] += r * e[t - 1]
+    return e
+
+
 def _ramped_box(hours: np.ndarray, start: float, end: float, ramp: float = 0.06) -> np.ndarray:
     """Smooth indicator of [start, end] on absolute hours: logistic ramps (10-90 % in ~15 min)."""
     return 1 / (1 + np.exp(-(hours - start) / ramp)) / (1 + np.exp(-(end - hours) / ramp))
@@ -174,12 +191,10 @@ def _add_events(
     rh, rw = config.region_size
     n_events = rng.poisson(config.event_rate * config.n_regions * config.days / 7)
     slot_h = 24.0 / config.slots_per_day
-    offs = _subsamples(slot_h * 60)
     stocks = layout.stocks[:rows, :cols]
     weight = stocks[..., VISIT] + stocks[..., LEISURE] + 0.5 * stocks[..., TRANSIT]
     land = layout.land_use[:rows, :cols] != WATER
     mean_users = users.mean(axis=0)
-    yy, xx = _cell_coords((rows, cols))
     records = []
     for _ in range(n_events):
         region = int(rng.integers(config.n_regions))
@@ -193,20 +208,8 @@ def _add_events(
         duration = rng.uniform(1.5, 4.5)
         radius = rng.uniform(0.5, 1.2)
         peak = float(rng.lognormal(np.log(2.5), 0.5) * (mean_users[row, col] + 5.0))
-        t0 = max(0, int(np.floor((start - 1.0) / slot_h)))
-        t1 = min(T, int(np.ceil((start + duration + 1.0) / slot_h)) + 1)
-        if t0 >= t1:
+        if not event_burst(users, traffic, volume, land, row, col, start, duration, radius, peak, slot_h):
             continue
-        hours = slot_h * (np.arange(t0, t1)[:, None] + offs[None, :])  # sub-samples of each slot
-        envelope = _ramped_box(hours, start, start + duration).mean(1)  # (t,)
-        # footprint in a box of +-4 cells (it is < 0.02 beyond 3.4 radius)
-        ra, rb, ca, cb = max(0, row - 4), min(rows, row + 5), max(0, col - 4), min(cols, col + 5)
-        d2 = (yy[ra:rb, ca:cb] - row) ** 2 + (xx[ra:rb, ca:cb] - col) ** 2
-        footprint = np.exp(-0.5 * d2 / radius**2) * land[ra:rb, ca:cb]
-        footprint[footprint < 0.02] = 0.0
-        extra = (peak * envelope[:, None, None] * footprint[None]).astype(np.float32)  # (t, box)
-        users[t0:t1, ra:rb, ca:cb] += extra
-        traffic[t0:t1, ra:rb, ca:cb] += extra * volume[None, ra:rb, ca:cb]
         records.append(
             {
                 "row": int(row),
@@ -220,3 +223,30 @@ def _add_events(
             }
         )
     return records
+
+
+def event_burst(users: np.ndarray, traffic: np.ndarray, volume: np.ndarray, land: np.ndarray, row: int, col: int,
+                start: float, duration: float, radius: float, peak: float, slot_h: float, first_step: int = 0) -> bool:
+    """Add one event's extra users (and their traffic) in place to users/traffic (T, rows, cols).
+
+    The arrays hold the steps [first_step, first_step + T) of the city; `start` is in hours since its
+    step 0. Returns False when the event misses those steps (nothing added).
+    """
+    T, rows, cols = users.shape
+    t0 = max(first_step, int(np.floor((start - 1.0) / slot_h)))
+    t1 = min(first_step + T, int(np.ceil((start + duration + 1.0) / slot_h)) + 1)
+    if t0 >= t1:
+        return False
+    hours = slot_h * (np.arange(t0, t1)[:, None] + _subsamples(slot_h * 60)[None, :])  # sub-samples of each slot
+    envelope = _ramped_box(hours, start, start + duration).mean(1)  # (t,)
+    # footprint in a box of +-4 cells (it is < 0.02 beyond 3.4 radius)
+    yy, xx = _cell_coords((rows, cols))
+    ra, rb, ca, cb = max(0, row - 4), min(rows, row + 5), max(0, col - 4), min(cols, col + 5)
+    d2 = (yy[ra:rb, ca:cb] - row) ** 2 + (xx[ra:rb, ca:cb] - col) ** 2
+    footprint = np.exp(-0.5 * d2 / radius**2) * land[ra:rb, ca:cb]
+    footprint[footprint < 0.02] = 0.0
+    extra = (peak * envelope[:, None, None] * footprint[None]).astype(np.float32)  # (t, box)
+    a, b = t0 - first_step, t1 - first_step
+    users[a:b, ra:rb, ca:cb] += extra
+    traffic[a:b, ra:rb, ca:cb] += extra * volume[None, ra:rb, ca:cb]
+    return True

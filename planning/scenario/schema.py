@@ -219,9 +219,11 @@ class ForecasterSpec(_Strict):
 class Horizon(_Strict):
     """The planned period: a slice of the series, optionally aggregated to coarser slots."""
 
-    days: float | None = Field(None, gt=0, description="length of the planned period in days (default: all that can be forecast)")
+    days: float | None = Field(None, gt=0, description="length of the planned period in days (default: all that can be "
+                               "forecast; in mode: plan, how far past the end of the data, default 1)")
     start_day: float | None = Field(
-        None, ge=0, description="start, in days from the first step of the series (default: the period ends at the last step)"
+        None, ge=0, description="start, in days from the first step of the series (default: the period ends at the last "
+        "step; not in mode: plan, which starts at the end)"
     )
     slots_per_day: int | None = Field(None, ge=1, description="aggregate to this many slots per day (must divide the city's)")
     aggregate: Literal["mean", "max", "sum"] | None = Field(
@@ -415,6 +417,9 @@ class Scenario(_Strict):
 
     name: str = Field("scenario", description="label used in reports (default: the file name)")
     description: str = Field("", description="free text copied into the report")
+    mode: Literal["backtest", "plan"] = Field(
+        "backtest", description="backtest: plan a period of the data and replay the plans on its real series; "
+        "plan: forecast past the end of the data and write the plans (no replay, no oracle)")
     seed: int = Field(0, description="seed of the synthetic city, of UoMo sampling and of random splits")
     city: CitySpec = Field(description="where the data comes from (`source` picks the kind)")
     area: Area = Field(default_factory=Area, description="which cells to plan")
@@ -430,6 +435,12 @@ class Scenario(_Strict):
     def _check(self) -> "Scenario":
         if self.deployment is None and self.sleep is None:
             raise ValueError("the scenario defines no problem: add a `deployment:` and/or a `sleep:` section")
+        if self.mode == "plan":
+            from .modes import plan_mode_problems
+
+            bad = plan_mode_problems(self)
+            if bad:
+                raise ValueError("mode: plan: " + "; ".join(f"{key}: {why}" for key, why in bad))
         from forecasting.baselines import BASELINES
 
         for problem in self.problems:
