@@ -80,8 +80,8 @@ def load_forecaster(name: str, city: City) -> Forecaster:
 DEPLOY_SETTINGS = [("point", {}), *[("quantile", {"q": q}) for q in (0.6, 0.7, 0.8, 0.9)], ("scenarios", {})]
 SLEEP_SETTINGS = [("point", {}), *[("quantile", {"q": q}) for q in (0.7, 0.8, 0.9, 0.95)],
                   *[("scenarios", {"epsilon": e}) for e in (None, 0.2, 0.1, 0.05)]]
-ROLLING_EVERY = (2, 4, 8)  # re-plan interval R (slots); forecasts are drawn every min(R) slots once
-ROLLING_SETTINGS = [("point", {}), *[("quantile", {"q": q}) for q in (0.8, 0.9)],
+ROLLING_EVERY = (1, 2, 4, 8)  # re-plan interval R (slots); forecasts are drawn every min(R) slots once
+ROLLING_SETTINGS = [("point", {}), *[("quantile", {"q": q}) for q in (0.6, 0.7, 0.8, 0.9)],
                     *[("scenarios", {"epsilon": e}) for e in (None, 0.1)]]
 
 
