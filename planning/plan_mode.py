@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from .results import ForecastRun
+from .results import ForecastRun, RunOutcome
 from .scenario.modes import PLAN_DAYS
 from .scenario.schema import PROBLEMS, Scenario, ScenarioError
 
@@ -52,22 +52,11 @@ class PlannedProblem:
 
 
 @dataclass
-class PlanResult:
+class PlanResult(RunOutcome):
     """Everything a plan-mode run produced, in memory (`planning.plan_output.write_plan` writes it)."""
 
-    scenario: Scenario
-    city: str
-    crs: str | None
-    problems: dict[str, PlannedProblem]
-    timings: dict[str, float]
-    warnings: list[str]
-    info: dict
+    info: dict = field(default_factory=dict)
     mode: str = "plan"
-
-    @property
-    def status(self) -> str:
-        """'optimal', or 'time_limit' when some plan is a time-limited incumbent."""
-        return "time_limit" if any(p.status == "time_limit" for p in self.problems.values()) else "optimal"
 
 
 def plan_steps(city: "City", days: float | None) -> int:

@@ -62,17 +62,24 @@ class ProblemRun:
 
 
 @dataclass
-class ScenarioResult:
-    """Everything a run produced, in memory."""
+class RunOutcome:
+    """What every scenario run holds, back-test or plan: the problems it solved and how it went."""
 
     scenario: Scenario
     city: str
     crs: str | None
-    problems: dict[str, ProblemRun]
+    problems: dict  # problem name -> ProblemRun (back-test) or PlannedProblem (plan mode)
     timings: dict[str, float]
     warnings: list[str]
-    city_info: dict = field(default_factory=dict)
 
     @property
     def status(self) -> str:
+        """'optimal', or 'time_limit' when some plan is a time-limited incumbent."""
         return "time_limit" if any(p.status == "time_limit" for p in self.problems.values()) else "optimal"
+
+
+@dataclass
+class ScenarioResult(RunOutcome):
+    """Everything a back-test run produced, in memory."""
+
+    city_info: dict = field(default_factory=dict)
