@@ -3,8 +3,9 @@
 The embedded default city of the toolkit (README demo, unit tests, extra pre-training data, planning
 benchmarks). `make_city(config)` returns a `forecasting.data.City`; the same seed always gives the
 same city, and the *layout* (land use, POI, residents) depends only on the seed, the grid size and
-the layout fields (cell_size, water_fraction, n_poi_categories), so cities that differ only in `days`,
-`slots_per_day`, `noise` or `event_rate` share one geography.
+the layout fields (cell_size, water_fraction, n_poi_categories and the intensity knobs level_sigma,
+hotspot_share, hotspot_tail), so cities that differ only in `days`, `slots_per_day`, `noise`,
+`event_rate` or the other variation knobs share one geography.
 
 The generator reads like its pipeline, one module a stage:
 
@@ -12,6 +13,7 @@ The generator reads like its pipeline, one module a stage:
     synthetic_layout.py    vocabulary and tables; the layout: density, river, hubs, zones, people, POI
                            (steps 1-5 below)
     synthetic_profiles.py  daily/weekly profiles in continuous time (step 6), AR(1) noise, events (step 8)
+    synthetic_variation.py level shifts, all-zero and intermittent cells (step 10)
     synthetic.py           this module: expected users and traffic (step 7), noise (step 9), regions,
                            splits and the `City`; `make_city`, `city_from_name`, `region_land_use`
 
@@ -42,7 +44,8 @@ Cells i = (row, col) of side `cell_size` metres; time t in slots of Dt minutes; 
 
 9. Noise, multiplicative and temporally correlated. zeta, eta are independent stationary AR(1)
    processes with unit variance (discretised Ornstein-Uhlenbeck: rho = exp(-Dt / tau) for any
-   granularity; tau = 3 h for the people present, 2 h for the volume per user); delta are N(0, 1)
+   granularity; tau = `people_tau_hours` (3 h) for the people present, `volume_tau_hours` (2 h) for the
+   volume per user); delta are N(0, 1)
    day factors (days start at 04:00) of the city d, of each region rd and of each cell id; eps is
    white N(0, 1) noise:
 
@@ -57,6 +60,11 @@ Cells i = (row, col) of side `cell_size` metres; time t in slots of Dt minutes; 
    is burstier in quiet cells (as in the real data, where the log-residual spread of traffic falls
    from ~1 in the quietest cells to ~0.25 in the busiest), and users a counting noise of variance
    ~ theta U. Everything is >= 0, float32.
+
+10. Cell-level variation (synthetic_variation.py): level steps of regions and cells, all-zero cells
+   (`zero_cell_share`) and intermittent cells. Off by default.
+
+The city family drawn from wide priors over these knobs is `forecasting.data.synthetic_prior`.
 
 Geometry and regions: the grid is cut into `region_size` blocks (regions, row-major); rows/cols that
 are not multiples of the region size are cropped (the trailing partial band of cells is dropped; the
@@ -110,12 +118,13 @@ from .synthetic_profiles import (  # noqa: F401
     component_profiles,
     weekly_rates,
 )
+from .synthetic_variation import apply_cell_variation, has_cell_variation
 
 USERS_PER_PERSON = 0.01  # phi: connected users (this operator, per slot) per present active person
 VOLUME_PER_USER_MINUTE = 5.0  # kappa: traffic units (nominally MB) per connected user per minute
 EVENT_VOLUME = 1.4  # per-user volume of event attendees (photos, video)
-PEOPLE_TAU_HOURS = 3.0  # correlation time of the AR(1) noise of the people present
-VOLUME_TAU_HOURS = 2.0  # correlation time of the AR(1) noise of the volume per user
+PEOPLE_TAU_HOURS = SyntheticCityConfig.people_tau_hours  # default correlation time, people present
+VOLUME_TAU_HOURS = SyntheticCityConfig.volume_tau_hours  # default correlation time, volume per user
 FEW_USERS = 5.0  # U0: the volume noise grows as sqrt(1 + U0 / mean users) in quiet cells
 COUNT_DISPERSION = 0.3  # theta: variance of the users' counting noise = theta * expected users
 
@@ -173,7 +182,7 @@ def expected_series(
     t = np.arange(config.days * spd)
     dow = (config.start_day_of_week + t // spd) % 7
     slot = t % spd
-    users_rate, traffic_rate = weekly_rates(spd)  # (7, spd, K)
+    users_rate, traffic_rate = weekly_rates(spd, config)  # (7, spd, K)
     stocks = layout.stocks[:rows, :cols].reshape(rows * cols, -1)  # (N, K)
     users = (USERS_PER_PERSON * users_rate[dow, slot] @ stocks.T).astype(np.float32)  # (T, N)
     traffic = (USERS_PER_PERSON * traffic_rate[dow, slot] @ stocks.T).astype(np.float32)
@@ -211,14 +220,14 @@ def _apply_noise(
     log_people += d_city[day][:, None]
     log_people += d_cell[day]
     log_people *= 0.3 * s
-    log_people += (0.5 * s) * ar1_noise(rng_noise, T, N, float(np.exp(-slot_h / PEOPLE_TAU_HOURS)))
+    log_people += (0.5 * s) * ar1_noise(rng_noise, T, N, float(np.exp(-slot_h / config.people_tau_hours)))
     log_people -= np.float32(sigma**2 * (0.25 + 3 * 0.09) / 2)  # each factor has mean 1
     people = np.exp(log_people)
     del log_people
     # per-user volume: burstier where few users share the cell
     mean_users = users.mean(axis=0)  # (N,)
     sigma_v = sigma * np.minimum(np.sqrt(1 + FEW_USERS / np.maximum(mean_users, 1e-6)), 5.0)
-    log_volume = ar1_noise(rng_noise, T, N, float(np.exp(-slot_h / VOLUME_TAU_HOURS)))
+    log_volume = ar1_noise(rng_noise, T, N, float(np.exp(-slot_h / config.volume_tau_hours)))
     log_volume *= sigma_v.astype(np.float32)
     log_volume -= (sigma_v**2 / 2).astype(np.float32)
     users *= people
@@ -260,6 +269,10 @@ def make_city(config: SyntheticCityConfig | None = None, **overrides) -> City:
         EVENT_VOLUME * per_user.reshape(rows, cols),
     )
     _apply_noise(rng_noise, rng_day, config, users, traffic)
+    variation = {}
+    if has_cell_variation(config):  # step 10; its own stream, so the other draws stay as they were
+        rng_variation = np.random.default_rng(np.random.SeedSequence([config.seed, 3]))
+        variation = apply_cell_variation(rng_variation, config, users, traffic, _region_of_cell(config))
 
     # regions, geometry, splits
     R = config.n_regions
@@ -283,6 +296,7 @@ def make_city(config: SyntheticCityConfig | None = None, **overrides) -> City:
         "kept_shape": (rows, cols),
         "grid_origin": GRID_ORIGIN,
         "events": events,
+        **variation,  # zero_cells, intermittent_cells (flat indices of the kept grid) when step 10 ran
     }
     return City(
         name=config.name,
