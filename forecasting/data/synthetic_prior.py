@@ -64,7 +64,7 @@ class SyntheticPrior:
     volume_tau_hours: tuple[float, float] = (0.1, 8.0)
     event_rate: tuple[float, float] = (0.0, 4.0)
     event_scale: tuple[float, float] = (0.5, 4.0)
-    day_contrast: tuple[float, float] = (0.35, 1.6)
+    day_contrast: tuple[float, float] = (0.3, 1.4)
     peak_shift_hours: tuple[float, float] = (-2.0, 2.0)
     n_extra_peaks: tuple[int, int] = (0, 3)
     peak_width_hours: tuple[float, float] = (0.5, 3.0)
@@ -77,7 +77,7 @@ class SyntheticPrior:
     level_shift_prob: tuple[float, float] = (0.0, 0.5)
     level_shift_sigma: tuple[float, float] = (0.2, 1.0)
     zero_cell_share: tuple[float, float] = (0.0, 0.5)
-    intermittent_share: tuple[float, float] = (0.0, 0.15)
+    intermittent_share: tuple[float, float] = (0.0, 0.1)
     intermittent_duty: tuple[float, float] = (0.05, 0.5)
     intermittent_hours: tuple[float, float] = (0.5, 4.0)
 
