@@ -44,13 +44,13 @@ from .checkpoint import (
     scalers_to_dict,
 )
 from .augment import AUGMENTATIONS, augment_batch
-from .data import City, CityScalers, DataError, few_shot_city, load_cities, make_windows, window_starts
+from .data import City, CityScalers, DataError, few_shot_city, load_cities, window_starts
 from .diffusion import make_schedule, training_loss
 from .encoding import ContextSwitches, encode, roll_context
-from .inference import SamplingConfig, default_device, predict_samples
-from .interface import hide
-from .masks import EVAL_TASKS, batch_masks
+from .inference import default_device
+from .masks import batch_masks
 from .model import PRESETS, UoMoConfig, UoMoNet, preset
+from .validation import city_group, validate_model
 
 TASK_MIX_DEFAULT = {"short": 0.3, "long": 0.3, "generation": 0.25, "random": 0.15}
 
@@ -149,12 +149,6 @@ def build_pool(city: City, length: int = 64, fraction: float = 1.0, weight: floa
     return CityPool(city, scalers, scalers.traffic.transform(city.traffic), users, pairs, weight)
 
 
-def city_group(city: City) -> str:
-    """The group a city is weighted and validated in: its family (`meta["family"]`, e.g. the synthetic
-    prior's cities) or else the city itself."""
-    return str(city.meta.get("family", city.name))
-
-
 def city_sampling_weights(cities: Sequence[City], weights: dict) -> list[float]:
     """Relative batch share of each city: `weights[name]` if given, else its group's weight
     (`weights[group]`, default 1) shared evenly by the group's cities, so a family of N cities counts
@@ -233,49 +227,6 @@ def draw_batch(pools: Sequence[CityPool], size: int, task_mix: dict, rng: np.ran
             masks[idx] = batch_masks(name, idx.size, (T, H, W))
     out["mask"] = masks & out["valid"]  # padded cells are neither forecast nor scored
     return out
-
-
-# ----------------------------------------------------------------------------------------------------
-# Validation with the real task metric
-# ----------------------------------------------------------------------------------------------------
-
-
-def validate_model(net, schedule, pools, cfg: TrainConfig, device) -> dict:
-    """MAE of sampled point forecasts on val windows of each city group x task; 'score' is their mean
-    (None when no city has val regions).
-
-    A group is a city, or a family of cities (`city_group`) whose members share the `val_max_windows`
-    budget and whose MAE pools their scored entries, so 64 prior cities weigh in as one city."""
-    groups: dict[str, list[CityPool]] = {}
-    for pool in pools:
-        if pool.city.regions("val").size:
-            groups.setdefault(city_group(pool.city), []).append(pool)
-    results = {}
-    for name, members in groups.items():
-        budget = max(1, cfg.val_max_windows // len(members))
-        errors = [_val_errors(net, schedule, pool, cfg, device, budget) for pool in members]
-        for task in EVAL_TASKS:
-            if len(errors) == 1:  # one city: the plain mean
-                results[f"{name}/{task}"] = float(errors[0][task].mean())
-            else:
-                results[f"{name}/{task}"] = float(np.concatenate([e[task] for e in errors]).mean())
-    results["score"] = float(np.mean(list(results.values()))) if results else None  # None: no val regions
-    return results
-
-
-def _val_errors(net, schedule, pool: CityPool, cfg: TrainConfig, device, max_windows: int) -> dict:
-    """Absolute errors of the sampled median at every scored entry of `pool`'s val windows, per task."""
-    sampling = SamplingConfig(steps=cfg.val_steps, n_samples=cfg.val_samples, seed=cfg.seed)
-    win = make_windows(pool.city, split="val", stride=cfg.val_stride, scalers=pool.scalers)
-    if len(win) > max_windows:
-        win = win.take(np.linspace(0, len(win) - 1, max_windows).astype(int))
-    errors = {}
-    for task in EVAL_TASKS:
-        mask = batch_masks(task, len(win), win.traffic.shape[1:], rng=np.random.default_rng(cfg.seed))
-        samples = predict_samples(net, schedule, hide(win, mask, keep_users=cfg.future_users), mask, sampling,
-                                  cfg.context_switches, device)
-        errors[task] = np.abs(np.median(samples, 0) - win.traffic)[mask]
-    return errors
 
 
 # ----------------------------------------------------------------------------------------------------
