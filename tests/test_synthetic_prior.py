@@ -5,7 +5,7 @@ from dataclasses import fields
 import numpy as np
 import pytest
 
-from forecasting.data import DataError, load_cities, load_city
+from forecasting.data import DataError, concat_windows, load_cities, load_city, make_windows
 from forecasting.data.synthetic import SYNTHETIC_PRESETS, SyntheticCityConfig, city_from_name, make_city
 from forecasting.data.synthetic_prior import (
     DEFAULT_PRIOR,
@@ -183,3 +183,14 @@ def test_training_on_four_prior_cities_runs(tmp_path):
     keys = set(summary["history"][-1])
     assert {"synthetic-prior/short", "synthetic-prior/long", "synthetic-prior/generation"} <= keys
     assert not any(k.startswith("synthetic-prior@") for k in keys)  # the family is validated as one group
+
+
+def test_windows_of_a_family_concatenate_by_granularity():
+    a, b = make_city(**SMALL, seed=1), make_city(**SMALL, seed=2)
+    wa, wb = make_windows(a, split="train", stride=32), make_windows(b, split="val", stride=32)
+    joint = concat_windows([wa, wb], "pair")
+    assert len(joint) == len(wa) + len(wb) and joint.city == "pair" and joint.scalers is None
+    assert np.array_equal(joint.traffic[len(wa):], wb.traffic) and np.array_equal(joint.poi[: len(wa)], wa.poi)
+    hourly_half = make_windows(make_city(**{**SMALL, "slots_per_day": 48}), stride=32)
+    with pytest.raises(DataError, match="slots_per_day"):
+        concat_windows([wa, hourly_half], "mixed")
