@@ -61,6 +61,13 @@ def _spread(values: list[float]) -> str:
     return f"{q[0]:.3f} / {q[1]:.3f} / {q[2]:.3f} ({min(values):.3f}-{max(values):.3f})"
 
 
+def _inside(stats: dict[str, dict], values: list[float], key: str) -> str:
+    """The names of the cities whose statistic `key` lies within the 10-90% band of `values`."""
+    low, high = np.quantile(values, [0.1, 0.9])
+    inside = [name.split(" ")[0] for name, s in stats.items() if low <= s[key] <= high]
+    return ", ".join(inside) or "none"
+
+
 def build_prior(n: int, seed: int) -> tuple[list[City], float, float]:
     """The prior's first `n` cities, the seconds it took and the megabytes their arrays hold."""
     start = time.perf_counter()
@@ -77,9 +84,9 @@ def report(n: int, seed: int) -> str:
     stats["synthetic (preset)"] = city_statistics(load_city("synthetic"))
     prior_stats = [city_statistics(c) for c in prior]
     header = ["statistic", *(f"{k} train" if k in ("nanjing", "nanchang") else k for k in stats),
-              f"prior, {n} cities: q10 / median / q90 (range)"]
-    rows = [[text, *(f"{s[key]:.3f}" for s in stats.values()), _spread([p[key] for p in prior_stats])]
-            for key, text in STATISTICS.items()]
+              f"prior, {n} cities: q10 / median / q90 (range)", "inside the prior's q10-q90"]
+    rows = [[text, *(f"{s[key]:.3f}" for s in stats.values()), _spread([p[key] for p in prior_stats]),
+             _inside(stats, [p[key] for p in prior_stats], key)] for key, text in STATISTICS.items()]
     spd = sorted({c.slots_per_day for c in prior})
     lines = [
         "# The synthetic prior beside the real cities", "",
