@@ -323,7 +323,10 @@ def _train_loop(cfg: TrainConfig, resume: bool, cities: Sequence[City] | None, p
     out = Path(cfg.out)
     torch.manual_seed(cfg.seed)
 
-    city_objs = list(cities) if cities is not None else [c for name in cfg.cities for c in load_cities(name, cfg.data_dir)]
+    if cities is not None:
+        city_objs = list(cities)
+    else:  # a family name ('synthetic-prior:64') stands for several cities
+        city_objs = [c for name in cfg.cities for c in load_cities(name, cfg.data_dir)]
     weights = city_sampling_weights(city_objs, cfg.city_weights or {})
     pools = [build_pool(c, fraction=cfg.train_fraction, weight=w) for c, w in zip(city_objs, weights)]
     if not any(len(p.pairs) for p in pools):

@@ -55,6 +55,9 @@ def load_cities(source: str | Path, data_dir: str | Path | None = None, **kwargs
 def _synthetic_city(name: str, **kwargs) -> City:
     """A synthetic preset, or one city of the synthetic prior (DataError for a family of several)."""
     parsed = parse_prior_name(name)
+    if parsed is None and name.startswith("synthetic-prior"):
+        raise DataError(f"{name!r}: name prior cities synthetic-prior:N, synthetic-prior:A-B, synthetic-prior@S:N "
+                        "or synthetic-prior@S#K")
     if parsed is None:
         return city_from_name(name, **kwargs)
     if len(parsed[1]) != 1:
