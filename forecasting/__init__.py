@@ -3,7 +3,8 @@
 Modules, in pipeline order:
 
     data/            `City` and its loaders (npz, release JSON, long tables, synthetic), `load_city`,
-                     the per-city scaler, 64-step windows, geometry
+                     the synthetic prior (families of cities, `load_cities`), the per-city scaler,
+                     64-step windows, geometry
     masks.py         the tasks' masks (short/long horizon, generation, random) as boolean arrays
     encoding.py      windows + masks -> model tensors (per-cell scaling, lag channel, context hiding)
     model.py         the network only (tokeniser, DiT blocks with adaLN, context encoders); presets
@@ -11,6 +12,7 @@ Modules, in pipeline order:
     checkpoint.py    save / safe load / resolve (shipped names) of checkpoints, the weights they hold
     augment.py       training-time augmentation of window batches (grid symmetries)
     train.py         one loop for pre-training and fine-tuning; resume; DDP (`uomo-train`)
+    validation.py    validation during training: MAE of sampled forecasts per city (or family) x task
     inference.py     batched, seeded sampling of a network on windows (`SamplingConfig`, the device)
     forecast.py      a checkpoint -> samples / mean / quantiles, tidy frames (`load_forecaster`)
     forward.py       forecasts past the end of the data (or back-tests from any step): rolled sample

@@ -44,13 +44,13 @@ from .checkpoint import (
     scalers_to_dict,
 )
 from .augment import AUGMENTATIONS, augment_batch
-from .data import City, CityScalers, DataError, few_shot_city, load_city, make_windows, window_starts
+from .data import City, CityScalers, DataError, few_shot_city, load_cities, window_starts
 from .diffusion import make_schedule, training_loss
 from .encoding import ContextSwitches, encode, lead_weight, roll_context
-from .inference import SamplingConfig, default_device, predict_samples
-from .interface import hide
-from .masks import EVAL_TASKS, batch_masks
+from .inference import default_device
+from .masks import batch_masks
 from .model import PRESETS, UoMoConfig, UoMoNet, preset
+from .validation import city_group, validate_model
 
 TASK_MIX_DEFAULT = {"short": 0.3, "long": 0.3, "generation": 0.25, "random": 0.15}
 
@@ -81,7 +81,7 @@ class TrainConfig:
     carry_channel: bool = False  # the network also reads each cell's last observed value (UoMoConfig.carry)
     init_from: str | None = None
     train_fraction: float = 1.0  # few-shot: first share of each city's training windows (few_shot_city)
-    city_weights: dict = field(default_factory=dict)  # city name -> relative sampling weight (default 1)
+    city_weights: dict = field(default_factory=dict)  # city or family name -> relative weight (city_sampling_weights)
     val_every: int = 1000
     save_every: int = 100  # last.pt is also written every this many steps (a killed run loses less)
     lr_horizon: int | None = None  # steps of the cosine decay; fixed at first launch (None: `steps`)
@@ -152,6 +152,21 @@ def build_pool(city: City, length: int = 64, fraction: float = 1.0, weight: floa
     return CityPool(city, scalers, scalers.traffic.transform(city.traffic), users, pairs, weight)
 
 
+def city_sampling_weights(cities: Sequence[City], weights: dict) -> list[float]:
+    """Relative batch share of each city: `weights[name]` if given, else its group's weight
+    (`weights[group]`, default 1) shared evenly by the group's cities, so a family of N cities counts
+    as one city: w_c = W_g / N_g. A key naming neither a city nor a group is refused (a typo)."""
+    sizes: dict[str, int] = {}
+    for c in cities:
+        sizes[city_group(c)] = sizes.get(city_group(c), 0) + 1
+    unknown = sorted(set(weights) - sizes.keys() - {c.name for c in cities})
+    if unknown:
+        raise ValueError(f"--city-weight names no city or family of this run: {unknown} "
+                         f"(cities/families: {sorted(sizes)})")
+    return [float(weights[c.name]) if c.name in weights
+            else float(weights.get(city_group(c), 1.0)) / sizes[city_group(c)] for c in cities]
+
+
 def draw_batch(pools: Sequence[CityPool], size: int, task_mix: dict, rng: np.random.Generator,
                augment: str = "none") -> dict:
     """A batch of windows (one grid shape) with a task mask each; numpy arrays, deterministic in rng.
@@ -215,31 +230,6 @@ def draw_batch(pools: Sequence[CityPool], size: int, task_mix: dict, rng: np.ran
             masks[idx] = batch_masks(name, idx.size, (T, H, W))
     out["mask"] = masks & out["valid"]  # padded cells are neither forecast nor scored
     return out
-
-
-# ----------------------------------------------------------------------------------------------------
-# Validation with the real task metric
-# ----------------------------------------------------------------------------------------------------
-
-
-def validate_model(net, schedule, pools, cfg: TrainConfig, device) -> dict:
-    """MAE of sampled point forecasts on val windows of each city x task; 'score' is their mean (None
-    when no city has val regions)."""
-    results = {}
-    sampling = SamplingConfig(steps=cfg.val_steps, n_samples=cfg.val_samples, seed=cfg.seed)
-    for pool in pools:
-        if pool.city.regions("val").size == 0:
-            continue
-        win = make_windows(pool.city, split="val", stride=cfg.val_stride, scalers=pool.scalers)
-        if len(win) > cfg.val_max_windows:
-            win = win.take(np.linspace(0, len(win) - 1, cfg.val_max_windows).astype(int))
-        for task in EVAL_TASKS:
-            mask = batch_masks(task, len(win), win.traffic.shape[1:], rng=np.random.default_rng(cfg.seed))
-            samples = predict_samples(net, schedule, hide(win, mask, keep_users=cfg.future_users), mask, sampling, cfg.context_switches, device)
-            point = np.median(samples, 0)
-            results[f"{pool.city.name}/{task}"] = float(np.abs(point - win.traffic)[mask].mean())
-    results["score"] = float(np.mean(list(results.values()))) if results else None  # None: no val regions
-    return results
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -346,9 +336,12 @@ def _train_loop(cfg: TrainConfig, resume: bool, cities: Sequence[City] | None, p
     out = Path(cfg.out)
     torch.manual_seed(cfg.seed)
 
-    city_objs = list(cities) if cities is not None else [load_city(c, cfg.data_dir) for c in cfg.cities]
-    weights = cfg.city_weights or {}
-    pools = [build_pool(c, fraction=cfg.train_fraction, weight=float(weights.get(c.name, 1.0))) for c in city_objs]
+    if cities is not None:
+        city_objs = list(cities)
+    else:  # a family name ('synthetic-prior:64') stands for several cities
+        city_objs = [c for name in cfg.cities for c in load_cities(name, cfg.data_dir)]
+    weights = city_sampling_weights(city_objs, cfg.city_weights or {})
+    pools = [build_pool(c, fraction=cfg.train_fraction, weight=w) for c, w in zip(city_objs, weights)]
     if not any(len(p.pairs) for p in pools):
         raise DataError("no training windows: every city needs 'train' regions of at least 64 steps")
     pools = [p for p in pools if len(p.pairs)]
@@ -514,7 +507,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = make_parser("uomo-train", description=__doc__)
     p.add_argument("--preset", default=d.preset, choices=list(PRESETS),
                    help="model size preset (forecasting.model.PRESETS)")
-    p.add_argument("--cities", nargs="+", default=d.cities, help="synthetic presets, real city names in --data-dir, or .npz paths")
+    p.add_argument("--cities", nargs="+", default=d.cities,
+                   help="synthetic presets, real city names in --data-dir, .npz paths, or N cities of the synthetic "
+                        "prior: synthetic-prior:N (synthetic-prior@SEED:N for another family; "
+                        "forecasting.data.synthetic_prior)")
     p.add_argument("--data-dir", default=None, help="folder of real-city .npz files (default: $UOMO_DATA_DIR or ../shared/data)")
     p.add_argument("--steps", type=int, default=d.steps, help="optimisation steps in total")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="windows per optimisation step (per process)")
@@ -542,7 +538,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", dest="init_from", default=None, help="start from this checkpoint (path or shipped name) for fine-tuning; its network is kept (--preset and --carry-channel then do not apply) (default: none, a new network)")
     p.add_argument("--train-fraction", type=float, default=d.train_fraction, help="few-shot: use only the first share of each city's training windows (a time prefix)")
     p.add_argument("--city-weight", dest="city_weights", action="append", default=[], metavar="NAME=W",
-                   help="relative sampling weight of a city (repeatable), e.g. synthetic=0.3 (default: 1 for every city)")
+                   help="relative sampling weight of a city (repeatable), e.g. synthetic=0.3 (default: 1 for every city); "
+                        "a family's name weights all its cities as one, e.g. synthetic-prior=0.5")
     p.add_argument("--task-mix", nargs="+", default=None, metavar="TASK=W",
                    help="relative weights of the task masks in each batch, e.g. short=0.5 long=0.3 generation=0.1 "
                         f"random=0.1 (default: {' '.join(f'{k}={v}' for k, v in TASK_MIX_DEFAULT.items())})")

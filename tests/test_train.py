@@ -125,7 +125,7 @@ def test_a_run_without_val_regions_warns_and_writes_a_null_best_score(tmp_path, 
         return json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
 
     assert strict((tmp_path / "run/history.json").read_text())[0]["score"] is None
-    monkeypatch.setattr(tr, "load_city", lambda spec, data_dir=None: city)
+    monkeypatch.setattr(tr, "load_cities", lambda spec, data_dir=None: [city])
     with pytest.warns(UserWarning):
         code = tr.main(["--preset", "tiny", "--cities", "toy", "--steps", "2", "--batch-size", "4", "--val-every", "2",
                         "--diffusion-steps", "20", "--out", str(tmp_path / "cli")])

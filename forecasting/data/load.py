@@ -1,7 +1,8 @@
 """One entry point for every source: `load_city` resolves a name or a path to a `City`.
 
 This is the only place where a city is found from a name or a path; the benchmark, training, the
-scenario runner and the bench scripts all call it.
+scenario runner and the bench scripts all call it. `load_cities` also resolves names of city
+families (the synthetic prior's `synthetic-prior:64`) to their list of cities.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from .long_table import load_long_table
 from .npz import available_real_cities, default_data_dir, load_npz
 from .release_json import load_release_json, release_cities
 from .synthetic import city_from_name
+from .synthetic_prior import parse_prior_name, prior_cities
 from .tables import READABLE_TABLE_SUFFIXES, TABLE_SUFFIXES
 
 REAL_CITY_NAMES = ("nanjing", "nanchang")
@@ -22,6 +24,8 @@ def load_city(source: str | Path, data_dir: str | Path | None = None, **kwargs) 
     """Load a city from any supported source; other keyword arguments go to the matching loader.
 
     - a synthetic preset name ('synthetic', 'synthetic-small', ...; see `forecasting.data.synthetic`);
+    - one city of the synthetic prior, 'synthetic-prior@S#K' (`forecasting.data.synthetic_prior`; a
+      family such as 'synthetic-prior:64' names several cities: use `load_cities`);
     - a city name ('nanjing', 'nanchang', or any `<name>.npz` there): `<data_dir>/<name>.npz`, where
       `data_dir` defaults to `default_data_dir()` ($UOMO_DATA_DIR, else ../shared/data);
     - a `.npz` file (`load_npz`);
@@ -32,11 +36,33 @@ def load_city(source: str | Path, data_dir: str | Path | None = None, **kwargs) 
     text = str(source)
     if not Path(text).exists():
         if text.startswith("synthetic"):
-            return city_from_name(text, **kwargs)
+            return _synthetic_city(text, **kwargs)
         named = _named_city(text, data_dir)
         if named is not None:
             return load_npz(named, **kwargs)
     return _load_path(Path(text), data_dir, **kwargs)
+
+
+def load_cities(source: str | Path, data_dir: str | Path | None = None, **kwargs) -> list[City]:
+    """The cities a name stands for: every city of a family name ('synthetic-prior:64', see
+    `forecasting.data.synthetic_prior`), else the one city of `load_city(source, data_dir, **kwargs)`."""
+    text = str(source)
+    if not Path(text).exists() and parse_prior_name(text) is not None:
+        return prior_cities(text, **kwargs)
+    return [load_city(source, data_dir, **kwargs)]
+
+
+def _synthetic_city(name: str, **kwargs) -> City:
+    """A synthetic preset, or one city of the synthetic prior (DataError for a family of several)."""
+    parsed = parse_prior_name(name)
+    if parsed is None and name.startswith("synthetic-prior"):
+        raise DataError(f"{name!r}: name prior cities synthetic-prior:N, synthetic-prior:A-B, synthetic-prior@S:N "
+                        "or synthetic-prior@S#K")
+    if parsed is None:
+        return city_from_name(name, **kwargs)
+    if len(parsed[1]) != 1:
+        raise DataError(f"{name!r} names {len(parsed[1])} cities of the synthetic prior: load them with load_cities")
+    return prior_cities(name, **kwargs)[0]
 
 
 def _named_city(name: str, data_dir: str | Path | None) -> Path | None:

@@ -3,8 +3,9 @@
 The embedded default city of the toolkit (README demo, unit tests, extra pre-training data, planning
 benchmarks). `make_city(config)` returns a `forecasting.data.City`; the same seed always gives the
 same city, and the *layout* (land use, POI, residents) depends only on the seed, the grid size and
-the layout fields (cell_size, water_fraction, n_poi_categories), so cities that differ only in `days`,
-`slots_per_day`, `noise` or `event_rate` share one geography.
+the layout fields (cell_size, water_fraction, n_poi_categories and the intensity knobs level_sigma,
+hotspot_share, hotspot_tail), so cities that differ only in `days`, `slots_per_day`, `noise`,
+`event_rate` or the other variation knobs share one geography.
 
 The generator reads like its pipeline, one module a stage:
 
@@ -12,6 +13,7 @@ The generator reads like its pipeline, one module a stage:
     synthetic_layout.py    vocabulary and tables; the layout: density, river, hubs, zones, people, POI
                            (steps 1-5 below)
     synthetic_profiles.py  daily/weekly profiles in continuous time (step 6), AR(1) noise, events (step 8)
+    synthetic_variation.py level shifts, all-zero and intermittent cells (step 10)
     synthetic.py           this module: expected users and traffic (step 7), noise (step 9), regions,
                            splits and the `City`; `make_city`, `city_from_name`, `region_land_use`
 
@@ -42,7 +44,8 @@ Cells i = (row, col) of side `cell_size` metres; time t in slots of Dt minutes; 
 
 9. Noise, multiplicative and temporally correlated. zeta, eta are independent stationary AR(1)
    processes with unit variance (discretised Ornstein-Uhlenbeck: rho = exp(-Dt / tau) for any
-   granularity; tau = 3 h for the people present, 2 h for the volume per user); delta are N(0, 1)
+   granularity; tau = `people_tau_hours` (3 h) for the people present, `volume_tau_hours` (2 h) for the
+   volume per user); delta are N(0, 1)
    day factors (days start at 04:00) of the city d, of each region rd and of each cell id; eps is
    white N(0, 1) noise:
 
@@ -62,6 +65,11 @@ Future: `make_city(config, future_days=k)` continues the city k days past `days`
 streams (AR(1) processes carried on from their last values, the last day's factors until 04:00, new
 events), so its first `days` are bit-for-bit the city without a future: a forecast of the shorter city
 can be scored against the continuation.
+
+10. Cell-level variation (synthetic_variation.py): level steps of regions and cells, all-zero cells
+   (`zero_cell_share`) and intermittent cells. Off by default.
+
+The city family drawn from wide priors over these knobs is `forecasting.data.synthetic_prior`.
 
 Geometry and regions: the grid is cut into `region_size` blocks (regions, row-major); rows/cols that
 are not multiples of the region size are cropped (the trailing partial band of cells is dropped; the
@@ -117,12 +125,13 @@ from .synthetic_profiles import (  # noqa: F401
     component_profiles,
     weekly_rates,
 )
+from .synthetic_variation import apply_cell_variation, has_cell_variation
 
 USERS_PER_PERSON = 0.01  # phi: connected users (this operator, per slot) per present active person
 VOLUME_PER_USER_MINUTE = 5.0  # kappa: traffic units (nominally MB) per connected user per minute
 EVENT_VOLUME = 1.4  # per-user volume of event attendees (photos, video)
-PEOPLE_TAU_HOURS = 3.0  # correlation time of the AR(1) noise of the people present
-VOLUME_TAU_HOURS = 2.0  # correlation time of the AR(1) noise of the volume per user
+PEOPLE_TAU_HOURS = SyntheticCityConfig.people_tau_hours  # default correlation time, people present
+VOLUME_TAU_HOURS = SyntheticCityConfig.volume_tau_hours  # default correlation time, volume per user
 FEW_USERS = 5.0  # U0: the volume noise grows as sqrt(1 + U0 / mean users) in quiet cells
 COUNT_DISPERSION = 0.3  # theta: variance of the users' counting noise = theta * expected users
 
@@ -181,7 +190,7 @@ def expected_series(
     t = np.arange(config.days * spd) if steps is None else np.asarray(steps)
     dow = (config.start_day_of_week + t // spd) % 7
     slot = t % spd
-    users_rate, traffic_rate = weekly_rates(spd)  # (7, spd, K)
+    users_rate, traffic_rate = weekly_rates(spd, config)  # (7, spd, K)
     stocks = layout.stocks[:rows, :cols].reshape(rows * cols, -1)  # (N, K)
     users = (USERS_PER_PERSON * users_rate[dow, slot] @ stocks.T).astype(np.float32)  # (T, N)
     traffic = (USERS_PER_PERSON * traffic_rate[dow, slot] @ stocks.T).astype(np.float32)
@@ -260,11 +269,11 @@ def _apply_noise(
     slot_h = 24.0 / config.slots_per_day
     counting = _counting_noise(rng_noise, users)
     factors = _day_factors(rng_day, config.days + 1, config.n_regions, N)
-    people_ar = ar1_noise(rng_noise, T, N, float(np.exp(-slot_h / PEOPLE_TAU_HOURS)))
+    people_ar = ar1_noise(rng_noise, T, N, float(np.exp(-slot_h / config.people_tau_hours)))
     # per-user volume: burstier where few users share the cell
     mean_users = users.mean(axis=0)  # (N,)
     sigma_v = sigma * np.minimum(np.sqrt(1 + FEW_USERS / np.maximum(mean_users, 1e-6)), 5.0)
-    volume_ar = ar1_noise(rng_noise, T, N, float(np.exp(-slot_h / VOLUME_TAU_HOURS)))
+    volume_ar = ar1_noise(rng_noise, T, N, float(np.exp(-slot_h / config.volume_tau_hours)))
     state = NoiseState(people_ar[-1].copy(), volume_ar[-1].copy(), sigma_v, *factors)
     _multiply_noise(config, users, traffic, counting, _day_index(np.arange(T), slot_h), factors, people_ar,
                     volume_ar, sigma_v)
@@ -283,8 +292,8 @@ def _continue_noise(rng: np.random.Generator, config: SyntheticCityConfig, state
     new = _day_factors(rng, int(day.max()) + 1 - state.d_city.size, config.n_regions, N)
     factors = tuple(np.concatenate([old, extra]) for old, extra in
                     zip((state.d_city, state.d_region, state.d_cell), new))
-    people_ar = ar1_continue(rng, state.people_last, T, float(np.exp(-slot_h / PEOPLE_TAU_HOURS)))
-    volume_ar = ar1_continue(rng, state.volume_last, T, float(np.exp(-slot_h / VOLUME_TAU_HOURS)))
+    people_ar = ar1_continue(rng, state.people_last, T, float(np.exp(-slot_h / config.people_tau_hours)))
+    volume_ar = ar1_continue(rng, state.volume_last, T, float(np.exp(-slot_h / config.volume_tau_hours)))
     _multiply_noise(config, users, traffic, counting, day, factors, people_ar, volume_ar, state.sigma_v)
 
 
@@ -375,7 +384,14 @@ def make_city(config: SyntheticCityConfig | None = None, *, future_days: int = 0
         traffic.reshape(T, rows, cols),
         EVENT_VOLUME * per_user.reshape(rows, cols),
     )
+    if future_days and has_cell_variation(config):
+        raise ValueError("future_days cannot continue a city with cell-level variation (zero_cell_share, "
+                         "intermittent_share, level_shift_prob): set those to 0 or future_days to 0")
     state = _apply_noise(rng_noise, rng_day, config, users, traffic)
+    variation = {}
+    if has_cell_variation(config):  # step 10; its own stream, so the other draws stay as they were
+        rng_variation = np.random.default_rng(np.random.SeedSequence([config.seed, 3]))
+        variation = apply_cell_variation(rng_variation, config, users, traffic, _region_of_cell(config))
     if future_days:
         f_users, f_traffic, f_dow, f_slot, f_events = _future_series(config, layout, future_days, state, events,
                                                                      per_user)
@@ -396,7 +412,8 @@ def make_city(config: SyntheticCityConfig | None = None, *, future_days: int = 0
         [x0 + region_rc[:, 1] * config.cell_size, y0 - region_rc[:, 0] * config.cell_size], axis=1
     )
     start = START_DATE + np.timedelta64(config.start_day_of_week, "D")
-    meta = _meta(config, layout, (rows, cols), events, future_days)
+    meta = {**_meta(config, layout, (rows, cols), events, future_days),
+            **variation}  # zero_cells, intermittent_cells (flat indices of the kept grid) when step 10 ran
     return City(
         name=config.name,
         traffic=np.maximum(traffic_r, 0.0),

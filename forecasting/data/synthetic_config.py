@@ -1,7 +1,9 @@
 """Configuration of the seeded synthetic cities: `SyntheticCityConfig` and the named presets.
 
 A `SyntheticCityConfig` holds everything that defines a synthetic city (grid, regions, calendar,
-splits, POI categories, event rate, noise, seed, geometry) and is validated on construction.
+splits, POI categories, event rate, noise, seed, geometry, and the variation knobs drawn by
+`forecasting.data.synthetic_prior`) and is validated on construction. Every variation knob defaults to
+the value that reproduces the presets exactly (the generator skips a stage whose knobs are at default).
 `SYNTHETIC_PRESETS` names the configurations behind `city_from_name` and the scenario files' `city.preset`.
 
 The model itself (the steps the comments below refer to) is in the docstrings of
@@ -38,6 +40,24 @@ class SyntheticCityConfig:
     seed: int = 0
     cell_size: float = 500.0  # metres
     water_fraction: float = 0.08  # share of cells under the river (no people, zero traffic)
+    # -- variation (synthetic_profiles.reshape_rates, synthetic_variation; defaults = the presets) --
+    day_contrast: float = 1.0  # gamma: rates r -> m (r / m)^gamma, night/day ratio ~ (preset's)^gamma
+    peak_shift_hours: float = 0.0  # every daily profile runs this many hours later
+    extra_peaks: tuple[tuple[float, float, float], ...] = ()  # (centre h, width h, amplitude) bumps
+    weekend_shape: float = 1.0  # 1: weekend profiles as designed, 0: weekends shaped like weekdays
+    weekend_level: float = 0.0  # log multiplier of the weekend days' rates (< 0: quieter weekends)
+    level_sigma: float = 1.0  # log-std of the heavy-tailed cell intensity M (layout step 3)
+    hotspot_share: float = 0.03  # share of cells with a Pareto hotspot multiplier
+    hotspot_tail: float = 1.5  # Pareto index of the hotspot multiplier (lower = heavier tail)
+    event_scale: float = 1.0  # multiplies the peak extra users of every event
+    people_tau_hours: float = 3.0  # correlation time of the people-present AR(1) noise
+    volume_tau_hours: float = 2.0  # correlation time of the per-user volume AR(1) noise
+    level_shift_prob: float = 0.0  # chance of one level step for each region and, apart, each cell
+    level_shift_sigma: float = 0.7  # log-std of a level step's factor
+    zero_cell_share: float = 0.0  # share of kept cells with zero traffic and users throughout (water counts)
+    intermittent_share: float = 0.0  # share of the other cells with traffic only in sporadic spells
+    intermittent_duty: float = 0.2  # mean share of slots in a spell
+    intermittent_hours: float = 1.0  # mean length of a spell
 
     def __post_init__(self) -> None:
         integers = ("rows", "cols", "days", "slots_per_day", "start_day_of_week", "n_poi_categories", "seed")
@@ -79,6 +99,28 @@ class SyntheticCityConfig:
             raise ValueError(f"cell_size must be > 0 metres, got {self.cell_size}")
         if not 0 <= self.water_fraction <= 0.5:
             raise ValueError(f"water_fraction must lie in [0, 0.5], got {self.water_fraction}")
+        self._check_variation()
+
+    def _check_variation(self) -> None:
+        """The variation knobs: positive scales, shares in [0, 1], peaks as (centre, width, amplitude)."""
+        object.__setattr__(self, "extra_peaks", tuple(tuple(float(v) for v in p) for p in self.extra_peaks))
+        positive = ("day_contrast", "level_sigma", "hotspot_tail", "event_scale", "people_tau_hours",
+                    "volume_tau_hours", "intermittent_hours")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        shares = ("hotspot_share", "level_shift_prob", "zero_cell_share", "intermittent_share")
+        for name in shares:
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+        if not 0 < self.intermittent_duty < 1:
+            raise ValueError(f"intermittent_duty must lie in (0, 1), got {self.intermittent_duty}")
+        if self.weekend_shape < 0 or self.level_shift_sigma < 0:
+            raise ValueError(f"weekend_shape and level_shift_sigma must be >= 0, got {self.weekend_shape}, "
+                             f"{self.level_shift_sigma}")
+        for peak in self.extra_peaks:
+            if len(peak) != 3 or not peak[1] > 0 or peak[2] < 0:
+                raise ValueError(f"extra_peaks holds (centre hours, width hours > 0, amplitude >= 0), got {peak}")
 
     @property
     def n_region_rows(self) -> int:

@@ -2,7 +2,8 @@
 
 The static geography of `forecasting.data.synthetic` (steps 1-5 of its model): `make_layout(config)`
 returns a `CityLayout` on the full (rows, cols) grid, and depends only on the seed, the grid size and
-the layout fields (cell_size, water_fraction, n_poi_categories) of the config.
+the layout fields (cell_size, water_fraction, n_poi_categories, level_sigma, hotspot_share,
+hotspot_tail) of the config.
 
 Cells i = (row, col) of side `cell_size` metres (area A = cell_size^2, in km^2 below).
 
@@ -24,8 +25,9 @@ Cells i = (row, col) of side `cell_size` metres (area A = cell_size^2, in km^2 b
    fringe, parks anywhere by their own field), where the intercepts a_z are calibrated so that the
    zone shares match ZONE_SHARES.
 
-3. Heavy-tailed intensity. M_i = exp(1.0 (1.3 G^h_i + 0.8 e_i) / 1.53) * H_i, e_i ~ N(0, 1), with rare
-   hotspots H_i ~ 1 + Pareto(1.5) (capped at 20) in 3% of the cells. Regions therefore differ by
+3. Heavy-tailed intensity. M_i = exp(s (1.3 G^h_i + 0.8 e_i) / 1.53) * H_i, e_i ~ N(0, 1), with rare
+   hotspots H_i ~ 1 + Pareto(alpha) (capped at 20) in a share f of the cells (config level_sigma s = 1,
+   hotspot_tail alpha = 1.5, hotspot_share f = 3% by default). Regions therefore differ by
    orders of magnitude (dense office/commercial cores vs. parks and the fringe).
 
 4. People. Five population components k in COMPONENTS (home, work, visit, transit, leisure) with
@@ -126,8 +128,10 @@ POI_RATES_PER_KM2 = np.array(
 )
 _POI_DISPERSION = 3.0  # negative-binomial shape (variance = mean + mean^2 / 3)
 
-INTENSITY_SIGMA = 1.0  # log-std of the heavy-tailed intensity M
-HOTSPOT_SHARE = 0.03  # share of cells with a Pareto hotspot multiplier
+# defaults of the config's level_sigma (log-std of the intensity M) and hotspot_share (cells with a
+# Pareto hotspot multiplier of index hotspot_tail)
+INTENSITY_SIGMA = SyntheticCityConfig.level_sigma
+HOTSPOT_SHARE = SyntheticCityConfig.hotspot_share
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -279,9 +283,9 @@ def make_layout(config: SyntheticCityConfig) -> CityLayout:
     # heavy-tailed intensity M (step 3)
     smooth, white = smooth_field(rng_people, shape, length), rng_people.standard_normal(shape)
     z = (1.3 * smooth + 0.8 * white) / np.hypot(1.3, 0.8)  # standard normal, spatially coherent
-    hot = rng_people.random(shape) < HOTSPOT_SHARE
-    pareto = np.minimum(1 + rng_people.pareto(1.5, size=shape), 20.0)
-    intensity = np.exp(INTENSITY_SIGMA * z) * np.where(hot, pareto, 1.0)
+    hot = rng_people.random(shape) < config.hotspot_share
+    pareto = np.minimum(1 + rng_people.pareto(config.hotspot_tail, size=shape), 20.0)
+    intensity = np.exp(config.level_sigma * z) * np.where(hot, pareto, 1.0)
 
     # people (step 4)
     area = (config.cell_size / 1000.0) ** 2

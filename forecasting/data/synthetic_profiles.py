@@ -14,6 +14,14 @@ near its floor).
    within the slot, so every `slots_per_day` gives the same shape (a 1 h slot = the mean of its six
    10 min slots). `weekly_rates` gives the slot means p_k a and p_k a v_k for every slot of the week.
 
+   Variation (`reshape_rates`, only when a config's day-shape knobs differ from their defaults): the
+   profiles run `peak_shift_hours` later; weekend rates blend towards a weekday's,
+   r_we <- max(s r_we + (1 - s) r_wd, 0.1 r_we) with s = `weekend_shape`; extra activity bumps multiply
+   every rate by 1 + sum_j A_j exp(-d(h, c_j)^2 / (2 w_j^2)) (`extra_peaks`, profile hours); the day
+   contrast maps each component's rate to m_k (r / m_k)^gamma (m_k its weekly mean, gamma =
+   `day_contrast`, so a night/day ratio rho becomes ~ rho^gamma); weekend days are multiplied by
+   exp(`weekend_level`).
+
 AR(1) noise (`ar1_noise`): a stationary process with unit variance, x_t = rho x_{t-1} + sqrt(1 - rho^2) e_t,
 e_t ~ N(0, 1); with rho = exp(-Dt / tau) it is the discretised Ornstein-Uhlenbeck process of
 correlation time tau at any granularity (step 9 uses it for the people present and the volume per user).
@@ -22,7 +30,7 @@ correlation time tau at any granularity (step 9 uses it for the people present a
    a centre cell drawn with weight S_visit + S_leisure + 0.5 S_transit in a uniformly chosen region,
    start at 09:00-20:00 of a random day, duration 1.5-4.5 h with 15 min ramps, a Gaussian footprint of
    0.5-1.2 cells (not on water), and peak extra users E = m (mean users of the centre + 5),
-   m ~ LogNormal(log 2.5, 0.5). The list is kept in `city.meta["events"]`.
+   m ~ LogNormal(log 2.5, 0.5) times `event_scale`. The list is kept in `city.meta["events"]`.
 """
 
 from __future__ import annotations
@@ -117,21 +125,54 @@ def _subsamples(slot_minutes: float) -> np.ndarray:
     return (np.arange(n) + 0.5) / n
 
 
-def weekly_rates(slots_per_day: int) -> tuple[np.ndarray, np.ndarray]:
+_DAY_SHAPE_FIELDS = ("day_contrast", "peak_shift_hours", "extra_peaks", "weekend_shape", "weekend_level")
+
+
+def has_day_shape(config: SyntheticCityConfig | None) -> bool:
+    """Whether `config` reshapes the daily/weekly profiles (any day-shape knob off its default)."""
+    return config is not None and any(
+        getattr(config, name) != getattr(SyntheticCityConfig, name) for name in _DAY_SHAPE_FIELDS
+    )
+
+
+def reshape_rates(rate: np.ndarray, h: np.ndarray, day: np.ndarray, config: SyntheticCityConfig) -> np.ndarray:
+    """The variation of step 6 (module docstring) applied to user rates `rate` (K, n) at profile hours
+    `h` (n,) of profile days `day` (n,), which sample the week uniformly."""
+    weekend = np.isin(day, (5, 6))
+    s = config.weekend_shape
+    if s != 1.0:
+        presence, _ = component_profiles(h, np.full_like(day, 2))  # a Wednesday at the same hours
+        weekday = presence * activity(h)[None, :]
+        rate = np.where(weekend, np.maximum(s * rate + (1 - s) * weekday, 0.1 * rate), rate)
+    if config.extra_peaks:
+        bumps = sum(amplitude * _bump(h, centre, width) for centre, width, amplitude in config.extra_peaks)
+        rate = rate * (1.0 + bumps)[None, :]
+    if config.day_contrast != 1.0:
+        mean = rate.mean(axis=1, keepdims=True)
+        rate = mean * (rate / mean) ** config.day_contrast
+    return rate * np.where(weekend, np.exp(config.weekend_level), 1.0)[None, :]
+
+
+def weekly_rates(slots_per_day: int, config: SyntheticCityConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Slot-averaged user rate p_k a and traffic rate p_k a v_k for each weekday slot: (7, spd, K) each.
 
     Slot s of day w averages the continuous profiles over its sub-samples; the profile day is that of
-    the time minus DAY_BOUNDARY_HOURS.
+    the time minus DAY_BOUNDARY_HOURS. `config` (optional) brings the day-shape variation.
     """
     slot_h = 24.0 / slots_per_day
     offs = _subsamples(slot_h * 60)
     w = np.arange(7)[:, None, None]
     s = np.arange(slots_per_day)[None, :, None]
     hours_of_week = 24.0 * w + slot_h * (s + offs[None, None, :])  # (7, spd, n_sub)
+    reshape = has_day_shape(config)
+    if reshape:
+        hours_of_week = hours_of_week - config.peak_shift_hours  # the profiles run later
     h = hours_of_week % 24.0
     profile_day = np.floor((hours_of_week - DAY_BOUNDARY_HOURS) / 24.0).astype(int) % 7
     presence, volume = component_profiles(h.ravel(), profile_day.ravel())  # (K, n)
     users_rate = presence * activity(h.ravel())[None, :]
+    if reshape:
+        users_rate = reshape_rates(users_rate, h.ravel(), profile_day.ravel(), config)
     traffic_rate = users_rate * volume
     shape = (len(COMPONENTS), 7, slots_per_day, offs.size)
     return (
@@ -207,7 +248,7 @@ def _add_events(
         start = 24.0 * rng.integers(config.days) + rng.uniform(9.0, 20.0)
         duration = rng.uniform(1.5, 4.5)
         radius = rng.uniform(0.5, 1.2)
-        peak = float(rng.lognormal(np.log(2.5), 0.5) * (mean_users[row, col] + 5.0))
+        peak = float(rng.lognormal(np.log(2.5), 0.5) * config.event_scale * (mean_users[row, col] + 5.0))
         if not event_burst(users, traffic, volume, land, row, col, start, duration, radius, peak, slot_h):
             continue
         records.append(

@@ -1,4 +1,4 @@
-"""64-step windows cut from a city's series (`Windows`, `make_windows`, `window_starts`)."""
+"""64-step windows cut from a city's series (`Windows`, `make_windows`, `window_starts`, `concat_windows`)."""
 
 from __future__ import annotations
 
@@ -104,4 +104,31 @@ def make_windows(
         poi=None if city.poi is None else city.poi[reg],
         scalers=scalers,
         valid=None if city.cell_valid is None else city.cell_valid[reg],
+    )
+
+
+def concat_windows(parts: Sequence[Windows], city: str) -> Windows:
+    """The windows of `parts` (each already normalised by its own city's scalers) as one batch named `city`.
+
+    The parts must share the granularity and the grid, and each optional array (users, POI of one
+    width, valid) must be present in all parts or in none; the joint batch carries no scalers.
+    """
+    if not parts:
+        raise DataError("concat_windows needs at least one Windows")
+    first = parts[0]
+    if any(p.slots_per_day != first.slots_per_day or p.traffic.shape[1:] != first.traffic.shape[1:] for p in parts):
+        raise DataError("concat_windows: the parts differ in slots_per_day or window shape; group them first")
+
+    def join(name: str) -> np.ndarray | None:
+        arrays = [getattr(p, name) for p in parts]
+        if all(a is None for a in arrays):
+            return None
+        if any(a is None for a in arrays) or len({a.shape[1:] for a in arrays}) > 1:
+            raise DataError(f"concat_windows: {name} is missing or shaped differently in some parts")
+        return np.concatenate(arrays)
+
+    return Windows(
+        city=city, traffic=join("traffic"), day_of_week=join("day_of_week"), slot_of_day=join("slot_of_day"),
+        slots_per_day=first.slots_per_day, region=join("region"), start=join("start"), users=join("users"),
+        poi=join("poi"), scalers=None, valid=join("valid"),
     )
