@@ -197,3 +197,15 @@ def test_windows_of_a_family_concatenate_by_granularity():
     hourly_half = make_windows(make_city(**{**SMALL, "slots_per_day": 48}), stride=32)
     with pytest.raises(DataError, match="slots_per_day"):
         concat_windows([wa, hourly_half], "mixed")
+
+
+def test_a_future_needs_a_city_without_cell_level_variation():
+    """future_days continues the observed days bit for bit; step 10's variation cannot be continued, so the
+    combination is refused with the settings to change, while the prior's other knobs continue fine."""
+    small = dict(rows=8, cols=8, days=2, slots_per_day=24, seed=3)
+    with pytest.raises(ValueError, match="future_days cannot continue a city with cell-level variation"):
+        make_city(SyntheticCityConfig(**small, zero_cell_share=0.2), future_days=1)
+    shaped = SyntheticCityConfig(**small, day_contrast=1.3, event_scale=2.0, people_tau_hours=1.0)
+    past, longer = make_city(shaped), make_city(shaped, future_days=1)
+    np.testing.assert_array_equal(longer.traffic[:, :past.n_steps], past.traffic)
+    assert longer.n_steps == past.n_steps + 24
