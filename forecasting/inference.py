@@ -34,7 +34,7 @@ class SamplingConfig:
     """How forecasts are drawn: sampler, steps, samples per window, stochasticity, point statistic, tiling.
 
     A grid other than `tile` (rows, cols) is forecast as overlapping tiles of that size, blended
-    (`forecasting.tiling`; `tile_stride` None = half the tile, `blend` "centre" or "mean"); `tile=None`
+    (`forecasting.tiling`; `tile_stride` None = half the tile, `blend` "mean" or "centre"); `tile=None`
     sends every grid whole through the network (padded to its patch), as before tiling existed.
     """
 
@@ -47,7 +47,7 @@ class SamplingConfig:
     seed: int = 0
     tile: tuple[int, int] | None = TILE
     tile_stride: int | None = None
-    blend: Blend = "centre"
+    blend: Blend = "mean"
 
 
 def tile_plan(grid: tuple[int, int], sampling: SamplingConfig) -> TilePlan | None:
