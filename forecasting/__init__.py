@@ -11,6 +11,7 @@ Modules, in pipeline order:
     checkpoint.py    save / safe load / resolve (shipped names) of checkpoints, the weights they hold
     train.py         one loop for pre-training and fine-tuning; resume; DDP (`uomo-train`)
     inference.py     batched, seeded sampling of a network on windows (`SamplingConfig`, the device)
+    tiling.py        any grid as overlapping 4 x 4 tiles: positions, cutting windows, blending samples
     forecast.py      a checkpoint -> samples / mean / quantiles, tidy frames (`load_forecaster`)
     calibration.py   calibrated quantile bands of a forecaster's samples
     interface.py     the `Forecaster` contract every model follows (`Prediction`, hiding)
