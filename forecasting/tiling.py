@@ -1,7 +1,8 @@
 """Any grid through a network trained on 4 x 4 regions: overlapping tiles, one forecast each, blended.
 
 The network accepts any grid (its tokeniser pads to the patch), but it was trained on 4 x 4 regions: a
-5 x 5 grid sent whole is padded to 6 x 6 and loses most of its skill. Instead each window is cut into
+5 x 5 grid sent whole is padded to 6 x 6 and loses skill (issue 13: short-term MAE 0.062 on a real 5 x 5
+city against 0.023 on its 4 x 4 crop; `bench/results/grid.md`: 0.92-1.15 x the crops' MAE). Instead each window is cut into
 overlapping `tile`-sized pieces that cover every cell, every piece is forecast as an ordinary window (the
 pieces of a batch are independent windows, so they are sampled as one larger batch), and the pieces are
 blended back onto the grid.
@@ -33,7 +34,7 @@ the tiles' sample j are then correlated draws of the same future seen through di
 neighbourhoods rather than independent ones (measured on a synthetic 5 x 5 city with uomo-synthetic-cpu:
 two overlapping tiles' sample j differ at shared hidden cells by 0.018 on average, independent draws by
 0.029, short task; 0.031 vs 0.043 long), so blending shrinks the spread of the samples at overlapped
-cells less than averaging independent draws would, and each grid sample stays one field without seams.
+cells less than averaging independent draws would.
 With eta > 0 or DDPM the later noise steps are drawn per tile.
 
 Tiles are cut inside one window of one region: a tile never mixes regions, so regions stay the unit of
