@@ -14,6 +14,7 @@ Modules, in pipeline order:
     train.py         one loop for pre-training and fine-tuning; resume; DDP (`uomo-train`)
     validation.py    validation during training: MAE of sampled forecasts per city (or family) x task
     inference.py     batched, seeded sampling of a network on windows (`SamplingConfig`, the device)
+    tiling.py        any grid as overlapping 4 x 4 tiles: positions, cutting windows, blending samples
     forecast.py      a checkpoint -> samples / mean / quantiles, tidy frames (`load_forecaster`)
     forward.py       forecasts past the end of the data (or back-tests from any step): rolled sample
                      paths, timestamped tidy frames (`forecast`, `forward_forecast`)

@@ -144,16 +144,18 @@ def ddpm_sample(
     shape: tuple[int, ...],
     generator: torch.Generator | None = None,
     clamp: tuple[torch.Tensor, torch.Tensor] | None = None,
+    noise: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Ancestral sampling over all K steps (the paper's sampler), posterior q(x_{k-1} | x_k, x0_hat).
 
     mean = sqrt(ab_{k-1}) beta_k / (1 - ab_k) x0_hat + sqrt(alpha_k) (1 - ab_{k-1}) / (1 - ab_k) x_k
     var  = beta_k (1 - ab_{k-1}) / (1 - ab_k)
+    `noise` (shape) is the starting x_K when given (else drawn); the later steps draw their own.
     """
     device = cond["mask"].device
     ab = schedule.alpha_bar.to(device)
     betas = schedule.betas.to(device)
-    x = torch.randn(shape, device=device, generator=generator)
+    x = _start_noise(shape, device, generator, noise)
     for k in range(schedule.steps - 1, -1, -1):
         x0 = _predict_x0(denoiser, x, k, cond, clamp)
         if k == 0:
@@ -182,16 +184,18 @@ def ddim_sample(
     eta: float = 0.0,
     generator: torch.Generator | None = None,
     clamp: tuple[torch.Tensor, torch.Tensor] | None = None,
+    noise: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """DDIM (Song et al. 2021) on a sub-sequence of steps; eta = 0 deterministic, eta = 1 DDPM-like.
 
     x_{k'} = sqrt(ab_{k'}) x0_hat + sqrt(1 - ab_{k'} - s^2) eps_hat + s z,
     s = eta sqrt((1 - ab_{k'}) / (1 - ab_k)) sqrt(1 - ab_k / ab_{k'})
+    `noise` (shape) is the starting x_K when given (else drawn); with eta = 0 it fixes the sample.
     """
     device = cond["mask"].device
     ab = schedule.alpha_bar.to(device).float()
     ks = ddim_timesteps(schedule.steps, steps)
-    x = torch.randn(shape, device=device, generator=generator)
+    x = _start_noise(shape, device, generator, noise)
     for i, k in enumerate(ks):
         x0 = _predict_x0(denoiser, x, k, cond, clamp)
         if i == len(ks) - 1:
@@ -205,6 +209,15 @@ def ddim_sample(
         if eta > 0:
             x = x + sigma * torch.randn(shape, device=device, generator=generator)
     return _keep_observed(x, cond)
+
+
+def _start_noise(shape, device, generator, noise: torch.Tensor | None) -> torch.Tensor:
+    """x_K: the given starting noise (checked against `shape`) or a fresh standard normal draw."""
+    if noise is None:
+        return torch.randn(shape, device=device, generator=generator)
+    if tuple(noise.shape) != tuple(shape):
+        raise ValueError(f"starting noise has shape {tuple(noise.shape)}, the sample {tuple(shape)}")
+    return noise.to(device=device, dtype=torch.float32)
 
 
 def _keep_observed(x: torch.Tensor, cond: dict) -> torch.Tensor:
@@ -225,10 +238,14 @@ def sample(
     eta: float = 0.0,
     generator: torch.Generator | None = None,
     clamp: tuple[torch.Tensor, torch.Tensor] | None = None,
+    noise: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """One sample of the hidden part for every window of the batch; dispatches on `sampler`."""
+    """One sample of the hidden part for every window of the batch; dispatches on `sampler`.
+
+    `noise` (shape) fixes the starting x_K (e.g. shared by overlapping tiles, see forecasting.tiling).
+    """
     if sampler == "ddim":
-        return ddim_sample(denoiser, schedule, cond, shape, steps, eta, generator, clamp)
+        return ddim_sample(denoiser, schedule, cond, shape, steps, eta, generator, clamp, noise)
     if sampler == "ddpm":
-        return ddpm_sample(denoiser, schedule, cond, shape, generator, clamp)
+        return ddpm_sample(denoiser, schedule, cond, shape, generator, clamp, noise)
     raise ValueError(f"unknown sampler {sampler!r}: use one of {SAMPLERS}")

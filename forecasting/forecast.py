@@ -104,7 +104,8 @@ class UoMoForecaster(Forecaster):
     def sample(self, windows: Windows, mask: np.ndarray, sampling: SamplingConfig | None = None) -> np.ndarray:
         """(S, N, T, H, W) normalised samples for `windows` whose hidden entries (`mask`) are NaN.
 
-        `sampling` overrides this forecaster's own SamplingConfig for one call.
+        `sampling` overrides this forecaster's own SamplingConfig for one call; a grid other than its
+        `tile` (4 x 4) is sampled as overlapping tiles and blended (`forecasting.tiling`).
         """
         return predict_samples(self.net, self.schedule, windows, mask, sampling or self.sampling, self.context, self.device)
 

@@ -115,3 +115,19 @@ def test_training_loss_perfect_denoiser_zero_and_contrastive_sign():
     far = lambda x, k, tag=0, **c: x0 if tag == 0 else x0 + 100.0  # noqa: E731
     loss3, _ = training_loss(far, schedule, x0, cond, negative_cond=neg_cond, contrastive_weight=0.1, contrastive_cap=1.0)
     assert float(loss3) == pytest.approx(-0.1)
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "ddpm"])
+def test_given_starting_noise_replaces_the_first_draw(sampler):
+    x0, cond = _cond()
+    schedule = NoiseSchedule.cosine(20)
+    oracle = lambda x, k, **c: x0  # noqa: E731
+    start = torch.randn(x0.shape, generator=torch.Generator().manual_seed(5))
+    drawn = sample(oracle, schedule, cond, tuple(x0.shape), sampler=sampler, steps=5, eta=0.0,
+                   generator=torch.Generator().manual_seed(5))
+    given = sample(oracle, schedule, cond, tuple(x0.shape), sampler=sampler, steps=5, eta=0.0,
+                   generator=torch.Generator().manual_seed(99), noise=start)
+    if sampler == "ddim":  # deterministic after the start: the same sample
+        assert torch.equal(drawn, given)
+    with pytest.raises(ValueError, match="starting noise"):
+        sample(oracle, schedule, cond, tuple(x0.shape), sampler=sampler, noise=start[:1])

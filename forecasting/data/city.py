@@ -10,7 +10,9 @@ paper's release JSON, long tables) and the synthetic generator alike:
     split            (regions,)        'train' | 'val' | 'test'
 
 A *region* is an H x W block of grid cells with its own continuous series (the real data's 4 x 4
-patches); splits are by region, so val/test regions are areas never seen in training.
+patches); splits are by region, so val/test regions are areas never seen in training. Any H x W works:
+the forecaster cuts a region of another size into overlapping 4 x 4 tiles inside each of its windows
+(`forecasting.tiling`), so tiles never mix regions or splits and every output stays per region.
 """
 
 from __future__ import annotations
