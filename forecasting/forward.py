@@ -235,7 +235,7 @@ def _windows(city: City, regions: np.ndarray, track: _Track, k: int, hidden: int
 
 def _first_window(model: Forecaster, win: Windows, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(paths (P, R, 64, H, W), point (R, 64, H, W)) of roll 0: the model's own (calibrated) `predict`."""
-    pred = model.predict(hide(win, mask, keep_users=model.sees_future_users), mask)
+    pred = model.predict(hide(win, mask, futr_exog=model.futr_exog), mask)
     point = np.asarray(pred.mean, dtype=np.float32)
     if pred.samples is not None and pred.samples.shape[0] >= 2:
         return np.asarray(pred.samples, dtype=np.float32), point
@@ -250,7 +250,7 @@ def _rolled_window(model: Forecaster, win: Windows, mask: np.ndarray, n_paths: i
     samples (UoMo: `draws` raw samples, default its n_samples, seeded `seed`, calibrated when the model
     has a calibration), or the point forecast of a point forecaster. The point is the paths' median.
     """
-    masked = hide(win, mask, keep_users=model.sees_future_users)
+    masked = hide(win, mask, futr_exog=model.futr_exog)
     if hasattr(model, "sample") and hasattr(model, "sampling"):
         sampling = replace(model.sampling, n_samples=draws or model.sampling.n_samples, seed=seed)
         raw = model.sample(masked, mask, sampling)

@@ -167,7 +167,7 @@ class _ProgressTap:
     def __init__(self, inner, progress: _Progress):
         self.inner, self.progress = inner, progress
         self.name, self.tasks = inner.name, inner.tasks
-        self.sees_future_users = inner.sees_future_users
+        self.futr_exog = inner.futr_exog
 
     def predict(self, windows, mask):
         pred = self.inner.predict(windows, mask)
