@@ -51,7 +51,10 @@ def _rename(df, cols: dict[str, str], table: str = "traffic"):
     else:
         pairs = [("unique_id", "cell_id")]
     renames = {theirs: ours for theirs, ours in pairs if theirs in have and ours not in have}
-    return out.rename(columns=renames) if renames else out
+    out = out.rename(columns=renames) if renames else out
+    given = {ours: theirs for ours, theirs in cols.items() if theirs != ours}
+    out.attrs["given_names"] = {**given, **{ours: theirs for theirs, ours in renames.items()}}  # for messages
+    return out
 
 
 def _require_columns(df, needed: Sequence[str], what: str, cols: dict[str, str]) -> None:
@@ -134,19 +137,21 @@ def _checked_numbers(df, col: str, what: str, nonnegative: bool = True):
     """Column `col` as float64; NaN, non-numeric and (if `nonnegative`) negative values raise, with an example row."""
     import pandas as pd
 
+    given = df.attrs.get("given_names", {}).get(col)
+    name = f"{col} (column {given!r})" if given else col
     v = pd.to_numeric(df[col], errors="coerce")
     bad = ~np.isfinite(v.to_numpy(dtype=np.float64))
     if bad.any():
         i = np.flatnonzero(bad)[0]
         raise DataError(
-            f"{what}: {col} has {int(bad.sum())} NaN/inf or non-numeric values, e.g. {_row_text(df, i)}: "
+            f"{what}: {name} has {int(bad.sum())} NaN/inf or non-numeric values, e.g. {_row_text(df, i)}: "
             "fill or drop them before loading"
         )
     neg = v.to_numpy() < 0
     if nonnegative and neg.any():
         i = np.flatnonzero(neg)[0]
         raise DataError(
-            f"{what}: {col} has {int(neg.sum())} negative values, e.g. {_row_text(df, i)}: "
+            f"{what}: {name} has {int(neg.sum())} negative values, e.g. {_row_text(df, i)}: "
             f"{col} must be >= 0"
         )
     return v.astype(np.float64)
