@@ -512,7 +512,7 @@ def export_checkpoint(source: str | Path, target: str | Path, half: bool = True,
 
 def build_parser() -> argparse.ArgumentParser:
     """The `uomo-train` parser: every option documented, defaults from `TrainConfig`, presets from `PRESETS`."""
-    from .cli_common import make_parser
+    from .cli_common import DeprecatedAlias, make_parser
 
     d = TrainConfig()
     p = make_parser("uomo-train", description=__doc__)
@@ -531,7 +531,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--users-exog", default=d.users_exog, choices=["hist", "futr"],
                    help="availability of the users covariate: hist = known up to the forecast origin (hidden with "
                         "the traffic, no peeking); futr = known for the horizon too (e.g. a mobility forecast)")
-    p.add_argument("--future-users", dest="users_exog", action=_DeprecatedAlias, nargs=0, const="futr",
+    p.add_argument("--future-users", dest="users_exog", action=DeprecatedAlias, nargs=0, const="futr",
                    help="deprecated alias of --users-exog futr")
     p.add_argument("--freeze", default=d.freeze, choices=["none", "backbone"], help="partial freezing for fine-tuning")
     p.add_argument("--contrastive-weight", type=float, default=d.contrastive_weight, help="lambda of Eq. 11")
@@ -564,17 +564,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "settings) must be those of its first launch; --steps may grow, the extra steps then run "
                         "at the cosine schedule's 10%% floor (its horizon is fixed at first launch)")
     return p
-
-
-class _DeprecatedAlias(argparse.Action):
-    """A flag kept for old command lines: stores its `const` and warns with the flag to use instead."""
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        warnings.warn(f"{option_string} is deprecated: use --{self.dest.replace('_', '-')} {self.const}",
-                      DeprecationWarning, stacklevel=2)
-        print(f"uomo-train: warning: {option_string} is deprecated, use --{self.dest.replace('_', '-')} "
-              f"{self.const}", file=sys.stderr)
-        setattr(namespace, self.dest, self.const)
 
 
 def parse_weights(items: Sequence[str], flag: str, example: str) -> dict[str, float]:
