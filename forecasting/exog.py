@@ -28,6 +28,11 @@ def users_shown(model, city: City) -> bool:
     return reads and declared and city.users is not None
 
 
+def known_for_horizon(model, city: City) -> tuple[str, ...]:
+    """The covariates to leave visible at hidden entries of `city`'s windows (`hide(futr_exog=...)`)."""
+    return ("users",) if users_shown(model, city) else ()
+
+
 def horizon_users(city: City, regions: np.ndarray, origin: int, horizon: int, length: int,
                   futr: np.ndarray | None = None) -> np.ndarray:
     """(R, length, H, W) raw users of steps [origin, origin + length): the city's, then `futr`'s, NaN after.

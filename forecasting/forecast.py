@@ -29,6 +29,7 @@ from .checkpoint import (
 from .data import City, CityScalers, Windows, make_windows
 from .diffusion import NoiseSchedule, make_schedule
 from .encoding import ContextSwitches
+from .exog import known_for_horizon
 from .inference import SamplingConfig, default_device, predict_samples
 from .interface import Forecaster, Prediction, hide
 from .masks import batch_masks
@@ -144,7 +145,7 @@ class UoMoForecaster(Forecaster):
             mask = np.broadcast_to(task_mask("generation", shape, cells=cells)[None], win.traffic.shape).copy()
         else:
             mask = batch_masks(task, len(win), shape, rng=np.random.default_rng(self.sampling.seed))
-        samples = self.predict(hide(win, mask, futr_exog=self.futr_exog), mask).samples
+        samples = self.predict(hide(win, mask, futr_exog=known_for_horizon(self, city)), mask).samples
         raw = scalers.traffic.inverse(samples)  # (S, N, T, H, W), calibrated when the model has a calibration
         truth = scalers.traffic.inverse(win.traffic)
         n, T, H, W = win.traffic.shape
