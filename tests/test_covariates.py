@@ -125,3 +125,16 @@ def test_future_users_flag_is_a_deprecated_alias_of_users_exog_futr():
     assert args.users_exog == "futr"
     assert any("--users-exog futr" in str(w.message) for w in caught)
     assert build_parser().parse_args(["--users-exog", "futr"]).users_exog == "futr"
+
+
+def test_users_are_known_for_the_horizon_only_when_data_and_model_both_say_so(small_city):
+    from types import SimpleNamespace
+
+    from forecasting.exog import known_for_horizon
+
+    reads, blind = SimpleNamespace(futr_exog=("users",)), SimpleNamespace(futr_exog=())
+    hist = replace(small_city, covariates=Covariates(hist_exog=("users", "events")))
+    futr = replace(small_city, covariates=Covariates(hist_exog=("events",), futr_exog=("users",)))
+    undeclared = replace(small_city, exog=None, covariates=None)
+    assert known_for_horizon(reads, hist) == () and known_for_horizon(blind, futr) == ()
+    assert known_for_horizon(reads, futr) == ("users",) and known_for_horizon(reads, undeclared) == ("users",)
