@@ -5,9 +5,11 @@ with/without the contrastive term, then score every variant on the test regions.
         --steps 1000 --stride 4
 
 Variants: full (users + POI, backbone frozen, contrastive lambda), no_poi, no_users, no_contrastive,
-full_unfrozen (full fine-tuning instead of partial freezing), pretrain_only (the checkpoint as is), and
-the diagnostic full_future_users (user counts of the hidden steps/cells shown: what the no-peeking rule
-costs, not a forecast a planner could make). `--merge` adds variants to an existing table.
+full_unfrozen (full fine-tuning instead of partial freezing), pretrain_only (the checkpoint as is).
+`--users-exog hist futr` runs the variants that read users twice: users as a hist covariate (known up to
+the forecast origin, hidden with the traffic) and as a futr covariate (known for the horizon too, e.g. a
+mobility forecast; labelled `<variant>@futr`); pretrain_only and no_users read no users and run once.
+`full_future_users` is the old name of `full@futr`. `--merge` adds variants to an existing table.
 Records go to bench/results/ablation.json with keys city, task, variant, shots, mae, rmse, jsd
 (+ crps, windows, stride, steps) and a Markdown table beside it.
 """
@@ -32,17 +34,33 @@ VARIANTS = {
     "no_users": dict(context=["poi"], freeze="backbone", contrastive=True),
     "no_contrastive": dict(context=["users", "poi"], freeze="backbone", contrastive=False),
     "full_unfrozen": dict(context=["users", "poi"], freeze="none", contrastive=True),
-    # diagnostic, not a forecast: user counts of the hidden steps/cells are shown (see ContextSwitches)
-    "full_future_users": dict(context=["users", "poi"], freeze="backbone", contrastive=True, future_users=True),
+    # the old name of full@futr (users known for the horizon), kept so that its committed command still runs
+    "full_future_users": dict(context=["users", "poi"], freeze="backbone", contrastive=True, users_exog="futr"),
 }
 
 
-def finetune(variant: str, pretrained: str, cities: list[str], steps: int, lam: float, out: Path, seed: int) -> str:
+def runs(variants: list[str], availabilities: list[str]) -> list[tuple[str, str, str]]:
+    """(label, variant, users_exog) to run: each variant per users availability, once if it reads no users."""
+    out = []
+    for ue in availabilities:
+        for v in variants:
+            reads_users = v != "pretrain_only" and "users" in VARIANTS[v]["context"]
+            if ue != availabilities[0] and not reads_users:
+                continue  # identical to its first run
+            fixed = VARIANTS.get(v, {}).get("users_exog")
+            ue_run = fixed or (ue if reads_users else "hist")
+            out.append((v if ue_run == "hist" or fixed else f"{v}@{ue_run}", v, ue_run))
+    return list(dict.fromkeys(out))
+
+
+def finetune(variant: str, pretrained: str, cities: list[str], steps: int, lam: float, out: Path, seed: int,
+             users_exog: str = "hist", label: str | None = None) -> str:
     spec = VARIANTS[variant]
     cfg = TrainConfig(
         preset=_preset_of(pretrained), cities=cities, steps=steps, batch_size=32, lr=5e-4,
         context=spec["context"], freeze=spec["freeze"], contrastive_weight=lam if spec["contrastive"] else 0.0,
-        future_users=spec.get("future_users", False), init_from=pretrained, val_every=steps, warmup=min(50, steps // 4), seed=seed, out=str(out / variant),
+        users_exog=users_exog, init_from=pretrained, val_every=steps, warmup=min(50, steps // 4), seed=seed,
+        out=str(out / (label or variant)),
     )
     return train(cfg)["best"]
 
@@ -58,6 +76,9 @@ def main(argv=None) -> int:
     p.add_argument("--pretrained", required=True)
     p.add_argument("--cities", nargs="+", default=["nanjing", "nanchang"])
     p.add_argument("--variants", nargs="+", default=["pretrain_only", *VARIANTS])
+    p.add_argument("--users-exog", nargs="+", default=["hist"], choices=["hist", "futr"],
+                   help="availability of the users covariate: hist (no peeking), futr (known for the horizon); "
+                        "both: the two-way table")
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--contrastive-weight", type=float, default=0.05)
     p.add_argument("--stride", type=int, default=4, help="test window stride of the evaluation")
@@ -73,21 +94,25 @@ def main(argv=None) -> int:
 
     cities = {name: load_city(name) for name in args.cities}
     records = []
-    for variant in args.variants:
+    bad = [v for v in args.variants if v != "pretrain_only" and v not in VARIANTS]
+    if bad:
+        p.error(f"unknown variants {bad}: use pretrain_only or {list(VARIANTS)}")
+    for label, variant, users_exog in runs(args.variants, args.users_exog):
         t0 = time.perf_counter()
         ckpt = args.pretrained if variant == "pretrain_only" else finetune(
-            variant, args.pretrained, args.cities, args.steps, args.contrastive_weight, Path(args.runs), args.seed)
+            variant, args.pretrained, args.cities, args.steps, args.contrastive_weight, Path(args.runs), args.seed,
+            users_exog, label)
         model = load_forecaster(ckpt, device="cpu", n_samples=args.samples, steps=args.sampling_steps)
         for name, city in cities.items():
             windows = make_windows(city, split="test", stride=args.stride)
             for task in ("short", "long", "generation"):
                 rec = evaluate_forecaster(model, windows, task, seed=args.seed)
-                records.append({"city": name, "task": task, "variant": variant, "shots": 0,
+                records.append({"city": name, "task": task, "variant": label, "users_exog": users_exog, "shots": 0,
                                 "mae": rec["mae"], "rmse": rec["rmse"], "jsd": rec.get("jsd"), "crps": rec.get("crps"),
                                 "windows": rec["windows"], "stride": args.stride,
                                 "finetune_steps": 0 if variant == "pretrain_only" else args.steps, "command": command})
                 print(records[-1], flush=True)
-        print(f"{variant}: {time.perf_counter() - t0:.0f} s", flush=True)
+        print(f"{label}: {time.perf_counter() - t0:.0f} s", flush=True)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

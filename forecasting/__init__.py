@@ -18,6 +18,7 @@ Modules, in pipeline order:
     forecast.py      a checkpoint -> samples / mean / quantiles, tidy frames (`load_forecaster`)
     forward.py       forecasts past the end of the data (or back-tests from any step): rolled sample
                      paths, timestamped tidy frames (`forecast`, `forward_forecast`)
+    exog.py          covariates known for the horizon: users shown only when declared futr; futr_df values
     calibration.py   calibrated quantile bands of a forecaster's samples
     registry.py      the one place a forecaster is made from its name (baselines, checkpoints)
     interface.py     the `Forecaster` contract every model follows (`Prediction`, hiding)

@@ -349,7 +349,7 @@ def residuals(forecaster: Forecaster, windows: Windows, masks: np.ndarray, task:
     parts = []
     for lo in range(0, len(windows), chunk):
         part, mask = windows.take(slice(lo, lo + chunk)), masks[lo:lo + chunk]
-        pred = forecaster.predict(hide(part, mask, keep_users=forecaster.sees_future_users), mask)
+        pred = forecaster.predict(hide(part, mask, futr_exog=forecaster.futr_exog), mask)
         frame = CellFrame.of(part, mask)
         gm, sg = model_point_and_spread(pred, frame)
         b = np.broadcast_to(np.stack([lead_buckets(mk, task) for mk in mask])[:, :, None, None], mask.shape)
@@ -444,8 +444,8 @@ class CalibratedForecaster(Forecaster):
         self.tasks = base.tasks
 
     @property
-    def sees_future_users(self) -> bool:  # type: ignore[override]
-        return self.base.sees_future_users
+    def futr_exog(self) -> tuple[str, ...]:  # type: ignore[override]
+        return self.base.futr_exog
 
     def fit(self, cities) -> "CalibratedForecaster":
         self.base.fit(cities)

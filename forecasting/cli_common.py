@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
+import warnings
 from importlib import metadata
 from pathlib import Path
 from typing import Iterable
@@ -95,3 +97,13 @@ def progress_bar(total: int | None, desc: str, leave: bool = True, **kwargs):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, leave=leave, dynamic_ncols=True, disable=None, **kwargs)
+
+
+class DeprecatedAlias(argparse.Action):
+    """A flag kept for old command lines: stores its `const` in `dest` and warns with the flag to use instead."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        instead = f"--{self.dest.replace('_', '-')} {self.const}"
+        warnings.warn(f"{option_string} is deprecated: use {instead}", DeprecationWarning, stacklevel=2)
+        print(f"{parser.prog}: warning: {option_string} is deprecated, use {instead}", file=sys.stderr)
+        setattr(namespace, self.dest, self.const)

@@ -20,6 +20,7 @@ clamp x0 predictions while sampling.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -85,17 +86,41 @@ class WindowTransform:
 
 @dataclass(frozen=True)
 class ContextSwitches:
-    """Which context inputs the network receives (paper 3.3); both optional.
+    """Which context inputs the network receives (paper 3.3) and when users are known.
 
-    `future_users` is a diagnostic, off by default: user counts are then shown for the hidden steps
-    and cells too, as if they came from another source (a mobility forecast, a planned event) when
-    the traffic forecast is made. It measures what the no-peeking rule costs; forecasts made with it
-    are not comparable with those of models that see only the observed part.
+    `users_exog` declares the users covariate's availability (`forecasting.data.covariates`):
+    'hist' (default): known up to the forecast origin, hidden exactly where traffic is (no peeking);
+    'futr': known for the horizon too (a mobility forecast, a planned event): user counts are read at the
+    hidden steps and cells wherever the caller gives them. It replaces the old `future_users` diagnostic
+    switch (`from_dict` maps a stored future_users=True to users_exog='futr').
     """
 
     users: bool = True
     poi: bool = True
-    future_users: bool = False
+    users_exog: Literal["hist", "futr"] = "hist"
+
+    def __post_init__(self) -> None:
+        if self.users_exog not in ("hist", "futr"):
+            raise ValueError(f"users_exog must be 'hist' or 'futr', got {self.users_exog!r}")
+
+    @property
+    def future_users(self) -> bool:
+        """True when the network reads users at hidden entries (users declared futr)."""
+        return self.users and self.users_exog == "futr"
+
+    @property
+    def futr_names(self) -> tuple[str, ...]:
+        """The covariates read at hidden entries: ('users',) when users are futr, else ()."""
+        return ("users",) if self.future_users else ()
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ContextSwitches":
+        """The switches stored in a checkpoint's config; an old `future_users: true` means users futr."""
+        d = dict(d)
+        legacy = d.pop("future_users", None)
+        if legacy and "users_exog" not in d:
+            d["users_exog"] = "futr"
+        return cls(**d)
 
 
 def encode(
@@ -116,8 +141,8 @@ def encode(
 
     traffic/users (B, T, H, W) on the [0, 1] scale; hidden entries may be NaN (they are never read:
     the returned x0 is only meaningful where the caller knows the truth). mask True = hidden.
-    Users are hidden exactly where traffic is (no peeking) unless `context.future_users`; POI is
-    static and always known.
+    Users are hidden exactly where traffic is (no peeking) unless `context.users_exog` is 'futr'
+    (then they are read wherever they are given, not NaN); POI is static and always known.
     `users_available` (B,) marks windows whose city has user counts at all (default: all).
     `slots_per_day` (int or (B,)) enables the one-day lag channel (see `day_lag`).
     """
@@ -143,7 +168,7 @@ def encode(
     cond["carry"], cond["carry_known"] = carry_forward(observed, known)
     if context.users and users is not None:
         users_t = as_t(users)
-        users_known = (valid_t if valid_t is not None else torch.ones_like(mask)) if context.future_users else known
+        users_known = (valid_t if valid_t is not None else torch.ones_like(mask)) if context.users_exog == "futr" else known
         users_known = users_known & ~torch.isnan(users_t)  # whatever the caller hid stays unknown
         if users_available is not None:
             users_known = users_known & as_t(users_available, torch.bool).view(-1, 1, 1, 1)

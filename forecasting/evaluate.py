@@ -109,7 +109,7 @@ def evaluate_forecaster(
         chunk, mask = windows.take(chunk_idx), masks[chunk_idx]
         t0 = time.perf_counter()
         try:
-            pred = forecaster.predict(hide(chunk, mask, keep_users=forecaster.sees_future_users), mask)
+            pred = forecaster.predict(hide(chunk, mask, futr_exog=forecaster.futr_exog), mask)
         except NotApplicable as exc:
             record.update(status="skipped", note=str(exc), windows=0)
             return record

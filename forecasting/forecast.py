@@ -29,6 +29,7 @@ from .checkpoint import (
 from .data import City, CityScalers, Windows, make_windows
 from .diffusion import NoiseSchedule, make_schedule
 from .encoding import ContextSwitches
+from .exog import known_for_horizon
 from .inference import SamplingConfig, default_device, predict_samples
 from .interface import Forecaster, Prediction, hide
 from .masks import batch_masks
@@ -92,13 +93,13 @@ class UoMoForecaster(Forecaster):
                 calibration = Calibration.load(cal_file)
             except OutdatedCalibration as exc:  # the network is fine: serve raw samples and say how to re-fit
                 warnings.warn(f"{exc}; using the raw samples until then", stacklevel=2)
-        return cls(net, schedule, sampling, ContextSwitches(**context_cfg), scalers, device, meta=config,
+        return cls(net, schedule, sampling, ContextSwitches.from_dict(context_cfg), scalers, device, meta=config,
                    calibration=calibration)
 
     @property
-    def sees_future_users(self) -> bool:
-        """True for the future-users diagnostic (see ContextSwitches): the benchmark then leaves users unhidden."""
-        return self.context.users and self.context.future_users
+    def futr_exog(self) -> tuple[str, ...]:  # type: ignore[override]
+        """('users',) when the network reads users at hidden entries (trained with users declared futr)."""
+        return self.context.futr_names
 
     # -- Forecaster interface ------------------------------------------------------------------------
     def sample(self, windows: Windows, mask: np.ndarray, sampling: SamplingConfig | None = None) -> np.ndarray:
@@ -145,7 +146,7 @@ class UoMoForecaster(Forecaster):
             mask = np.broadcast_to(task_mask("generation", shape, cells=cells)[None], win.traffic.shape).copy()
         else:
             mask = batch_masks(task, len(win), shape, rng=np.random.default_rng(self.sampling.seed))
-        samples = self.predict(hide(win, mask, keep_users=self.sees_future_users), mask).samples
+        samples = self.predict(hide(win, mask, futr_exog=known_for_horizon(self, city)), mask).samples
         raw = scalers.traffic.inverse(samples)  # (S, N, T, H, W), calibrated when the model has a calibration
         truth = scalers.traffic.inverse(win.traffic)
         n, T, H, W = win.traffic.shape

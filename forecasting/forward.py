@@ -37,6 +37,7 @@ import pandas as pd
 
 from .data import City, CityScalers, DataError, Windows
 from .data.geometry import cell_id_grid
+from .exog import futr_values, horizon_users, users_shown
 from .interface import Forecaster, Prediction, hide
 from .masks import LONG_OBSERVED, SHORT_OBSERVED
 
@@ -194,7 +195,8 @@ class _Track:
     """Normalised values of the rolled windows' steps [origin - n_obs, origin - n_obs + L) per path.
 
     traffic (P, R, L, H, W): the history, then each path's forecast (NaN until written);
-    users (R, L, H, W) or None: the history's users, NaN after it (the future's are unknown).
+    users (R, L, H, W) or None: the history's users, then NaN, or the horizon's when declared futr
+    (`forecasting.exog`).
     """
 
     traffic: np.ndarray
@@ -204,8 +206,10 @@ class _Track:
     first_step: int
 
 
-def _track(city: City, regions: np.ndarray, origin: int, n_obs: int, length: int, scalers: CityScalers) -> _Track:
-    """The track of a forecast from `origin`: history steps [origin - n_obs, origin), then `length - n_obs` NaN."""
+def _track(city: City, regions: np.ndarray, origin: int, n_obs: int, length: int, scalers: CityScalers,
+           futr_users: np.ndarray | None = None) -> _Track:
+    """The track of a forecast from `origin`: history steps [origin - n_obs, origin), then `length - n_obs` NaN
+    (users: `futr_users` (R, length - n_obs, H, W) raw, when they are known for the horizon)."""
     R, (H, W) = regions.size, city.grid
     lo = origin - n_obs
     traffic = np.full((1, R, length, H, W), np.nan, dtype=np.float32)
@@ -214,6 +218,8 @@ def _track(city: City, regions: np.ndarray, origin: int, n_obs: int, length: int
     if city.users is not None and scalers.users is not None:
         users = np.full((R, length, H, W), np.nan, dtype=np.float32)
         users[:, :n_obs] = scalers.users.transform(city.users[regions, lo:origin])
+        if futr_users is not None:
+            users[:, n_obs:] = scalers.users.transform(futr_users)
     dow, sod, _ = step_calendar(city, regions, np.arange(lo, lo + length))
     return _Track(traffic, users, dow, sod, lo)
 
@@ -233,9 +239,11 @@ def _windows(city: City, regions: np.ndarray, track: _Track, k: int, hidden: int
     )
 
 
-def _first_window(model: Forecaster, win: Windows, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(paths (P, R, 64, H, W), point (R, 64, H, W)) of roll 0: the model's own (calibrated) `predict`."""
-    pred = model.predict(hide(win, mask, keep_users=model.sees_future_users), mask)
+def _first_window(model: Forecaster, win: Windows, mask: np.ndarray, shown: tuple[str, ...] = ()
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """(paths (P, R, 64, H, W), point (R, 64, H, W)) of roll 0: the model's own (calibrated) `predict`;
+    `shown`: the covariates known for the horizon (`hide`)."""
+    pred = model.predict(hide(win, mask, futr_exog=shown), mask)
     point = np.asarray(pred.mean, dtype=np.float32)
     if pred.samples is not None and pred.samples.shape[0] >= 2:
         return np.asarray(pred.samples, dtype=np.float32), point
@@ -243,14 +251,14 @@ def _first_window(model: Forecaster, win: Windows, mask: np.ndarray) -> tuple[np
 
 
 def _rolled_window(model: Forecaster, win: Windows, mask: np.ndarray, n_paths: int, seed: int,
-                   draws: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   draws: int | None = None, shown: tuple[str, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
     """(paths (P, R, 64, H, W), point (R, 64, H, W)) of a later roll: path p continues from its own window.
 
     Every (path, region) window is forecast as in a back-test; path p takes draw p mod D of its window's D
     samples (UoMo: `draws` raw samples, default its n_samples, seeded `seed`, calibrated when the model
     has a calibration), or the point forecast of a point forecaster. The point is the paths' median.
     """
-    masked = hide(win, mask, keep_users=model.sees_future_users)
+    masked = hide(win, mask, futr_exog=shown)
     if hasattr(model, "sample") and hasattr(model, "sampling"):
         sampling = replace(model.sampling, n_samples=draws or model.sampling.n_samples, seed=seed)
         raw = model.sample(masked, mask, sampling)
@@ -277,16 +285,19 @@ def _path_draws(draws: np.ndarray, n_paths: int) -> np.ndarray:
 
 def roll_forecast(model: Forecaster, city: City, regions: np.ndarray, origin: int, horizon: int,
                   task: Literal["short", "long"], scalers: CityScalers, seed: int = 0,
-                  draws: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+                  draws: int | None = None, futr_users: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray | None]:
     """(point (R, h, H, W), paths (P, R, h, H, W) or None) of normalised traffic for steps [origin, origin + h).
 
-    Reads only the steps before `origin`. Window k covers track steps [k hidden, k hidden + 64); its
+    Reads only the steps before `origin`, and `futr_users` (R, rolled steps, H, W) raw: the users of the
+    horizon when they are known for it (`forecasting.exog`; None: hidden). Window k covers track steps [k hidden, k hidden + 64); its
     hidden part [n_obs + k hidden, n_obs + (k + 1) hidden) is written into each path's track.
     """
     n_obs = OBSERVED[task]
     hidden = WINDOW_LENGTH - n_obs
     n_rolls = -(-horizon // hidden)
-    track = _track(city, regions, origin, n_obs, n_obs + n_rolls * hidden, scalers)
+    track = _track(city, regions, origin, n_obs, n_obs + n_rolls * hidden, scalers, futr_users)
+    shown = ("users",) if futr_users is not None else ()
     R = regions.size
     mask = np.zeros((R, WINDOW_LENGTH, *city.grid), dtype=bool)
     mask[:, n_obs:] = True
@@ -295,10 +306,10 @@ def roll_forecast(model: Forecaster, city: City, regions: np.ndarray, origin: in
         win = _windows(city, regions, track, k, hidden, scalers)
         P = track.traffic.shape[0]
         if k == 0:
-            paths, pt = _first_window(model, win, mask)
+            paths, pt = _first_window(model, win, mask, shown)
             track.traffic = np.broadcast_to(track.traffic, (paths.shape[0], *track.traffic.shape[1:])).copy()
         else:
-            paths, pt = _rolled_window(model, win, np.tile(mask, (P, 1, 1, 1)), P, seed + k, draws)
+            paths, pt = _rolled_window(model, win, np.tile(mask, (P, 1, 1, 1)), P, seed + k, draws, shown)
         track.traffic[:, :, n_obs + k * hidden:n_obs + (k + 1) * hidden] = paths[:, :, n_obs:]
         point[:, k * hidden:(k + 1) * hidden] = pt[:, n_obs:]
     paths = track.traffic[:, :, n_obs:n_obs + horizon]
@@ -319,6 +330,7 @@ def forward_forecast(
     regions: Sequence[int] | None = None,
     seed: int | None = None,
     draws: int | None = None,
+    futr_users: np.ndarray | None = None,
 ) -> ForwardForecast:
     """Forecast `horizon` steps of `regions` (default: all) from `start`, in raw traffic units.
 
@@ -327,6 +339,8 @@ def forward_forecast(
     then holds the truth where it was observed). `task` sets the windows: 'short' rolls 48 -> 16 steps,
     'long' 16 -> 48. The model must be fitted (baselines) and serve `task`. `seed` (default the model's
     sampling seed) seeds the rolled windows; `draws` samples a UoMo rolled window draws (default n_samples).
+    Users of the horizon are shown only when declared futr and read by the model (`forecasting.exog`):
+    then from the city inside the data and from `futr_users` (R, h, H, W) raw past its end.
     """
     if task not in OBSERVED:
         raise DataError(f"task={task!r}: a forecast past the end rolls 'short' (48 -> 16) or 'long' (16 -> 48) "
@@ -346,7 +360,11 @@ def forward_forecast(
     history = city.head(origin)
     scalers = _scalers(model, history)
     seed = getattr(getattr(model, "sampling", None), "seed", 0) if seed is None else seed
-    point, paths = roll_forecast(model, history, idx, origin, h, task, scalers, seed, draws)
+    future = None
+    if users_shown(model, city):
+        hidden = WINDOW_LENGTH - n_obs
+        future = horizon_users(city, idx, origin, h, -(-h // hidden) * hidden, futr_users)
+    point, paths = roll_forecast(model, history, idx, origin, h, task, scalers, seed, draws, future)
     steps = np.arange(origin, origin + h)
     dow, sod, times = step_calendar(city, idx, steps)
     inverse = lambda a: np.clip(scalers.traffic.inverse(np.asarray(a, dtype=np.float64)), 0.0, None)  # noqa: E731
@@ -378,13 +396,21 @@ def forecast(
     samples: bool = False,
     cells=None,
     columns: dict[str, str] | None = None,
+    hist_exog: Sequence[str] | None = None,
+    futr_exog: Sequence[str] | None = None,
+    stat_exog: Sequence[str] | None = None,
+    futr_df: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Tidy forecast frame of `horizon` steps from `start` (default: past the end of the data).
 
     `model`: a fitted Forecaster, or a shipped checkpoint name / path (`load_forecaster`). `data`: a City,
-    or a long frame of (cell_id, timestamp, traffic[, users]) rows read by `load_long_table` with the cell
-    table `cells` (positions; a GeoDataFrame or a frame with row/col or x/y) and `columns` (renames). Columns: unique_id, ds, region, row, col, step, mean, q<level>..., truth (when `start` lies
-    inside the history), sample_<k> (with `samples`); see `ForwardForecast.frame` and `forward_forecast`.
+    or a long frame read by `load_long_table`: Nixtla's (unique_id, ds, y[, covariates]) or (cell_id,
+    timestamp, traffic[, users]) rows, with the cell table `cells` (positions; a GeoDataFrame or a frame
+    with row/col or x/y), `columns` (renames) and the covariates' availability (`hist_exog`, `futr_exog`,
+    `stat_exog`; users default to hist). `futr_df`: Nixtla's future frame (unique_id, ds, users) with the
+    users of the horizon past the end of the data, needed when users are declared futr and read by the
+    model (`forecasting.exog`). Columns: unique_id, ds, region, row, col, step, mean, q<level>..., truth
+    (when `start` lies inside the history), sample_<k> (with `samples`); see `ForwardForecast.frame`.
     """
     if isinstance(model, str):
         from .forecast import load_forecaster
@@ -393,7 +419,13 @@ def forecast(
     if isinstance(data, pd.DataFrame):
         from .data import load_long_table
 
-        data = load_long_table(data, cells, columns=columns)
+        data = load_long_table(data, cells, columns=columns, hist_exog=hist_exog, futr_exog=futr_exog,
+                               stat_exog=stat_exog)
     elif not isinstance(data, City):
         raise DataError(f"data must be a City or a long DataFrame, got {type(data).__name__}")
-    return forward_forecast(model, data, horizon, start, task, regions).frame(quantiles, samples)
+    futr = None
+    if futr_df is not None:
+        idx = np.arange(data.n_regions) if regions is None else np.asarray(regions, dtype=int)
+        steps = np.arange(origin_step(data, start, idx), origin_step(data, start, idx) + horizon_steps(data, horizon))
+        futr = futr_values(data, idx, steps, step_calendar(data, idx, steps)[2], futr_df)
+    return forward_forecast(model, data, horizon, start, task, regions, futr_users=futr).frame(quantiles, samples)

@@ -5,7 +5,8 @@
 
 Windows passed to `predict` are normalised to [0, 1] (the city's `Scaler`), and every hidden entry of
 traffic *and* of users is NaN, so a forecaster cannot peek at what it must forecast; POI (static) and
-the time features stay visible. Predictions are on the same normalised scale; `evaluate` turns them
+the time features stay visible, and so do users of a forecaster that declares them known for the
+horizon (`futr_exog = ("users",)`, see `forecasting.data.covariates`). Predictions are on the same normalised scale; `evaluate` turns them
 into metrics and `Scaler.inverse` into raw units.
 """
 
@@ -42,17 +43,18 @@ class Prediction:
         return self.mean if self.samples is None else np.median(self.samples, axis=0)
 
 
-def hide(windows: Windows, mask: np.ndarray, keep_users: bool = False) -> Windows:
-    """Copy of `windows` with traffic (and users, unless `keep_users`) set to NaN where `mask` is True.
+def hide(windows: Windows, mask: np.ndarray, futr_exog: Sequence[str] = ()) -> Windows:
+    """Copy of `windows` with traffic (and users, unless 'users' is in `futr_exog`) NaN where `mask` is True.
 
-    mask (N, T, H, W). `keep_users` serves forecasters that declare `sees_future_users` (a diagnostic).
+    mask (N, T, H, W). `futr_exog` names the covariates known for the horizon (a forecaster's
+    `futr_exog`, or what the data declares): only those stay visible at hidden entries.
     """
     mask = np.asarray(mask, dtype=bool)
     if mask.shape != windows.traffic.shape:
         raise ValueError(f"mask shape {mask.shape} does not match windows {windows.traffic.shape}")
     traffic = np.where(mask, np.nan, windows.traffic).astype(np.float32)
     users = windows.users
-    if users is not None and not keep_users:
+    if users is not None and "users" not in futr_exog:
         users = np.where(mask, np.nan, users).astype(np.float32)
     return replace(windows, traffic=traffic, users=users)
 
@@ -67,8 +69,8 @@ class Forecaster(ABC):
     name: str = "forecaster"
     #: tasks this forecaster can serve; the benchmark skips the others
     tasks: tuple[str, ...] = ("short", "long", "generation")
-    #: True only for diagnostics that are shown user counts at hidden entries (see ContextSwitches)
-    sees_future_users: bool = False
+    #: covariates this forecaster reads at hidden entries (known for the horizon: 'users' when declared futr)
+    futr_exog: tuple[str, ...] = ()
 
     def fit(self, cities: City | Sequence[City]) -> "Forecaster":
         """Learn from the 'train' regions of each city (default: nothing to learn)."""

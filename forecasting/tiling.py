@@ -205,6 +205,6 @@ def mae_on_crops(point: np.ndarray, windows: Windows, mask: np.ndarray, crops: T
 def crop_forecast_mae(forecaster, windows: Windows, mask: np.ndarray, crops: TilePlan) -> float:
     """MAE of `forecaster` when every crop is forecast as a window of its own (same hidden entries)."""
     crop_windows, crop_mask = tile_windows(windows, crops), cut_tiles(np.asarray(mask, dtype=bool), crops)
-    keep_users = getattr(forecaster, "sees_future_users", False)
-    point = forecaster.predict(hide(crop_windows, crop_mask, keep_users=keep_users), crop_mask).mean
+    futr = tuple(getattr(forecaster, "futr_exog", ()))
+    point = forecaster.predict(hide(crop_windows, crop_mask, futr_exog=futr), crop_mask).mean
     return float(np.abs(point - crop_windows.traffic)[crop_mask].mean())

@@ -74,7 +74,7 @@ class TrainConfig:
     context: list[str] = field(default_factory=list)  # subset of ["users", "poi"]
     freeze: str = "none"  # "none" or "backbone" (paper 3.3 partial freezing)
     contrastive_weight: float = 0.0
-    future_users: bool = False  # diagnostic: user counts shown at hidden entries (ContextSwitches)
+    users_exog: str = "hist"  # users' availability: 'hist' (no peeking) or 'futr' (known for the horizon too)
     loss_weighting: str = "none"  # "none" or "cell_level" (WindowTransform.level_weight)
     augment: str = "none"  # "none" or "dihedral" (forecasting.augment)
     lead_boost: float = 0.0  # extra loss weight of the first hidden steps (encoding.lead_weight); 0 = off
@@ -106,8 +106,10 @@ class TrainConfig:
         bad = set(self.task_mix) - {"short", "long", "generation", "random"}
         if bad or not self.task_mix or min(self.task_mix.values()) < 0 or sum(self.task_mix.values()) <= 0:
             raise ValueError(f"task_mix must weight short/long/generation/random with non-negative weights, got {self.task_mix}")
-        if self.future_users and "users" not in self.context:
-            raise ValueError("future_users shows user counts of hidden steps: it needs 'users' in context")
+        if self.users_exog not in ("hist", "futr"):
+            raise ValueError(f"users_exog must be 'hist' or 'futr', got {self.users_exog!r}")
+        if self.users_exog == "futr" and "users" not in self.context:
+            raise ValueError("users_exog='futr' shows user counts of the horizon: it needs 'users' in context")
         if self.loss_weighting not in ("none", "cell_level"):
             raise ValueError(f"loss_weighting must be 'none' or 'cell_level', got {self.loss_weighting!r}")
         if self.augment not in AUGMENTATIONS:
@@ -121,7 +123,7 @@ class TrainConfig:
 
     @property
     def context_switches(self) -> ContextSwitches:
-        return ContextSwitches(users="users" in self.context, poi="poi" in self.context, future_users=self.future_users)
+        return ContextSwitches(users="users" in self.context, poi="poi" in self.context, users_exog=self.users_exog)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -268,7 +270,7 @@ RESUME_FIXED = {
     "ema_decay": "--ema-decay", "task_mix": "--task-mix", "contrastive_weight": "--contrastive-weight",
     "loss_weighting": "--loss-weighting", "train_fraction": "--train-fraction", "city_weights": "--city-weight",
     "diffusion_steps": "--diffusion-steps", "schedule": None, "context": "--context", "freeze": "--freeze",
-    "future_users": "--future-users",
+    "users_exog": "--users-exog",
 }
 
 
@@ -278,6 +280,8 @@ def check_resume(cfg: TrainConfig, old: dict, source: str) -> None:
     A changed --lr, --batch-size, --seed, ... would silently give a run that is neither the old one nor
     a fresh one. --steps may grow: the cosine schedule keeps the first launch's horizon (`lr_horizon`).
     """
+    if "future_users" in old and "users_exog" not in old:  # runs started before users_exog (--future-users)
+        old = {**old, "users_exog": "futr" if old["future_users"] else "hist"}
     changed = [
         f"{flag or key} {old[key]!r} -> {getattr(cfg, key)!r}"
         for key, flag in RESUME_FIXED.items()
@@ -501,7 +505,7 @@ def export_checkpoint(source: str | Path, target: str | Path, half: bool = True,
 
 def build_parser() -> argparse.ArgumentParser:
     """The `uomo-train` parser: every option documented, defaults from `TrainConfig`, presets from `PRESETS`."""
-    from .cli_common import make_parser
+    from .cli_common import DeprecatedAlias, make_parser
 
     d = TrainConfig()
     p = make_parser("uomo-train", description=__doc__)
@@ -520,8 +524,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--diffusion-steps", type=int, default=d.diffusion_steps, help="steps of the diffusion noise schedule")
     p.add_argument("--context", nargs="*", default=d.context, choices=["users", "poi"],
                    help="context inputs to use: users poi (default: none)")
-    p.add_argument("--future-users", action="store_true",
-                   help="diagnostic: show user counts at hidden entries too (breaks the no-peeking rule on purpose)")
+    p.add_argument("--users-exog", default=d.users_exog, choices=["hist", "futr"],
+                   help="availability of the users covariate: hist = known up to the forecast origin (hidden with "
+                        "the traffic, no peeking); futr = known for the horizon too (e.g. a mobility forecast)")
+    p.add_argument("--future-users", dest="users_exog", action=DeprecatedAlias, nargs=0, const="futr",
+                   help="deprecated alias of --users-exog futr")
     p.add_argument("--freeze", default=d.freeze, choices=["none", "backbone"], help="partial freezing for fine-tuning")
     p.add_argument("--contrastive-weight", type=float, default=d.contrastive_weight, help="lambda of Eq. 11")
     p.add_argument("--carry-channel", action="store_true",

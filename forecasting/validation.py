@@ -66,7 +66,7 @@ def _val_errors(net, schedule, win: Windows, cfg: TrainConfig, device) -> dict:
     errors = {}
     for task in EVAL_TASKS:
         mask = batch_masks(task, len(win), win.traffic.shape[1:], rng=np.random.default_rng(cfg.seed))
-        samples = predict_samples(net, schedule, hide(win, mask, keep_users=cfg.future_users), mask, sampling,
+        samples = predict_samples(net, schedule, hide(win, mask, futr_exog=cfg.context_switches.futr_names), mask, sampling,
                                   cfg.context_switches, device)
         errors[task] = np.abs(np.median(samples, 0) - win.traffic)[mask]
     return errors

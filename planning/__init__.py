@@ -16,6 +16,8 @@ Modules, in pipeline order:
     report.py      tables, maps, figures and summary.json from results only
     output.py      the output folder: checked first, locked, swapped in atomically
     scenario/      the YAML schema (pydantic), loading with overrides, the schema's documentation
+    scenario_city.py  a scenario's city: loading (errors in YAML keys), --check's data check, the planned
+                   regions (a one-region city whole), warnings when they are where strategies were fitted
     pipeline.py    run_scenario: load the city -> forecast -> plan -> replay
     plan_mode.py   run_plan (mode: plan): forecast past the end of the data -> plan; no replay
     plan_output.py the files of a plan-mode run (BS plan, RRU schedule, GeoJSON, forecast bands)

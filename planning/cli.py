@@ -62,6 +62,7 @@ EXAMPLES = {
         "{prog} scenarios/demo.yaml --set deployment.max_bs=80 --set solver.time_limit=30 --out out/demo-80",
         "{prog} scenarios/demo.yaml --check            # validate only, print every default",
         "{prog} scenarios/demo_plan.yaml               # plan past the end of the data (mode: plan)",
+        "{prog} scenarios/my_city/plan.yaml --check    # your own CSV/GeoJSON: load and check the data",
     ],
     "sleep": [
         "{prog} scenarios/demo.yaml                    # RRU sleep control on the synthetic demo city",
@@ -110,7 +111,8 @@ def build_parser(prog: str = "plan-bs-deploy", problem: str = "deployment") -> a
         "scenario defines)",
     )
     parser.add_argument("--check", action="store_true",
-                        help="only validate the scenario (and print it with every default filled in); exit 0 or 2")
+                        help="only validate the scenario and load its data (files, columns, values, planned "
+                        "regions), print it with every default filled in; exit 0 or 2")
     parser.add_argument("--no-figures", action="store_true", help="skip the PNG figures (faster)")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bars (they are off anyway when stderr is not a terminal)")
@@ -213,7 +215,11 @@ def _run(args, say):
         if problem:
             raise OutputError(problem)
         say(dump_scenario(scenario), end="")
-        print(f"scenario {args.scenario} is valid")
+        from .scenario_city import check_data
+
+        for line in check_data(scenario):  # the data too: files, columns, values, planned regions
+            print(line, file=sys.stderr) if line.startswith("warning:") else say(line)
+        print(f"scenario {args.scenario} is valid (schema and data)")
         return None, None
     problems = scenario.problems if args.problem == "all" else [args.problem]
     with output_lock(out, label), warnings.catch_warnings():

@@ -13,6 +13,7 @@ from typing import Literal, Sequence
 import numpy as np
 
 from forecasting.data import WINDOW, City, make_windows
+from forecasting.exog import known_for_horizon
 from forecasting.interface import Forecaster, hide
 from forecasting.masks import LONG_OBSERVED
 
@@ -94,7 +95,7 @@ def forecast_series(
     samples_out = None
     for m in cell_masks:
         mask = np.broadcast_to(m[None], win.traffic.shape).copy()
-        pred = forecaster.predict(hide(win, mask), mask)
+        pred = forecaster.predict(hide(win, mask, futr_exog=known_for_horizon(forecaster, city)), mask)
         mean = np.asarray(pred.mean, dtype=np.float64)
         if mean.shape != win.traffic.shape:
             raise InputError(f"{forecaster.name} returned shape {mean.shape}, expected {win.traffic.shape}")

@@ -23,19 +23,8 @@ if TYPE_CHECKING:
 
 from .capacity import sleep_capacity, size_rru_capacity  # noqa: F401  (public here too)
 from .results import ForecastRun, ProblemRun, ScenarioResult, StrategyRun
-from .scenario.schema import (
-    PROBLEMS,
-    Horizon,
-    NpzCity,
-    RealCity,
-    ReleaseCity,
-    RiskSpec,
-    Scenario,
-    ScenarioError,
-    SleepSpec,
-    SyntheticCity,
-    _looks_like_path,
-)
+from .scenario.schema import PROBLEMS, Horizon, RiskSpec, Scenario, ScenarioError, SleepSpec, _looks_like_path
+from .scenario_city import load_scenario_city, overlap_warnings, planned_regions  # noqa: F401  (public here too)
 
 
 class _Progress:
@@ -63,37 +52,6 @@ class _Progress:
             self.bar.close()
 
 
-def load_scenario_city(scenario: Scenario) -> "City":
-    """The scenario's city (a `forecasting.data.City`) with cell geometry filled in.
-
-    A synthetic city is generated from its (possibly overridden) preset; `npz` and `long_table` name
-    their format, so their loader is called directly; a real city's name and a release folder are
-    resolved by `forecasting.data.load_city`, the one resolver of a city from a name or a path.
-    """
-    from forecasting.data import load_city, load_long_table, load_npz, region_origins
-    from forecasting.data.synthetic import make_city
-
-    spec = scenario.city
-    if isinstance(spec, SyntheticCity):
-        city = make_city(spec.config(scenario.seed))
-    elif isinstance(spec, NpzCity):
-        city = load_npz(spec.path, name=spec.name)
-    elif isinstance(spec, RealCity):
-        city = load_city(spec.name, data_dir=spec.data_dir, name=spec.name)
-    elif isinstance(spec, ReleaseCity):
-        kw = {k: v for k, v in {"slots_per_day": spec.slots_per_day, "stride": spec.stride}.items() if v is not None}
-        city = load_city(spec.dir, city=spec.city, **kw)
-    else:
-        city = load_long_table(
-            spec.traffic, cells=spec.cells, poi=spec.poi, region_size=spec.region_size, split=spec.split,
-            name=spec.name, columns=spec.columns, cell_size=spec.cell_size, crs=spec.crs,
-            fill_missing=spec.fill_missing, split_fractions=spec.split_fractions, seed=scenario.seed,
-        )
-    if city.region_origin is None:  # regions laid side by side so maps and GeoJSON still work
-        city = replace(city, region_origin=region_origins(city))
-    return city
-
-
 def crop_steps(city: "City", start: int, stop: int) -> "City":
     """The city restricted to steps [start, stop) (calendar features and start times follow)."""
     from forecasting.data import DataError
@@ -105,8 +63,9 @@ def crop_steps(city: "City", start: int, stop: int) -> "City":
     start_time = None
     if city.start_time is not None:
         start_time = np.asarray(city.start_time) + np.timedelta64(int(round(start * city.minutes_per_slot)), "m")
+    exog = None if city.exog is None else {k: v[:, sl] for k, v in city.exog.items()}
     return replace(city, traffic=city.traffic[:, sl], users=pick(city.users), day_of_week=city.day_of_week[:, sl],
-                   slot_of_day=city.slot_of_day[:, sl], start_time=start_time, meta=dict(city.meta))
+                   slot_of_day=city.slot_of_day[:, sl], start_time=start_time, exog=exog, meta=dict(city.meta))
 
 
 def horizon_steps(city: "City", horizon: Horizon, task: str) -> tuple[int, int]:
@@ -167,7 +126,7 @@ class _ProgressTap:
     def __init__(self, inner, progress: _Progress):
         self.inner, self.progress = inner, progress
         self.name, self.tasks = inner.name, inner.tasks
-        self.sees_future_users = inner.sees_future_users
+        self.futr_exog = inner.futr_exog
 
     def predict(self, windows, mask):
         pred = self.inner.predict(windows, mask)
@@ -292,19 +251,8 @@ def forecast_horizon(scenario: Scenario, city: "City", regions: np.ndarray, task
 
 
 def _planned_regions(scenario: Scenario, city) -> np.ndarray:
-    from .errors import InputError
-
-    area = scenario.area
-    if area.regions is not None:
-        idx = np.asarray(area.regions, dtype=int)
-        bad = idx[(idx < 0) | (idx >= city.n_regions)]
-        if bad.size:
-            raise InputError(f"area.regions: {bad.tolist()} are not regions of {city.name} (0..{city.n_regions - 1})")
-        return idx
-    idx = city.regions(area.split)
-    if idx.size == 0:
-        raise InputError(f"area.split: {city.name} has no {area.split!r} regions; pick another split or list area.regions")
-    return idx
+    """The planned regions (`planning.scenario_city.planned_regions`)."""
+    return planned_regions(scenario, city)
 
 
 def _recorded(fn, sink: list[str]):
@@ -526,6 +474,7 @@ def run_scenario(scenario: Scenario, problems: Sequence[str] | None = None, prog
         city, timings["load"] = _timed(lambda: load_scenario_city(scenario))
         stages.step()
         regions = _planned_regions(scenario, city)
+        sink.extend(overlap_warnings(scenario, city, regions))
         cache: dict = {}
         runs = {}
         for p in wanted:

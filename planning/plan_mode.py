@@ -76,7 +76,9 @@ def future_forecast(scenario: Scenario, city: "City", regions: np.ndarray, spec,
     The demand's values are the point forecast and its scenarios the forecast's sample paths (when the
     forecaster samples), so every `risk.plan_on` works as in a back-test.
     """
-    from forecasting.forward import forward_forecast
+    from forecasting.forward import forward_forecast, step_calendar
+
+    from .scenario_city import future_users
 
     from .demand import UnitConversion, _frame
     from .pipeline import _forecaster, _shape
@@ -85,8 +87,10 @@ def future_forecast(scenario: Scenario, city: "City", regions: np.ndarray, spec,
     t0 = time.perf_counter()
     name = spec.forecaster or scenario.forecaster.model
     model, used = _forecaster(scenario, name, PLAN_TASK, city, cache, notes)
-    fc = forward_forecast(model, city, plan_steps(city, spec.horizon.days), "end", PLAN_TASK, regions,
-                          seed=scenario.seed)
+    h = plan_steps(city, spec.horizon.days)
+    steps = np.arange(city.n_steps, city.n_steps + h)
+    futr = future_users(scenario, city, regions, steps, step_calendar(city, regions, steps)[2])
+    fc = forward_forecast(model, city, h, "end", PLAN_TASK, regions, seed=scenario.seed, futr_users=futr)
     demand = _frame(city, regions, fc.steps, fc.point, "traffic", f"forecast:{used}",
                     calendar=(fc.day_of_week[0], fc.slot_of_day[0]))
     if fc.samples is not None:
@@ -166,7 +170,8 @@ def run_plan(scenario: Scenario, problems: Sequence[str] | None = None) -> PlanR
     Raises as `planning.pipeline.run_scenario` does (bad data or parameters, infeasible plans, refused
     checkpoints); time-limited incumbents are kept with their warnings in `result.warnings`.
     """
-    from .pipeline import _planned_regions, _timed, load_scenario_city
+    from .pipeline import _planned_regions, _timed
+    from .scenario_city import load_scenario_city, overlap_warnings
 
     if scenario.mode != "plan":
         raise ScenarioError(f"the scenario {scenario.name!r} has mode: {scenario.mode}: run_plan plans past the end "
@@ -180,6 +185,7 @@ def run_plan(scenario: Scenario, problems: Sequence[str] | None = None) -> PlanR
     sink: list[str] = []
     city, timings["load"] = _timed(lambda: load_scenario_city(scenario))
     regions = _planned_regions(scenario, city)
+    sink.extend(overlap_warnings(scenario, city, regions))
     cache: dict = {}
     runs = {}
     for p in wanted:

@@ -20,6 +20,7 @@ from typing import Literal
 import numpy as np
 
 from forecasting.data import WINDOW, City, make_windows
+from forecasting.exog import known_for_horizon
 from forecasting.interface import Forecaster, hide
 
 from .demand import Demand, require_demand
@@ -83,7 +84,7 @@ def rolling_forecast(forecaster: Forecaster, city: City, regions: np.ndarray, fi
     offset = np.tile(taus - starts, regions.size)  # first hidden step inside each window
     mask = np.arange(WINDOW)[None, :] >= offset[:, None]  # (n, 64): everything from tau on is hidden
     mask = np.broadcast_to(mask[:, :, None, None], win.traffic.shape).copy()
-    pred = forecaster.predict(hide(win, mask), mask)
+    pred = forecaster.predict(hide(win, mask, futr_exog=known_for_horizon(forecaster, city)), mask)
     scale = win.scalers.traffic
 
     def cut(x: np.ndarray) -> np.ndarray:

@@ -300,7 +300,7 @@ BAD_INPUTS = [
     ("npz-with-objects", npz_with_objects, EXIT_BAD_INPUT, r"objects\.npz: array 'poi' holds pickled Python objects .*refused"),
     ("misspelled-model-with-fallback", misspelled_model_with_fallback, EXIT_CHECKPOINT, r"unknown checkpoint 'uomo-synthtic-cpu'.*did you mean 'uomo-synthetic-cpu'"),
     ("missing-problem-checkpoint", missing_problem_checkpoint, EXIT_BAD_INPUT, r"sleep: forecaster: checkpoint file .*/models/sleep\.pt does not exist"),
-    ("header-only-table", header_only_table, EXIT_BAD_INPUT, r"traffic table .*traffic\.csv has no rows \(only a header\)"),
+    ("header-only-table", header_only_table, EXIT_BAD_INPUT, r"traffic table \(city\.traffic: traffic\.csv\) has no rows \(only a header\)"),
     ("sleep-c0-text", sleep_field(c0="big"), EXIT_BAD_INPUT, r"sleep\.c0: must be a number > 0 or a list of them \(one per cell\), got 'big' \(.*or a rule"),
     ("sleep-c0-infinite", sleep_field(c0=float("inf")), EXIT_BAD_INPUT, r"sleep\.c0: must be a finite number > 0, got infinity \(\.inf\)"),
     ("capacity-infinite", deployment_field(capacity=float("inf")), EXIT_BAD_INPUT, r"deployment\.capacity: Input should be a finite number, got infinity \(\.inf\)"),

@@ -132,10 +132,10 @@ def test_evaluate_forecaster_hides_entries_chunks_and_pools_metrics():
 
 
 class FutureUsersSpy(Forecaster):
-    """A diagnostic forecaster that declares it sees user counts of hidden entries."""
+    """A forecaster that declares users known for the horizon (futr_exog)."""
 
     name = "future_users_spy"
-    sees_future_users = True
+    futr_exog = ("users",)
 
     def predict(self, windows, mask):
         assert np.isnan(windows.traffic[mask]).all()  # traffic stays hidden ...

@@ -85,22 +85,30 @@ def test_hidden_context_cannot_change_a_context_model_forecast(tmp_path):
         assert not np.allclose(a, model.predict(moved, mask).samples), task
 
 
-def test_future_users_diagnostic_is_stored_and_reads_hidden_user_counts(tmp_path):
+def test_users_declared_futr_are_stored_and_read_at_hidden_entries(tmp_path):
     city = make_city(rows=8, cols=8, days=3, slots_per_day=24, seed=1, split_fractions=(0.5, 0.25, 0.25))
     cfg = TrainConfig(preset="tiny", cities=["x"], steps=2, batch_size=4, val_every=2, val_max_windows=2,
                       val_samples=1, val_steps=2, diffusion_steps=10, warmup=1, context=["users"],
-                      future_users=True, out=str(tmp_path / "fu"))
+                      users_exog="futr", out=str(tmp_path / "fu"))
     model = load_forecaster(train(cfg, cities=[city], progress=False)["best"], device="cpu", n_samples=1, steps=2)
-    assert model.sees_future_users and model.context.future_users
+    assert model.futr_exog == ("users",) and model.context.users_exog == "futr"
     with torch.no_grad():
         for p in model.net.parameters():
             p.add_(0.05 * torch.randn_like(p))
     win = make_windows(city, stride=8).take(slice(0, 2))
     mask = batch_masks("short", len(win), win.traffic.shape[1:])
-    a = model.predict(hide(win, mask, keep_users=True), mask).samples
-    altered = hide(win, mask, keep_users=True)
+    a = model.predict(hide(win, mask, futr_exog=("users",)), mask).samples
+    altered = hide(win, mask, futr_exog=("users",))
     altered.users = np.where(mask, altered.users * 3 + 0.1, altered.users)  # only the hidden steps' users
     assert not np.allclose(a, model.predict(altered, mask).samples)
+
+
+def test_an_old_future_users_checkpoint_loads_as_users_futr():
+    from forecasting.encoding import ContextSwitches
+
+    old = ContextSwitches.from_dict({"users": True, "poi": False, "future_users": True})
+    assert old == ContextSwitches(users=True, poi=False, users_exog="futr") and old.futr_names == ("users",)
+    assert ContextSwitches.from_dict({"users": True, "poi": True, "future_users": False}).users_exog == "hist"
 
 
 def test_unknown_checkpoint_name_lists_the_shipped_ones():

@@ -190,8 +190,8 @@ def test_encode_hides_users_with_traffic():
     assert (cond["users"][torch.as_tensor(mask)] == 0).all()
     _, cond_off, _ = encode(traffic, mask, tod, dow, users=users, context=ContextSwitches(users=False, poi=False))
     assert "users" not in cond_off
-    # diagnostic switch: user counts of hidden steps are shown, unless the caller hid them (NaN)
-    future = ContextSwitches(users=True, poi=False, future_users=True)
+    # users declared futr: user counts of hidden steps are shown, unless the caller hid them (NaN)
+    future = ContextSwitches(users=True, poi=False, users_exog="futr")
     _, cond_f, _ = encode(traffic, mask, tod, dow, users=users, context=future)
     assert cond_f["users_known"].all() and (cond_f["users"][torch.as_tensor(mask)] != 0).any()
     # the training path passes users_available: it must not undo the switch

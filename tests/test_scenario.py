@@ -306,7 +306,7 @@ def test_a_missing_checkpoint_is_an_error_even_with_a_fallback():
 def test_fallback_stands_in_only_for_a_forecaster_that_does_not_serve_the_task(monkeypatch):
     import forecasting.forecast
 
-    short_only = SimpleNamespace(name="short-only", tasks=("short",), calibration=None, sees_future_users=False)
+    short_only = SimpleNamespace(name="short-only", tasks=("short",), calibration=None, futr_exog=())
     monkeypatch.setattr(forecasting.forecast, "load_forecaster", lambda *a, **k: short_only)
     sc = scenario_from_dict(small(**{"forecaster": {"model": "short-only", "fallback": FALLBACK},
                                      "sleep.forecaster": None}))

@@ -198,8 +198,8 @@ def test_bad_config_is_rejected():
         TrainConfig(context=["weather"]).validate()
     with pytest.raises(ValueError, match="train_fraction"):
         TrainConfig(train_fraction=0).validate()
-    with pytest.raises(ValueError, match="future_users"):
-        TrainConfig(future_users=True, context=["poi"]).validate()
+    with pytest.raises(ValueError, match="users_exog"):
+        TrainConfig(users_exog="futr", context=["poi"]).validate()
     with pytest.raises(ValueError, match="loss_weighting"):
         TrainConfig(loss_weighting="busy").validate()
 

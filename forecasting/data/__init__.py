@@ -2,6 +2,8 @@
 
 Modules, in the order data flows through them:
 
+    errors.py        `DataError`, the data layer's one exception
+    covariates.py    `Covariates`: hist_exog / futr_exog / stat_exog, declared by availability
     city.py          `City` (traffic/users `(regions, time, H, W)`, POI, calendar, splits, geometry),
                      its checks, `few_shot_city`
     synthetic.py     the seeded synthetic city generator (`make_city`, `city_from_name`), in stages:
@@ -14,7 +16,7 @@ Modules, in the order data flows through them:
     release_json.py  loader 2: the paper's release (64-step windows in JSON), stitched back into series
     tables.py        reading long tables (formats, column names, checked columns)
     cell_grid.py     cell tables -> regions and row/col positions, POI grids
-    long_table.py    loader 3: long CSV/Parquet tables, one row per cell and time step
+    long_table.py    loader 3: long CSV/Parquet tables, one row per cell and time step (Nixtla's names too)
     geometry.py      cells as a GeoDataFrame; a city back to long tables
     load.py          `load_city`: the one resolver of a city from a name or a path; `load_cities`
                      (families such as 'synthetic-prior:64')
@@ -24,6 +26,7 @@ Modules, in the order data flows through them:
 The names below are the public API (`from forecasting.data import City, load_city, make_windows`).
 """
 
+from .covariates import Covariates
 from .city import SPLITS, WINDOW, City, DataError, assign_splits, few_shot_city, split_counts, validate_city
 from .geometry import LongTables, cell_id_grid, from_geodataframe, region_origins, to_geodataframe, to_long_table
 from .load import REAL_CITY_NAMES, load_cities, load_city
@@ -43,7 +46,7 @@ from .tables import GEO_SUFFIXES, LONG_COLUMNS, REFERENCE_MONDAY, TABLE_SUFFIXES
 from .windows import Windows, concat_windows, make_windows, window_starts
 
 __all__ = [
-    "SPLITS", "WINDOW", "City", "DataError", "few_shot_city", "split_counts", "validate_city",
+    "Covariates", "SPLITS", "WINDOW", "City", "DataError", "few_shot_city", "split_counts", "validate_city",
     "Scaler", "CityScalers", "weighted_percentile", "window_multiplicity",
     "Windows", "concat_windows", "make_windows", "window_starts",
     "NPZ_KEYS", "available_real_cities", "default_data_dir", "load_npz",

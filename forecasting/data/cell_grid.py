@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .city import DataError
+from .errors import DataError
 from .tables import _as_ids, _checked_numbers, _read_table, _rename, _require_columns
 
 
@@ -24,6 +24,7 @@ class _Layout:
     cell_size: float
     crs: str | None
     region_split: np.ndarray | None  # (R,) labels from a 'split' column
+    table: object = None  # the cell table (a DataFrame, canonical names): static covariate columns
 
 
 def _grid_index(v: np.ndarray, spacing: float | None, axis: str) -> tuple[np.ndarray, float | None]:
@@ -94,6 +95,7 @@ def _cell_layout(tr, cells, cols, region_size, cell_size, crs) -> _Layout:
         cell_size=float(cs),
         crs=crs,
         region_split=region_split,
+        table=ct,
     )
 
 
@@ -110,7 +112,7 @@ def _cell_table(tr, cells, cols, crs):
                 "table: a cell's position must not change over time"
             )
     else:
-        ct = _rename(_read_table(cells, "cell table"), cols)
+        ct = _rename(_read_table(cells, "cell table"), cols, table="cells")
         _require_columns(ct, ("cell_id",), "cell table", cols)
         ct["cell_id"] = _as_ids(ct["cell_id"], "cell table")
         dup = ct["cell_id"].duplicated(keep=False)
@@ -224,11 +226,25 @@ def _region_size(region_size) -> tuple[int, int]:
     return h, w
 
 
+def _static_grid(names, layout: _Layout, rhw: tuple[int, int, int]):
+    """(R, C, H, W) static covariates from columns `names` of the cell table (stat_exog, e.g. POI counts)."""
+    ct = layout.table
+    missing = [n for n in names if n not in ct.columns]
+    if missing:
+        raise DataError(f"stat_exog names {missing}, which are not columns of the cell table (it has "
+                        f"{list(map(str, ct.columns))}): static covariates are columns of the cell table")
+    R, H, W = rhw
+    grid = np.zeros((R, len(names), H, W), dtype=np.float32)
+    for c, name in enumerate(names):
+        grid[layout.region, c, layout.row, layout.col] = _checked_numbers(ct, name, "cell table").to_numpy()
+    return grid
+
+
 def _poi_grid(poi, cols, known, layout: _Layout, rhw: tuple[int, int, int], order):
     """(R, C, H, W) POI counts pivoted from a cell_id, category, count table; and category names."""
     import re
 
-    pt = _rename(_read_table(poi, "POI table"), cols)
+    pt = _rename(_read_table(poi, "POI table"), cols, table="poi")
     _require_columns(pt, ("cell_id", "category"), "POI table", cols)
     if "count" not in pt.columns:
         pt["count"] = 1.0

@@ -23,13 +23,11 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from .covariates import Covariates
+from .errors import DataError
 
 WINDOW = 64
 SPLITS = ("train", "val", "test")
-
-
-class DataError(ValueError):
-    """Input data that cannot be used as given; the message says what to fix."""
 
 
 def split_counts(n_regions: int, fractions: tuple[float, float, float]) -> tuple[int, int]:
@@ -90,6 +88,8 @@ class City:
     start_time: np.ndarray | None = None  # (R,) datetime64 of each region's first step, if known
     meta: dict = field(default_factory=dict)
     cell_valid: np.ndarray | None = None  # (R, H, W) bool: False = padding / cell absent; None = all valid
+    exog: dict[str, np.ndarray] | None = None  # name -> (R, T, H, W) further dynamic covariates (any sign)
+    covariates: Covariates | None = None  # availability of users/POI/exog (None: users hist, POI stat)
 
     def __post_init__(self) -> None:
         self.traffic = np.asarray(self.traffic, dtype=np.float32)
@@ -105,6 +105,8 @@ class City:
             self.residents = np.asarray(self.residents, dtype=np.float32)
         if self.cell_valid is not None:
             self.cell_valid = np.asarray(self.cell_valid, dtype=bool)
+        if self.exog is not None:
+            self.exog = {str(k): np.asarray(v, dtype=np.float32) for k, v in self.exog.items()}
         validate_city(self)
 
     # -- shape helpers -------------------------------------------------------------------------------
@@ -149,6 +151,7 @@ class City:
             cell_ids=pick(self.cell_ids),
             start_time=pick(self.start_time),
             cell_valid=pick(self.cell_valid),
+            exog=None if self.exog is None else {k: v[idx] for k, v in self.exog.items()},
             meta=dict(self.meta),
         )
 
@@ -161,6 +164,7 @@ class City:
             self,
             traffic=self.traffic[:, :n_steps],
             users=cut(self.users),
+            exog=None if self.exog is None else {k: v[:, :n_steps] for k, v in self.exog.items()},
             day_of_week=self.day_of_week[:, :n_steps],
             slot_of_day=self.slot_of_day[:, :n_steps],
             meta=dict(self.meta),
@@ -201,6 +205,13 @@ def validate_city(city: City) -> None:
                 f"{city.name}: users shape {city.users.shape} does not match traffic {tr.shape}"
             )
         _check_values(city.users, f"{city.name}: users")
+    for name, values in (city.exog or {}).items():
+        if values.shape != tr.shape:
+            raise DataError(f"{city.name}: covariate {name!r} shape {values.shape} does not match traffic {tr.shape}")
+        if not np.all(np.isfinite(values)):
+            raise DataError(f"{city.name}: covariate {name!r} has {int((~np.isfinite(values)).sum())} NaN/inf values")
+    if city.covariates is not None:
+        _check_declared(city)
     if city.poi is not None:
         if city.poi.ndim != 4 or city.poi.shape[0] != R or city.poi.shape[2:] != (H, W):
             raise DataError(
@@ -244,6 +255,15 @@ def validate_city(city: City) -> None:
         raise DataError(f"{city.name}: cell_ids must be {(R, H, W)}, got {np.shape(city.cell_ids)}")
     if not city.cell_size > 0:
         raise DataError(f"{city.name}: cell_size must be > 0, got {city.cell_size}")
+
+
+def _check_declared(city: City) -> None:
+    """Every declared dynamic covariate is a series of the city (users, or an `exog` entry)."""
+    have = set(city.exog or {}) | ({"users"} if city.users is not None else set())
+    missing = [n for n in city.covariates.dynamic if n not in have]
+    if missing:
+        raise DataError(f"{city.name}: covariates {missing} are declared (hist_exog/futr_exog) but the city has no "
+                        f"such series (it has {sorted(have) or 'none'})")
 
 
 def _check_values(a: np.ndarray, what: str) -> None:

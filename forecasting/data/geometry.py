@@ -79,8 +79,12 @@ def to_geodataframe(city: City, values: dict[str, np.ndarray] | None = None):
     return gpd.GeoDataFrame(data, geometry=shapely.box(x0, y1 - cs, x0 + cs, y1), crs=city.crs)
 
 
-def to_long_table(city: City) -> LongTables:
+def to_long_table(city: City, nixtla: bool = False) -> LongTables:
     """The city as long tables that `load_long_table(t.traffic, t.cells, t.poi)` reads back.
+
+    Traffic rows hold cell_id, timestamp, traffic, users and every `City.exog` covariate; with `nixtla`
+    they are named unique_id, ds, y (and the cells' cell_id unique_id), Nixtla's long format. Read them
+    back with the city's declaration (`hist_exog=`, `futr_exog=` of `city.covariates`) to keep it.
 
     Timestamps: `city.start_time` per region when known, else a reference week starting Monday
     2024-01-01 shifted to the region's first day_of_week/slot_of_day. Cells with `cell_valid` False get
@@ -108,6 +112,8 @@ def to_long_table(city: City) -> LongTables:
     }
     if city.users is not None:
         rows["users"] = city.users[r, :, h, w].ravel()
+    for name, values in (city.exog or {}).items():
+        rows[name] = values[r, :, h, w].ravel()
     poi_df = None
     if city.poi is not None:
         names = city.poi_categories or [f"poi_{c}" for c in range(city.poi.shape[1])]
@@ -115,7 +121,12 @@ def to_long_table(city: City) -> LongTables:
         poi_df = pd.DataFrame(
             {"cell_id": ids[pr, ph, pw], "category": np.asarray(names)[pc], "count": city.poi[pr, pc, ph, pw]}
         )
-    return LongTables(pd.DataFrame(rows), to_geodataframe(city), poi_df)
+    traffic, cells = pd.DataFrame(rows), to_geodataframe(city)
+    if nixtla:
+        names = {"cell_id": "unique_id", "timestamp": "ds", "traffic": "y"}
+        traffic, cells = traffic.rename(columns=names), cells.rename(columns={"cell_id": "unique_id"})
+        poi_df = None if poi_df is None else poi_df.rename(columns={"cell_id": "unique_id"})
+    return LongTables(traffic, cells, poi_df)
 
 
 def from_geodataframe(cells, traffic, poi=None, **kwargs) -> City:

@@ -1,12 +1,15 @@
 """Loader 3: long tables (CSV / Parquet / DataFrame): one row per cell and time step.
 
-  traffic table   cell_id, timestamp, traffic [, users]            (one row per cell and time step)
+  traffic table   cell_id, timestamp, traffic [, users, other covariates] (one row per cell and time step)
+                  or Nixtla's long format: unique_id, ds, y [, covariates]
   cell table      cell_id + row, col   |  cell_id + x, y (cell centres, regular spacing)
                   | a GeoDataFrame of cell polygons or points (centroids -> grid)
                   optional: region (explicit regions; row/col then local to the region), split
+                  optional: static covariate columns (stat_exog=)
   POI table       cell_id, category [, count]                      (count defaults to 1 per row)
 Column names are overridable: columns={"timestamp": "time", "cell_id": "cell"} maps the canonical
-name to yours. pandas/geopandas are imported lazily so that `import forecasting.data` stays light.
+name to yours; Nixtla's names are detected without it (`tables._rename`). Covariates are declared by
+availability: hist_exog=, futr_exog=, stat_exog= (`forecasting.data.covariates`). pandas/geopandas are imported lazily so that `import forecasting.data` stays light.
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ from typing import Sequence
 
 import numpy as np
 
-from .cell_grid import _cell_layout, _poi_grid
+from .cell_grid import _cell_layout, _poi_grid, _static_grid
 from .city import City, DataError, assign_splits
+from .covariates import Covariates
 from .tables import (
     _as_ids,
     _check_duplicates,
@@ -45,13 +49,24 @@ def load_long_table(
     poi_categories: Sequence[str] | None = None,
     split_fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
     seed: int = 0,
+    hist_exog: Sequence[str] | None = None,
+    futr_exog: Sequence[str] | None = None,
+    stat_exog: Sequence[str] | None = None,
 ) -> City:
-    """Load a city from long tables: one row per (cell, timestamp) with traffic and optional users.
+    """Load a city from long tables: one row per (cell, timestamp) with traffic and optional covariates.
 
     `traffic`, `cells`, `poi` are paths (CSV or Parquet; cells also GeoJSON/GeoPackage/Shapefile) or
-    DataFrames. Cell coordinates come from `cells` (or from row/col or x/y columns of the traffic table
-    when `cells` is None): integer `row, col`; or cell-centre `x, y` on a regular grid (spacing = the
-    smallest gap, row 0 at the largest y); or a GeoDataFrame (centroids, cell size from the polygons).
+    DataFrames. Nixtla's long format is read as it is: `unique_id, ds, y` (see `tables._rename` for the
+    rule), with positions from `cells` (whose `unique_id` names the cell too). Cell coordinates come from
+    `cells` (or from row/col or x/y columns of the traffic table when `cells` is None): integer
+    `row, col`; or cell-centre `x, y` on a regular grid (spacing = the smallest gap, row 0 at the largest
+    y); or a GeoDataFrame (centroids, cell size from the polygons).
+
+    Covariates (`forecasting.data.covariates`), declared by availability as in neuralforecast:
+    `hist_exog` / `futr_exog` name columns of the traffic table known up to the forecast origin / for the
+    horizon too (a `users` column is hist unless declared otherwise; other names become `City.exog`);
+    `stat_exog` names numeric columns of the cell table read as static POI categories (beside `poi`,
+    whose counts are the static covariate 'poi').
 
     Time: the step is the most common gap between the sorted distinct timestamps; every gap must equal
     it (irregular steps raise, showing where) and it must divide a day: slots_per_day = 1 day / step,
@@ -70,9 +85,48 @@ def load_long_table(
     POI categories are pivoted into (R, C, H, W) counts, names kept in `poi_categories` (natural
     order unless `poi_categories` fixes it).
     """
+    cols = _column_map(columns)
+    tr, tz, utc_offset = _read_traffic(traffic, cols)
+    declared = Covariates.declare(hist_exog, futr_exog, stat_exog, has_users="users" in tr.columns,
+                                  has_poi=poi is not None)
+    dynamic = _dynamic_columns(tr, declared)
+    axis, step = _time_axis(tr["timestamp"])
+    spd = _slots_per_day(step)
+    layout = _cell_layout(tr, cells, cols, region_size, cell_size, crs)
+    grids, valid = _grids(tr, ("traffic", *dynamic), layout, axis, fill_missing)
+    R, (H, W) = len(layout.region_keys), layout.shape
+    ids = np.full((R, H, W), None, dtype=object)
+    ids[layout.region, layout.row, layout.col] = layout.cell_id
+    poi_grid, categories = _static_covariates(poi, cols, layout, (R, H, W), poi_categories, declared)
+
+    keep = np.flatnonzero(valid.any(axis=(1, 2)))  # regions with no data at all are dropped
+    kept = set(keep.tolist())
+    dropped = [k for i, k in enumerate(layout.region_keys) if i not in kept]
+    keys = [layout.region_keys[i] for i in keep]
+    labels = _resolve_splits(split, keys, keep, layout.region_split, split_fractions, seed)
+    pick = lambda a: None if a is None else a[keep]  # noqa: E731
+    local = axis + utc_offset  # calendar features in the zone's time at the first step
+    dow = np.asarray(local.dayofweek, dtype=np.int64)
+    seconds = (local - local.normalize()).total_seconds().to_numpy()
+    slot = np.floor(seconds / step.total_seconds()).astype(np.int64)
+    Rk, T, valid = keep.size, len(axis), valid[keep]
+    exog = {c: grids[c][keep] for c in dynamic if c != "users"}
+    return City(
+        name=name or _default_name(traffic), traffic=grids["traffic"][keep], users=pick(grids.get("users")),
+        poi=pick(poi_grid), day_of_week=np.broadcast_to(dow, (Rk, T)),
+        slot_of_day=np.broadcast_to(slot, (Rk, T)), slots_per_day=spd, split=labels, cell_size=layout.cell_size,
+        region_origin=pick(layout.region_origin), crs=layout.crs, poi_categories=categories, cell_ids=ids[keep],
+        start_time=np.full(Rk, local[0].to_datetime64()), cell_valid=None if valid.all() else valid,
+        exog=exog or None, covariates=declared,
+        meta={"source": _describe_source(traffic), "region_keys": keys, "dropped_empty_regions": dropped,
+              "time_step": str(step), "timezone": tz, "region_size": region_size},
+    )
+
+
+def _read_traffic(traffic, cols):
+    """The traffic table with canonical names, string cell ids and naive timestamps; (table, zone, UTC offset)."""
     import pandas as pd
 
-    cols = _column_map(columns)
     tr = _rename(_read_table(traffic, "traffic table"), cols)
     _require_columns(tr, ("cell_id", "timestamp", "traffic"), "traffic table", cols)
     if tr.empty:
@@ -80,13 +134,27 @@ def load_long_table(
         raise DataError(f"the traffic table{where} has no rows (only a header): it needs one row per cell and timestamp")
     tr["cell_id"] = _as_ids(tr["cell_id"], "traffic table")
     tr["timestamp"], tz, utc_offset = _parse_timestamps(tr["timestamp"], "traffic table")
-    for c in ("traffic", "users"):
-        if c in tr.columns:
-            tr[c] = _checked_numbers(tr, c, "traffic table")
+    tr["traffic"] = _checked_numbers(tr, "traffic", "traffic table")
     _check_duplicates(tr)
-    axis, step = _time_axis(tr["timestamp"])
-    spd = _slots_per_day(step)
-    layout = _cell_layout(tr, cells, cols, region_size, cell_size, crs)
+    return tr, tz, utc_offset
+
+
+def _dynamic_columns(tr, declared: Covariates) -> list[str]:
+    """The declared dynamic covariates (users first), checked as numbers; a missing one raises naming its key."""
+    for key in ("hist_exog", "futr_exog"):
+        missing = [c for c in getattr(declared, key) if c not in tr.columns]
+        if missing:
+            raise DataError(f"{key} names {missing}, which are not columns of the traffic table (it has "
+                            f"{list(map(str, tr.columns))}): declare columns of the table, or map them with columns=")
+    names = sorted(declared.dynamic, key=lambda c: c != "users")
+    for c in names:
+        tr[c] = _checked_numbers(tr, c, "traffic table", nonnegative=c == "users")
+    return names
+
+
+def _grids(tr, names, layout, axis, fill_missing) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """({column: (R, T, H, W) float32 grid}, cell validity (R, H, W)) from the rows of the traffic table."""
+    import pandas as pd
 
     known = pd.Index(layout.cell_id)
     ci = known.get_indexer(tr["cell_id"])
@@ -101,11 +169,10 @@ def load_long_table(
     has = np.zeros(n, dtype=bool)
     has[ci] = True
     series = {}
-    for c in ("traffic", "users"):
-        if c in tr.columns:
-            a = np.full((n, T), np.nan)
-            a[ci, ti] = tr[c].to_numpy(dtype=np.float64)
-            series[c] = a
+    for c in names:
+        a = np.full((n, T), np.nan)
+        a[ci, ti] = tr[c].to_numpy(dtype=np.float64)
+        series[c] = a
     gaps = has[:, None] & np.isnan(series["traffic"])
     if gaps.any():
         if fill_missing is None:
@@ -116,62 +183,36 @@ def load_long_table(
             )
         for a in series.values():
             a[has[:, None] & np.isnan(a)] = fill_missing
-
     R, (H, W) = len(layout.region_keys), layout.shape
     sel = np.flatnonzero(has)
     reg, row, col = layout.region[sel], layout.row[sel], layout.col[sel]
-    t_all = np.arange(T)[None, :]
     grids = {}
     for c, a in series.items():
         g = np.zeros((R, T, H, W), dtype=np.float32)
-        g[reg[:, None], t_all, row[:, None], col[:, None]] = a[sel]
+        g[reg[:, None], np.arange(T)[None, :], row[:, None], col[:, None]] = a[sel]
         grids[c] = g
     valid = np.zeros((R, H, W), dtype=bool)
     valid[reg, row, col] = True
-    ids = np.full((R, H, W), None, dtype=object)
-    ids[layout.region, layout.row, layout.col] = layout.cell_id
+    return grids, valid
 
-    poi_grid, categories = None, None
-    if poi is not None:
-        poi_grid, categories = _poi_grid(poi, cols, known, layout, (R, H, W), poi_categories)
 
-    keep = np.flatnonzero(valid.any(axis=(1, 2)))  # regions with no data at all are dropped
-    kept = set(keep.tolist())
-    dropped = [k for i, k in enumerate(layout.region_keys) if i not in kept]
-    keys = [layout.region_keys[i] for i in keep]
-    labels = _resolve_splits(split, keys, keep, layout.region_split, split_fractions, seed)
-    pick = lambda a: None if a is None else a[keep]  # noqa: E731
-    local = axis + utc_offset  # calendar features in the zone's time at the first step
-    dow = np.asarray(local.dayofweek, dtype=np.int64)
-    seconds = (local - local.normalize()).total_seconds().to_numpy()
-    slot = np.floor(seconds / step.total_seconds()).astype(np.int64)
-    Rk = keep.size
-    valid = valid[keep]
-    return City(
-        name=name or _default_name(traffic),
-        traffic=grids["traffic"][keep],
-        users=pick(grids.get("users")),
-        poi=pick(poi_grid),
-        day_of_week=np.broadcast_to(dow, (Rk, T)),
-        slot_of_day=np.broadcast_to(slot, (Rk, T)),
-        slots_per_day=spd,
-        split=labels,
-        cell_size=layout.cell_size,
-        region_origin=pick(layout.region_origin),
-        crs=layout.crs,
-        poi_categories=categories,
-        cell_ids=ids[keep],
-        start_time=np.full(Rk, local[0].to_datetime64()),
-        cell_valid=None if valid.all() else valid,
-        meta={
-            "source": _describe_source(traffic),
-            "region_keys": keys,
-            "dropped_empty_regions": dropped,
-            "time_step": str(step),
-            "timezone": tz,
-            "region_size": region_size,
-        },
-    )
+def _static_covariates(poi, cols, layout, rhw, order, declared: Covariates):
+    """(R, C, H, W) static covariates and their names: the POI table's categories, then stat_exog columns."""
+    static = [c for c in declared.stat_exog if c != "poi"]
+    grid, categories = (None, None) if poi is None else _poi_grid(poi, cols, _cell_index(layout), layout, rhw, order)
+    if not static:
+        return grid, categories
+    extra = _static_grid(static, layout, rhw)
+    if grid is None:
+        return extra, static
+    return np.concatenate([grid, extra], axis=1), [*categories, *static]
+
+
+def _cell_index(layout):
+    """The cell ids of the cell table as a pandas Index (row positions of the cells)."""
+    import pandas as pd
+
+    return pd.Index(layout.cell_id)
 
 
 def _time_axis(times):

@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .city import DataError
+from .errors import DataError
 
 
 LONG_COLUMNS = ("cell_id", "timestamp", "traffic", "users", "row", "col", "x", "y", "region", "split", "category", "count")
@@ -22,6 +22,10 @@ GEO_SUFFIXES = (".geojson", ".gpkg", ".shp", ".fgb")
 REFERENCE_MONDAY = np.datetime64("2024-01-01T00:00")  # a Monday: day_of_week 0 when no date is known
 
 
+#: Nixtla's long-format names (neuralforecast / statsforecast) and the canonical names they stand for
+NIXTLA_COLUMNS = {"unique_id": "cell_id", "ds": "timestamp", "y": "traffic"}
+
+
 def _column_map(columns: dict[str, str] | None) -> dict[str, str]:
     cols = dict(columns or {})
     unknown = sorted(set(cols) - set(LONG_COLUMNS))
@@ -30,9 +34,27 @@ def _column_map(columns: dict[str, str] | None) -> dict[str, str]:
     return cols
 
 
-def _rename(df, cols: dict[str, str]):
-    """Copy of `df` with the user's column names mapped to the canonical ones."""
-    return df.rename(columns={theirs: ours for ours, theirs in cols.items() if theirs != ours}).copy()
+def _rename(df, cols: dict[str, str], table: str = "traffic"):
+    """Copy of `df` with the user's column names mapped to the canonical ones (Nixtla's detected).
+
+    After the `columns=` renames, Nixtla's names stand for the canonical ones they replace (the rule):
+    in the traffic table `unique_id` -> cell_id, `ds` -> timestamp and `y` -> traffic when the table has
+    `unique_id` and `ds` and neither cell_id nor timestamp; in a cell or POI table `unique_id` -> cell_id
+    when it has no cell_id. (So a Nixtla traffic table's `y` is never a coordinate: positions then come
+    from a cell table, or row/col columns.)
+    """
+    out = df.rename(columns={theirs: ours for ours, theirs in cols.items() if theirs != ours}).copy()
+    have = set(map(str, out.columns))
+    if table == "traffic":
+        nixtla = {"unique_id", "ds"} <= have and not have & {"cell_id", "timestamp"}
+        pairs = NIXTLA_COLUMNS.items() if nixtla else ()
+    else:
+        pairs = [("unique_id", "cell_id")]
+    renames = {theirs: ours for theirs, ours in pairs if theirs in have and ours not in have}
+    out = out.rename(columns=renames) if renames else out
+    given = {ours: theirs for ours, theirs in cols.items() if theirs != ours}
+    out.attrs["given_names"] = {**given, **{ours: theirs for theirs, ours in renames.items()}}  # for messages
+    return out
 
 
 def _require_columns(df, needed: Sequence[str], what: str, cols: dict[str, str]) -> None:
@@ -40,9 +62,12 @@ def _require_columns(df, needed: Sequence[str], what: str, cols: dict[str, str])
     if missing:
         example = ", ".join(f"'{c}': '<your column>'" for c in missing)
         mapped = [f"{c} (mapped from {cols[c]!r})" for c in missing if c in cols]
+        nixtla = {v: k for k, v in NIXTLA_COLUMNS.items()}
+        alias = [f"{nixtla[c]!r} for {c}" for c in missing if c in nixtla and what == "traffic table"]
+        aliases = f" (Nixtla's names work too: {', '.join(alias)})" if alias else ""
         raise DataError(
             f"{what} lacks the column(s) {missing}{' ' + str(mapped) if mapped else ''}; it has "
-            f"{list(map(str, df.columns))}: rename them or pass columns={{{example}}}"
+            f"{list(map(str, df.columns))}: rename them or pass columns={{{example}}}{aliases}"
         )
 
 
@@ -108,23 +133,25 @@ def _parse_timestamps(s, what: str):
     return t.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[ns]"), tz, pd.Timedelta(offset)
 
 
-def _checked_numbers(df, col: str, what: str):
-    """Column `col` as float64; NaN, non-numeric and negative values raise, with an example row."""
+def _checked_numbers(df, col: str, what: str, nonnegative: bool = True):
+    """Column `col` as float64; NaN, non-numeric and (if `nonnegative`) negative values raise, with an example row."""
     import pandas as pd
 
+    given = df.attrs.get("given_names", {}).get(col)
+    name = f"{col} (column {given!r})" if given else col
     v = pd.to_numeric(df[col], errors="coerce")
     bad = ~np.isfinite(v.to_numpy(dtype=np.float64))
     if bad.any():
         i = np.flatnonzero(bad)[0]
         raise DataError(
-            f"{what}: {col} has {int(bad.sum())} NaN/inf or non-numeric values, e.g. {_row_text(df, i)}: "
+            f"{what}: {name} has {int(bad.sum())} NaN/inf or non-numeric values, e.g. {_row_text(df, i)}: "
             "fill or drop them before loading"
         )
     neg = v.to_numpy() < 0
-    if neg.any():
+    if nonnegative and neg.any():
         i = np.flatnonzero(neg)[0]
         raise DataError(
-            f"{what}: {col} has {int(neg.sum())} negative values, e.g. {_row_text(df, i)}: "
+            f"{what}: {name} has {int(neg.sum())} negative values, e.g. {_row_text(df, i)}: "
             f"{col} must be >= 0"
         )
     return v.astype(np.float64)

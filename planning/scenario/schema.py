@@ -116,10 +116,19 @@ class ReleaseCity(_Strict):
 class TableCity(_Strict):
     """Long tables: one row per (cell, timestamp); cells and POI as optional tables or GeoJSON."""
 
-    source: Literal["long_table"] = Field("long_table", description="`long_table`: CSV/Parquet rows of (cell_id, timestamp, traffic[, users])")
-    traffic: ExistingPath = Field(description="the traffic table (CSV/Parquet)")
+    source: Literal["long_table"] = Field("long_table", description="`long_table`: CSV/Parquet rows of (cell_id, "
+                                          "timestamp, traffic[, users]), or Nixtla's (unique_id, ds, y[, covariates])")
+    traffic: ExistingPath = Field(description="the traffic table (CSV/Parquet); Nixtla's names unique_id, ds, y are "
+                                  "detected when the table has no cell_id/timestamp columns")
     cells: ExistingPath | None = Field(None, description="cell table: CSV/Parquet with row/col or x/y, or GeoJSON/GeoPackage polygons")
     poi: ExistingPath | None = Field(None, description="POI table: rows of (cell_id, category, count)")
+    hist_exog: list[str] | None = Field(None, description="covariate columns of the traffic table known up to the "
+                                        "forecast origin only (default: users, when present)")
+    futr_exog: list[str] | None = Field(None, description="covariate columns known for the planned period too (e.g. "
+                                        "users from a mobility forecast); shown to a model trained to read them")
+    stat_exog: list[str] | None = Field(None, description="static covariate columns of the cell table, read as POI categories")
+    futr: ExistingPath | None = Field(None, description="plan mode: Nixtla future frame (unique_id, ds, users) with "
+                                      "the futr_exog users of the planned period")
     region_size: tuple[int, int] | None = Field(None, description="cut the grid into regions of [rows, cols] cells")
     split: Union[str, list[str], dict[str, str], None] = Field(
         None, description="split label(s) of the regions: one label, one per region, or {region: label}"
