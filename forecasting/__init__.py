@@ -11,6 +11,7 @@ Modules, in pipeline order:
     diffusion.py     noise schedule, loss and samplers (DDPM, DDIM); never imports model.py
     checkpoint.py    save / safe load / resolve (shipped names) of checkpoints, the weights they hold
     augment.py       training-time augmentation of window batches (grid symmetries)
+    train_pool.py    the training pool: cities' windows, their batch shares, batches with task masks
     train.py         one loop for pre-training and fine-tuning; resume; DDP (`uomo-train`)
     validation.py    validation during training: MAE of sampled forecasts per city (or family) x task
     inference.py     batched, seeded sampling of a network on windows (`SamplingConfig`, the device)
