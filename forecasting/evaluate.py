@@ -150,7 +150,7 @@ def make_model(name: str, checkpoint: str | Sequence[str] | None = None, samplin
     if not is_baseline(name) and name != "uomo":
         raise ValueError(f"unknown model {name!r}: use 'uomo' or one of {baseline_names()}")
     try:
-        model = make_forecaster(checkpoint or name if name == "uomo" else name, sampling=sampling)
+        model = make_forecaster((checkpoint or name) if name == "uomo" else name, sampling=sampling)
     except ForecasterUnavailable as exc:
         refused[name] = str(exc)
     except Exception as exc:  # noqa: BLE001 - any checkpoint load failure: report and go on with the baselines
