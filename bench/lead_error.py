@@ -15,6 +15,7 @@ import argparse
 
 import numpy as np
 
+from common import command_line
 from forecasting.data import load_city, make_windows
 from forecasting.interface import hide
 from forecasting.masks import batch_masks
@@ -39,6 +40,7 @@ def main(argv=None) -> int:
     city = load_city(args.city)
     windows = make_windows(city, split="val", stride=args.stride)
     mask = batch_masks("short", len(windows), windows.traffic.shape[1:])
+    print(f"$ {command_line('lead_error.py', argv, env=['OMP_NUM_THREADS'])}")
     print(f"{args.city}: {len(windows)} val windows; MAE at leads 0..{args.leads - 1} | all 16")
     for name in args.forecasters:
         sampling = None if is_baseline(name) else {"n_samples": 16, "steps": 3}
