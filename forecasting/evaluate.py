@@ -333,11 +333,11 @@ def write_results(records: Sequence[dict[str, Any]], out: str | Path) -> list[di
 
 def best_baseline_mae(records: Sequence[dict[str, Any]]) -> dict[tuple[str, str], tuple[str, float]]:
     """(city, task) -> (model, MAE) of the best baseline scored on all windows (not a capped subsample)."""
-    from .baselines import BASELINES, OPTIONAL_BASELINES
+    from .registry import is_baseline
 
     best: dict[tuple[str, str], tuple[str, float]] = {}
     for r in records:
-        if (r["model"] in BASELINES or r["model"] in OPTIONAL_BASELINES) and r["mae"] is not None and not r.get("subsampled"):
+        if is_baseline(r["model"]) and r["mae"] is not None and not r.get("subsampled"):
             k = (r["city"], r["task"])
             if k not in best or r["mae"] < best[k][1]:
                 best[k] = (r["model"], r["mae"])
@@ -468,14 +468,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `uomo-bench`; returns the exit code."""
-    from .baselines import BASELINES, OPTIONAL_BASELINES
+    from .registry import baseline_names, is_baseline
 
     parser = build_parser()
     args = parser.parse_args(argv)
     for m in args.models or []:
-        if m != "uomo" and m not in BASELINES and m not in OPTIONAL_BASELINES:
-            parser.error(f"unknown model {m!r}: use 'uomo' or some of {[*BASELINES, *OPTIONAL_BASELINES]}")
-    if args.uomo_label in BASELINES or args.uomo_label in OPTIONAL_BASELINES or not args.uomo_label.strip():
+        if m != "uomo" and not is_baseline(m):
+            parser.error(f"unknown model {m!r}: use 'uomo' or some of {baseline_names()}")
+    if is_baseline(args.uomo_label) or not args.uomo_label.strip():
         parser.error(f"--uomo-label {args.uomo_label!r} must be a non-empty name that is not a baseline's")
     command = "python -m forecasting.evaluate " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     t0 = time.perf_counter()
