@@ -23,9 +23,12 @@ Modules, in pipeline order:
     calibration.py   calibrated quantile bands of a forecaster's samples
     registry.py      the one place a forecaster is made from its name (baselines, checkpoints)
     interface.py     the `Forecaster` contract every model follows (`Prediction`, hiding)
-    baselines.py     the reference forecasters behind the same interface
+    baselines/       the reference forecasters behind the same interface: per-cell (horizon), spatial
+                     (generation), library-backed (AutoARIMA, PatchTST)
     metrics.py       error, distribution and probabilistic scores (MAE, JSD, fair CRPS)
     evaluate.py      metrics on masked entries and the forecast benchmark (`uomo-bench`)
+    records.py       the benchmark's records: merged into forecast.json, the Markdown table, ratios to the
+                     best baseline
     cli_common.py    what every command line shares (parser defaults, --version, progress bars)
 """
 

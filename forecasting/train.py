@@ -19,7 +19,6 @@ import argparse
 import copy
 import dataclasses
 import gc
-import hashlib
 import json
 import math
 import os
@@ -34,14 +33,16 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .checkpoint import (
+from .checkpoint import (  # noqa: F401 (export_checkpoint: documented as forecasting.train.export_checkpoint)
     CheckpointError,
     deployed_weights,
+    export_checkpoint,
     load_checkpoint,
     load_state_strict,
     resolve_checkpoint,
     save_checkpoint,
     scalers_to_dict,
+    weights_digest,
 )
 from .augment import AUGMENTATIONS
 from .data import City, DataError, load_cities
@@ -215,37 +216,27 @@ def train(cfg: TrainConfig, resume: bool = False, cities: Sequence[City] | None 
             dist.destroy_process_group()
 
 
-def weights_digest(module: torch.nn.Module) -> str:
-    """SHA-256 of a module's parameters and buffers (names, shapes, float32 bytes): equal weights, equal digest."""
-    h = hashlib.sha256()
-    for name, value in sorted(module.state_dict().items()):
-        h.update(name.encode())
-        h.update(str(tuple(value.shape)).encode())
-        h.update(value.detach().float().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
-def _train_loop(cfg: TrainConfig, resume: bool, cities: Sequence[City] | None, progress: bool,
-                rank: int, world: int, device: torch.device) -> dict:
-    """The training loop of `train` (process group already set up by the caller)."""
-    cfg = dataclasses.replace(cfg)  # lr_horizon is settled below: leave the caller's config as it was
-    out = Path(cfg.out)
-    torch.manual_seed(cfg.seed)
-
+def _training_pools(cfg: TrainConfig, cities: Sequence[City] | None) -> list[CityPool]:
+    """The cities' training pools weighted by `cfg.city_weights` (a family name such as 'synthetic-prior:64'
+    stands for several cities); cities without a training window are dropped."""
     if cities is not None:
         city_objs = list(cities)
-    else:  # a family name ('synthetic-prior:64') stands for several cities
+    else:
         city_objs = [c for name in cfg.cities for c in load_cities(name, cfg.data_dir)]
     weights = city_sampling_weights(city_objs, cfg.city_weights or {})
     pools = [build_pool(c, fraction=cfg.train_fraction, weight=w) for c, w in zip(city_objs, weights)]
     if not any(len(p.pairs) for p in pools):
         raise DataError("no training windows: every city needs 'train' regions of at least 64 steps")
-    pools = [p for p in pools if len(p.pairs)]
+    return [p for p in pools if len(p.pairs)]
 
+
+def _network(cfg: TrainConfig, device: torch.device) -> tuple[UoMoNet, UoMoConfig]:
+    """The network to train and its config: the preset's (with the carry channel when asked) or, when
+    fine-tuning, the checkpoint's own network and weights (--preset/--carry-channel do not apply then);
+    the backbone frozen when `cfg.freeze == 'backbone'`."""
     model_cfg = dataclasses.replace(preset(cfg.preset), carry=True) if cfg.carry_channel else preset(cfg.preset)
-    schedule = make_schedule(cfg.schedule, cfg.diffusion_steps)
     init_state = None
-    if cfg.init_from:  # fine-tuning continues the checkpoint's own network (--preset/--carry-channel do not apply)
+    if cfg.init_from:
         init_state, init_config = load_checkpoint(resolve_checkpoint(cfg.init_from))
         model_cfg = UoMoConfig.from_dict(init_config["model"])
     net = UoMoNet(model_cfg).to(device)
@@ -254,6 +245,76 @@ def _train_loop(cfg: TrainConfig, resume: bool, cities: Sequence[City] | None, p
     if cfg.freeze == "backbone":
         for p in net.backbone_parameters():
             p.requires_grad_(False)
+    return net, model_cfg
+
+
+def _resume(cfg: TrainConfig, config: dict, last_path: Path, net: UoMoNet, ema: UoMoNet,
+            optimizer: torch.optim.Optimizer) -> tuple[int, float, list[dict]]:
+    """Restore `last.pt` into the network, its EMA and the optimiser; returns (step, best score, history).
+
+    The learning-rate horizon stays the one the run started with (`cfg` and `config['train']` updated)."""
+    state, old = load_checkpoint(last_path)
+    if old["model"] != config["model"]:
+        raise CheckpointError(f"{last_path} was trained with another network ({old['model']}); start a new --out")
+    old_train = old.get("train", {})
+    check_resume(cfg, old_train, str(last_path))
+    cfg.lr_horizon = old_train.get("lr_horizon") or old_train.get("steps") or cfg.steps
+    config["train"] = asdict(cfg)
+    load_state_strict(net, state["model"], str(last_path))
+    load_state_strict(ema, state["ema"], str(last_path))
+    optimizer.load_state_dict(state["optimizer"])
+    return int(state["step"]), float(state["best"]), json.loads(state.get("history_json", "[]"))
+
+
+def _optimisation_step(step: int, rank: int, cfg: TrainConfig, pools: list[CityPool], model, net: UoMoNet,
+                       ema: UoMoNet, optimizer: torch.optim.Optimizer, trainable: list, schedule,
+                       device: torch.device) -> dict:
+    """One step, seeded by (seed, step, rank): draw a batch with task masks, encode it, the diffusion loss
+    (+ lambda * contrastive term when fine-tuning with context), AdamW on the clipped gradients (norm 1),
+    then the EMA update  ema <- ema + (1 - d)(net - ema),  d = min(ema_decay, (1 + step) / (10 + step)).
+    Returns the loss statistics."""
+    switches = cfg.context_switches
+    rng = np.random.default_rng([cfg.seed, step, rank])
+    gen = torch.Generator(device="cpu").manual_seed(int(rng.integers(2**62)))
+    batch = draw_batch(pools, cfg.batch_size, cfg.task_mix, rng, cfg.augment)
+    x0, cond, transform = encode(
+        batch["traffic"], batch["mask"], batch["time_of_day"], batch["day_of_week"],
+        users=batch["users"], poi=batch["poi"], poi_valid=batch["poi_valid"],
+        users_available=batch["users_available"], valid=batch["valid"], slots_per_day=batch["slots_per_day"],
+        context=switches, device=device,
+    )
+    negative = roll_context(cond) if cfg.contrastive_weight > 0 and (switches.users or switches.poi) else None
+    net.train()
+    for group in optimizer.param_groups:
+        group["lr"] = lr_at(step, cfg)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(rng.integers(2**62)))
+        loss, stats = training_loss(
+            model, schedule, x0.to(device), cond, generator=gen if device.type == "cpu" else None,
+            negative_cond=negative, contrastive_weight=cfg.contrastive_weight,
+            weight=loss_weight(cfg, transform, batch),
+        )
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+    optimizer.step()
+    with torch.no_grad():
+        # EMA with warm-up: early averages must not stay anchored to the random initialisation
+        decay = min(cfg.ema_decay, (1 + step) / (10 + step))
+        for pe, pn in zip(ema.parameters(), net.parameters()):
+            pe.lerp_(pn, 1 - decay)
+    return stats
+
+
+def _train_loop(cfg: TrainConfig, resume: bool, cities: Sequence[City] | None, progress: bool,
+                rank: int, world: int, device: torch.device) -> dict:
+    """The training loop of `train` (process group already set up by the caller)."""
+    cfg = dataclasses.replace(cfg)  # lr_horizon is settled below: leave the caller's config as it was
+    out = Path(cfg.out)
+    torch.manual_seed(cfg.seed)
+    pools = _training_pools(cfg, cities)
+    schedule = make_schedule(cfg.schedule, cfg.diffusion_steps)
+    net, model_cfg = _network(cfg, device)
     trainable = [p for p in net.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     ema = copy.deepcopy(net).eval()
@@ -269,22 +330,10 @@ def _train_loop(cfg: TrainConfig, resume: bool, cities: Sequence[City] | None, p
         "scalers": {p.city.name: scalers_to_dict(p.scalers) for p in pools},
         "train": asdict(cfg),
     }
-    step, best = 0, float("inf")
-    history: list[dict] = []
+    step, best, history = 0, float("inf"), []
     last_path, best_path = out / "last.pt", out / "best.pt"
     if resume and last_path.exists():
-        state, old = load_checkpoint(last_path)
-        if old["model"] != config["model"]:
-            raise CheckpointError(f"{last_path} was trained with another network ({old['model']}); start a new --out")
-        old_train = old.get("train", {})
-        check_resume(cfg, old_train, str(last_path))
-        cfg.lr_horizon = old_train.get("lr_horizon") or old_train.get("steps") or cfg.steps
-        config["train"] = asdict(cfg)
-        load_state_strict(net, state["model"], str(last_path))
-        load_state_strict(ema, state["ema"], str(last_path))
-        optimizer.load_state_dict(state["optimizer"])
-        step, best = int(state["step"]), float(state["best"])
-        history = json.loads(state.get("history_json", "[]"))
+        step, best, history = _resume(cfg, config, last_path, net, ema, optimizer)
 
     model = net
     if world > 1:
@@ -292,7 +341,6 @@ def _train_loop(cfg: TrainConfig, resume: bool, cities: Sequence[City] | None, p
         model = torch.nn.parallel.DistributedDataParallel(
             net, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
         )
-    switches = cfg.context_switches
     bar = None
     if progress and rank == 0:
         from .cli_common import progress_bar
@@ -304,53 +352,18 @@ def _train_loop(cfg: TrainConfig, resume: bool, cities: Sequence[City] | None, p
 
     def save_last() -> None:
         """last.pt: everything a resume needs, written atomically (a temporary file renamed into place)."""
-        save_checkpoint(
-            last_path,
-            {
-                "model": net.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
-                "step": step, "best": best, "history_json": json.dumps(history),
-            },
-            config,
-        )
+        save_checkpoint(last_path, {"model": net.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
+                                    "step": step, "best": best, "history_json": json.dumps(history)}, config)
 
     t_start, windows_seen = time.perf_counter(), 0
     while step < cfg.steps:
-        rng = np.random.default_rng([cfg.seed, step, rank])
-        gen = torch.Generator(device="cpu").manual_seed(int(rng.integers(2**62)))
-        batch = draw_batch(pools, cfg.batch_size, cfg.task_mix, rng, cfg.augment)
-        x0, cond, transform = encode(
-            batch["traffic"], batch["mask"], batch["time_of_day"], batch["day_of_week"],
-            users=batch["users"], poi=batch["poi"], poi_valid=batch["poi_valid"],
-            users_available=batch["users_available"], valid=batch["valid"], slots_per_day=batch["slots_per_day"],
-            context=switches, device=device,
-        )
-        negative = roll_context(cond) if cfg.contrastive_weight > 0 and (switches.users or switches.poi) else None
-        net.train()
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, cfg)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(rng.integers(2**62)))
-            loss, stats = training_loss(
-                model, schedule, x0.to(device), cond, generator=gen if device.type == "cpu" else None,
-                negative_cond=negative, contrastive_weight=cfg.contrastive_weight,
-                weight=loss_weight(cfg, transform, batch),
-            )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-        optimizer.step()
-        with torch.no_grad():
-            # EMA with warm-up: early averages must not stay anchored to the random initialisation
-            decay = min(cfg.ema_decay, (1 + step) / (10 + step))
-            for pe, pn in zip(ema.parameters(), net.parameters()):
-                pe.lerp_(pn, 1 - decay)
+        stats = _optimisation_step(step, rank, cfg, pools, model, net, ema, optimizer, trainable, schedule, device)
         step += 1
         windows_seen += cfg.batch_size
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{stats['mse']:.4f}")
-        validate = step % cfg.val_every == 0 or step == cfg.steps
-        if validate:
+        if step % cfg.val_every == 0 or step == cfg.steps:
             if rank == 0:
                 val = validate_model(ema, schedule, pools, cfg, device)
                 rate = windows_seen / (time.perf_counter() - t_start)
@@ -372,22 +385,8 @@ def _train_loop(cfg: TrainConfig, resume: bool, cities: Sequence[City] | None, p
         bar.close()
     if rank == 0:
         (out / "history.json").write_text(json.dumps(history, indent=1))
-    return {"best_score": best if math.isfinite(best) else None, "best": str(best_path), "last": str(last_path), "steps": step, "history": history,
-            "weights_digest": weights_digest(net)}
-
-
-def export_checkpoint(source: str | Path, target: str | Path, half: bool = True, note: str | None = None) -> Path:
-    """Write a deployable copy of `source`: EMA weights only (float16 if `half`), config kept.
-
-    Used to ship small pretrained models; `load_forecaster` restores float32 weights on load.
-    """
-    state, config = load_checkpoint(source)
-    weights = deployed_weights(state, source)
-    if half:
-        weights = {k: (v.half() if v.is_floating_point() else v) for k, v in weights.items()}
-    if note:
-        config = {**config, "note": note}
-    return save_checkpoint(target, {"ema": weights, "step": state.get("step", 0)}, config)
+    return {"best_score": best if math.isfinite(best) else None, "best": str(best_path), "last": str(last_path),
+            "steps": step, "history": history, "weights_digest": weights_digest(net)}
 
 
 # ----------------------------------------------------------------------------------------------------
