@@ -9,8 +9,10 @@ Modules, in pipeline order:
     encoding.py      windows + masks -> model tensors (per-cell scaling, lag channel, context hiding)
     model.py         the network only (tokeniser, DiT blocks with adaLN, context encoders); presets
     diffusion.py     noise schedule, loss and samplers (DDPM, DDIM); never imports model.py
-    checkpoint.py    save / safe load / resolve (shipped names) of checkpoints, the weights they hold
+    checkpoint.py    save / safe load / resolve (shipped names) of checkpoints, the weights they hold, the
+                     deployable float16 export
     augment.py       training-time augmentation of window batches (grid symmetries)
+    train_config.py  what a run is: `TrainConfig` and its checks, the learning-rate schedule, resume rules
     train_pool.py    the training pool: cities' windows, their batch shares, batches with task masks
     train.py         one loop for pre-training and fine-tuning; resume; DDP (`uomo-train`)
     validation.py    validation during training: MAE of sampled forecasts per city (or family) x task

@@ -211,19 +211,9 @@ def run_benchmark(
         windows = make_windows(city, split="test", stride=stride)
         masks = {task: window_masks(windows, task, seed) for task in tasks}
         for name in models:
-            if name == "uomo":
-                if "uomo" not in uomo_cache:
-                    uomo_cache["uomo"] = make_model("uomo", checkpoint, uomo_sampling, refused)
-                model, fit_seconds = uomo_cache["uomo"], 0.0
-                if model is None:
-                    continue
-            else:
-                model = make_model(name, refused=refused)
-                if model is None:
-                    continue
-                t0 = time.perf_counter()
-                model.fit(city)
-                fit_seconds = time.perf_counter() - t0
+            model, fit_seconds = _fitted_model(name, city, uomo_cache, checkpoint, uomo_sampling, refused)
+            if model is None:
+                continue
             for task in tasks:
                 if task not in model.tasks:  # not the model's job: no record (NotApplicable is recorded)
                     continue
@@ -242,6 +232,22 @@ def run_benchmark(
         if verbose:
             print(ratio_report(merged, {r["city"] for r in records}))
     return records
+
+
+def _fitted_model(name: str, city: City, uomo_cache: dict, checkpoint, sampling: dict | None,
+                  refused: dict[str, str] | None) -> tuple[Forecaster | None, float]:
+    """(model ready for `city`, seconds spent fitting it): a baseline fitted on the city's training regions,
+    or 'uomo' loaded once and used as is; (None, 0) when the model could not be made (`refused` says why)."""
+    if name == "uomo":
+        if "uomo" not in uomo_cache:
+            uomo_cache["uomo"] = make_model("uomo", checkpoint, sampling, refused)
+        return uomo_cache["uomo"], 0.0
+    model = make_model(name, refused=refused)
+    if model is None:
+        return None, 0.0
+    t0 = time.perf_counter()
+    model.fit(city)
+    return model, time.perf_counter() - t0
 
 
 #: fast baselines re-scored on a capped model's subsample, so its ratio compares the same windows

@@ -380,19 +380,8 @@ class UoMoNet(nn.Module):
         patch = self.config.patch
         maskf = mask.float()
         validf = torch.ones_like(maskf) if valid is None else valid.float()
-        e_k = noisy * maskf * validf  # (B, T, H, W) noised hidden part
-        o = observed * (1 - maskf) * validf  # (B, T, H, W) observed part (Eq. 4)
-
-        lag_f = torch.zeros_like(o) if lag_known is None else lag_known.float() * validf
-        lag_v = torch.zeros_like(o) if lag is None else lag * lag_f
-        channels = [e_k, o, maskf, validf, lag_v, lag_f]
-        if self.config.carry:
-            carry_f = torch.zeros_like(o) if carry_known is None else carry_known.float() * validf
-            channels += [torch.zeros_like(o) if carry is None else carry * carry_f, carry_f]
-        main = torch.stack(channels, 1)  # (B, 6 [+2], T, H, W)
-        level = torch.zeros_like(o) if cell_scale is None else cell_scale[:, None].expand(B, T, H, W) * validf
-        obs = torch.stack([o, (1 - maskf) * validf, validf, level], 1)  # (B, 4, T, H, W)
-        main, obs = pad_to_patch(main, patch), pad_to_patch(obs, patch)
+        main, obs = self._input_channels(noisy, observed, maskf, validf, cell_scale, lag, lag_known, carry, carry_known)
+        main, obs = pad_to_patch(main, patch), pad_to_patch(obs, patch)  # (B, 6 [+2] | 4, T_pad, H_pad, W_pad)
         grid = main.shape[-3:]
         tokens_grid = (grid[0] // patch[0], grid[1] // patch[1], grid[2] // patch[2])
 
@@ -408,14 +397,7 @@ class UoMoNet(nn.Module):
 
         # per-token condition: diffusion step + observed part (Eq. 6) + time + context y = c^u + c^p
         c = self.obs_embed(patchify(obs, patch)) + tf + pos + self.step_embed(k)[:, None, :]  # (B, L, D)
-        if users is not None:
-            known = (~mask if users_known is None else users_known).float() * validf
-            u = torch.stack([torch.nan_to_num(users) * known, known], 1)  # (B, 2, T, H, W)
-            c = c + self.user_embed(patchify(pad_to_patch(u, patch), patch))  # c^u
-        if poi is not None:
-            pv = torch.ones(poi.shape[:2], dtype=torch.bool, device=poi.device) if poi_valid is None else poi_valid
-            p_dyn = self.poi_encoder(poi, pv, time_of_day, day_of_week) * validf[:, None]  # (B, P, T, H, W)
-            c = c + self.poi_embed(patchify(pad_to_patch(p_dyn, patch), patch))  # c^p
+        c = self._add_context(c, mask, validf, time_of_day, day_of_week, users, users_known, poi, poi_valid)
 
         # tokens made only of padding carry no signal: keep them out of attention
         token_valid = patchify(pad_to_patch(validf[:, None], patch), patch).amax(-1) > 0  # (B, L)
@@ -425,3 +407,35 @@ class UoMoNet(nn.Module):
         out = self.final(x, c)  # (B, L, t0*h0*w0)
         out = unpatchify(out, patch, grid)[:, 0, :T, :H, :W]  # (B, T, H, W)
         return out
+
+    def _input_channels(self, noisy, observed, maskf, validf, cell_scale, lag, lag_known, carry, carry_known):
+        """The token inputs: main = [noised hidden part e_k, observed part o (Eq. 4), mask, valid, one-day lag
+        and its availability (+ last observed value and its availability with the carry channel)]
+        (B, 6 [+2], T, H, W); obs = [o, observed, valid, cell level] (B, 4, T, H, W) for the condition."""
+        B, T, H, W = noisy.shape
+        e_k = noisy * maskf * validf  # (B, T, H, W) noised hidden part
+        o = observed * (1 - maskf) * validf  # (B, T, H, W) observed part (Eq. 4)
+        lag_f = torch.zeros_like(o) if lag_known is None else lag_known.float() * validf
+        lag_v = torch.zeros_like(o) if lag is None else lag * lag_f
+        channels = [e_k, o, maskf, validf, lag_v, lag_f]
+        if self.config.carry:
+            carry_f = torch.zeros_like(o) if carry_known is None else carry_known.float() * validf
+            channels += [torch.zeros_like(o) if carry is None else carry * carry_f, carry_f]
+        main = torch.stack(channels, 1)  # (B, 6 [+2], T, H, W)
+        level = torch.zeros_like(o) if cell_scale is None else cell_scale[:, None].expand(B, T, H, W) * validf
+        obs = torch.stack([o, (1 - maskf) * validf, validf, level], 1)  # (B, 4, T, H, W)
+        return main, obs
+
+    def _add_context(self, c, mask, validf, time_of_day, day_of_week, users, users_known, poi, poi_valid):
+        """c + y, y = c^u + c^p per token (nothing without context): user counts where known (hidden ones
+        masked out unless `users_known` says otherwise) and the POI made dynamic (Eq. 8-9), per patch."""
+        patch = self.config.patch
+        if users is not None:
+            known = (~mask if users_known is None else users_known).float() * validf
+            u = torch.stack([torch.nan_to_num(users) * known, known], 1)  # (B, 2, T, H, W)
+            c = c + self.user_embed(patchify(pad_to_patch(u, patch), patch))  # + c^u (B, L, D)
+        if poi is not None:
+            pv = torch.ones(poi.shape[:2], dtype=torch.bool, device=poi.device) if poi_valid is None else poi_valid
+            p_dyn = self.poi_encoder(poi, pv, time_of_day, day_of_week) * validf[:, None]  # (B, P, T, H, W)
+            c = c + self.poi_embed(patchify(pad_to_patch(p_dyn, patch), patch))  # + c^p (B, L, D)
+        return c

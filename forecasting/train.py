@@ -25,7 +25,7 @@ import os
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
@@ -47,85 +47,12 @@ from .checkpoint import (  # noqa: F401 (export_checkpoint: documented as foreca
 from .augment import AUGMENTATIONS
 from .data import City, DataError, load_cities
 from .diffusion import make_schedule, training_loss
-from .encoding import ContextSwitches, encode, lead_weight, roll_context
+from .encoding import encode, lead_weight, roll_context
 from .inference import default_device
 from .model import PRESETS, UoMoConfig, UoMoNet, preset
+from .train_config import RESUME_FIXED, TASK_MIX_DEFAULT, TrainConfig, check_resume, lr_at  # noqa: F401 (public here too)
 from .train_pool import CityPool, build_pool, city_sampling_weights, draw_batch  # noqa: F401 (public here too)
 from .validation import validate_model
-
-TASK_MIX_DEFAULT = {"short": 0.3, "long": 0.3, "generation": 0.25, "random": 0.15}
-
-
-@dataclass
-class TrainConfig:
-    """Everything a run needs; stored in every checkpoint."""
-
-    preset: str = "cpu"
-    cities: list[str] = field(default_factory=lambda: ["synthetic"])
-    data_dir: str | None = None
-    steps: int = 6000
-    batch_size: int = 64
-    lr: float = 1e-3
-    warmup: int = 200
-    weight_decay: float = 0.0
-    ema_decay: float = 0.999
-    diffusion_steps: int = 100
-    schedule: str = "cosine"
-    task_mix: dict = field(default_factory=lambda: dict(TASK_MIX_DEFAULT))
-    context: list[str] = field(default_factory=list)  # subset of ["users", "poi"]
-    freeze: str = "none"  # "none" or "backbone" (paper 3.3 partial freezing)
-    contrastive_weight: float = 0.0
-    users_exog: str = "hist"  # users' availability: 'hist' (no peeking) or 'futr' (known for the horizon too)
-    loss_weighting: str = "none"  # "none" or "cell_level" (WindowTransform.level_weight)
-    augment: str = "none"  # "none" or "dihedral" (forecasting.augment)
-    lead_boost: float = 0.0  # extra loss weight of the first hidden steps (encoding.lead_weight); 0 = off
-    carry_channel: bool = False  # the network also reads each cell's last observed value (UoMoConfig.carry)
-    init_from: str | None = None
-    train_fraction: float = 1.0  # few-shot: first share of each city's training windows (few_shot_city)
-    city_weights: dict = field(default_factory=dict)  # city or family name -> relative weight (city_sampling_weights)
-    val_every: int = 1000
-    save_every: int = 100  # last.pt is also written every this many steps (a killed run loses less)
-    lr_horizon: int | None = None  # steps of the cosine decay; fixed at first launch (None: `steps`)
-    val_stride: int = 16
-    val_samples: int = 4
-    val_steps: int = 10
-    val_max_windows: int = 256
-    seed: int = 0
-    out: str = "runs/uomo"
-
-    def validate(self) -> None:
-        preset(self.preset)
-        if self.steps < 1 or self.batch_size < 1:
-            raise ValueError("steps and batch_size must be >= 1")
-        if self.save_every < 1 or self.val_every < 1:
-            raise ValueError("save_every and val_every must be >= 1")
-        if self.freeze not in ("none", "backbone"):
-            raise ValueError(f"freeze must be 'none' or 'backbone', got {self.freeze!r}")
-        bad = set(self.context) - {"users", "poi"}
-        if bad:
-            raise ValueError(f"unknown context inputs {sorted(bad)}: use 'users' and/or 'poi'")
-        bad = set(self.task_mix) - {"short", "long", "generation", "random"}
-        if bad or not self.task_mix or min(self.task_mix.values()) < 0 or sum(self.task_mix.values()) <= 0:
-            raise ValueError(f"task_mix must weight short/long/generation/random with non-negative weights, got {self.task_mix}")
-        if self.users_exog not in ("hist", "futr"):
-            raise ValueError(f"users_exog must be 'hist' or 'futr', got {self.users_exog!r}")
-        if self.users_exog == "futr" and "users" not in self.context:
-            raise ValueError("users_exog='futr' shows user counts of the horizon: it needs 'users' in context")
-        if self.loss_weighting not in ("none", "cell_level"):
-            raise ValueError(f"loss_weighting must be 'none' or 'cell_level', got {self.loss_weighting!r}")
-        if self.augment not in AUGMENTATIONS:
-            raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {self.augment!r}")
-        if self.lead_boost < 0:
-            raise ValueError(f"lead_boost must be >= 0, got {self.lead_boost}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
-        if not 0 < self.train_fraction <= 1:
-            raise ValueError(f"train_fraction must lie in (0, 1], got {self.train_fraction}")
-
-    @property
-    def context_switches(self) -> ContextSwitches:
-        return ContextSwitches(users="users" in self.context, poi="poi" in self.context, users_exog=self.users_exog)
-
 
 # ----------------------------------------------------------------------------------------------------
 # The loop
@@ -144,47 +71,6 @@ def loss_weight(cfg: TrainConfig, transform, batch: dict) -> torch.Tensor | None
 
 def _dist_info() -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-
-
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up, then cosine decay to 10% of the peak over `cfg.lr_horizon` steps (default `steps`),
-    then the 10% floor: steps added on --resume past the first launch's horizon run at the floor."""
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    horizon = cfg.lr_horizon or cfg.steps
-    progress = (step - cfg.warmup) / max(1, horizon - cfg.warmup)
-    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
-
-
-#: settings that shape the optimisation trajectory: a resumed run must keep them (the CLI flag in brackets)
-RESUME_FIXED = {
-    "lr": "--lr", "batch_size": "--batch-size", "seed": "--seed", "warmup": None, "weight_decay": "--weight-decay",
-    "augment": "--augment", "lead_boost": "--lead-boost",
-    "ema_decay": "--ema-decay", "task_mix": "--task-mix", "contrastive_weight": "--contrastive-weight",
-    "loss_weighting": "--loss-weighting", "train_fraction": "--train-fraction", "city_weights": "--city-weight",
-    "diffusion_steps": "--diffusion-steps", "schedule": None, "context": "--context", "freeze": "--freeze",
-    "users_exog": "--users-exog",
-}
-
-
-def check_resume(cfg: TrainConfig, old: dict, source: str) -> None:
-    """Refuse a resume whose trajectory settings differ from the run's first launch (`old`: its TrainConfig).
-
-    A changed --lr, --batch-size, --seed, ... would silently give a run that is neither the old one nor
-    a fresh one. --steps may grow: the cosine schedule keeps the first launch's horizon (`lr_horizon`).
-    """
-    if "future_users" in old and "users_exog" not in old:  # runs started before users_exog (--future-users)
-        old = {**old, "users_exog": "futr" if old["future_users"] else "hist"}
-    changed = [
-        f"{flag or key} {old[key]!r} -> {getattr(cfg, key)!r}"
-        for key, flag in RESUME_FIXED.items()
-        if key in old and old[key] != getattr(cfg, key)
-    ]
-    if changed:
-        raise ValueError(
-            f"--resume: {source} was started with other settings ({'; '.join(changed)}); resume with the "
-            "run's own settings, or start a new --out"
-        )
 
 
 def train(cfg: TrainConfig, resume: bool = False, cities: Sequence[City] | None = None, progress: bool = True) -> dict:
@@ -306,6 +192,33 @@ def _optimisation_step(step: int, rank: int, cfg: TrainConfig, pools: list[CityP
     return stats
 
 
+def _run_config(cfg: TrainConfig, model_cfg: UoMoConfig, pools: list[CityPool]) -> dict:
+    """What every checkpoint of the run stores beside its weights: the network, the diffusion process, the
+    context switches, each city's scalers and the training config."""
+    return {
+        "model": model_cfg.to_dict(),
+        "diffusion": {"schedule": cfg.schedule, "steps": cfg.diffusion_steps, "prediction": "x0"},
+        "context": asdict(cfg.context_switches),
+        "scalers": {p.city.name: scalers_to_dict(p.scalers) for p in pools},
+        "train": asdict(cfg),
+    }
+
+
+def _validate(ema: UoMoNet, schedule, pools: list[CityPool], cfg: TrainConfig, device: torch.device, step: int,
+              best: float, config: dict, best_path: Path, history: list[dict], entry: dict) -> tuple[float, str]:
+    """Score the EMA network on the val regions (appended to `history` with `entry`); write best.pt when the
+    score improves on `best` (always when there are no val regions: nothing to select on, the latest
+    weights are the best). Returns (best score, progress line)."""
+    val = validate_model(ema, schedule, pools, cfg, device)
+    history.append({"step": step, **entry, **val})
+    improved = val["score"] is None or val["score"] < best
+    if improved:
+        best = best if val["score"] is None else val["score"]
+        save_checkpoint(best_path, {"ema": ema.state_dict(), "step": step}, {**config, "validation": val})
+    score = "none (no val regions)" if val["score"] is None else f"{val['score']:.5f}"
+    return best, f"step {step}: val score {score}{' (best)' if improved else ''} | {entry['windows_per_s']:.1f} windows/s"
+
+
 def _train_loop(cfg: TrainConfig, resume: bool, cities: Sequence[City] | None, progress: bool,
                 rank: int, world: int, device: torch.device) -> dict:
     """The training loop of `train` (process group already set up by the caller)."""
@@ -323,13 +236,7 @@ def _train_loop(cfg: TrainConfig, resume: bool, cities: Sequence[City] | None, p
 
     if cfg.lr_horizon is None:
         cfg.lr_horizon = cfg.steps  # fixed now: a later --resume with more --steps keeps this schedule
-    config = {
-        "model": model_cfg.to_dict(),
-        "diffusion": {"schedule": cfg.schedule, "steps": cfg.diffusion_steps, "prediction": "x0"},
-        "context": asdict(cfg.context_switches),
-        "scalers": {p.city.name: scalers_to_dict(p.scalers) for p in pools},
-        "train": asdict(cfg),
-    }
+    config = _run_config(cfg, model_cfg, pools)
     step, best, history = 0, float("inf"), []
     last_path, best_path = out / "last.pt", out / "best.pt"
     if resume and last_path.exists():
@@ -365,18 +272,12 @@ def _train_loop(cfg: TrainConfig, resume: bool, cities: Sequence[City] | None, p
             bar.set_postfix(loss=f"{stats['mse']:.4f}")
         if step % cfg.val_every == 0 or step == cfg.steps:
             if rank == 0:
-                val = validate_model(ema, schedule, pools, cfg, device)
                 rate = windows_seen / (time.perf_counter() - t_start)
-                history.append({"step": step, "loss": stats["mse"], "windows_per_s": rate, **val})
-                # without val regions there is nothing to select on: the latest weights are the best
-                improved = val["score"] is None or val["score"] < best
-                if improved:
-                    best = best if val["score"] is None else val["score"]
-                    save_checkpoint(best_path, {"ema": ema.state_dict(), "step": step}, {**config, "validation": val})
+                best, line = _validate(ema, schedule, pools, cfg, device, step, best, config, best_path,
+                                       history, {"loss": stats["mse"], "windows_per_s": rate})
                 save_last()
                 if bar is not None:
-                    score = "none (no val regions)" if val["score"] is None else f"{val['score']:.5f}"
-                    bar.write(f"step {step}: val score {score}{' (best)' if improved else ''} | {rate:.1f} windows/s")
+                    bar.write(line)
             if world > 1:
                 dist.barrier()
         elif step % cfg.save_every == 0 and rank == 0:
