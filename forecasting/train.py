@@ -219,6 +219,21 @@ def _validate(ema: UoMoNet, schedule, pools: list[CityPool], cfg: TrainConfig, d
     return best, f"step {step}: val score {score}{' (best)' if improved else ''} | {entry['windows_per_s']:.1f} windows/s"
 
 
+def _progress(cfg: TrainConfig, pools: list[CityPool], step: int, rank: int, progress: bool):
+    """The main process warns when no city has val regions to select the best checkpoint on, and returns its
+    progress bar (None elsewhere or when `progress` is off; the bar is off when stderr is not a terminal)."""
+    if rank != 0:
+        return None
+    if not any(p.city.regions("val").size for p in pools):
+        warnings.warn("no city has val regions: nothing to select the best checkpoint on; best.pt holds the "
+                      "latest weights and best_score is null", UserWarning, stacklevel=4)
+    if not progress:
+        return None
+    from .cli_common import progress_bar
+
+    return progress_bar(cfg.steps, "uomo-train", initial=step)
+
+
 def _train_loop(cfg: TrainConfig, resume: bool, cities: Sequence[City] | None, progress: bool,
                 rank: int, world: int, device: torch.device) -> dict:
     """The training loop of `train` (process group already set up by the caller)."""
@@ -248,14 +263,7 @@ def _train_loop(cfg: TrainConfig, resume: bool, cities: Sequence[City] | None, p
         model = torch.nn.parallel.DistributedDataParallel(
             net, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
         )
-    bar = None
-    if progress and rank == 0:
-        from .cli_common import progress_bar
-
-        bar = progress_bar(cfg.steps, "uomo-train", initial=step)  # off when stderr is not a terminal
-    if rank == 0 and not any(p.city.regions("val").size for p in pools):
-        warnings.warn("no city has val regions: nothing to select the best checkpoint on; best.pt holds the "
-                      "latest weights and best_score is null", UserWarning, stacklevel=3)
+    bar = _progress(cfg, pools, step, rank, progress)
 
     def save_last() -> None:
         """last.pt: everything a resume needs, written atomically (a temporary file renamed into place)."""
