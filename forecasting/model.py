@@ -34,6 +34,7 @@ class UoMoConfig:
     dropout: float = 0.0
     adaln_rank: int | None = None  # low-rank adaLN projections (CPU economy); None = full rank as in DiT
     carry: bool = False  # input channels: each cell's last observed value carried forward (persistence)
+    carry_skip: bool = False  # output = that last observed value + the network's correction (needs carry)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -299,7 +300,10 @@ class UoMoNet(nn.Module):
       cell_scale (B, H, W) log level of each cell relative to its window (see encoding.WindowTransform)
       lag, lag_known (B, T, H, W) observed value one day earlier and its flag (see encoding.day_lag)
       carry, carry_known (B, T, H, W) last observed value before each step and its flag (read only when
-                the config has `carry`; see encoding.carry_forward)
+                the config has `carry`; see encoding.carry_forward). With `carry_skip` the prediction is
+                x0_hat = carry * carry_known + f(...): the network learns the change from the last
+                observed value (a persistence skip; with the zero-initialised output layer a new
+                network starts as the last-value forecast, and as before where nothing was observed)
     Context (paper 3.3) is optional: users (B, T, H, W) with `users_known` (True where the user count
     would be known when forecasting), POI counts (B, C, H, W) of any width C with `poi_valid` (B, C).
     Returns the x0 prediction (B, T, H, W).
@@ -307,6 +311,8 @@ class UoMoNet(nn.Module):
 
     def __init__(self, config: UoMoConfig):
         super().__init__()
+        if config.carry_skip and not config.carry:
+            raise ValueError("carry_skip adds the carried-forward value to the output: it needs carry=True")
         self.config = config
         D = config.hidden
         t0, h0, w0 = config.patch
@@ -406,6 +412,8 @@ class UoMoNet(nn.Module):
             x = block(x, c, attn_mask)  # (B, L, D)
         out = self.final(x, c)  # (B, L, t0*h0*w0)
         out = unpatchify(out, patch, grid)[:, 0, :T, :H, :W]  # (B, T, H, W)
+        if self.config.carry_skip and carry is not None and carry_known is not None:
+            out = out + carry * carry_known.float() * validf  # persistence skip
         return out
 
     def _input_channels(self, noisy, observed, maskf, validf, cell_scale, lag, lag_known, carry, carry_known):

@@ -120,7 +120,9 @@ def _network(cfg: TrainConfig, device: torch.device) -> tuple[UoMoNet, UoMoConfi
     """The network to train and its config: the preset's (with the carry channel when asked) or, when
     fine-tuning, the checkpoint's own network and weights (--preset/--carry-channel do not apply then);
     the backbone frozen when `cfg.freeze == 'backbone'`."""
-    model_cfg = dataclasses.replace(preset(cfg.preset), carry=True) if cfg.carry_channel else preset(cfg.preset)
+    model_cfg = preset(cfg.preset)
+    if cfg.carry_channel or cfg.carry_skip:
+        model_cfg = dataclasses.replace(model_cfg, carry=True, carry_skip=cfg.carry_skip)
     init_state = None
     if cfg.init_from:
         init_state, init_config = load_checkpoint(resolve_checkpoint(cfg.init_from))
@@ -334,6 +336,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--carry-channel", action="store_true",
                    help="give the network each cell's last observed value before every step as an input channel "
                         "(persistence); recorded in the checkpoint's model config")
+    p.add_argument("--carry-skip", action="store_true",
+                   help="with the carry channel, predict the change from each cell's last observed value (the "
+                        "output adds it back: a new network starts as the last-value forecast); recorded in the "
+                        "checkpoint's model config")
     p.add_argument("--loss-weighting", default=d.loss_weighting, choices=["none", "cell_level"],
                    help="cell_level: weight each cell's denoising error by its observed level in the window")
     p.add_argument("--augment", default=d.augment, choices=list(AUGMENTATIONS),

@@ -38,6 +38,7 @@ class TrainConfig:
     augment: str = "none"  # "none" or "dihedral" (forecasting.augment)
     lead_boost: float = 0.0  # extra loss weight of the first hidden steps (encoding.lead_weight); 0 = off
     carry_channel: bool = False  # the network also reads each cell's last observed value (UoMoConfig.carry)
+    carry_skip: bool = False  # ... and predicts the change from it (UoMoConfig.carry_skip; implies carry_channel)
     init_from: str | None = None
     train_fraction: float = 1.0  # few-shot: first share of each city's training windows (few_shot_city)
     city_weights: dict = field(default_factory=dict)  # city or family name -> relative weight (city_sampling_weights)
