@@ -13,7 +13,6 @@ calibrated, split, nominal, coverage, crps, windows), a Markdown table and the r
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path

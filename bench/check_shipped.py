@@ -18,13 +18,14 @@ from pathlib import Path
 
 from common import RESULTS
 from forecasting.data import available_real_cities
-from forecasting.evaluate import ratio_to_best, run_benchmark
+from forecasting.evaluate import run_benchmark
+from forecasting.records import ratio_to_best
 from forecasting.masks import EVAL_TASKS
 
 
 def committed_ratios(label: str, path: Path = RESULTS / "forecast.json") -> dict[tuple[str, str], float]:
     """{(city, task): ratio} of the committed records of `label` (best baseline on all windows)."""
-    from forecasting.evaluate import best_baseline_mae
+    from forecasting.records import best_baseline_mae
 
     records = json.loads(path.read_text()) if path.is_file() else []
     best = best_baseline_mae(records)

@@ -33,7 +33,8 @@ from common import RESULTS, choose_on_val, choose_qos_matched, command_line, wri
 from forecasting.data import City, available_real_cities, load_city
 from forecasting.interface import Forecaster, NotApplicable
 from forecasting.registry import is_baseline
-from planning.demand import Demand, poi_demand, real_demand, resident_demand
+from planning.demand import Demand, real_demand
+from planning.proxy_demand import poi_demand, resident_demand
 from planning.forecast_demand import forecast_demand
 from planning.errors import PlanningError
 from planning.milp.deploy import solve_deployment

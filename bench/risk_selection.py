@@ -34,16 +34,67 @@ def label(on: str, q, eps, every: int | None = None) -> str:
     return f"{head}plan_on: {on}" + (f", epsilon: {eps:g}" if eps is not None else "")
 
 
+def deployment_lines(dep) -> list[str]:
+    """Val regret of every deployment setting of DEPLOY, and the pick."""
+    from planning.milp.deploy import solve_deployment
+    from planning.replay import replay_deployment
+
+    fc, params, oracle = dep.forecast.mean, dep.params, dep.strategy("oracle").plan
+    regrets = {}
+    for on, q, _ in DEPLOY:
+        plan = solve_deployment(fc, params, on=on, q=q)
+        regrets[label(on, q, None)] = replay_deployment(plan, dep.real, params, oracle=oracle).regret
+    best = choose_on_val(regrets)
+    return ["## deployment", "", *table(["setting", "val regret"], [(k, f"{v:.4f}") for k, v in regrets.items()]),
+            "", f"Pick: **{best}**.", ""]
+
+
+def sleep_scores(slp, sc, rolling: bool) -> dict:
+    """Val replay scores of every sleep setting: day-ahead on SLEEP's settings, and rolling every R of EVERY."""
+    from planning.milp.sleep import solve_sleep
+    from planning.pipeline import _forecaster, _planned_regions, horizon_steps, load_scenario_city
+    from planning.replay import replay_sleep
+    from planning.rolling import rolling_forecast, rolling_sleep
+
+    fc, params, oracle, real = slp.forecast.mean, slp.params, slp.strategy("oracle").plan, slp.real
+    scores = {}
+    for on, q, eps in SLEEP:
+        d = fc.quantile(q) if on == "quantile" else fc
+        plan = solve_sleep(d, params, on="scenarios" if on == "scenarios" else "point", epsilon=eps)
+        scores[f"day-ahead {label(on, q, eps)}"] = replay_sleep(plan, real, params, oracle=oracle)
+    if rolling:
+        city = load_scenario_city(sc)
+        start, stop = horizon_steps(city, sc.sleep.horizon, sc.sleep.task)
+        model, _ = _forecaster(sc, sc.sleep.forecaster or sc.forecaster.model, "short", city, {}, [])
+        roll = rolling_forecast(model, city, _planned_regions(sc, city), start, stop, every=min(EVERY))
+        for every in EVERY:
+            sub = roll.every_kth(every)
+            for on, q, eps in SLEEP:
+                plan = rolling_sleep(sub, real, params, on=on, q=q, epsilon=eps)
+                scores[f"rolling {label(on, q, eps, every)}"] = replay_sleep(plan, real, params, oracle=oracle)
+    return scores
+
+
+def sleep_lines(slp, sc, rolling: bool) -> list[str]:
+    """The sleep table (val regret, QoS, switching per setting) and the two picks."""
+    scores = sleep_scores(slp, sc, rolling)
+    thr = slp.strategy("threshold").score
+    regret, qos = {k: s.regret for k, s in scores.items()}, {k: s.qos for k, s in scores.items()}
+    best, matched = choose_on_val(regret), choose_qos_matched(regret, qos, thr.qos)
+    return ["## sleep", "", f"Threshold policy on val: regret {thr.regret:.4f}, QoS {thr.qos:.4f}, "
+            f"{thr.switching:.2f} switches/cell/day.", "",
+            *table(["setting", "val regret", "val QoS", "switches/cell/day"],
+                   [(k, f"{v.regret:.4f}", f"{v.qos:.4f}", f"{v.switching:.2f}") for k, v in scores.items()]),
+            "", f"Pick (lowest val regret): **{best}**.",
+            f"Pick with val QoS no worse than the threshold policy's: **{matched or 'none'}**.", ""]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("scenario")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
-    from planning.milp.deploy import solve_deployment
-    from planning.milp.sleep import solve_sleep
-    from planning.pipeline import _forecaster, _planned_regions, horizon_steps, load_scenario_city, run_scenario
-    from planning.replay import replay_deployment, replay_sleep
-    from planning.rolling import rolling_forecast, rolling_sleep
+    from planning.pipeline import run_scenario
     from planning.scenario.loading import load_scenario
 
     t0 = time.perf_counter()
@@ -61,43 +112,9 @@ def main(argv=None) -> int:
              f"City {result.city}: val regions {result.city_info['regions']} (the scenario plans "
              f"{base.area.split if base.area.regions is None else base.area.regions}).", ""]
     if "deployment" in result.problems:
-        dep = result.problems["deployment"]
-        fc, params, oracle = dep.forecast.mean, dep.params, dep.strategy("oracle").plan
-        regrets = {}
-        for on, q, _ in DEPLOY:
-            plan = solve_deployment(fc, params, on=on, q=q)
-            regrets[label(on, q, None)] = replay_deployment(plan, dep.real, params, oracle=oracle).regret
-        best = choose_on_val(regrets)
-        lines += ["## deployment", "", *table(["setting", "val regret"], [(k, f"{v:.4f}") for k, v in regrets.items()])]
-        lines += ["", f"Pick: **{best}**.", ""]
+        lines += deployment_lines(result.problems["deployment"])
     if "sleep" in result.problems:
-        slp = result.problems["sleep"]
-        fc, params, oracle, real = slp.forecast.mean, slp.params, slp.strategy("oracle").plan, slp.real
-        cap = slp.strategy("threshold").score.qos
-        scores = {}
-        for on, q, eps in SLEEP:
-            d = fc.quantile(q) if on == "quantile" else fc
-            plan = solve_sleep(d, params, on="scenarios" if on == "scenarios" else "point", epsilon=eps)
-            scores[f"day-ahead {label(on, q, eps)}"] = replay_sleep(plan, real, params, oracle=oracle)
-        if sleep_rolling:
-            city = load_scenario_city(sc)
-            start, stop = horizon_steps(city, sc.sleep.horizon, sc.sleep.task)
-            model, _ = _forecaster(sc, sc.sleep.forecaster or sc.forecaster.model, "short", city, {}, [])
-            roll = rolling_forecast(model, city, _planned_regions(sc, city), start, stop, every=min(EVERY))
-            for every in EVERY:
-                sub = roll.every_kth(every)
-                for on, q, eps in SLEEP:
-                    plan = rolling_sleep(sub, real, params, on=on, q=q, epsilon=eps)
-                    scores[f"rolling {label(on, q, eps, every)}"] = replay_sleep(plan, real, params, oracle=oracle)
-        regret, qos = {k: s.regret for k, s in scores.items()}, {k: s.qos for k, s in scores.items()}
-        best, matched = choose_on_val(regret), choose_qos_matched(regret, qos, cap)
-        thr = slp.strategy("threshold").score
-        lines += ["## sleep", "", f"Threshold policy on val: regret {thr.regret:.4f}, QoS {cap:.4f}, "
-                  f"{thr.switching:.2f} switches/cell/day.", "",
-                  *table(["setting", "val regret", "val QoS", "switches/cell/day"],
-                         [(k, f"{v.regret:.4f}", f"{v.qos:.4f}", f"{v.switching:.2f}") for k, v in scores.items()])]
-        lines += ["", f"Pick (lowest val regret): **{best}**.",
-                  f"Pick with val QoS no worse than the threshold policy's: **{matched or 'none'}**.", ""]
+        lines += sleep_lines(result.problems["sleep"], sc, sleep_rolling)
     lines += [f"Wall time {time.perf_counter() - t0:.0f} s.", ""]
     text = "\n".join(lines)
     out = Path(args.out)

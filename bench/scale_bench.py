@@ -103,7 +103,7 @@ def deployment_rows(sizes, limit: float, full_limit: float, warm_max: int) -> li
         b = time.perf_counter() - t0
         for warm in ([False, True] if n <= warm_max else [False]):
             for s in ("cbc", "highs"):
-                def run(s=s, warm=warm):
+                def run(s=s, warm=warm, fm=fm):
                     if warm:
                         set_start(fm, g)
                     info = solve(fm.prob, SolverOptions(solver=s, time_limit=full_limit), warm_start=warm)

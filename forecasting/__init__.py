@@ -9,8 +9,10 @@ Modules, in pipeline order:
     encoding.py      windows + masks -> model tensors (per-cell scaling, lag channel, context hiding)
     model.py         the network only (tokeniser, DiT blocks with adaLN, context encoders); presets
     diffusion.py     noise schedule, loss and samplers (DDPM, DDIM); never imports model.py
-    checkpoint.py    save / safe load / resolve (shipped names) of checkpoints, the weights they hold
+    checkpoint.py    save / safe load / resolve (shipped names) of checkpoints, the weights they hold, the
+                     deployable float16 export
     augment.py       training-time augmentation of window batches (grid symmetries)
+    train_config.py  what a run is: `TrainConfig` and its checks, the learning-rate schedule, resume rules
     train_pool.py    the training pool: cities' windows, their batch shares, batches with task masks
     train.py         one loop for pre-training and fine-tuning; resume; DDP (`uomo-train`)
     validation.py    validation during training: MAE of sampled forecasts per city (or family) x task
@@ -23,9 +25,12 @@ Modules, in pipeline order:
     calibration.py   calibrated quantile bands of a forecaster's samples
     registry.py      the one place a forecaster is made from its name (baselines, checkpoints)
     interface.py     the `Forecaster` contract every model follows (`Prediction`, hiding)
-    baselines.py     the reference forecasters behind the same interface
+    baselines/       the reference forecasters behind the same interface: per-cell (horizon), spatial
+                     (generation), library-backed (AutoARIMA, PatchTST)
     metrics.py       error, distribution and probabilistic scores (MAE, JSD, fair CRPS)
     evaluate.py      metrics on masked entries and the forecast benchmark (`uomo-bench`)
+    records.py       the benchmark's records: merged into forecast.json, the Markdown table, ratios to the
+                     best baseline
     cli_common.py    what every command line shares (parser defaults, --version, progress bars)
 """
 

@@ -7,11 +7,13 @@ weights do not match the network it declares, is refused with a message saying s
 
 This is the one place that resolves a checkpoint name (`resolve_checkpoint`: a shipped model or a
 path) and loads weights (`load_checkpoint`, `deployed_weights`, `load_state_strict`); the forecaster
-and the trainer both use it.
+and the trainer both use it. `export_checkpoint` writes the deployable copy that ships (EMA weights,
+float16); `weights_digest` fingerprints a network's weights.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -164,3 +166,27 @@ def scalers_from_dict(d: dict) -> CityScalers:
     from .data import CityScalers, Scaler
 
     return CityScalers(Scaler(float(d["traffic"])), None if d.get("users") is None else Scaler(float(d["users"])))
+
+
+def weights_digest(module: torch.nn.Module) -> str:
+    """SHA-256 of a module's parameters and buffers (names, shapes, float32 bytes): equal weights, equal digest."""
+    h = hashlib.sha256()
+    for name, value in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(str(tuple(value.shape)).encode())
+        h.update(value.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def export_checkpoint(source: str | Path, target: str | Path, half: bool = True, note: str | None = None) -> Path:
+    """Write a deployable copy of `source`: EMA weights only (float16 if `half`), config kept.
+
+    Used to ship small pretrained models; `load_forecaster` restores float32 weights on load.
+    """
+    state, config = load_checkpoint(source)
+    weights = deployed_weights(state, source)
+    if half:
+        weights = {k: (v.half() if v.is_floating_point() else v) for k, v in weights.items()}
+    if note:
+        config = {**config, "note": note}
+    return save_checkpoint(target, {"ema": weights, "step": state.get("step", 0)}, config)

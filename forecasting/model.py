@@ -34,6 +34,7 @@ class UoMoConfig:
     dropout: float = 0.0
     adaln_rank: int | None = None  # low-rank adaLN projections (CPU economy); None = full rank as in DiT
     carry: bool = False  # input channels: each cell's last observed value carried forward (persistence)
+    carry_skip: bool = False  # output = that last observed value + the network's correction (needs carry)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -299,7 +300,10 @@ class UoMoNet(nn.Module):
       cell_scale (B, H, W) log level of each cell relative to its window (see encoding.WindowTransform)
       lag, lag_known (B, T, H, W) observed value one day earlier and its flag (see encoding.day_lag)
       carry, carry_known (B, T, H, W) last observed value before each step and its flag (read only when
-                the config has `carry`; see encoding.carry_forward)
+                the config has `carry`; see encoding.carry_forward). With `carry_skip` the prediction is
+                x0_hat = carry * carry_known + f(...): the network learns the change from the last
+                observed value (a persistence skip; with the zero-initialised output layer a new
+                network starts as the last-value forecast, and as before where nothing was observed)
     Context (paper 3.3) is optional: users (B, T, H, W) with `users_known` (True where the user count
     would be known when forecasting), POI counts (B, C, H, W) of any width C with `poi_valid` (B, C).
     Returns the x0 prediction (B, T, H, W).
@@ -307,6 +311,8 @@ class UoMoNet(nn.Module):
 
     def __init__(self, config: UoMoConfig):
         super().__init__()
+        if config.carry_skip and not config.carry:
+            raise ValueError("carry_skip adds the carried-forward value to the output: it needs carry=True")
         self.config = config
         D = config.hidden
         t0, h0, w0 = config.patch
@@ -380,19 +386,8 @@ class UoMoNet(nn.Module):
         patch = self.config.patch
         maskf = mask.float()
         validf = torch.ones_like(maskf) if valid is None else valid.float()
-        e_k = noisy * maskf * validf  # (B, T, H, W) noised hidden part
-        o = observed * (1 - maskf) * validf  # (B, T, H, W) observed part (Eq. 4)
-
-        lag_f = torch.zeros_like(o) if lag_known is None else lag_known.float() * validf
-        lag_v = torch.zeros_like(o) if lag is None else lag * lag_f
-        channels = [e_k, o, maskf, validf, lag_v, lag_f]
-        if self.config.carry:
-            carry_f = torch.zeros_like(o) if carry_known is None else carry_known.float() * validf
-            channels += [torch.zeros_like(o) if carry is None else carry * carry_f, carry_f]
-        main = torch.stack(channels, 1)  # (B, 6 [+2], T, H, W)
-        level = torch.zeros_like(o) if cell_scale is None else cell_scale[:, None].expand(B, T, H, W) * validf
-        obs = torch.stack([o, (1 - maskf) * validf, validf, level], 1)  # (B, 4, T, H, W)
-        main, obs = pad_to_patch(main, patch), pad_to_patch(obs, patch)
+        main, obs = self._input_channels(noisy, observed, maskf, validf, cell_scale, lag, lag_known, carry, carry_known)
+        main, obs = pad_to_patch(main, patch), pad_to_patch(obs, patch)  # (B, 6 [+2] | 4, T_pad, H_pad, W_pad)
         grid = main.shape[-3:]
         tokens_grid = (grid[0] // patch[0], grid[1] // patch[1], grid[2] // patch[2])
 
@@ -408,14 +403,7 @@ class UoMoNet(nn.Module):
 
         # per-token condition: diffusion step + observed part (Eq. 6) + time + context y = c^u + c^p
         c = self.obs_embed(patchify(obs, patch)) + tf + pos + self.step_embed(k)[:, None, :]  # (B, L, D)
-        if users is not None:
-            known = (~mask if users_known is None else users_known).float() * validf
-            u = torch.stack([torch.nan_to_num(users) * known, known], 1)  # (B, 2, T, H, W)
-            c = c + self.user_embed(patchify(pad_to_patch(u, patch), patch))  # c^u
-        if poi is not None:
-            pv = torch.ones(poi.shape[:2], dtype=torch.bool, device=poi.device) if poi_valid is None else poi_valid
-            p_dyn = self.poi_encoder(poi, pv, time_of_day, day_of_week) * validf[:, None]  # (B, P, T, H, W)
-            c = c + self.poi_embed(patchify(pad_to_patch(p_dyn, patch), patch))  # c^p
+        c = self._add_context(c, mask, validf, time_of_day, day_of_week, users, users_known, poi, poi_valid)
 
         # tokens made only of padding carry no signal: keep them out of attention
         token_valid = patchify(pad_to_patch(validf[:, None], patch), patch).amax(-1) > 0  # (B, L)
@@ -424,4 +412,38 @@ class UoMoNet(nn.Module):
             x = block(x, c, attn_mask)  # (B, L, D)
         out = self.final(x, c)  # (B, L, t0*h0*w0)
         out = unpatchify(out, patch, grid)[:, 0, :T, :H, :W]  # (B, T, H, W)
+        if self.config.carry_skip and carry is not None and carry_known is not None:
+            out = out + carry * carry_known.float() * validf  # persistence skip
         return out
+
+    def _input_channels(self, noisy, observed, maskf, validf, cell_scale, lag, lag_known, carry, carry_known):
+        """The token inputs: main = [noised hidden part e_k, observed part o (Eq. 4), mask, valid, one-day lag
+        and its availability (+ last observed value and its availability with the carry channel)]
+        (B, 6 [+2], T, H, W); obs = [o, observed, valid, cell level] (B, 4, T, H, W) for the condition."""
+        B, T, H, W = noisy.shape
+        e_k = noisy * maskf * validf  # (B, T, H, W) noised hidden part
+        o = observed * (1 - maskf) * validf  # (B, T, H, W) observed part (Eq. 4)
+        lag_f = torch.zeros_like(o) if lag_known is None else lag_known.float() * validf
+        lag_v = torch.zeros_like(o) if lag is None else lag * lag_f
+        channels = [e_k, o, maskf, validf, lag_v, lag_f]
+        if self.config.carry:
+            carry_f = torch.zeros_like(o) if carry_known is None else carry_known.float() * validf
+            channels += [torch.zeros_like(o) if carry is None else carry * carry_f, carry_f]
+        main = torch.stack(channels, 1)  # (B, 6 [+2], T, H, W)
+        level = torch.zeros_like(o) if cell_scale is None else cell_scale[:, None].expand(B, T, H, W) * validf
+        obs = torch.stack([o, (1 - maskf) * validf, validf, level], 1)  # (B, 4, T, H, W)
+        return main, obs
+
+    def _add_context(self, c, mask, validf, time_of_day, day_of_week, users, users_known, poi, poi_valid):
+        """c + y, y = c^u + c^p per token (nothing without context): user counts where known (hidden ones
+        masked out unless `users_known` says otherwise) and the POI made dynamic (Eq. 8-9), per patch."""
+        patch = self.config.patch
+        if users is not None:
+            known = (~mask if users_known is None else users_known).float() * validf
+            u = torch.stack([torch.nan_to_num(users) * known, known], 1)  # (B, 2, T, H, W)
+            c = c + self.user_embed(patchify(pad_to_patch(u, patch), patch))  # + c^u (B, L, D)
+        if poi is not None:
+            pv = torch.ones(poi.shape[:2], dtype=torch.bool, device=poi.device) if poi_valid is None else poi_valid
+            p_dyn = self.poi_encoder(poi, pv, time_of_day, day_of_week) * validf[:, None]  # (B, P, T, H, W)
+            c = c + self.poi_embed(patchify(pad_to_patch(p_dyn, patch), patch))  # + c^p (B, L, D)
+        return c

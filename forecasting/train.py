@@ -19,14 +19,13 @@ import argparse
 import copy
 import dataclasses
 import gc
-import hashlib
 import json
 import math
 import os
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
@@ -34,97 +33,26 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .checkpoint import (
+from .checkpoint import (  # noqa: F401 (export_checkpoint: documented as forecasting.train.export_checkpoint)
     CheckpointError,
     deployed_weights,
+    export_checkpoint,
     load_checkpoint,
     load_state_strict,
     resolve_checkpoint,
     save_checkpoint,
     scalers_to_dict,
+    weights_digest,
 )
 from .augment import AUGMENTATIONS
 from .data import City, DataError, load_cities
 from .diffusion import make_schedule, training_loss
-from .encoding import ContextSwitches, encode, lead_weight, roll_context
+from .encoding import encode, lead_weight, roll_context
 from .inference import default_device
 from .model import PRESETS, UoMoConfig, UoMoNet, preset
+from .train_config import RESUME_FIXED, TASK_MIX_DEFAULT, TrainConfig, check_resume, lr_at  # noqa: F401 (public here too)
 from .train_pool import CityPool, build_pool, city_sampling_weights, draw_batch  # noqa: F401 (public here too)
 from .validation import validate_model
-
-TASK_MIX_DEFAULT = {"short": 0.3, "long": 0.3, "generation": 0.25, "random": 0.15}
-
-
-@dataclass
-class TrainConfig:
-    """Everything a run needs; stored in every checkpoint."""
-
-    preset: str = "cpu"
-    cities: list[str] = field(default_factory=lambda: ["synthetic"])
-    data_dir: str | None = None
-    steps: int = 6000
-    batch_size: int = 64
-    lr: float = 1e-3
-    warmup: int = 200
-    weight_decay: float = 0.0
-    ema_decay: float = 0.999
-    diffusion_steps: int = 100
-    schedule: str = "cosine"
-    task_mix: dict = field(default_factory=lambda: dict(TASK_MIX_DEFAULT))
-    context: list[str] = field(default_factory=list)  # subset of ["users", "poi"]
-    freeze: str = "none"  # "none" or "backbone" (paper 3.3 partial freezing)
-    contrastive_weight: float = 0.0
-    users_exog: str = "hist"  # users' availability: 'hist' (no peeking) or 'futr' (known for the horizon too)
-    loss_weighting: str = "none"  # "none" or "cell_level" (WindowTransform.level_weight)
-    augment: str = "none"  # "none" or "dihedral" (forecasting.augment)
-    lead_boost: float = 0.0  # extra loss weight of the first hidden steps (encoding.lead_weight); 0 = off
-    carry_channel: bool = False  # the network also reads each cell's last observed value (UoMoConfig.carry)
-    init_from: str | None = None
-    train_fraction: float = 1.0  # few-shot: first share of each city's training windows (few_shot_city)
-    city_weights: dict = field(default_factory=dict)  # city or family name -> relative weight (city_sampling_weights)
-    val_every: int = 1000
-    save_every: int = 100  # last.pt is also written every this many steps (a killed run loses less)
-    lr_horizon: int | None = None  # steps of the cosine decay; fixed at first launch (None: `steps`)
-    val_stride: int = 16
-    val_samples: int = 4
-    val_steps: int = 10
-    val_max_windows: int = 256
-    seed: int = 0
-    out: str = "runs/uomo"
-
-    def validate(self) -> None:
-        preset(self.preset)
-        if self.steps < 1 or self.batch_size < 1:
-            raise ValueError("steps and batch_size must be >= 1")
-        if self.save_every < 1 or self.val_every < 1:
-            raise ValueError("save_every and val_every must be >= 1")
-        if self.freeze not in ("none", "backbone"):
-            raise ValueError(f"freeze must be 'none' or 'backbone', got {self.freeze!r}")
-        bad = set(self.context) - {"users", "poi"}
-        if bad:
-            raise ValueError(f"unknown context inputs {sorted(bad)}: use 'users' and/or 'poi'")
-        bad = set(self.task_mix) - {"short", "long", "generation", "random"}
-        if bad or not self.task_mix or min(self.task_mix.values()) < 0 or sum(self.task_mix.values()) <= 0:
-            raise ValueError(f"task_mix must weight short/long/generation/random with non-negative weights, got {self.task_mix}")
-        if self.users_exog not in ("hist", "futr"):
-            raise ValueError(f"users_exog must be 'hist' or 'futr', got {self.users_exog!r}")
-        if self.users_exog == "futr" and "users" not in self.context:
-            raise ValueError("users_exog='futr' shows user counts of the horizon: it needs 'users' in context")
-        if self.loss_weighting not in ("none", "cell_level"):
-            raise ValueError(f"loss_weighting must be 'none' or 'cell_level', got {self.loss_weighting!r}")
-        if self.augment not in AUGMENTATIONS:
-            raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {self.augment!r}")
-        if self.lead_boost < 0:
-            raise ValueError(f"lead_boost must be >= 0, got {self.lead_boost}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
-        if not 0 < self.train_fraction <= 1:
-            raise ValueError(f"train_fraction must lie in (0, 1], got {self.train_fraction}")
-
-    @property
-    def context_switches(self) -> ContextSwitches:
-        return ContextSwitches(users="users" in self.context, poi="poi" in self.context, users_exog=self.users_exog)
-
 
 # ----------------------------------------------------------------------------------------------------
 # The loop
@@ -143,47 +71,6 @@ def loss_weight(cfg: TrainConfig, transform, batch: dict) -> torch.Tensor | None
 
 def _dist_info() -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-
-
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up, then cosine decay to 10% of the peak over `cfg.lr_horizon` steps (default `steps`),
-    then the 10% floor: steps added on --resume past the first launch's horizon run at the floor."""
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    horizon = cfg.lr_horizon or cfg.steps
-    progress = (step - cfg.warmup) / max(1, horizon - cfg.warmup)
-    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
-
-
-#: settings that shape the optimisation trajectory: a resumed run must keep them (the CLI flag in brackets)
-RESUME_FIXED = {
-    "lr": "--lr", "batch_size": "--batch-size", "seed": "--seed", "warmup": None, "weight_decay": "--weight-decay",
-    "augment": "--augment", "lead_boost": "--lead-boost",
-    "ema_decay": "--ema-decay", "task_mix": "--task-mix", "contrastive_weight": "--contrastive-weight",
-    "loss_weighting": "--loss-weighting", "train_fraction": "--train-fraction", "city_weights": "--city-weight",
-    "diffusion_steps": "--diffusion-steps", "schedule": None, "context": "--context", "freeze": "--freeze",
-    "users_exog": "--users-exog",
-}
-
-
-def check_resume(cfg: TrainConfig, old: dict, source: str) -> None:
-    """Refuse a resume whose trajectory settings differ from the run's first launch (`old`: its TrainConfig).
-
-    A changed --lr, --batch-size, --seed, ... would silently give a run that is neither the old one nor
-    a fresh one. --steps may grow: the cosine schedule keeps the first launch's horizon (`lr_horizon`).
-    """
-    if "future_users" in old and "users_exog" not in old:  # runs started before users_exog (--future-users)
-        old = {**old, "users_exog": "futr" if old["future_users"] else "hist"}
-    changed = [
-        f"{flag or key} {old[key]!r} -> {getattr(cfg, key)!r}"
-        for key, flag in RESUME_FIXED.items()
-        if key in old and old[key] != getattr(cfg, key)
-    ]
-    if changed:
-        raise ValueError(
-            f"--resume: {source} was started with other settings ({'; '.join(changed)}); resume with the "
-            "run's own settings, or start a new --out"
-        )
 
 
 def train(cfg: TrainConfig, resume: bool = False, cities: Sequence[City] | None = None, progress: bool = True) -> dict:
@@ -215,37 +102,29 @@ def train(cfg: TrainConfig, resume: bool = False, cities: Sequence[City] | None 
             dist.destroy_process_group()
 
 
-def weights_digest(module: torch.nn.Module) -> str:
-    """SHA-256 of a module's parameters and buffers (names, shapes, float32 bytes): equal weights, equal digest."""
-    h = hashlib.sha256()
-    for name, value in sorted(module.state_dict().items()):
-        h.update(name.encode())
-        h.update(str(tuple(value.shape)).encode())
-        h.update(value.detach().float().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
-def _train_loop(cfg: TrainConfig, resume: bool, cities: Sequence[City] | None, progress: bool,
-                rank: int, world: int, device: torch.device) -> dict:
-    """The training loop of `train` (process group already set up by the caller)."""
-    cfg = dataclasses.replace(cfg)  # lr_horizon is settled below: leave the caller's config as it was
-    out = Path(cfg.out)
-    torch.manual_seed(cfg.seed)
-
+def _training_pools(cfg: TrainConfig, cities: Sequence[City] | None) -> list[CityPool]:
+    """The cities' training pools weighted by `cfg.city_weights` (a family name such as 'synthetic-prior:64'
+    stands for several cities); cities without a training window are dropped."""
     if cities is not None:
         city_objs = list(cities)
-    else:  # a family name ('synthetic-prior:64') stands for several cities
+    else:
         city_objs = [c for name in cfg.cities for c in load_cities(name, cfg.data_dir)]
     weights = city_sampling_weights(city_objs, cfg.city_weights or {})
     pools = [build_pool(c, fraction=cfg.train_fraction, weight=w) for c, w in zip(city_objs, weights)]
     if not any(len(p.pairs) for p in pools):
         raise DataError("no training windows: every city needs 'train' regions of at least 64 steps")
-    pools = [p for p in pools if len(p.pairs)]
+    return [p for p in pools if len(p.pairs)]
 
-    model_cfg = dataclasses.replace(preset(cfg.preset), carry=True) if cfg.carry_channel else preset(cfg.preset)
-    schedule = make_schedule(cfg.schedule, cfg.diffusion_steps)
+
+def _network(cfg: TrainConfig, device: torch.device) -> tuple[UoMoNet, UoMoConfig]:
+    """The network to train and its config: the preset's (with the carry channel when asked) or, when
+    fine-tuning, the checkpoint's own network and weights (--preset/--carry-channel do not apply then);
+    the backbone frozen when `cfg.freeze == 'backbone'`."""
+    model_cfg = preset(cfg.preset)
+    if cfg.carry_channel or cfg.carry_skip:
+        model_cfg = dataclasses.replace(model_cfg, carry=True, carry_skip=cfg.carry_skip)
     init_state = None
-    if cfg.init_from:  # fine-tuning continues the checkpoint's own network (--preset/--carry-channel do not apply)
+    if cfg.init_from:
         init_state, init_config = load_checkpoint(resolve_checkpoint(cfg.init_from))
         model_cfg = UoMoConfig.from_dict(init_config["model"])
     net = UoMoNet(model_cfg).to(device)
@@ -254,6 +133,118 @@ def _train_loop(cfg: TrainConfig, resume: bool, cities: Sequence[City] | None, p
     if cfg.freeze == "backbone":
         for p in net.backbone_parameters():
             p.requires_grad_(False)
+    return net, model_cfg
+
+
+def _resume(cfg: TrainConfig, config: dict, last_path: Path, net: UoMoNet, ema: UoMoNet,
+            optimizer: torch.optim.Optimizer) -> tuple[int, float, list[dict]]:
+    """Restore `last.pt` into the network, its EMA and the optimiser; returns (step, best score, history).
+
+    The learning-rate horizon stays the one the run started with (`cfg` and `config['train']` updated)."""
+    state, old = load_checkpoint(last_path)
+    if old["model"] != config["model"]:
+        raise CheckpointError(f"{last_path} was trained with another network ({old['model']}); start a new --out")
+    old_train = old.get("train", {})
+    check_resume(cfg, old_train, str(last_path))
+    cfg.lr_horizon = old_train.get("lr_horizon") or old_train.get("steps") or cfg.steps
+    config["train"] = asdict(cfg)
+    load_state_strict(net, state["model"], str(last_path))
+    load_state_strict(ema, state["ema"], str(last_path))
+    optimizer.load_state_dict(state["optimizer"])
+    return int(state["step"]), float(state["best"]), json.loads(state.get("history_json", "[]"))
+
+
+def _optimisation_step(step: int, rank: int, cfg: TrainConfig, pools: list[CityPool], model, net: UoMoNet,
+                       ema: UoMoNet, optimizer: torch.optim.Optimizer, trainable: list, schedule,
+                       device: torch.device) -> dict:
+    """One step, seeded by (seed, step, rank): draw a batch with task masks, encode it, the diffusion loss
+    (+ lambda * contrastive term when fine-tuning with context), AdamW on the clipped gradients (norm 1),
+    then the EMA update  ema <- ema + (1 - d)(net - ema),  d = min(ema_decay, (1 + step) / (10 + step)).
+    Returns the loss statistics."""
+    switches = cfg.context_switches
+    rng = np.random.default_rng([cfg.seed, step, rank])
+    gen = torch.Generator(device="cpu").manual_seed(int(rng.integers(2**62)))
+    batch = draw_batch(pools, cfg.batch_size, cfg.task_mix, rng, cfg.augment)
+    x0, cond, transform = encode(
+        batch["traffic"], batch["mask"], batch["time_of_day"], batch["day_of_week"],
+        users=batch["users"], poi=batch["poi"], poi_valid=batch["poi_valid"],
+        users_available=batch["users_available"], valid=batch["valid"], slots_per_day=batch["slots_per_day"],
+        context=switches, device=device,
+    )
+    negative = roll_context(cond) if cfg.contrastive_weight > 0 and (switches.users or switches.poi) else None
+    net.train()
+    for group in optimizer.param_groups:
+        group["lr"] = lr_at(step, cfg)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(rng.integers(2**62)))
+        loss, stats = training_loss(
+            model, schedule, x0.to(device), cond, generator=gen if device.type == "cpu" else None,
+            negative_cond=negative, contrastive_weight=cfg.contrastive_weight,
+            weight=loss_weight(cfg, transform, batch),
+        )
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+    optimizer.step()
+    with torch.no_grad():
+        # EMA with warm-up: early averages must not stay anchored to the random initialisation
+        decay = min(cfg.ema_decay, (1 + step) / (10 + step))
+        for pe, pn in zip(ema.parameters(), net.parameters()):
+            pe.lerp_(pn, 1 - decay)
+    return stats
+
+
+def _run_config(cfg: TrainConfig, model_cfg: UoMoConfig, pools: list[CityPool]) -> dict:
+    """What every checkpoint of the run stores beside its weights: the network, the diffusion process, the
+    context switches, each city's scalers and the training config."""
+    return {
+        "model": model_cfg.to_dict(),
+        "diffusion": {"schedule": cfg.schedule, "steps": cfg.diffusion_steps, "prediction": "x0"},
+        "context": asdict(cfg.context_switches),
+        "scalers": {p.city.name: scalers_to_dict(p.scalers) for p in pools},
+        "train": asdict(cfg),
+    }
+
+
+def _validate(ema: UoMoNet, schedule, pools: list[CityPool], cfg: TrainConfig, device: torch.device, step: int,
+              best: float, config: dict, best_path: Path, history: list[dict], entry: dict) -> tuple[float, str]:
+    """Score the EMA network on the val regions (appended to `history` with `entry`); write best.pt when the
+    score improves on `best` (always when there are no val regions: nothing to select on, the latest
+    weights are the best). Returns (best score, progress line)."""
+    val = validate_model(ema, schedule, pools, cfg, device)
+    history.append({"step": step, **entry, **val})
+    improved = val["score"] is None or val["score"] < best
+    if improved:
+        best = best if val["score"] is None else val["score"]
+        save_checkpoint(best_path, {"ema": ema.state_dict(), "step": step}, {**config, "validation": val})
+    score = "none (no val regions)" if val["score"] is None else f"{val['score']:.5f}"
+    return best, f"step {step}: val score {score}{' (best)' if improved else ''} | {entry['windows_per_s']:.1f} windows/s"
+
+
+def _progress(cfg: TrainConfig, pools: list[CityPool], step: int, rank: int, progress: bool):
+    """The main process warns when no city has val regions to select the best checkpoint on, and returns its
+    progress bar (None elsewhere or when `progress` is off; the bar is off when stderr is not a terminal)."""
+    if rank != 0:
+        return None
+    if not any(p.city.regions("val").size for p in pools):
+        warnings.warn("no city has val regions: nothing to select the best checkpoint on; best.pt holds the "
+                      "latest weights and best_score is null", UserWarning, stacklevel=4)
+    if not progress:
+        return None
+    from .cli_common import progress_bar
+
+    return progress_bar(cfg.steps, "uomo-train", initial=step)
+
+
+def _train_loop(cfg: TrainConfig, resume: bool, cities: Sequence[City] | None, progress: bool,
+                rank: int, world: int, device: torch.device) -> dict:
+    """The training loop of `train` (process group already set up by the caller)."""
+    cfg = dataclasses.replace(cfg)  # lr_horizon is settled below: leave the caller's config as it was
+    out = Path(cfg.out)
+    torch.manual_seed(cfg.seed)
+    pools = _training_pools(cfg, cities)
+    schedule = make_schedule(cfg.schedule, cfg.diffusion_steps)
+    net, model_cfg = _network(cfg, device)
     trainable = [p for p in net.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     ema = copy.deepcopy(net).eval()
@@ -262,29 +253,11 @@ def _train_loop(cfg: TrainConfig, resume: bool, cities: Sequence[City] | None, p
 
     if cfg.lr_horizon is None:
         cfg.lr_horizon = cfg.steps  # fixed now: a later --resume with more --steps keeps this schedule
-    config = {
-        "model": model_cfg.to_dict(),
-        "diffusion": {"schedule": cfg.schedule, "steps": cfg.diffusion_steps, "prediction": "x0"},
-        "context": asdict(cfg.context_switches),
-        "scalers": {p.city.name: scalers_to_dict(p.scalers) for p in pools},
-        "train": asdict(cfg),
-    }
-    step, best = 0, float("inf")
-    history: list[dict] = []
+    config = _run_config(cfg, model_cfg, pools)
+    step, best, history = 0, float("inf"), []
     last_path, best_path = out / "last.pt", out / "best.pt"
     if resume and last_path.exists():
-        state, old = load_checkpoint(last_path)
-        if old["model"] != config["model"]:
-            raise CheckpointError(f"{last_path} was trained with another network ({old['model']}); start a new --out")
-        old_train = old.get("train", {})
-        check_resume(cfg, old_train, str(last_path))
-        cfg.lr_horizon = old_train.get("lr_horizon") or old_train.get("steps") or cfg.steps
-        config["train"] = asdict(cfg)
-        load_state_strict(net, state["model"], str(last_path))
-        load_state_strict(ema, state["ema"], str(last_path))
-        optimizer.load_state_dict(state["optimizer"])
-        step, best = int(state["step"]), float(state["best"])
-        history = json.loads(state.get("history_json", "[]"))
+        step, best, history = _resume(cfg, config, last_path, net, ema, optimizer)
 
     model = net
     if world > 1:
@@ -292,78 +265,29 @@ def _train_loop(cfg: TrainConfig, resume: bool, cities: Sequence[City] | None, p
         model = torch.nn.parallel.DistributedDataParallel(
             net, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
         )
-    switches = cfg.context_switches
-    bar = None
-    if progress and rank == 0:
-        from .cli_common import progress_bar
-
-        bar = progress_bar(cfg.steps, "uomo-train", initial=step)  # off when stderr is not a terminal
-    if rank == 0 and not any(p.city.regions("val").size for p in pools):
-        warnings.warn("no city has val regions: nothing to select the best checkpoint on; best.pt holds the "
-                      "latest weights and best_score is null", UserWarning, stacklevel=3)
+    bar = _progress(cfg, pools, step, rank, progress)
 
     def save_last() -> None:
         """last.pt: everything a resume needs, written atomically (a temporary file renamed into place)."""
-        save_checkpoint(
-            last_path,
-            {
-                "model": net.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
-                "step": step, "best": best, "history_json": json.dumps(history),
-            },
-            config,
-        )
+        save_checkpoint(last_path, {"model": net.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
+                                    "step": step, "best": best, "history_json": json.dumps(history)}, config)
 
     t_start, windows_seen = time.perf_counter(), 0
     while step < cfg.steps:
-        rng = np.random.default_rng([cfg.seed, step, rank])
-        gen = torch.Generator(device="cpu").manual_seed(int(rng.integers(2**62)))
-        batch = draw_batch(pools, cfg.batch_size, cfg.task_mix, rng, cfg.augment)
-        x0, cond, transform = encode(
-            batch["traffic"], batch["mask"], batch["time_of_day"], batch["day_of_week"],
-            users=batch["users"], poi=batch["poi"], poi_valid=batch["poi_valid"],
-            users_available=batch["users_available"], valid=batch["valid"], slots_per_day=batch["slots_per_day"],
-            context=switches, device=device,
-        )
-        negative = roll_context(cond) if cfg.contrastive_weight > 0 and (switches.users or switches.poi) else None
-        net.train()
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, cfg)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(rng.integers(2**62)))
-            loss, stats = training_loss(
-                model, schedule, x0.to(device), cond, generator=gen if device.type == "cpu" else None,
-                negative_cond=negative, contrastive_weight=cfg.contrastive_weight,
-                weight=loss_weight(cfg, transform, batch),
-            )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-        optimizer.step()
-        with torch.no_grad():
-            # EMA with warm-up: early averages must not stay anchored to the random initialisation
-            decay = min(cfg.ema_decay, (1 + step) / (10 + step))
-            for pe, pn in zip(ema.parameters(), net.parameters()):
-                pe.lerp_(pn, 1 - decay)
+        stats = _optimisation_step(step, rank, cfg, pools, model, net, ema, optimizer, trainable, schedule, device)
         step += 1
         windows_seen += cfg.batch_size
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{stats['mse']:.4f}")
-        validate = step % cfg.val_every == 0 or step == cfg.steps
-        if validate:
+        if step % cfg.val_every == 0 or step == cfg.steps:
             if rank == 0:
-                val = validate_model(ema, schedule, pools, cfg, device)
                 rate = windows_seen / (time.perf_counter() - t_start)
-                history.append({"step": step, "loss": stats["mse"], "windows_per_s": rate, **val})
-                # without val regions there is nothing to select on: the latest weights are the best
-                improved = val["score"] is None or val["score"] < best
-                if improved:
-                    best = best if val["score"] is None else val["score"]
-                    save_checkpoint(best_path, {"ema": ema.state_dict(), "step": step}, {**config, "validation": val})
+                best, line = _validate(ema, schedule, pools, cfg, device, step, best, config, best_path,
+                                       history, {"loss": stats["mse"], "windows_per_s": rate})
                 save_last()
                 if bar is not None:
-                    score = "none (no val regions)" if val["score"] is None else f"{val['score']:.5f}"
-                    bar.write(f"step {step}: val score {score}{' (best)' if improved else ''} | {rate:.1f} windows/s")
+                    bar.write(line)
             if world > 1:
                 dist.barrier()
         elif step % cfg.save_every == 0 and rank == 0:
@@ -372,22 +296,8 @@ def _train_loop(cfg: TrainConfig, resume: bool, cities: Sequence[City] | None, p
         bar.close()
     if rank == 0:
         (out / "history.json").write_text(json.dumps(history, indent=1))
-    return {"best_score": best if math.isfinite(best) else None, "best": str(best_path), "last": str(last_path), "steps": step, "history": history,
-            "weights_digest": weights_digest(net)}
-
-
-def export_checkpoint(source: str | Path, target: str | Path, half: bool = True, note: str | None = None) -> Path:
-    """Write a deployable copy of `source`: EMA weights only (float16 if `half`), config kept.
-
-    Used to ship small pretrained models; `load_forecaster` restores float32 weights on load.
-    """
-    state, config = load_checkpoint(source)
-    weights = deployed_weights(state, source)
-    if half:
-        weights = {k: (v.half() if v.is_floating_point() else v) for k, v in weights.items()}
-    if note:
-        config = {**config, "note": note}
-    return save_checkpoint(target, {"ema": weights, "step": state.get("step", 0)}, config)
+    return {"best_score": best if math.isfinite(best) else None, "best": str(best_path), "last": str(last_path),
+            "steps": step, "history": history, "weights_digest": weights_digest(net)}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -426,6 +336,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--carry-channel", action="store_true",
                    help="give the network each cell's last observed value before every step as an input channel "
                         "(persistence); recorded in the checkpoint's model config")
+    p.add_argument("--carry-skip", action="store_true",
+                   help="with the carry channel, predict the change from each cell's last observed value (the "
+                        "output adds it back: a new network starts as the last-value forecast); recorded in the "
+                        "checkpoint's model config")
     p.add_argument("--loss-weighting", default=d.loss_weighting, choices=["none", "cell_level"],
                    help="cell_level: weight each cell's denoising error by its observed level in the window")
     p.add_argument("--augment", default=d.augment, choices=list(AUGMENTATIONS),

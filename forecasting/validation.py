@@ -17,7 +17,7 @@ from .interface import hide
 from .masks import EVAL_TASKS, batch_masks
 
 if TYPE_CHECKING:  # train.py imports this module
-    from .train import TrainConfig
+    from .train_config import TrainConfig
     from .train_pool import CityPool
 
 

@@ -2,8 +2,9 @@
 
 Modules, in pipeline order:
 
-    demand.py      Demand cubes (cells x slots, or scenarios x cells x slots, users or traffic) from POI,
-                   residents or the real series; unit conversion and hourly aggregation
+    demand.py      Demand cubes (cells x slots, or scenarios x cells x slots, users or traffic); the real
+                   series; unit conversion and hourly aggregation
+    proxy_demand.py  Demand from static proxies: POI and residents, calibrated on the training regions
     forecast_demand.py   Demand cubes from a forecaster (windows tiled over the period, samples as scenarios)
     params.py      DeployParams / SleepParams, validated once (no solver import)
     capacity.py    RRU capacity c0: as given, or sized per cell from the load before the planned period
@@ -13,7 +14,9 @@ Modules, in pipeline order:
     rolling.py     rolling-horizon sleep control (re-forecast and re-plan every R slots; a policy, not a MILP)
     replay.py      scores of any plan on real demand; never imports the solver
     results.py     what a scenario run returns (ScenarioResult, ProblemRun, StrategyRun, ForecastRun)
-    report.py      tables, maps, figures and summary.json from results only
+    geo.py         per-cell GeoDataFrames of plans (cell squares, decisions, real and forecast demand)
+    figures.py     deployment map, forecast bands and calibration, sleep capacity (Agg figures)
+    report.py      KPI tables, summary.json, report.md and the report folder, from results only
     output.py      the output folder: checked first, locked, swapped in atomically
     scenario/      the YAML schema (pydantic), loading with overrides, the schema's documentation
     scenario_city.py  a scenario's city: loading (errors in YAML keys), --check's data check, the planned

@@ -279,7 +279,8 @@ def _timed(fn):
 def run_deployment(scenario: Scenario, city: "City", regions: np.ndarray, cache: dict, sink: list[str],
                    progress: bool = False) -> ProblemRun:
     """Forecast demand, plan BSs for every strategy and the oracle, replay all plans on real demand."""
-    from .demand import poi_demand, real_demand, resident_demand
+    from .demand import real_demand
+    from .proxy_demand import poi_demand, resident_demand
     from .milp.deploy import solve_deployment
     from .replay import replay_deployment
 
@@ -351,7 +352,6 @@ def run_sleep(scenario: Scenario, city: "City", regions: np.ndarray, cache: dict
               progress: bool = False) -> ProblemRun:
     """Forecast load, schedule RRUs from it, compare with always-on, threshold and the oracle on real load."""
     from .demand import real_demand
-    from .errors import InputError
     from .replay import replay_sleep
     from .milp.sleep import always_on, solve_sleep, threshold_policy
 

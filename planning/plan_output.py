@@ -81,7 +81,7 @@ def rru_table(problem) -> pd.DataFrame:
 
 def plan_geojson(problem, crs: str | None) -> str:
     """The problem's per-cell decisions on cell polygons (GeoJSON text)."""
-    from .report import cell_polygons
+    from .geo import cell_polygons
 
     demand = problem.forecast.mean
     gdf = cell_polygons(demand, crs)

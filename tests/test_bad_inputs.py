@@ -333,7 +333,7 @@ def test_bad_input_is_refused_with_its_message_and_code_and_no_output(tmp_path, 
             _RELEASE.pop()()
     err = capsys.readouterr().err
     assert rc == code, err
-    assert err.startswith(f"error (") and f"exit {code})" in err
+    assert err.startswith("error (") and f"exit {code})" in err
     import re
 
     assert re.search(message, err), err

@@ -7,13 +7,8 @@ import pytest
 
 from forecasting.data import City
 from forecasting.interface import Forecaster, Prediction
-from planning.demand import (
-    Demand,
-    UnitConversion,
-    poi_demand,
-    real_demand,
-    resident_demand,
-)
+from planning.demand import Demand, UnitConversion, real_demand
+from planning.proxy_demand import poi_demand, resident_demand
 from planning.errors import InputError
 from planning.forecast_demand import forecast_demand, rotation_groups, window_plan
 

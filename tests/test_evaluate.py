@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from forecasting import evaluate as ev
+from forecasting import records as results_io
 from forecasting import metrics
 from forecasting.baselines import BASELINES
 from forecasting.data import City, available_real_cities, load_npz, make_windows
@@ -172,12 +173,12 @@ def test_run_benchmark_writes_exact_keys_and_merge_keeps_foreign_records(tmp_pat
     city = tiny_city()
     out = tmp_path / "results"
     out.mkdir()
-    foreign = {k: None for k in ev.RECORD_KEYS} | {"city": "tiny", "task": "short", "model": "uomo", "mae": 0.001}
-    stale = {k: None for k in ev.RECORD_KEYS} | {"city": "tiny", "task": "short", "model": "last_value", "mae": 9.0}
+    foreign = {k: None for k in results_io.RECORD_KEYS} | {"city": "tiny", "task": "short", "model": "uomo", "mae": 0.001}
+    stale = {k: None for k in results_io.RECORD_KEYS} | {"city": "tiny", "task": "short", "model": "last_value", "mae": 9.0}
     (out / "forecast.json").write_text(json.dumps([foreign, stale]))
     records = ev.run_benchmark([city], models=list(BASELINES), quick=True, out=out, arima_max_windows=1, verbose=False)
     saved = json.loads((out / "forecast.json").read_text())
-    assert all(set(ev.RECORD_KEYS) <= set(r) for r in saved)
+    assert all(set(results_io.RECORD_KEYS) <= set(r) for r in saved)
     assert foreign in saved  # another model's record survives
     assert [r["mae"] for r in saved if r["model"] == "last_value" and r["task"] == "short"] != [9.0]
     assert len({(r["city"], r["task"], r["model"]) for r in saved}) == len(saved)  # no duplicates
@@ -192,7 +193,7 @@ def test_run_benchmark_writes_exact_keys_and_merge_keeps_foreign_records(tmp_pat
         for name in ("historical_average", "last_value", "seasonal_naive", "daily_profile")
     }
     assert arima["ref_mae"] == pytest.approx(min(same.values())) and same[arima["ref_model"]] == arima["ref_mae"]
-    assert ev.ratio_to_best(arima, {})[0] == pytest.approx(arima["mae"] / arima["ref_mae"])
+    assert results_io.ratio_to_best(arima, {})[0] == pytest.approx(arima["mae"] / arima["ref_mae"])
     assert "| short | uomo |" in (out / "forecast.md").read_text()
     # re-running one model replaces only its records
     ev.run_benchmark([city], models=["historical_average"], tasks=["short"], quick=True, out=out, verbose=False)
@@ -203,7 +204,7 @@ def test_run_benchmark_writes_exact_keys_and_merge_keeps_foreign_records(tmp_pat
 def test_bad_results_file_gets_a_clear_error(tmp_path):
     (tmp_path / "forecast.json").write_text('{"not": "a list"}')
     with pytest.raises(ValueError, match="list of benchmark records"):
-        ev.write_results([], tmp_path)
+        results_io.write_results([], tmp_path)
 
 
 def test_cli_runs_on_a_synthetic_preset_and_accepts_uomo(tmp_path, capsys):

@@ -248,3 +248,26 @@ def test_the_carry_channel_changes_the_network_only_when_configured():
         moved = dict(cond, carry=cond["carry"] + 1.0)
         changed = not torch.allclose(out, net(x0, **moved, k=k))
         assert changed == carry
+
+
+def test_the_carry_skip_starts_as_the_last_value_forecast_and_needs_the_carry_channel():
+    from dataclasses import replace
+
+    from forecasting.encoding import encode
+    from forecasting.masks import batch_masks
+
+    rng = np.random.default_rng(1)
+    x = rng.uniform(0, 1, size=(2, 64, 4, 4)).astype(np.float32)
+    mask = batch_masks("short", 2, (64, 4, 4))
+    x0, cond, _ = encode(x, mask, np.zeros((2, 64)), np.zeros((2, 64)))
+    k = torch.zeros(2, dtype=torch.long)
+    net = UoMoNet(replace(preset("tiny"), carry=True, carry_skip=True)).eval()
+    out = net(x0, **cond, k=k)  # adaLN-Zero: the correction starts at zero
+    hidden = torch.as_tensor(mask)
+    # every hidden step of the short task has an observation before it: the forecast is that last value
+    last = cond["observed"][:, 47:48].expand_as(out)
+    assert torch.equal(out[hidden], last[hidden])
+    plain = UoMoNet(replace(preset("tiny"), carry=True)).eval()
+    assert torch.count_nonzero(plain(x0, **cond, k=k)) == 0  # without the skip: zero (the cell's own level)
+    with pytest.raises(ValueError, match="needs carry=True"):
+        UoMoNet(replace(preset("tiny"), carry_skip=True))

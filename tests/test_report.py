@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -19,19 +18,9 @@ from planning.milp.deploy import greedy_deploy
 from planning.params import DeployParams, SleepParams
 from planning.replay import replay_deployment, replay_sleep
 from planning.output import atomic_output, output_lock
-from planning.report import (
-    kpi_markdown,
-    kpi_table,
-    plan_geodataframe,
-    plot_deployment_map,
-    plot_forecast_bands,
-    plot_forecast_frame,
-    plot_sleep_capacity,
-    sample_cells,
-    summary_dict,
-    summary_table,
-    write_report,
-)
+from planning.figures import plot_deployment_map, plot_forecast_bands, plot_forecast_frame, plot_sleep_capacity, sample_cells
+from planning.geo import plan_geodataframe
+from planning.report import kpi_markdown, kpi_table, summary_dict, summary_table, write_report
 from planning.milp.sleep import always_on, solve_sleep
 from planning.results import ForecastRun, ProblemRun, ScenarioResult, StrategyRun
 from planning.scenario.loading import scenario_from_dict
@@ -330,7 +319,7 @@ def test_report_module_never_touches_solver_models():
 
 
 def test_forecast_calibration_is_counted_on_the_real_series(deployment, tmp_path):
-    from planning.report import band_coverage, forecast_reliability, plot_forecast_calibration
+    from planning.figures import band_coverage, forecast_reliability, plot_forecast_calibration
 
     # band [0.5 f, 1.5 f]: cell 0 holds only its 5 (in [2.5, 7.5]), cell 1 nothing -> 1 of 8 cell-slots
     assert band_coverage(deployment) == (0.1, 0.9, 1 / 8)

@@ -41,6 +41,43 @@ def release_cities(directory: str | Path) -> list[str]:
     return sorted(p.name[len("24_") : -len("_short64.json")] for p in d.glob("24_*_short64.json"))
 
 
+def _release_users(users_doc: dict, windows: dict[str, np.ndarray], path: Path) -> dict[str, np.ndarray]:
+    """The users windows of every split present in the traffic file, checked to match its windows' shapes."""
+    users = {}
+    for s, traffic in windows.items():
+        if RELEASE_SPLIT_KEYS[s] not in users_doc:
+            raise DataError(f"{path} lacks {RELEASE_SPLIT_KEYS[s]} although the traffic file has it")
+        users[s] = _release_windows(users_doc[RELEASE_SPLIT_KEYS[s]], path, s)
+        if users[s].shape != traffic.shape:
+            raise DataError(f"split {s!r}: users windows {users[s].shape} do not match traffic windows {traffic.shape}")
+    return users
+
+
+def _stitch_regions(series: dict[str, dict[str, np.ndarray]], chains: dict[str, list[tuple[int, int]]],
+                    strides: dict[str, int | None], poi_doc: dict | None, poi_path: Path) -> dict[str, list]:
+    """Per region (a chain of windows a..b of a split), its stitched series, its POI (static per region,
+    checked) and its split: {"traffic", "users", "dow", "slot", "poi", "split"} -> one entry per region."""
+    parts: dict[str, list] = {k: [] for k in ("traffic", "users", "dow", "slot", "poi", "split")}
+    for s, fields in series.items():
+        shape = fields["traffic"].shape
+        st = strides[s] or shape[1]
+        poi_s = None if poi_doc is None else _release_poi(poi_doc, s, shape, poi_path)
+        for a, b in chains[s]:
+            for part, key in (("traffic", "traffic"), ("dow", "day_of_week"), ("slot", "slot_of_day"), ("users", "users")):
+                if key in fields:
+                    parts[part].append(_stitch(fields[key], a, b, st, f"split {s!r} {key}"))
+            if poi_s is not None:
+                differs = np.flatnonzero(np.any(poi_s[a : b + 1] != poi_s[a], axis=(1, 2, 3)))
+                if differs.size:
+                    raise DataError(
+                        f"{poi_path}: split {s!r}: POI of window {a + differs[0]} differs from window {a} "
+                        "of the same region: POI must be static per region"
+                    )
+                parts["poi"].append(poi_s[a])
+            parts["split"].append(s)
+    return parts
+
+
 def load_release_json(
     directory: str | Path,
     city: str,
@@ -81,17 +118,7 @@ def load_release_json(
     spd = slots_per_day or infer_slots_per_day(
         np.concatenate([dow[s] for s in splits]), np.concatenate([slot[s] for s in splits])
     )
-    users = None
-    if users_doc is not None:
-        users = {}
-        for s in splits:
-            if RELEASE_SPLIT_KEYS[s] not in users_doc:
-                raise DataError(f"{paths['users']} lacks {RELEASE_SPLIT_KEYS[s]} although the traffic file has it")
-            users[s] = _release_windows(users_doc[RELEASE_SPLIT_KEYS[s]], paths["users"], s)
-            if users[s].shape != windows[s].shape:
-                raise DataError(
-                    f"split {s!r}: users windows {users[s].shape} do not match traffic windows {windows[s].shape}"
-                )
+    users = None if users_doc is None else _release_users(users_doc, windows, paths["users"])
 
     # stitch each split; chains are decided on traffic, users and timestamps together
     series = {s: {"traffic": windows[s], "day_of_week": dow[s], "slot_of_day": slot[s]} for s in splits}
@@ -104,25 +131,7 @@ def load_release_json(
         strides[s], chains[s] = _find_chains(series[s], spd, stride)
     _check_equal_lengths(chains, strides, series)
 
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("traffic", "users", "dow", "slot", "poi", "split")}
-    for s in splits:
-        st = strides[s] or windows[s].shape[1]
-        poi_s = None
-        if poi_doc is not None:
-            poi_s = _release_poi(poi_doc, s, windows[s].shape, paths["poi"])
-        for a, b in chains[s]:
-            for part, key in (("traffic", "traffic"), ("dow", "day_of_week"), ("slot", "slot_of_day"), ("users", "users")):
-                if key in series[s]:
-                    parts[part].append(_stitch(series[s][key], a, b, st, f"split {s!r} {key}"))
-            if poi_s is not None:
-                differs = np.flatnonzero(np.any(poi_s[a : b + 1] != poi_s[a], axis=(1, 2, 3)))
-                if differs.size:
-                    raise DataError(
-                        f"{paths['poi']}: split {s!r}: POI of window {a + differs[0]} differs from window {a} "
-                        "of the same region: POI must be static per region"
-                    )
-                parts["poi"].append(poi_s[a])
-            parts["split"].append(s)
+    parts = _stitch_regions(series, chains, strides, poi_doc, paths["poi"])
     return City(
         name=name or city,
         traffic=np.stack(parts["traffic"]),

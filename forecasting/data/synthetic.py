@@ -345,6 +345,26 @@ def _meta(config: SyntheticCityConfig, layout: CityLayout, kept: tuple[int, int]
     return meta
 
 
+def _with_overrides(config: SyntheticCityConfig, overrides: dict) -> SyntheticCityConfig:
+    """`config` with the named fields replaced; an unknown field name is refused with the known ones."""
+    if not overrides:
+        return config
+    known = {f.name for f in fields(SyntheticCityConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"unknown SyntheticCityConfig fields {unknown}: use {sorted(known)}")
+    return replace(config, **overrides)
+
+
+def _region_origins(config: SyntheticCityConfig) -> np.ndarray:
+    """(R, 2) map position (x, y) of each region's top-left cell centre; regions numbered row-major."""
+    rh, rw = config.region_size
+    region = np.arange(config.n_regions)
+    row0, col0 = region // config.n_region_cols * rh, region % config.n_region_cols * rw
+    x0, y0 = GRID_ORIGIN
+    return np.stack([x0 + col0 * config.cell_size, y0 - row0 * config.cell_size], axis=1)
+
+
 def make_city(config: SyntheticCityConfig | None = None, *, future_days: int = 0, **overrides) -> City:
     """Generate the synthetic city of `config` (default SyntheticCityConfig()) with field `overrides`.
 
@@ -359,13 +379,7 @@ def make_city(config: SyntheticCityConfig | None = None, *, future_days: int = 0
     """
     if isinstance(future_days, bool) or not isinstance(future_days, (int, np.integer)) or future_days < 0:
         raise ValueError(f"future_days must be a whole number >= 0, got {future_days!r}")
-    config = config or SyntheticCityConfig()
-    if overrides:
-        known = {f.name for f in fields(SyntheticCityConfig)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise ValueError(f"unknown SyntheticCityConfig fields {unknown}: use {sorted(known)}")
-        config = replace(config, **overrides)
+    config = _with_overrides(config or SyntheticCityConfig(), overrides)
 
     layout = make_layout(config)
     rh, rw = config.region_size
@@ -405,12 +419,6 @@ def make_city(config: SyntheticCityConfig | None = None, *, future_days: int = 0
     users_r = _to_regions(users.reshape(T, rows, cols), config)
     poi_r = _to_regions(layout.poi[:, :rows, :cols], config)  # (R, C, rh, rw)
     residents_r = _to_regions(layout.residents[:rows, :cols], config)  # (R, rh, rw)
-    region = np.arange(R)
-    region_rc = np.stack([region // config.n_region_cols * rh, region % config.n_region_cols * rw], axis=1)
-    x0, y0 = GRID_ORIGIN
-    region_origin = np.stack(
-        [x0 + region_rc[:, 1] * config.cell_size, y0 - region_rc[:, 0] * config.cell_size], axis=1
-    )
     start = START_DATE + np.timedelta64(config.start_day_of_week, "D")
     meta = {**_meta(config, layout, (rows, cols), events, future_days),
             **variation}  # zero_cells, intermittent_cells (flat indices of the kept grid) when step 10 ran
@@ -425,7 +433,7 @@ def make_city(config: SyntheticCityConfig | None = None, *, future_days: int = 0
         slots_per_day=spd,
         split=assign_splits(R, config.split_fractions, rng_split),
         cell_size=float(config.cell_size),
-        region_origin=region_origin,
+        region_origin=_region_origins(config),
         crs=CRS,
         poi_categories=layout.poi_categories,
         start_time=np.full(R, start),
