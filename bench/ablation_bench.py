@@ -54,10 +54,11 @@ def runs(variants: list[str], availabilities: list[str]) -> list[tuple[str, str,
 
 
 def finetune(variant: str, pretrained: str, cities: list[str], steps: int, lam: float, out: Path, seed: int,
-             users_exog: str = "hist", label: str | None = None) -> str:
+             users_exog: str = "hist", label: str | None = None, lr: float = 5e-4, lead_boost: float = 0.0) -> str:
+    """Fine-tune `pretrained` as `variant` says (context inputs, freezing, contrastive term); its best.pt."""
     spec = VARIANTS[variant]
     cfg = TrainConfig(
-        preset=_preset_of(pretrained), cities=cities, steps=steps, batch_size=32, lr=5e-4,
+        preset=_preset_of(pretrained), cities=cities, steps=steps, batch_size=32, lr=lr, lead_boost=lead_boost,
         context=spec["context"], freeze=spec["freeze"], contrastive_weight=lam if spec["contrastive"] else 0.0,
         users_exog=users_exog, init_from=pretrained, val_every=steps, warmup=min(50, steps // 4), seed=seed,
         out=str(out / (label or variant)),
@@ -81,6 +82,9 @@ def main(argv=None) -> int:
                         "both: the two-way table")
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--contrastive-weight", type=float, default=0.05)
+    p.add_argument("--lr", type=float, default=5e-4, help="fine-tuning learning rate")
+    p.add_argument("--lead-boost", type=float, default=0.0,
+                   help="lead weighting of the fine-tuning loss (uomo-train --lead-boost); 0 = off")
     p.add_argument("--stride", type=int, default=4, help="test window stride of the evaluation")
     p.add_argument("--samples", type=int, default=4)
     p.add_argument("--sampling-steps", type=int, default=10)
@@ -101,7 +105,7 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         ckpt = args.pretrained if variant == "pretrain_only" else finetune(
             variant, args.pretrained, args.cities, args.steps, args.contrastive_weight, Path(args.runs), args.seed,
-            users_exog, label)
+            users_exog, label, args.lr, args.lead_boost)
         model = load_forecaster(ckpt, device="cpu", n_samples=args.samples, steps=args.sampling_steps)
         # raw samples for every variant: a shipped checkpoint's calibration file would otherwise recalibrate
         # pretrain_only alone, and the table would measure the recalibration, not the context
@@ -124,7 +128,8 @@ def main(argv=None) -> int:
     write_json(out / "ablation.json", records)
     header = [
         "# Context ablation (test regions)", "",
-        f"Fine-tuning {args.steps} steps from `{args.pretrained}`, lambda = {args.contrastive_weight}; "
+        f"Fine-tuning {args.steps} steps from `{args.pretrained}` (lr {args.lr:g}, lead boost {args.lead_boost:g}), "
+        f"lambda = {args.contrastive_weight}; "
         f"test windows every {args.stride} steps; {args.samples} samples x DDIM-{args.sampling_steps}, median of the raw "
         "(uncalibrated) samples for every variant.", "",
         *commands_block(r["command"] for r in records if r.get("command")),
