@@ -227,18 +227,21 @@ def test_carry_forward_is_the_last_observation_before_each_step():
     assert carry.flatten().tolist() == [0.0, 1.0, 2.0, 2.0, 4.0, 4.0]  # hidden steps 5, 6 see step 4's value
 
 
-def test_the_carry_channel_changes_the_network_only_when_configured():
-    from dataclasses import replace
-
-    from forecasting.encoding import encode
+def _short_task_batch(seed: int):
+    """(x0, cond, k, mask) of two random 64 x 4 x 4 windows under the short task's mask, diffusion step 0."""
     from forecasting.masks import batch_masks
-    from forecasting.model import UoMoNet, preset
 
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     x = rng.uniform(0, 1, size=(2, 64, 4, 4)).astype(np.float32)
     mask = batch_masks("short", 2, (64, 4, 4))
     x0, cond, _ = encode(x, mask, np.zeros((2, 64)), np.zeros((2, 64)))
-    k = torch.zeros(2, dtype=torch.long)
+    return x0, cond, torch.zeros(2, dtype=torch.long), mask
+
+
+def test_the_carry_channel_changes_the_network_only_when_configured():
+    from dataclasses import replace
+
+    x0, cond, k, _ = _short_task_batch(0)
     for carry in (False, True):
         torch.manual_seed(0)
         net = UoMoNet(replace(preset("tiny"), carry=carry)).eval()
@@ -253,14 +256,7 @@ def test_the_carry_channel_changes_the_network_only_when_configured():
 def test_the_carry_skip_starts_as_the_last_value_forecast_and_needs_the_carry_channel():
     from dataclasses import replace
 
-    from forecasting.encoding import encode
-    from forecasting.masks import batch_masks
-
-    rng = np.random.default_rng(1)
-    x = rng.uniform(0, 1, size=(2, 64, 4, 4)).astype(np.float32)
-    mask = batch_masks("short", 2, (64, 4, 4))
-    x0, cond, _ = encode(x, mask, np.zeros((2, 64)), np.zeros((2, 64)))
-    k = torch.zeros(2, dtype=torch.long)
+    x0, cond, k, mask = _short_task_batch(1)
     net = UoMoNet(replace(preset("tiny"), carry=True, carry_skip=True)).eval()
     out = net(x0, **cond, k=k)  # adaLN-Zero: the correction starts at zero
     hidden = torch.as_tensor(mask)
