@@ -125,6 +125,9 @@ from planning.milp.deploy import solve_deployment
 
 mode = sys.argv[1]
 found = []
+# Ctrl-C as in a terminal: a run started in the background (`cmd &`, nohup, some CI runners) inherits SIGINT
+# ignored, and Python then installs no KeyboardInterrupt handler
+signal.signal(signal.SIGINT, signal.default_int_handler)
 if mode == "interrupt":  # Ctrl-C once CBC runs: the solve must stop it, not leave it to its time limit
     def interrupt():
         while not children(os.getpid()):
