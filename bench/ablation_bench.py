@@ -85,7 +85,9 @@ def main(argv=None) -> int:
     p.add_argument("--lr", type=float, default=5e-4, help="fine-tuning learning rate")
     p.add_argument("--lead-boost", type=float, default=0.0,
                    help="lead weighting of the fine-tuning loss (uomo-train --lead-boost); 0 = off")
-    p.add_argument("--stride", type=int, default=4, help="test window stride of the evaluation")
+    p.add_argument("--stride", type=int, default=4, help="window stride of the evaluation")
+    p.add_argument("--split", default="test", choices=["test", "val"],
+                   help="regions the variants are scored on: test (the table), or val (to choose the recipe)")
     p.add_argument("--samples", type=int, default=4)
     p.add_argument("--sampling-steps", type=int, default=10)
     p.add_argument("--runs", default="runs/ablation")
@@ -111,12 +113,12 @@ def main(argv=None) -> int:
         # pretrain_only alone, and the table would measure the recalibration, not the context
         model.calibration = None
         for name, city in cities.items():
-            windows = make_windows(city, split="test", stride=args.stride)
+            windows = make_windows(city, split=args.split, stride=args.stride)
             for task in ("short", "long", "generation"):
                 rec = evaluate_forecaster(model, windows, task, seed=args.seed)
                 records.append({"city": name, "task": task, "variant": label, "users_exog": users_exog, "shots": 0,
                                 "mae": rec["mae"], "rmse": rec["rmse"], "jsd": rec.get("jsd"), "crps": rec.get("crps"),
-                                "windows": rec["windows"], "stride": args.stride,
+                                "windows": rec["windows"], "stride": args.stride, "split": args.split,
                                 "finetune_steps": 0 if variant == "pretrain_only" else args.steps, "command": command})
                 print(records[-1], flush=True)
         print(f"{label}: {time.perf_counter() - t0:.0f} s", flush=True)
@@ -127,10 +129,10 @@ def main(argv=None) -> int:
         records = merge_records(read_records(out / "ablation.json"), records, key=lambda r: r["variant"])
     write_json(out / "ablation.json", records)
     header = [
-        "# Context ablation (test regions)", "",
+        f"# Context ablation ({args.split} regions)", "",
         f"Fine-tuning {args.steps} steps from `{args.pretrained}` (lr {args.lr:g}, lead boost {args.lead_boost:g}), "
         f"lambda = {args.contrastive_weight}; "
-        f"test windows every {args.stride} steps; {args.samples} samples x DDIM-{args.sampling_steps}, median of the raw "
+        f"{args.split} windows every {args.stride} steps; {args.samples} samples x DDIM-{args.sampling_steps}, median of the raw "
         "(uncalibrated) samples for every variant.", "",
         *commands_block(r["command"] for r in records if r.get("command")),
     ]
