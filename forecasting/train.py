@@ -117,9 +117,9 @@ def _training_pools(cfg: TrainConfig, cities: Sequence[City] | None) -> list[Cit
 
 
 def _network(cfg: TrainConfig, device: torch.device) -> tuple[UoMoNet, UoMoConfig]:
-    """The network to train and its config: the preset's (with the carry channel when asked) or, when
-    fine-tuning, the checkpoint's own network and weights (--preset/--carry-channel do not apply then);
-    the backbone frozen when `cfg.freeze == 'backbone'`."""
+    """The network to train and its config: the preset's (with the carry channel / carry skip when asked)
+    or, when fine-tuning, the checkpoint's own network and weights (--preset, --carry-channel and
+    --carry-skip do not apply then); the backbone frozen when `cfg.freeze == 'backbone'`."""
     model_cfg = preset(cfg.preset)
     if cfg.carry_channel or cfg.carry_skip:
         model_cfg = dataclasses.replace(model_cfg, carry=True, carry_skip=cfg.carry_skip)
@@ -348,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="extra loss weight of the first hidden step after an observation, decaying over the next "
                         "steps (1 + B exp(-(lead - 1) / 2)); 0 = off")
     p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="AdamW weight decay")
-    p.add_argument("--init", dest="init_from", default=None, help="start from this checkpoint (path or shipped name) for fine-tuning; its network is kept (--preset and --carry-channel then do not apply) (default: none, a new network)")
+    p.add_argument("--init", dest="init_from", default=None, help="start from this checkpoint (path or shipped name) for fine-tuning; its network is kept (--preset, --carry-channel and --carry-skip then do not apply) (default: none, a new network)")
     p.add_argument("--train-fraction", type=float, default=d.train_fraction, help="few-shot: use only the first share of each city's training windows (a time prefix)")
     p.add_argument("--city-weight", dest="city_weights", action="append", default=[], metavar="NAME=W",
                    help="relative sampling weight of a city (repeatable), e.g. synthetic=0.3 (default: 1 for every city); "
