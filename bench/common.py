@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from planning.output import atomic_write_text
+from forecasting.files import atomic_write_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -43,9 +43,7 @@ def merge_records(old: Iterable[dict], new: Sequence[dict], key: Callable[[dict]
 
 def write_text(path: str | Path, text: str) -> Path:
     """`text` at `path` (folders created), replaced atomically: a kill leaves the old file or the new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write_text(path, text)
+    return atomic_write_text(path, text, make_folder=True)
 
 
 def write_json(path: str | Path, obj: Any, indent: int = 1) -> Path:

@@ -52,7 +52,8 @@ def deployment_lines(dep) -> list[str]:
 def sleep_scores(slp, sc, rolling: bool) -> dict:
     """Val replay scores of every sleep setting: day-ahead on SLEEP's settings, and rolling every R of EVERY."""
     from planning.milp.sleep import solve_sleep
-    from planning.pipeline import _forecaster, _planned_regions, horizon_steps, load_scenario_city
+    from planning.pipeline import horizon_steps, scenario_forecaster
+    from planning.scenario_city import load_scenario_city, planned_regions
     from planning.replay import replay_sleep
     from planning.rolling import rolling_forecast, rolling_sleep
 
@@ -65,8 +66,8 @@ def sleep_scores(slp, sc, rolling: bool) -> dict:
     if rolling:
         city = load_scenario_city(sc)
         start, stop = horizon_steps(city, sc.sleep.horizon, sc.sleep.task)
-        model, _ = _forecaster(sc, sc.sleep.forecaster or sc.forecaster.model, "short", city, {}, [])
-        roll = rolling_forecast(model, city, _planned_regions(sc, city), start, stop, every=min(EVERY))
+        model, _ = scenario_forecaster(sc, sc.sleep.forecaster or sc.forecaster.model, "short", city, {}, [])
+        roll = rolling_forecast(model, city, planned_regions(sc, city), start, stop, every=min(EVERY))
         for every in EVERY:
             sub = roll.every_kth(every)
             for on, q, eps in SLEEP:

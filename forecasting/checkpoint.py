@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+
+from .files import atomic_write
 
 if TYPE_CHECKING:
     from .data import CityScalers
@@ -46,14 +46,7 @@ def save_checkpoint(path: str | Path, state: dict[str, Any], config: dict) -> Pa
     payload["format"] = FORMAT
     payload["schema_version"] = SCHEMA_VERSION
     payload["config_json"] = json.dumps(config, sort_keys=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
     return path
 
 

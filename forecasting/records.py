@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from .data import DataError
+from .files import atomic_write_text
 from .masks import EVAL_TASKS
 
 RECORD_KEYS = ("city", "task", "model", "rmse", "mae", "jsd", "crps", "windows", "seconds")
@@ -56,8 +57,8 @@ def write_results(records: Sequence[dict[str, Any]], out: str | Path) -> list[di
         if not isinstance(old, list) or not all(isinstance(r, dict) and set(RECORD_KEYS) <= set(r) for r in old):
             raise DataError(f"{path} is not a list of benchmark records with keys {RECORD_KEYS}: fix or delete it")
     merged = merge_records(old, records)
-    path.write_text(json.dumps(merged, indent=1) + "\n")
-    (out / "forecast.md").write_text(markdown_table(merged))
+    atomic_write_text(path, json.dumps(merged, indent=1) + "\n")
+    atomic_write_text(out / "forecast.md", markdown_table(merged))
     return merged
 
 

@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from forecasting.files import atomic_write_text, umask  # noqa: F401  (atomic_write_text: public here too)
+
 #
 # Layout beside an output folder OUT (all in OUT's parent, all named after it):
 #   .OUT.lock       the lock file: flock(LOCK_EX) held by the run writing OUT (holds its pid); removed
@@ -194,13 +196,6 @@ def _swap_into_place(tmp: Path, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _umask() -> int:
-    """The process's file creation mask (read by setting it and putting it back)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return umask
-
-
 @contextmanager
 def atomic_output(out: str | Path, label: str = "--out") -> Iterator[Path]:
     """Yield a fresh temporary folder beside `out`; on success it replaces `out`, on failure it is removed.
@@ -214,7 +209,7 @@ def atomic_output(out: str | Path, label: str = "--out") -> Iterator[Path]:
             tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
         except OSError as exc:
             raise _write_error(final, label, exc) from None
-        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the report is an ordinary folder
+        tmp.chmod(0o777 & ~umask())  # mkdtemp makes it private; the report is an ordinary folder
         try:
             yield tmp
         except BaseException:
@@ -225,28 +220,3 @@ def atomic_output(out: str | Path, label: str = "--out") -> Iterator[Path]:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write `text` to the file `path` atomically: a temporary file beside it, synced, then `os.replace`.
-
-    A process killed at any instant leaves the previous file (or none) or the complete new one, never a
-    truncated file; at worst a stray `.<name>.tmp-XXXX` beside it, which no reader looks at. The folder
-    must exist. Returns `path`.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; this is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path

@@ -134,7 +134,7 @@ class _ProgressTap:
         return pred
 
 
-def _forecaster(scenario: Scenario, name: str, task: str, city, cache: dict, notes: list[str]):
+def scenario_forecaster(scenario: Scenario, name: str, task: str, city, cache: dict, notes: list[str]):
     """(fitted forecaster, name used): a baseline fitted on the city, or a UoMo checkpoint.
 
     A checkpoint that cannot be found is an error (`CheckpointError`), fallback or not: `forecaster.fallback`
@@ -229,7 +229,7 @@ def forecast_horizon(scenario: Scenario, city: "City", regions: np.ndarray, task
 
     notes: list[str] = []
     t0 = time.perf_counter()
-    model, used = _forecaster(scenario, model_name, task, city, cache, notes)
+    model, used = scenario_forecaster(scenario, model_name, task, city, cache, notes)
     if city.n_steps < WINDOW:
         raise InputError(f"{city.name} has {city.n_steps} steps; forecasting needs at least one {WINDOW}-step window")
     context = LONG_OBSERVED if task == "long" else 0
@@ -248,11 +248,6 @@ def forecast_horizon(scenario: Scenario, city: "City", regions: np.ndarray, task
     quantiles = {float(q): mean.quantile(q) for q in scenario.forecaster.quantiles} if mean.n_scenarios >= 2 else {}
     return ForecastRun(model=used, requested=model_name, task=task, mean=mean, quantiles=quantiles,
                        seconds=time.perf_counter() - t0, notes=notes)
-
-
-def _planned_regions(scenario: Scenario, city) -> np.ndarray:
-    """The planned regions (`planning.scenario_city.planned_regions`)."""
-    return planned_regions(scenario, city)
 
 
 def _recorded(fn, sink: list[str]):
@@ -416,7 +411,7 @@ def _rolling_job(scenario: Scenario, city, regions, spec: SleepSpec, params, rea
     if spec.unit != "traffic":
         raise InputError("sleep.rolling forecasts traffic: set sleep.unit: traffic, or drop 'rolling' from sleep.strategies")
     name = spec.forecaster or scenario.forecaster.model
-    model, used = _forecaster(scenario, name, "short", city, cache, notes)
+    model, used = scenario_forecaster(scenario, name, "short", city, cache, notes)
     if "short" not in model.tasks:
         raise InputError(f"sleep.rolling needs a short-term forecaster; {used!r} serves {list(model.tasks)}")
     fc = rolling_forecast(model, city, regions, start, stop, every=spec.rolling.every, lookahead=spec.rolling.lookahead)
@@ -473,7 +468,7 @@ def run_scenario(scenario: Scenario, problems: Sequence[str] | None = None, prog
         stages.describe("load city")
         city, timings["load"] = _timed(lambda: load_scenario_city(scenario))
         stages.step()
-        regions = _planned_regions(scenario, city)
+        regions = planned_regions(scenario, city)
         sink.extend(overlap_warnings(scenario, city, regions))
         cache: dict = {}
         runs = {}

@@ -81,12 +81,12 @@ def future_forecast(scenario: Scenario, city: "City", regions: np.ndarray, spec,
     from .scenario_city import future_users
 
     from .demand import UnitConversion, _frame
-    from .pipeline import _forecaster, _shape
+    from .pipeline import _shape, scenario_forecaster
 
     notes: list[str] = []
     t0 = time.perf_counter()
     name = spec.forecaster or scenario.forecaster.model
-    model, used = _forecaster(scenario, name, PLAN_TASK, city, cache, notes)
+    model, used = scenario_forecaster(scenario, name, PLAN_TASK, city, cache, notes)
     h = plan_steps(city, spec.horizon.days)
     steps = np.arange(city.n_steps, city.n_steps + h)
     futr = future_users(scenario, city, regions, steps, step_calendar(city, regions, steps)[2])
@@ -170,8 +170,8 @@ def run_plan(scenario: Scenario, problems: Sequence[str] | None = None) -> PlanR
     Raises as `planning.pipeline.run_scenario` does (bad data or parameters, infeasible plans, refused
     checkpoints); time-limited incumbents are kept with their warnings in `result.warnings`.
     """
-    from .pipeline import _planned_regions, _timed
-    from .scenario_city import load_scenario_city, overlap_warnings
+    from .pipeline import _timed
+    from .scenario_city import load_scenario_city, overlap_warnings, planned_regions
 
     if scenario.mode != "plan":
         raise ScenarioError(f"the scenario {scenario.name!r} has mode: {scenario.mode}: run_plan plans past the end "
@@ -184,7 +184,7 @@ def run_plan(scenario: Scenario, problems: Sequence[str] | None = None) -> PlanR
     timings: dict[str, float] = {}
     sink: list[str] = []
     city, timings["load"] = _timed(lambda: load_scenario_city(scenario))
-    regions = _planned_regions(scenario, city)
+    regions = planned_regions(scenario, city)
     sink.extend(overlap_warnings(scenario, city, regions))
     cache: dict = {}
     runs = {}
