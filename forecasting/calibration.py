@@ -19,7 +19,15 @@ cell group (Mondrian split conformal prediction): group 0 = cells with non-zero 
 1 = cells observed and all zero (mostly cells with no traffic at all: 30-75% of a real region's cells),
 2 = cells with no observation (generation). A central interval [Q((1-c)/2), Q((1+c)/2)] then covers a share
 c of new exchangeable entries of each group; the bands of all-zero cells collapse to the atom at 0 when
-the val regions' all-zero cells stay zero.
+the val regions' all-zero cells stay zero. A group too thin in one city's val regions borrows the same
+group pooled over the fitted cities (a city whose val regions have no idle cell still learns from the
+others' idle cells that they stay idle) before falling back to the city's other groups.
+
+Cells observed all zero also get an atom at 0 of their own: idle_zero[bucket] = the share of exact zeros
+among the val entries of such cells (per city, task and lead bucket, borrowed from the pooled table like
+the rows), and Q(a) = 0 for a < idle_zero. An idle cell that stayed idle on val is forecast exactly 0 by
+every calibrated sample and by the calibrated point, whatever small values the sampler draws around it
+(which matters to planning: any positive load asks for an active RRU).
 
 The dead zone `zero_share` (one value per calibration, chosen on the val entries from `ZERO_SHARES` by the
 Brier score of the event "y = 0") turns the sampler's tiny positive values around the zero level into exact
@@ -40,8 +48,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -50,6 +56,7 @@ import numpy as np
 import torch
 
 from .data import City, CityScalers, Windows, make_windows
+from .files import atomic_write_text
 from .encoding import SHIFT, SPREAD, WindowTransform
 from .interface import Forecaster, NotApplicable, Prediction, hide
 
@@ -60,6 +67,7 @@ BUCKETS = {"short": 4, "long": 6, "generation": 1, "random": 1}
 HORIZON = {"short": 16, "long": 48}  # nominal hidden steps; buckets are shares of it
 #: cell groups (Mondrian taxonomy): non-zero observations, observed all zero, unobserved
 GROUPS = ("active", "observed_zero", "unobserved")
+IDLE = GROUPS.index("observed_zero")
 FLOOR_SHARE = 0.1
 MIN_GROUP_ENTRIES = 50  # a (group, bucket) with fewer val entries borrows the bucket's pooled residuals
 ZERO_SHARES = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1)  # dead-zone candidates, shares of the cell scale s
@@ -164,6 +172,19 @@ class ResidualTable:
     z: np.ndarray  # (G, B, len(LEVELS))
     floor: float
     n: int  # residuals fitted
+    entries: np.ndarray | None = None  # (G, B) residuals behind each row when fitted here (not stored in files)
+    idle_zero: np.ndarray | None = None  # (B,) P(y = 0) of cells observed all zero, per lead bucket
+
+    def idle_atom(self, levels, bucket, group) -> np.ndarray:
+        """Where the calibrated quantile is the atom at 0 of an idle cell: group IDLE and level < P(y = 0)."""
+        if self.idle_zero is None:
+            return np.zeros(np.broadcast_shapes(np.shape(levels), np.shape(bucket), np.shape(group)), dtype=bool)
+        bucket = np.clip(np.asarray(bucket, dtype=np.int64), 0, self.idle_zero.size - 1)
+        return (np.asarray(group) == IDLE) & (np.asarray(levels) < self.idle_zero[bucket])
+
+    def has_own(self, group: int, bucket: int) -> bool:
+        """Whether row (group, bucket) was fitted on at least MIN_GROUP_ENTRIES residuals of its own."""
+        return self.entries is not None and self.entries[group, bucket] >= MIN_GROUP_ENTRIES
 
     def quantile(self, levels, bucket, group) -> np.ndarray:
         """Qz(level) in (`group`, `bucket`) (broadcast together)."""
@@ -182,11 +203,19 @@ class ResidualTable:
 
     @classmethod
     def fit(cls, numer: np.ndarray, spread: np.ndarray, bucket: np.ndarray, group: np.ndarray,
-            task: str) -> "ResidualTable":
+            task: str, shared: "ResidualTable | None" = None, is_zero: np.ndarray | None = None) -> "ResidualTable":
         """From g(y) - g(m), spreads sg, lead buckets and cell groups of hidden entries (1-D arrays alike).
 
-        A (group, bucket) with fewer than MIN_GROUP_ENTRIES residuals takes the bucket's residuals over all
-        groups, a bucket with fewer than 10 the task's.
+        A (group, bucket) with fewer than MIN_GROUP_ENTRIES residuals takes, in this order: the same row of
+        `shared` (the table pooled over the fitted cities) where that row has its own residuals, else this
+        bucket's residuals over all groups, else (a bucket with fewer than 10) the task's. Borrowing the
+        same group from other cities first matters for idle cells: a city whose val regions hold no
+        all-zero cell would otherwise give its idle cells the bands of busy ones.
+
+        `is_zero` (whether each truth is exactly 0) gives the idle cells' atom: idle_zero[b] = the share of
+        zeros among the IDLE group's entries of bucket b (borrowed from `shared` like the rows), so that
+        Q(a) = 0 for a < idle_zero[b]. Quantiles above the atom stay the row's residual quantiles (a
+        slight under-statement of the upper tail, since the row's ranks include the zeros).
         """
         numer, spread = np.asarray(numer, np.float64), np.asarray(spread, np.float64)
         if numer.size < 10:
@@ -194,13 +223,27 @@ class ResidualTable:
         floor = FLOOR_SHARE * float(spread.mean()) + 1e-9
         z = numer / (spread + floor)
         table = np.empty((len(GROUPS), BUCKETS[task], LEVELS.size))
+        entries = np.zeros((len(GROUPS), BUCKETS[task]), dtype=np.int64)
+        idle_zero = None if is_zero is None else np.zeros(BUCKETS[task])
         for b in range(BUCKETS[task]):
             in_bucket = bucket == b
             pooled = z[in_bucket] if in_bucket.sum() >= 10 else z
             for g in range(len(GROUPS)):
                 zg = z[in_bucket & (group == g)]
-                table[g, b] = np.quantile(zg if zg.size >= MIN_GROUP_ENTRIES else pooled, LEVELS)
-        return cls(table, floor, int(z.size))
+                entries[g, b] = zg.size
+                if zg.size >= MIN_GROUP_ENTRIES:
+                    table[g, b] = np.quantile(zg, LEVELS)
+                elif shared is not None and shared.has_own(g, b):
+                    table[g, b] = shared.z[g, b]
+                else:
+                    table[g, b] = np.quantile(pooled, LEVELS)
+            if idle_zero is not None:
+                idle = in_bucket & (group == IDLE)
+                if idle.sum() >= MIN_GROUP_ENTRIES:
+                    idle_zero[b] = float(np.asarray(is_zero)[idle].mean())
+                elif shared is not None and shared.has_own(IDLE, b) and shared.idle_zero is not None:
+                    idle_zero[b] = shared.idle_zero[b]
+        return cls(table, floor, int(z.size), entries, idle_zero)
 
 
 @dataclass
@@ -233,19 +276,26 @@ class Calibration:
             if tab is None:
                 raise CalibrationError(f"no calibration for task {task!r} (city {windows.city!r}): "
                                        "fit one with fit_calibration")
-            y = tab.model_quantile(lv, lead_buckets(mask[i], task)[None, :, None, None], frame.group[i][None],
-                                   gm[i][None], sg[i][None])  # (Q, T, H, W) model space
+            bucket = lead_buckets(mask[i], task)[None, :, None, None]
+            y = tab.model_quantile(lv, bucket, frame.group[i][None], gm[i][None], sg[i][None])  # (Q, T, H, W)
             x = frame.transform.take([i]).from_model(torch.from_numpy(y)).numpy()
-            x = np.where(y <= dead, 0.0, np.clip(x, 0.0, 1.0))
+            atom = (y <= dead) | tab.idle_atom(lv, bucket, frame.group[i][None])
+            x = np.where(atom, 0.0, np.clip(x, 0.0, 1.0))
             out[:, i] = np.where(mask[i][None], x, m[i][None])
         return out
 
     def point(self, pred: Prediction, windows: Windows, mask: np.ndarray, frame: CellFrame | None = None) -> np.ndarray:
-        """The raw point forecast with the dead zone: hidden entries at or below zero_share x s become 0."""
+        """The raw point forecast with the dead zone (hidden entries at or below zero_share x s become 0) and
+        the idle atom (entries of idle cells whose calibrated median is the atom at 0 become 0)."""
         frame = frame or CellFrame.of(windows, mask)
         m = np.asarray(pred.mean)
-        idle = np.asarray(mask, dtype=bool) & (frame.to_model(m) <= zero_level(self.zero_share))
-        return np.where(idle, 0.0, m).astype(np.float32)
+        zero = np.asarray(mask, dtype=bool) & (frame.to_model(m) <= zero_level(self.zero_share))
+        for i in range(m.shape[0]):
+            task = infer_task(mask[i])
+            tab = self.table(windows.city, task)
+            if tab is not None and tab.idle_zero is not None:
+                zero[i] |= mask[i] & tab.idle_atom(0.5, lead_buckets(mask[i], task)[:, None, None], frame.group[i])
+        return np.where(zero, 0.0, m).astype(np.float32)
 
     def samples(self, pred: Prediction, windows: Windows, mask: np.ndarray, n_samples: int | None = None,
                 frame: CellFrame | None = None) -> np.ndarray:
@@ -276,7 +326,8 @@ class Calibration:
             "format": FORMAT, "levels": LEVELS.tolist(), "groups": list(GROUPS), "zero_share": self.zero_share,
             "meta": self.meta,
             "tables": [
-                {"city": c, "task": t, "floor": tab.floor, "n": tab.n, "z": np.round(tab.z, 7).tolist()}
+                {"city": c, "task": t, "floor": tab.floor, "n": tab.n, "z": np.round(tab.z, 7).tolist(),
+                 **({} if tab.idle_zero is None else {"idle_zero": np.round(tab.idle_zero, 7).tolist()})}
                 for (c, t), tab in sorted(self.tables.items())
             ],
         }
@@ -296,7 +347,13 @@ class Calibration:
             if (t["task"] not in BUCKETS or z.shape != (len(GROUPS), BUCKETS[t["task"]], LEVELS.size)
                     or not np.all(np.isfinite(z))):
                 raise CalibrationError(f"{source}: malformed table for {t.get('city')}/{t.get('task')}")
-            tables[(str(t["city"]), str(t["task"]))] = ResidualTable(z, float(t["floor"]), int(t["n"]))
+            idle_zero = t.get("idle_zero")  # absent in files fitted before the idle atom: no atom
+            if idle_zero is not None:
+                idle_zero = np.asarray(idle_zero, dtype=np.float64)
+                if idle_zero.shape != (BUCKETS[t["task"]],) or not np.all((idle_zero >= 0) & (idle_zero <= 1)):
+                    raise CalibrationError(f"{source}: malformed idle_zero for {t.get('city')}/{t.get('task')}")
+            tables[(str(t["city"]), str(t["task"]))] = ResidualTable(z, float(t["floor"]), int(t["n"]),
+                                                                     idle_zero=idle_zero)
         share = d.get("zero_share", 0.0)
         if not isinstance(share, (int, float)) or isinstance(share, bool) or not 0 <= share < 1:
             raise CalibrationError(f"{source}: zero_share must be a number in [0, 1), got {share!r}")
@@ -304,14 +361,7 @@ class Calibration:
 
     def save(self, path: str | Path) -> Path:
         """Write atomically (a kill leaves the old file or the new one)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(self.to_dict(), f)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a calibration is an ordinary shared file
-        os.replace(tmp, path)
-        return path
+        return atomic_write_text(path, json.dumps(self.to_dict()), make_folder=True)
 
     @classmethod
     def load(cls, path: str | Path) -> "Calibration":
@@ -368,8 +418,9 @@ def zero_brier(res: Residuals, table: ResidualTable, shares: Sequence[float], n_
         sl = slice(lo, lo + 20_000)
         y = table.model_quantile(levels[:, None], res.bucket[None, sl], res.group[None, sl],
                                  res.point[None, sl], res.spread[None, sl])  # (L, E) model space
+        atom = table.idle_atom(levels[:, None], res.bucket[None, sl], res.group[None, sl])
         for k, share in enumerate(shares):
-            p_zero = (y <= zero_level(share)).mean(axis=0)
+            p_zero = ((y <= zero_level(share)) | atom).mean(axis=0)
             out[k] += float(((p_zero - res.is_zero[sl]) ** 2).sum())
     return out
 
@@ -416,10 +467,13 @@ def fit_calibration(
 def calibration_from_residuals(fitted: dict[tuple[str, str], Residuals], meta: dict | None = None) -> Calibration:
     """Tables per (city, task) and pooled over cities per task, and the dead zone `zero_share` of
     `ZERO_SHARES` with the lowest Brier score of P(y = 0) over every fitted entry (ties: the smaller)."""
-    tables = {key: ResidualTable.fit(r.numer, r.spread, r.bucket, r.group, key[1]) for key, r in fitted.items()}
+    tables = {}
     for task in sorted({t for _, t in fitted}):
         r = Residuals.concat([r for (_, t), r in fitted.items() if t == task])
-        tables[(POOLED, task)] = ResidualTable.fit(r.numer, r.spread, r.bucket, r.group, task)
+        tables[(POOLED, task)] = ResidualTable.fit(r.numer, r.spread, r.bucket, r.group, task, is_zero=r.is_zero)
+    for key, r in fitted.items():  # a city's thin (group, bucket) rows borrow the pooled row of the same group
+        tables[key] = ResidualTable.fit(r.numer, r.spread, r.bucket, r.group, key[1], shared=tables[(POOLED, key[1])],
+                                        is_zero=r.is_zero)
     brier = sum(zero_brier(r, tables[key], ZERO_SHARES) for key, r in fitted.items())
     n = sum(r.numer.size for r in fitted.values())
     meta = dict(meta or {})

@@ -41,15 +41,17 @@ class _ToyModel(Forecaster):
         return Prediction(mean=np.median(samples, 0), samples=samples)
 
 
-def _windows(rng, n=300, sigma_true=0.3):
-    """Short-task windows of 2x2 cells: observed at a constant level per cell (one cell in four idle),
-    hidden truth = level * expm1(SPREAD * sigma_true * N(0, 1) + SHIFT); idle cells stay zero."""
+def _windows(rng, n=300, sigma_true=0.3, idle=True, city="toy"):
+    """Short-task windows of 2x2 cells: observed at a constant level per cell (one cell in four idle
+    unless `idle` is False), hidden truth = level * expm1(SPREAD * sigma_true * N(0, 1) + SHIFT); idle
+    cells stay zero."""
     level = rng.uniform(0.05, 0.3, size=(n, 1, 2, 2))
-    level[:, :, 0, 0] = 0.0
+    if idle:
+        level[:, :, 0, 0] = 0.0
     mask = batch_masks("short", n, (64, 2, 2))
     hidden = _decode(level, sigma_true * rng.standard_normal((n, 64, 2, 2)))
     traffic = np.where(mask, hidden, level).astype(np.float64)
-    win = Windows("toy", traffic, np.zeros((n, 64), int), np.tile(np.arange(64), (n, 1)), 96,
+    win = Windows(city, traffic, np.zeros((n, 64), int), np.tile(np.arange(64), (n, 1)), 96,
                   np.zeros(n, int), np.zeros(n, int))
     return win, mask
 
@@ -71,7 +73,7 @@ def test_recalibration_reaches_nominal_coverage_and_idle_cells_collapse_to_zero(
     model = _ToyModel(sigma=0.1)  # three times too narrow in the log space
     win, mask = _windows(rng)
     cal = calibration_from_residuals({("toy", "short"): residuals(model, win, mask, "short")})
-    assert cal.zero_share > 0  # the dead zone swallows the sampler's tiny values around idle cells
+    assert np.all(cal.tables[("toy", "short")].idle_zero == 1.0)  # on val, idle cells stayed zero
     # fresh draws of the same process
     win2, mask2 = _windows(np.random.default_rng(1))
     pred2 = model.predict(win2, mask2)
@@ -93,6 +95,24 @@ def test_recalibration_reaches_nominal_coverage_and_idle_cells_collapse_to_zero(
     assert abs(_coverage(lo, hi, win2.traffic, busy) - 0.8) < 0.05
     # observed entries are untouched
     assert np.array_equal(out.samples[:, ~mask2], np.broadcast_to(pred2.mean[~mask2], out.samples[:, ~mask2].shape).astype(np.float32))
+
+
+def test_a_city_without_idle_val_cells_borrows_the_idle_group_from_the_other_cities():
+    model = _ToyModel(sigma=0.1)
+    busy_only, m_busy = _windows(np.random.default_rng(3), idle=False, city="busy")  # its val: no idle cell
+    with_idle, m_idle = _windows(np.random.default_rng(4), city="other")
+    fitted = {("busy", "short"): residuals(model, busy_only, m_busy, "short"),
+              ("other", "short"): residuals(model, with_idle, m_idle, "short")}
+    cal = calibration_from_residuals(fitted)
+    assert not cal.tables[("busy", "short")].has_own(1, 0) and cal.tables[("other", "short")].has_own(1, 0)
+    new, m_new = _windows(np.random.default_rng(5), city="busy")  # later, an idle cell appears in "busy"
+    pred = model.predict(new, m_new)
+    assert (pred.samples[:, :, 48:, 0, 0] > 0).mean() > 0.4
+    out = cal.calibrate(pred, new, m_new)
+    assert np.all(out.samples[:, :, 48:, 0, 0] == 0) and np.all(out.mean[:, 48:, 0, 0] == 0)
+    # without the borrowing (each city alone) the idle cell would get the busy cells' bands: not zero
+    alone = calibration_from_residuals({("busy", "short"): fitted[("busy", "short")]})
+    assert (alone.calibrate(pred, new, m_new).samples[:, :, 48:, 0, 0] > 0).mean() > 0.4
 
 
 def test_calibration_round_trips_through_its_file_and_refuses_foreign_files(tmp_path):
