@@ -7,7 +7,9 @@ from standardised residuals on the val regions, in the same per-cell log space t
     g(x) = (log1p(x / s) - SHIFT) / SPREAD          (0 maps to g0 = -SHIFT / SPREAD)
     z    = (g(y) - g(m)) / (sg + floor)
 
-with m the point forecast, sg the forecaster's own spread in that space (half the 10-90% range of
+with m the point forecast (moved toward the cell's last observation at early leads by the persistence
+anchor fitted on the same val entries, `forecasting.anchor`; m below stands for that centre), sg the
+forecaster's own spread in that space (half the 10-90% range of
 g(samples)) when it samples, else 1 (a constant relative error), and floor = FLOOR_SHARE x mean(sg) over
 the fitted entries. Errors are therefore relative to each cell's level: a quiet area and a busy one get
 bands of the same *relative* width. The calibrated quantile at level a is
@@ -47,6 +49,7 @@ calibrated quantiles at S evenly spaced levels, in the same order everywhere.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +60,7 @@ import torch
 
 from .data import City, CityScalers, Windows, make_windows
 from .files import atomic_write_text
+from .anchor import MAX_LEAD, anchor_inputs, fit_weights, toward, weight_at
 from .encoding import SHIFT, SPREAD, WindowTransform
 from .interface import Forecaster, NotApplicable, Prediction, hide
 
@@ -124,11 +128,14 @@ class CellFrame:
     """What the calibration reads of a batch of windows: each cell's scale s and group, from observed entries.
 
     transform: the network's per-cell log space (`WindowTransform`, scale (N, 1, H, W));
-    group (N, 1, H, W): 0 = some observed entry > 0, 1 = observed and all zero, 2 = no observed entry.
+    group (N, 1, H, W): 0 = some observed entry > 0, 1 = observed and all zero, 2 = no observed entry;
+    g_last, lead (N, T, H, W): the persistence anchor's inputs (`forecasting.anchor.anchor_inputs`).
     """
 
     transform: WindowTransform
     group: np.ndarray
+    g_last: np.ndarray
+    lead: np.ndarray
 
     @classmethod
     def of(cls, windows: Windows, mask: np.ndarray) -> "CellFrame":
@@ -138,11 +145,17 @@ class CellFrame:
         transform = WindowTransform.from_observed(torch.from_numpy(observed), torch.from_numpy(known))
         n_known, n_positive = known.sum(axis=1), (observed > 0).sum(axis=1)  # (N, H, W)
         group = np.where(n_known == 0, 2, np.where(n_positive == 0, 1, 0))[:, None]
-        return cls(transform, group.astype(np.int64))
+        to_model = lambda x: transform.to_model(torch.from_numpy(np.asarray(x, dtype=np.float64))).numpy()  # noqa: E731
+        g_last, lead = anchor_inputs(observed, mask, to_model)
+        return cls(transform, group.astype(np.int64), g_last, lead)
 
     def to_model(self, x: np.ndarray) -> np.ndarray:
         """g(x) of normalised values (..., N, T, H, W)."""
         return self.transform.to_model(torch.from_numpy(np.asarray(x, dtype=np.float64))).numpy()
+
+    def pull(self, gm: np.ndarray) -> np.ndarray:
+        """g(x_last) - g(m) per entry (0 without an earlier observation). (N, T, H, W)"""
+        return toward(self.g_last, self.lead, gm)
 
 
 def model_point_and_spread(pred: Prediction, frame: CellFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -174,6 +187,11 @@ class ResidualTable:
     n: int  # residuals fitted
     entries: np.ndarray | None = None  # (G, B) residuals behind each row when fitted here (not stored in files)
     idle_zero: np.ndarray | None = None  # (B,) P(y = 0) of cells observed all zero, per lead bucket
+    anchor: np.ndarray | None = None  # (MAX_LEAD,) persistence weights w_l (`forecasting.anchor`); None: none
+
+    def centre(self, gm: np.ndarray, pull: np.ndarray, lead: np.ndarray) -> np.ndarray:
+        """The point in model space the residuals are taken around: g(m) + w_l (g(x_last) - g(m))."""
+        return gm if self.anchor is None else gm + weight_at(self.anchor, lead) * pull
 
     def idle_atom(self, levels, bucket, group) -> np.ndarray:
         """Where the calibrated quantile is the atom at 0 of an idle cell: group IDLE and level < P(y = 0)."""
@@ -203,8 +221,10 @@ class ResidualTable:
 
     @classmethod
     def fit(cls, numer: np.ndarray, spread: np.ndarray, bucket: np.ndarray, group: np.ndarray,
-            task: str, shared: "ResidualTable | None" = None, is_zero: np.ndarray | None = None) -> "ResidualTable":
-        """From g(y) - g(m), spreads sg, lead buckets and cell groups of hidden entries (1-D arrays alike).
+            task: str, shared: "ResidualTable | None" = None, is_zero: np.ndarray | None = None,
+            anchor: np.ndarray | None = None) -> "ResidualTable":
+        """From g(y) - g(c), spreads sg, lead buckets and cell groups of hidden entries (1-D arrays alike),
+        with c the centre: the point m moved by the persistence weights `anchor` (None: c = m).
 
         A (group, bucket) with fewer than MIN_GROUP_ENTRIES residuals takes, in this order: the same row of
         `shared` (the table pooled over the fitted cities) where that row has its own residuals, else this
@@ -243,7 +263,8 @@ class ResidualTable:
                     idle_zero[b] = float(np.asarray(is_zero)[idle].mean())
                 elif shared is not None and shared.has_own(IDLE, b) and shared.idle_zero is not None:
                     idle_zero[b] = shared.idle_zero[b]
-        return cls(table, floor, int(z.size), entries, idle_zero)
+        return cls(table, floor, int(z.size), entries, idle_zero,
+                   None if anchor is None or not np.any(anchor) else np.asarray(anchor, dtype=np.float64))
 
 
 @dataclass
@@ -266,6 +287,7 @@ class Calibration:
         """
         frame = frame or CellFrame.of(windows, mask)
         gm, sg = model_point_and_spread(pred, frame)
+        pull = frame.pull(gm)
         m = np.asarray(pred.mean, dtype=np.float64)
         out = np.broadcast_to(m, (len(levels), *m.shape)).copy()
         lv = np.asarray(levels, dtype=np.float64)[:, None, None, None]
@@ -277,7 +299,8 @@ class Calibration:
                 raise CalibrationError(f"no calibration for task {task!r} (city {windows.city!r}): "
                                        "fit one with fit_calibration")
             bucket = lead_buckets(mask[i], task)[None, :, None, None]
-            y = tab.model_quantile(lv, bucket, frame.group[i][None], gm[i][None], sg[i][None])  # (Q, T, H, W)
+            gc = tab.centre(gm[i], pull[i], frame.lead[i])
+            y = tab.model_quantile(lv, bucket, frame.group[i][None], gc[None], sg[i][None])  # (Q, T, H, W)
             x = frame.transform.take([i]).from_model(torch.from_numpy(y)).numpy()
             atom = (y <= dead) | tab.idle_atom(lv, bucket, frame.group[i][None])
             x = np.where(atom, 0.0, np.clip(x, 0.0, 1.0))
@@ -285,17 +308,27 @@ class Calibration:
         return out
 
     def point(self, pred: Prediction, windows: Windows, mask: np.ndarray, frame: CellFrame | None = None) -> np.ndarray:
-        """The raw point forecast with the dead zone (hidden entries at or below zero_share x s become 0) and
-        the idle atom (entries of idle cells whose calibrated median is the atom at 0 become 0)."""
+        """The centre c (the raw point forecast moved by the persistence anchor) with the dead zone (hidden
+        entries at or below zero_share x s become 0) and the idle atom (entries of idle cells whose
+        calibrated median is the atom at 0 become 0)."""
         frame = frame or CellFrame.of(windows, mask)
-        m = np.asarray(pred.mean)
-        zero = np.asarray(mask, dtype=bool) & (frame.to_model(m) <= zero_level(self.zero_share))
+        hidden = np.asarray(mask, dtype=bool)
+        m = np.asarray(pred.mean, dtype=np.float64)
+        gm = frame.to_model(m)
+        pull = frame.pull(gm)
+        gc, out = gm.copy(), m.copy()
+        zero = np.zeros(m.shape, dtype=bool)
         for i in range(m.shape[0]):
             task = infer_task(mask[i])
             tab = self.table(windows.city, task)
+            if tab is not None and tab.anchor is not None:
+                gc[i] = tab.centre(gm[i], pull[i], frame.lead[i])
+                x = frame.transform.take([i]).from_model(torch.from_numpy(gc[i][None])).numpy()[0]
+                out[i] = np.where(hidden[i] & (gc[i] != gm[i]), np.clip(x, 0.0, 1.0), m[i])
             if tab is not None and tab.idle_zero is not None:
-                zero[i] |= mask[i] & tab.idle_atom(0.5, lead_buckets(mask[i], task)[:, None, None], frame.group[i])
-        return np.where(zero, 0.0, m).astype(np.float32)
+                zero[i] |= hidden[i] & tab.idle_atom(0.5, lead_buckets(mask[i], task)[:, None, None], frame.group[i])
+        zero |= hidden & (gc <= zero_level(self.zero_share))
+        return np.where(zero, 0.0, out).astype(np.float32)
 
     def samples(self, pred: Prediction, windows: Windows, mask: np.ndarray, n_samples: int | None = None,
                 frame: CellFrame | None = None) -> np.ndarray:
@@ -327,7 +360,8 @@ class Calibration:
             "meta": self.meta,
             "tables": [
                 {"city": c, "task": t, "floor": tab.floor, "n": tab.n, "z": np.round(tab.z, 7).tolist(),
-                 **({} if tab.idle_zero is None else {"idle_zero": np.round(tab.idle_zero, 7).tolist()})}
+                 **({} if tab.idle_zero is None else {"idle_zero": np.round(tab.idle_zero, 7).tolist()}),
+                 **({} if tab.anchor is None else {"anchor": np.round(tab.anchor, 6).tolist()})}
                 for (c, t), tab in sorted(self.tables.items())
             ],
         }
@@ -352,8 +386,13 @@ class Calibration:
                 idle_zero = np.asarray(idle_zero, dtype=np.float64)
                 if idle_zero.shape != (BUCKETS[t["task"]],) or not np.all((idle_zero >= 0) & (idle_zero <= 1)):
                     raise CalibrationError(f"{source}: malformed idle_zero for {t.get('city')}/{t.get('task')}")
+            anchor = t.get("anchor")  # absent in files fitted before the persistence anchor: no anchor
+            if anchor is not None:
+                anchor = np.asarray(anchor, dtype=np.float64)
+                if anchor.shape != (MAX_LEAD,) or not np.all((anchor >= 0) & (anchor <= 1)):
+                    raise CalibrationError(f"{source}: malformed anchor for {t.get('city')}/{t.get('task')}")
             tables[(str(t["city"]), str(t["task"]))] = ResidualTable(z, float(t["floor"]), int(t["n"]),
-                                                                     idle_zero=idle_zero)
+                                                                     idle_zero=idle_zero, anchor=anchor)
         share = d.get("zero_share", 0.0)
         if not isinstance(share, (int, float)) or isinstance(share, bool) or not 0 <= share < 1:
             raise CalibrationError(f"{source}: zero_share must be a number in [0, 1), got {share!r}")
@@ -380,7 +419,7 @@ class Calibration:
 @dataclass
 class Residuals:
     """Hidden entries of fitted windows (1-D arrays alike): g(y) - g(m), sg, lead bucket, cell group, g(m),
-    and whether the truth is exactly zero."""
+    whether the truth is exactly zero, and the anchor's pull g(x_last) - g(m) and lead."""
 
     numer: np.ndarray
     spread: np.ndarray
@@ -388,6 +427,13 @@ class Residuals:
     group: np.ndarray
     point: np.ndarray
     is_zero: np.ndarray
+    pull: np.ndarray
+    lead: np.ndarray
+
+    def anchored(self, weights: np.ndarray) -> "Residuals":
+        """The residuals around the centre c = m moved by `weights` (g(y) - g(c), and g(c) as the point)."""
+        shift = weight_at(weights, self.lead) * self.pull
+        return dataclasses.replace(self, numer=self.numer - shift, point=self.point + shift)
 
     @classmethod
     def concat(cls, parts: Sequence["Residuals"]) -> "Residuals":
@@ -405,7 +451,7 @@ def residuals(forecaster: Forecaster, windows: Windows, masks: np.ndarray, task:
         b = np.broadcast_to(np.stack([lead_buckets(mk, task) for mk in mask])[:, :, None, None], mask.shape)
         g = np.broadcast_to(frame.group, mask.shape)
         parts.append(Residuals((frame.to_model(part.traffic) - gm)[mask], sg[mask], b[mask], g[mask], gm[mask],
-                               (part.traffic == 0)[mask]))
+                               (part.traffic == 0)[mask], frame.pull(gm)[mask], frame.lead[mask]))
     return Residuals.concat(parts)
 
 
@@ -440,9 +486,11 @@ def fit_calibration(
     split: str = "val",
     stride: int = 8,
     seed: int = 0,
+    anchor: bool = True,
 ) -> Calibration:
     """Residual tables per (city, task) and pooled over cities, from `forecaster` on the `split` regions,
-    and the dead zone with the lowest Brier score of P(y = 0) over all of those entries."""
+    and the dead zone with the lowest Brier score of P(y = 0) over all of those entries (`anchor`: fit
+    the persistence anchor too)."""
     from .evaluate import window_masks
 
     if getattr(forecaster, "calibration", None) is not None:  # fit on the raw distribution, never on a calibrated one
@@ -461,20 +509,32 @@ def fit_calibration(
     if not fitted:
         raise CalibrationError(f"{forecaster.name} served none of the tasks {list(tasks)} on the {split} regions")
     return calibration_from_residuals(fitted, {"forecaster": forecaster.name, "split": split, "stride": stride,
-                                               "seed": seed})
+                                               "seed": seed}, anchor=anchor)
 
 
-def calibration_from_residuals(fitted: dict[tuple[str, str], Residuals], meta: dict | None = None) -> Calibration:
+def calibration_from_residuals(fitted: dict[tuple[str, str], Residuals], meta: dict | None = None,
+                               anchor: bool = True) -> Calibration:
     """Tables per (city, task) and pooled over cities per task, and the dead zone `zero_share` of
-    `ZERO_SHARES` with the lowest Brier score of P(y = 0) over every fitted entry (ties: the smaller)."""
-    tables = {}
+    `ZERO_SHARES` with the lowest Brier score of P(y = 0) over every fitted entry (ties: the smaller).
+
+    With `anchor`, each table first gets its persistence weights (`forecasting.anchor.fit_weights`; a
+    city's thin leads take the pooled weights) and its residuals are taken around the moved centre.
+    """
+    tables, around = {}, {}
     for task in sorted({t for _, t in fitted}):
         r = Residuals.concat([r for (_, t), r in fitted.items() if t == task])
-        tables[(POOLED, task)] = ResidualTable.fit(r.numer, r.spread, r.bucket, r.group, task, is_zero=r.is_zero)
+        w = fit_weights(r.numer, r.pull, r.lead) if anchor else None
+        r = r if w is None else r.anchored(w)
+        tables[(POOLED, task)] = ResidualTable.fit(r.numer, r.spread, r.bucket, r.group, task, is_zero=r.is_zero,
+                                                   anchor=w)
     for key, r in fitted.items():  # a city's thin (group, bucket) rows borrow the pooled row of the same group
-        tables[key] = ResidualTable.fit(r.numer, r.spread, r.bucket, r.group, key[1], shared=tables[(POOLED, key[1])],
-                                        is_zero=r.is_zero)
-    brier = sum(zero_brier(r, tables[key], ZERO_SHARES) for key, r in fitted.items())
+        pooled = tables[(POOLED, key[1])]
+        w = fit_weights(r.numer, r.pull, r.lead, fallback=pooled.anchor) if anchor else None
+        around[key] = r if w is None else r.anchored(w)
+        r = around[key]
+        tables[key] = ResidualTable.fit(r.numer, r.spread, r.bucket, r.group, key[1], shared=pooled,
+                                        is_zero=r.is_zero, anchor=w)
+    brier = sum(zero_brier(r, tables[key], ZERO_SHARES) for key, r in around.items())
     n = sum(r.numer.size for r in fitted.values())
     meta = dict(meta or {})
     meta.update(entries={f"{c}/{t}": int(r.numer.size) for (c, t), r in fitted.items()},

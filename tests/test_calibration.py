@@ -1,5 +1,8 @@
 """Recalibration of predictive distributions: nominal coverage where the truth's distribution is known."""
 
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -154,6 +157,67 @@ def test_a_point_baseline_gets_calibrated_samples_fitted_on_val():
     assert pred.samples.shape == (16, *mask.shape)
     raw = base.predict(hide(win, mask), mask).mean
     moved = pred.mean != raw
-    assert np.all(pred.mean[moved] == 0) and moved.mean() < 0.05  # point forecast: only the dead zone
+    anchored = np.zeros(mask.shape, bool)
+    anchored[:, 16:16 + np.flatnonzero(cal.tables[(city.name, "long")].anchor).max(initial=-1) + 1] = True
+    # point forecast: moved only by the dead zone, or toward the last observation at the anchored leads
+    assert np.all((pred.mean[moved] == 0) | anchored[moved]) and (moved & ~anchored).mean() < 0.05
+    plain = CalibratedForecaster(base, fit_calibration(base, [city], tasks=("long",), split="val", stride=16,
+                                                       anchor=False), n_samples=16)
+    moved = plain.predict(hide(win, mask), mask).mean != raw
+    assert np.all(plain.predict(hide(win, mask), mask).mean[moved] == 0) and moved.mean() < 0.05
     lo, hi = np.quantile(pred.samples, [0.1, 0.9], axis=0)
     assert abs(_coverage(lo, hi, win.traffic, mask) - 0.8) < 0.1  # in-sample: close to nominal
+
+
+class _ObservedMean(Forecaster):
+    """Point forecast: each cell's mean over its observed entries (no samples)."""
+
+    name, tasks = "observed_mean", ("short",)
+
+    def predict(self, windows, mask):
+        observed = np.where(mask, 0.0, np.nan_to_num(windows.traffic))
+        level = observed.sum(1, keepdims=True) / (~mask).sum(1, keepdims=True)
+        return Prediction(mean=np.broadcast_to(level, mask.shape).astype(np.float32), samples=None)
+
+
+def _level_shift_windows(rng, n=200, persistent=True):
+    """Short-task windows of 2x2 cells observed around a level a for 40 steps, then around a level b for
+    the last 8 observed steps. persistent: the hidden steps stay at the last observed value exactly
+    (persistence is perfect, the observed mean is wrong); else they return to a, and the last observed
+    value is noise around b."""
+    a = rng.uniform(0.1, 0.3, size=(n, 1, 2, 2))
+    b = a * rng.uniform(0.3, 3.0, size=a.shape)
+    traffic = np.concatenate([np.broadcast_to(a, (n, 40, 2, 2)), np.broadcast_to(b, (n, 8, 2, 2))], axis=1)
+    traffic = traffic * rng.uniform(0.9, 1.1, size=traffic.shape)
+    hidden = np.broadcast_to(traffic[:, 47:48] if persistent else a, (n, 16, 2, 2))
+    traffic = np.concatenate([traffic, hidden], axis=1).astype(np.float64)
+    mask = batch_masks("short", n, (64, 2, 2))
+    win = Windows("shift", traffic, np.zeros((n, 64), int), np.tile(np.arange(64), (n, 1)), 96,
+                  np.zeros(n, int), np.zeros(n, int))
+    return win, mask
+
+
+def test_the_persistence_anchor_moves_the_point_only_where_the_last_observation_helps_on_val():
+    from forecasting.anchor import MAX_LEAD
+    from forecasting.baselines import BASELINES
+
+    model = _ObservedMean()
+    win, mask = _level_shift_windows(np.random.default_rng(0), persistent=True)
+    cal = calibration_from_residuals({("shift", "short"): residuals(model, win, mask, "short")})
+    assert np.allclose(cal.tables[("shift", "short")].anchor, np.ones(MAX_LEAD))  # w0 = 1, no decay
+    new, m_new = _level_shift_windows(np.random.default_rng(1), persistent=True)
+    out = cal.calibrate(model.predict(new, m_new), new, m_new)
+    assert np.allclose(out.mean[:, 48:], new.traffic[:, 48:], rtol=1e-4)  # the calibrated point is the last value
+    back = Calibration.load(cal.save(Path(tempfile.mkdtemp()) / "a.calibration.json"))
+    assert np.allclose(back.tables[("shift", "short")].anchor, 1.0)
+    # the level returns to its old mean: the last observation only adds noise, so no anchor is fitted
+    win, mask = _level_shift_windows(np.random.default_rng(2), persistent=False)
+    cal = calibration_from_residuals({("shift", "short"): residuals(model, win, mask, "short")})
+    assert cal.tables[("shift", "short")].anchor is None
+    plain = calibration_from_residuals({("shift", "short"): residuals(model, win, mask, "short")}, anchor=False)
+    assert plain.tables[("shift", "short")].anchor is None
+    # a persistence forecaster's point already is the last observation: nothing to pull toward
+    last = BASELINES["last_value"]()
+    win, mask = _level_shift_windows(np.random.default_rng(3), persistent=True)
+    cal = calibration_from_residuals({("shift", "short"): residuals(last, win, mask, "short")})
+    assert cal.tables[("shift", "short")].anchor is None
