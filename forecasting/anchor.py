@@ -9,9 +9,9 @@ observation before it (in the same window) is x_last, at lead l = t - (that step
     g(c) = g(m) + w_l (g(x_last) - g(m)),        w_l = w0 exp(-l / tau) in [0, 1]
 
 with (w0, tau) chosen per (city, task) on the val entries from a grid by the mean absolute error
-|g(y) - g(c)| (w = 0, the forecaster itself, unless persistence strictly helps). Entries without an earlier observation (generated cells) keep g(m). The recalibration then fits
-its residual quantiles around c instead of m, so the whole calibrated distribution moves with the
-centre. For a persistence forecaster g(x_last) = g(m) and the anchor changes nothing; for every other
+|g(y) - g(c)| (w = 0, the forecaster itself, unless persistence strictly helps). Entries without an
+earlier observation (generated cells) keep g(m). The recalibration then fits its residual quantiles
+around c instead of m, so the whole calibrated distribution moves with the centre. For a persistence forecaster g(x_last) = g(m) and the anchor changes nothing; for every other
 forecaster it is the same val-fitted step, so baselines get the same chance.
 
     g_last, lead = anchor_inputs(traffic, mask, to_model)       # per entry, model space
@@ -27,7 +27,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .encoding import carry_forward
+from .encoding import carry_forward, last_known_before
 
 #: candidate weights of the last observation at lead 0, and decay lengths (in steps) of the weight
 WEIGHTS = np.round(np.linspace(0.0, 1.0, 21), 6)
@@ -45,15 +45,12 @@ def anchor_inputs(traffic: np.ndarray, mask: np.ndarray,
     `traffic` (N, T, H, W) is read only where `mask` is False (observed); lead = -1 (and g_last
     meaningless) where the entry is observed or its cell has no observation before it.
     """
-    known = torch.from_numpy(~np.asarray(mask, dtype=bool))
+    hidden = np.asarray(mask, dtype=bool)
+    known = torch.from_numpy(~hidden)
     values = torch.from_numpy(np.nan_to_num(np.asarray(traffic, dtype=np.float64)))
     carry, has = carry_forward(values, known)
-    # lead = t - last observed step - 1: the hidden steps just before t
-    hidden = np.asarray(mask, dtype=bool)
-    run = np.zeros(hidden.shape, dtype=np.int64)
-    for t in range(1, hidden.shape[1]):
-        run[:, t] = np.where(hidden[:, t - 1], run[:, t - 1] + 1, 0)
-    lead = np.where(has.numpy() & hidden, run, -1)
+    steps = np.arange(hidden.shape[1])[None, :, None, None]
+    lead = np.where(has.numpy() & hidden, steps - last_known_before(known).numpy() - 1, -1)
     return to_model(carry.numpy()), lead
 
 

@@ -1,8 +1,5 @@
 """Recalibration of predictive distributions: nominal coverage where the truth's distribution is known."""
 
-import tempfile
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -197,7 +194,7 @@ def _level_shift_windows(rng, n=200, persistent=True):
     return win, mask
 
 
-def test_the_persistence_anchor_moves_the_point_only_where_the_last_observation_helps_on_val():
+def test_the_persistence_anchor_moves_the_point_only_where_the_last_observation_helps_on_val(tmp_path):
     from forecasting.anchor import MAX_LEAD
     from forecasting.baselines import BASELINES
 
@@ -208,7 +205,7 @@ def test_the_persistence_anchor_moves_the_point_only_where_the_last_observation_
     new, m_new = _level_shift_windows(np.random.default_rng(1), persistent=True)
     out = cal.calibrate(model.predict(new, m_new), new, m_new)
     assert np.allclose(out.mean[:, 48:], new.traffic[:, 48:], rtol=1e-4)  # the calibrated point is the last value
-    back = Calibration.load(cal.save(Path(tempfile.mkdtemp()) / "a.calibration.json"))
+    back = Calibration.load(cal.save(tmp_path / "a.calibration.json"))
     assert np.allclose(back.tables[("shift", "short")].anchor, 1.0)
     # the level returns to its old mean: the last observation only adds noise, so no anchor is fitted
     win, mask = _level_shift_windows(np.random.default_rng(2), persistent=False)
