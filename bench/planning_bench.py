@@ -433,6 +433,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sleep-method", choices=("milp", "dp"), default="dp")
     ap.add_argument("--uomo-steps", type=int, default=3, help="DDIM steps of UoMo forecasters")
     ap.add_argument("--uomo-samples", type=int, default=16, help="samples per window of UoMo forecasters")
+    ap.add_argument("--uomo-seed", type=int, default=0,
+                    help="sampling seed of UoMo forecasters (re-run with others to see the sampling noise)")
     ap.add_argument("--rolling-every", type=int, nargs="+", default=list(ROLLING_EVERY),
                     help="re-plan intervals R (slots) tried on val for rolling control; each a multiple of the smallest")
     ap.add_argument("--out", default=str(RESULTS))
@@ -441,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     if every[0] < 1 or any(r % every[0] for r in every):
         ap.error(f"--rolling-every {every}: each R must be >= 1 and a multiple of the smallest")
     globals()["ROLLING_EVERY"] = tuple(every)  # read by sleep_rows
-    UOMO_SAMPLING.update(steps=args.uomo_steps, n_samples=args.uomo_samples)
+    UOMO_SAMPLING.update(steps=args.uomo_steps, n_samples=args.uomo_samples, seed=args.uomo_seed)
     cities = args.cities.split(",") if args.cities else ["synthetic", *available_real_cities()]
     extra = args.forecaster or []
     forecasters = list(extra) if args.only else [*DEFAULT_FORECASTERS, *[f for f in extra if f not in DEFAULT_FORECASTERS]]
