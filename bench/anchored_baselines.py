@@ -23,7 +23,7 @@ import numpy as np
 
 from common import RESULTS, command_line, table, write_json, write_text
 from forecasting.baselines import BASELINES
-from forecasting.calibration import CalibratedForecaster, CalibrationError, fit_calibration
+from forecasting.calibration import CalibrationError, fit_calibration
 from forecasting.data import CityScalers, load_city, make_windows
 from forecasting.evaluate import window_masks
 from forecasting.interface import NotApplicable, hide
@@ -41,19 +41,19 @@ def scores(city, models=MODELS, tasks=TASKS) -> list[dict]:
     for name in models:
         base = BASELINES[name]().fit(city)
         try:
-            calibrated = CalibratedForecaster(base, fit_calibration(base, [city], tasks=tasks, split="val"), n_samples=4)
+            calibration = fit_calibration(base, [city], tasks=tasks, split="val")
         except CalibrationError:
-            calibrated = None  # the baseline serves none of the tasks on the val regions
+            calibration = None  # the baseline serves none of the tasks on the val regions
         for task in tasks:
             mask = window_masks(win, task, 0)
             try:
-                raw = base.predict(hide(win, mask), mask).mean
+                pred = base.predict(hide(win, mask), mask)
             except NotApplicable:
                 continue
             row = dict(city=city.name, task=task, model=name, windows=len(win),
-                       mae_raw=float(np.abs(raw - truth)[mask].mean()), mae_anchored=None)
-            if calibrated is not None:
-                anchored = calibrated.predict(hide(win, mask), mask).mean
+                       mae_raw=float(np.abs(pred.mean - truth)[mask].mean()), mae_anchored=None)
+            if calibration is not None:
+                anchored = calibration.point(pred, win, mask)
                 row["mae_anchored"] = float(np.abs(anchored - truth)[mask].mean())
             out.append(row)
     return out
@@ -94,7 +94,7 @@ def main(argv=None) -> None:
             if r["model"] == "uomo" and r["task"] in TASKS and r["mae"] is not None and r["city"] in args.cities}
     best_raw = best_baseline_mae(records)
     write_json(f"{args.out}/anchored_baselines.json", rows)
-    text = markdown(rows, uomo, best_raw, command_line("bench/anchored_baselines.py", argv), time.time() - t0)
+    text = markdown(rows, uomo, best_raw, command_line("anchored_baselines.py", argv), time.time() - t0)
     write_text(f"{args.out}/anchored_baselines.md", text)
     print(text)
 

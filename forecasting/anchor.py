@@ -11,8 +11,9 @@ observation before it (in the same window) is x_last, at lead l = t - (that step
 with (w0, tau) chosen per (city, task) on the val entries from a grid by the mean absolute error
 |g(y) - g(c)| (w = 0, the forecaster itself, unless persistence strictly helps). Entries without an
 earlier observation (generated cells) keep g(m). The recalibration then fits its residual quantiles
-around c instead of m, so the whole calibrated distribution moves with the centre. For a persistence forecaster g(x_last) = g(m) and the anchor changes nothing; for every other
-forecaster it is the same val-fitted step, so baselines get the same chance.
+around c instead of m, so the whole calibrated distribution moves with the centre. For a persistence
+forecaster g(x_last) = g(m) and the anchor changes nothing; for every other forecaster it is the same
+val-fitted step, so baselines get the same chance.
 
     g_last, lead = anchor_inputs(traffic, mask, to_model)       # per entry, model space
     d = toward(g_last, lead, gm)
