@@ -25,6 +25,12 @@ the val regions' all-zero cells stay zero. A group too thin in one city's val re
 group pooled over the fitted cities (a city whose val regions have no idle cell still learns from the
 others' idle cells that they stay idle) before falling back to the city's other groups.
 
+A city's val regions can disagree (the synthetic city has two, one quiet and noisier than the model's
+spread says): bands fitted on them cover a new region of that city far from nominal. So a city with two
+or more val regions keeps its own tables or takes tables fitted on every city's val entries, per task,
+whichever covers its held-out val regions better (leave one region out, `pooling_errors`): a choice
+made on val entries only, recorded in meta["pooling"].
+
 Cells observed all zero also get an atom at 0 of their own: idle_zero[bucket] = the share of exact zeros
 among the val entries of such cells (per city, task and lead bucket, borrowed from the pooled table like
 the rows), and Q(a) = 0 for a < idle_zero. An idle cell that stayed idle on val is forecast exactly 0 by
@@ -222,7 +228,7 @@ class ResidualTable:
     @classmethod
     def fit(cls, numer: np.ndarray, spread: np.ndarray, bucket: np.ndarray, group: np.ndarray,
             task: str, shared: "ResidualTable | None" = None, is_zero: np.ndarray | None = None,
-            anchor: np.ndarray | None = None) -> "ResidualTable":
+            anchor: np.ndarray | None = None, floor: float | None = None) -> "ResidualTable":
         """From g(y) - g(c), spreads sg, lead buckets and cell groups of hidden entries (1-D arrays alike),
         with c the centre: the point m moved by the persistence weights `anchor` (None: c = m).
 
@@ -236,11 +242,13 @@ class ResidualTable:
         zeros among the IDLE group's entries of bucket b (borrowed from `shared` like the rows), so that
         Q(a) = 0 for a < idle_zero[b]. Quantiles above the atom stay the row's residual quantiles (a
         slight under-statement of the upper tail, since the row's ranks include the zeros).
+
+        `floor`: the scale floor (default FLOOR_SHARE x the mean of `spread`).
         """
         numer, spread = np.asarray(numer, np.float64), np.asarray(spread, np.float64)
         if numer.size < 10:
             raise CalibrationError(f"{numer.size} residuals are too few to calibrate {task!r} on")
-        floor = FLOOR_SHARE * float(spread.mean()) + 1e-9
+        floor = FLOOR_SHARE * float(spread.mean()) + 1e-9 if floor is None else float(floor)
         z = numer / (spread + floor)
         table = np.empty((len(GROUPS), BUCKETS[task], LEVELS.size))
         entries = np.zeros((len(GROUPS), BUCKETS[task]), dtype=np.int64)
@@ -419,7 +427,8 @@ class Calibration:
 @dataclass
 class Residuals:
     """Hidden entries of fitted windows (1-D arrays alike): g(y) - g(m), sg, lead bucket, cell group, g(m),
-    whether the truth is exactly zero, and the anchor's pull g(x_last) - g(m) and lead."""
+    whether the truth is exactly zero, the anchor's pull g(x_last) - g(m) and lead, and the region of the
+    window each entry came from (-1 where unknown; the pooling choice holds regions out)."""
 
     numer: np.ndarray
     spread: np.ndarray
@@ -429,6 +438,15 @@ class Residuals:
     is_zero: np.ndarray
     pull: np.ndarray
     lead: np.ndarray
+    region: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.region is None:
+            self.region = np.full(np.shape(self.numer), -1, dtype=np.int64)
+
+    def take(self, keep: np.ndarray) -> "Residuals":
+        """The entries where the boolean `keep` holds."""
+        return Residuals(*(getattr(self, k)[keep] for k in self.__dataclass_fields__))
 
     def anchored(self, weights: np.ndarray) -> "Residuals":
         """The residuals around the centre c = m moved by `weights` (g(y) - g(c), and g(c) as the point)."""
@@ -450,8 +468,9 @@ def residuals(forecaster: Forecaster, windows: Windows, masks: np.ndarray, task:
         gm, sg = model_point_and_spread(pred, frame)
         b = np.broadcast_to(np.stack([lead_buckets(mk, task) for mk in mask])[:, :, None, None], mask.shape)
         g = np.broadcast_to(frame.group, mask.shape)
+        region = np.broadcast_to(np.asarray(part.region, dtype=np.int64)[:, None, None, None], mask.shape)
         parts.append(Residuals((frame.to_model(part.traffic) - gm)[mask], sg[mask], b[mask], g[mask], gm[mask],
-                               (part.traffic == 0)[mask], frame.pull(gm)[mask], frame.lead[mask]))
+                               (part.traffic == 0)[mask], frame.pull(gm)[mask], frame.lead[mask], region[mask]))
     return Residuals.concat(parts)
 
 
@@ -469,6 +488,60 @@ def zero_brier(res: Residuals, table: ResidualTable, shares: Sequence[float], n_
             p_zero = ((y <= zero_level(share)) | atom).mean(axis=0)
             out[k] += float(((p_zero - res.is_zero[sl]) ** 2).sum())
     return out
+
+
+def heldout_pit(res: Residuals, table: ResidualTable, zero_share: float = 0.0, n_levels: int = 200,
+                seed: int = 0) -> np.ndarray:
+    """Randomised PIT of `res`'s truths under `table`'s calibrated distribution with the dead zone
+    `zero_share`, for entries whose residuals are taken around the table's centre (`Residuals.anchored`
+    with the table's weights).
+
+    With Q(a) the calibrated model-space quantiles at levels a_k = (k + 1/2) / n_levels and A(a) whether
+    level a is the atom at 0 (Q(a) in the dead zone, or the idle atom): u = mean_k [Q(a_k) <= g(y) or A(a_k)] for
+    a positive truth, u = V mean_k A(a_k) with V ~ U(0, 1) for a zero truth (spread over the atom).
+    """
+    levels = (np.arange(n_levels) + 0.5) / n_levels
+    u = np.empty(res.numer.size)
+    rng = np.random.default_rng(seed)
+    for lo in range(0, res.numer.size, 20_000):
+        sl = slice(lo, lo + 20_000)
+        y = table.model_quantile(levels[:, None], res.bucket[None, sl], res.group[None, sl],
+                                 res.point[None, sl], res.spread[None, sl])  # (L, E) model space
+        atom = (y <= zero_level(zero_share)) | table.idle_atom(levels[:, None], res.bucket[None, sl], res.group[None, sl])
+        below = ((y <= (res.point + res.numer)[None, sl]) | atom).mean(axis=0)
+        u[sl] = np.where(res.is_zero[sl], rng.uniform(size=below.size) * atom.mean(axis=0), below)
+    return u
+
+
+def coverage_error(u: np.ndarray, nominal: Sequence[float] = (0.5, 0.8, 0.9)) -> float:
+    """Mean over the `nominal` levels of |share of PIT values u in the central interval - nominal|."""
+    return float(np.mean([abs(float((np.abs(u - 0.5) <= c / 2).mean()) - c) for c in nominal]))
+
+
+def pooling_errors(own: Residuals, others: Sequence[Residuals], task: str, anchor: np.ndarray | None,
+                   floor: float, zero_share: float = 0.0) -> tuple[float, float] | None:
+    """Leave-one-region-out coverage errors of a city's table fitted on its own val entries and on every
+    fitted city's (mean over its held-out val regions of `coverage_error`); None with fewer than 2 regions.
+
+    Each held-out region's entries are scored under (a) the table of the city's other val regions (thin
+    rows borrowing from the pooled table of those and the other cities) and (b) the table of those and
+    the other cities' entries pooled, both around the city's centre and with the city's floor, with the
+    dead zone `zero_share`.
+    """
+    regions = np.unique(own.region[own.region >= 0])
+    if regions.size < 2:
+        return None
+    errors = np.zeros(2)
+    for region in regions:
+        held, rest = own.take(own.region == region), own.take(own.region != region)
+        pool = Residuals.concat([rest, *others])
+        pooled = ResidualTable.fit(pool.numer, pool.spread, pool.bucket, pool.group, task, is_zero=pool.is_zero,
+                                   anchor=anchor, floor=floor)
+        alone = ResidualTable.fit(rest.numer, rest.spread, rest.bucket, rest.group, task, shared=pooled,
+                                  is_zero=rest.is_zero, anchor=anchor, floor=floor)
+        errors += [coverage_error(heldout_pit(held, alone, zero_share)),
+                   coverage_error(heldout_pit(held, pooled, zero_share))]
+    return float(errors[0] / regions.size), float(errors[1] / regions.size)
 
 
 def calibration_windows(city: City, split: str, stride: int, scalers: CityScalers | None = None) -> Windows:
@@ -513,12 +586,18 @@ def fit_calibration(
 
 
 def calibration_from_residuals(fitted: dict[tuple[str, str], Residuals], meta: dict | None = None,
-                               anchor: bool = True) -> Calibration:
+                               anchor: bool = True, pool_cities: bool = True) -> Calibration:
     """Tables per (city, task) and pooled over cities per task, and the dead zone `zero_share` of
     `ZERO_SHARES` with the lowest Brier score of P(y = 0) over every fitted entry (ties: the smaller).
 
     With `anchor`, each table first gets its persistence weights (`forecasting.anchor.fit_weights`; a
     city's thin leads take the pooled weights) and its residuals are taken around the moved centre.
+
+    With `pool_cities`, a city whose val entries come from two or more regions then keeps its own table
+    or takes one fitted on every city's entries of the task (around each city's own centre, with its own
+    floor), whichever covers its held-out val regions better (`pooling_errors`): a city with few val
+    regions that disagree with each other (the synthetic city's two) borrows the others' strength, one
+    whose regions agree keeps its own bands. The errors and the choice are stored in meta["pooling"].
     """
     tables, around = {}, {}
     for task in sorted({t for _, t in fitted}):
@@ -534,12 +613,34 @@ def calibration_from_residuals(fitted: dict[tuple[str, str], Residuals], meta: d
         r = around[key]
         tables[key] = ResidualTable.fit(r.numer, r.spread, r.bucket, r.group, key[1], shared=pooled,
                                         is_zero=r.is_zero, anchor=w)
+    zero_share = best_zero_share(around, tables)
+    choices = {}
+    if pool_cities:
+        for key, r in around.items():  # own table or every city's, whichever held-out val regions prefer
+            others = [o for k, o in around.items() if k[1] == key[1] and k != key]
+            errors = (pooling_errors(r, others, key[1], tables[key].anchor, tables[key].floor, zero_share)
+                      if others else None)
+            if errors is None:
+                continue
+            choices[f"{key[0]}/{key[1]}"] = {"own": round(errors[0], 4), "pooled": round(errors[1], 4),
+                                             "chosen": "pooled" if errors[1] < errors[0] else "own"}
+            if errors[1] < errors[0]:
+                pool = Residuals.concat([r, *others])
+                tables[key] = ResidualTable.fit(pool.numer, pool.spread, pool.bucket, pool.group, key[1],
+                                                is_zero=pool.is_zero, anchor=tables[key].anchor,
+                                                floor=tables[key].floor)
     brier = sum(zero_brier(r, tables[key], ZERO_SHARES) for key, r in around.items())
     n = sum(r.numer.size for r in fitted.values())
     meta = dict(meta or {})
-    meta.update(entries={f"{c}/{t}": int(r.numer.size) for (c, t), r in fitted.items()},
+    meta.update(pooling=choices, entries={f"{c}/{t}": int(r.numer.size) for (c, t), r in fitted.items()},
                 zero_brier={f"{s:g}": round(float(b) / n, 6) for s, b in zip(ZERO_SHARES, brier)})
     return Calibration(tables, meta, float(ZERO_SHARES[int(np.argmin(brier))]))
+
+
+def best_zero_share(around: dict[tuple[str, str], Residuals], tables: dict[tuple[str, str], ResidualTable]) -> float:
+    """The dead zone of `ZERO_SHARES` with the lowest Brier score of P(y = 0) over every table's entries."""
+    brier = sum(zero_brier(r, tables[key], ZERO_SHARES) for key, r in around.items())
+    return float(ZERO_SHARES[int(np.argmin(brier))])
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -219,3 +219,39 @@ def test_the_persistence_anchor_moves_the_point_only_where_the_last_observation_
     win, mask = _level_shift_windows(np.random.default_rng(3), persistent=True)
     cal = calibration_from_residuals({("shift", "short"): residuals(last, win, mask, "short")})
     assert cal.tables[("shift", "short")].anchor is None
+
+
+def _region_residuals(rng, sigmas, per_region=2000):
+    """Residuals of the active group in one lead bucket, region k's residuals N(0, sigmas[k]) (spread 1)."""
+    from forecasting.calibration import Residuals
+
+    n = per_region * len(sigmas)
+    numer = np.concatenate([s * rng.standard_normal(per_region) for s in sigmas])
+    zeros_i, zeros_f = np.zeros(n, dtype=np.int64), np.zeros(n)
+    return Residuals(numer, np.ones(n), zeros_i, zeros_i, zeros_f + 0.5, np.zeros(n, dtype=bool), zeros_f,
+                     zeros_i - 1, np.repeat(np.arange(len(sigmas)), per_region))
+
+
+def test_a_city_whose_val_regions_disagree_borrows_the_pooled_table_and_one_whose_agree_keeps_its_own():
+    from forecasting.calibration import heldout_pit, pooling_errors
+
+    rng = np.random.default_rng(5)
+    fitted = {("split", "generation"): _region_residuals(rng, [0.4, 2.5]),
+              ("steady", "generation"): _region_residuals(rng, [1.0, 1.0, 1.0, 1.0]),
+              ("calm", "generation"): _region_residuals(rng, [1.0, 1.0])}
+    cal = calibration_from_residuals(fitted)
+    choice = cal.meta["pooling"]
+    assert choice["split/generation"]["chosen"] == "pooled" and choice["steady/generation"]["chosen"] == "own"
+    # by hand, own bands: region N(0, 0.4) under N(0, 2.5)'s central 50/80/90% bands is covered ~1.0 / 1.0 /
+    # 1.0 (errors 0.5, 0.2, 0.1), region N(0, 2.5) under N(0, 0.4)'s ~0.086 / 0.16 / 0.21 (errors 0.41, 0.64,
+    # 0.69): mean error (0.267 + 0.58) / 2 ~ 0.42; pooled with the N(0, 1) cities both come closer
+    others = [fitted[("steady", "generation")], fitted[("calm", "generation")]]
+    own, pooled = pooling_errors(fitted[("split", "generation")], others, "generation", None,
+                                 cal.tables[("split", "generation")].floor)
+    assert 0.38 < own < 0.46 and pooled < own - 0.05
+    # the steady city keeps bands of N(0, 1): its new entries are covered at the nominal rates
+    new = _region_residuals(rng, [1.0])
+    u = heldout_pit(new, cal.tables[("steady", "generation")])
+    assert abs(float((np.abs(u - 0.5) <= 0.4).mean()) - 0.8) < 0.03
+    # without pooling (or with one val region) every city keeps its own table
+    assert calibration_from_residuals(fitted, pool_cities=False).meta["pooling"] == {}
