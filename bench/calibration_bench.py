@@ -84,7 +84,18 @@ def score_city(model, cal: Calibration, city, task: str, stride: int, label: str
     return rows, {"levels": levels.tolist(), **{("calibrated" if k else "raw"): v for k, v in curves.items()}}
 
 
-def markdown(rows: list[dict], command: str, wall: float) -> str:
+def pooling_lines(pooling: dict) -> list[str]:
+    """The val-only choice between a city's own tables and every city's (`forecasting.calibration`)."""
+    if not pooling:
+        return []
+    lines = ["Own or pooled tables, chosen on the val regions (leave one region out, mean |coverage - nominal| over",
+             "50/80/90%; cities with one val region keep their own):", "",
+             "| city / task | own | pooled | chosen |", "| --- | --- | --- | --- |"]
+    lines += [f"| {k} | {v['own']:.3f} | {v['pooled']:.3f} | {v['chosen']} |" for k, v in sorted(pooling.items())]
+    return lines + [""]
+
+
+def markdown(rows: list[dict], command: str, wall: float, pooling: dict | None = None) -> str:
     lines = [
         "# Calibration of UoMo's predictive distribution (test regions)",
         "",
@@ -92,13 +103,14 @@ def markdown(rows: list[dict], command: str, wall: float) -> str:
         "",
         "Coverage = share of hidden test entries inside the central interval of the samples; target: within",
         "+-5 points of nominal. The recalibration is fitted on the val regions only (Mondrian split conformal in",
-        "the per-cell log space, per city, task, lead bucket and cell group, around the point moved toward the",
-        "last observation at early leads (the persistence anchor, `forecasting/anchor.py`), plus a dead zone for",
-        "exact zeros; `forecasting/calibration.py`). CRPS on the normalised scale (fair estimator). `idle` = share of the",
-        "hidden test entries that are exactly zero (cells without traffic). For those, a closed interval [0, 0]",
-        "covers the truth at every nominal level, so the interval coverage of a forecaster that is sure of the",
-        "zeros cannot fall below the idle share; `PIT` is the coverage counted on the randomised PIT",
-        "(the truth's rank among the S samples spread uniformly over its bin and its ties), the standard",
+        "the per-cell log space, per city (or pooled over cities, see below), task, lead bucket and cell group,",
+        "around the point moved toward the last observation at early leads (the persistence anchor,",
+        "`forecasting/anchor.py`), plus a dead zone for exact zeros; `forecasting/calibration.py`). CRPS on the",
+        "normalised scale (fair estimator). `idle` = share of the hidden test entries that are exactly zero",
+        "(cells without traffic). For those, a closed interval [0, 0] covers the truth at every nominal level,",
+        "so the interval coverage of a forecaster that is sure of the zeros cannot fall below the idle share;",
+        "`PIT` is the coverage counted on the randomised PIT (the truth's rank among the S samples spread",
+        "uniformly over its bin and its ties), the standard",
         "coverage of an ensemble forecast of a distribution with atoms.",
         "",
         "| city | task | idle | 50% raw | 50% cal | 50% cal PIT | 80% raw | 80% cal | 80% cal PIT | 90% raw | 90% cal "
@@ -117,7 +129,7 @@ def markdown(rows: list[dict], command: str, wall: float) -> str:
         lines.append(f"| {city} | {task} | {get[(True, 0.5)]['zero_share']:.2f} | " + " | ".join(cells)
                      + f" | {get[(False, 0.5)]['crps']:.5f} | {get[(True, 0.5)]['crps']:.5f} | "
                      + f"{'yes' if ok else 'no'} / {'yes' if ok_pit else 'no'} |")
-    lines += ["", "Reliability and PIT histograms: `calibration.png`.", ""]
+    lines += ["", *pooling_lines(pooling or {}), "Reliability and PIT histograms: `calibration.png`.", ""]
     return "\n".join(lines)
 
 
@@ -182,10 +194,11 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     command = command_line("calibration_bench.py", argv)
-    write_json(out / "calibration.json", {"command": command, "records": rows, "curves": curves})
-    write_text(out / "calibration.md", markdown(rows, command.strip(), wall))
+    pooling = cal.meta.get("pooling", {})
+    write_json(out / "calibration.json", {"command": command, "records": rows, "curves": curves, "pooling": pooling})
+    write_text(out / "calibration.md", markdown(rows, command.strip(), wall, pooling))
     figure(curves, out / "calibration.png")
-    print(markdown(rows, command.strip(), wall))
+    print(markdown(rows, command.strip(), wall, pooling))
     return 0
 
 

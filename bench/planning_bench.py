@@ -97,20 +97,58 @@ def setting_label(on: str, kw: dict, every: int | None = None) -> str:
     return " ".join(parts)
 
 
-def calibrated(name: str, city: City, notes: list[str]) -> Forecaster:
-    """The forecaster with its val-fitted calibration: UoMo's own file if it ships one, else fitted here."""
-    from forecasting.calibration import CalibratedForecaster, CalibrationError, fit_calibration
+#: {(forecaster, city): val residuals} of baselines fitted on the other cities of the calibration pool
+_POOL_RESIDUALS: dict[tuple[str, str], dict] = {}
+
+
+def calibration_pool(checkpoint: str | None) -> list[str]:
+    """The cities UoMo's shipped calibration was fitted on (its file's meta) that load here (a real city
+    needs its file in the data folder), for the baselines to pool over the same cities; empty without a
+    checkpoint or a calibration file."""
+    from forecasting.calibration import Calibration, CalibrationError, calibration_path
+    from forecasting.checkpoint import resolve_checkpoint
+
+    if checkpoint is None:
+        return []
+    try:
+        cal = Calibration.load(calibration_path(resolve_checkpoint(checkpoint)))
+    except (CalibrationError, FileNotFoundError, ValueError):
+        return []
+    names = sorted({key.split("/")[0] for key in cal.meta.get("entries", {})})
+    return [c for c in names if c.startswith("synthetic") or c in available_real_cities()]
+
+
+def calibrated(name: str, city: City, notes: list[str], pool: list[str] | None = None) -> Forecaster:
+    """The forecaster with its val-fitted calibration: UoMo's own file if it ships one, else fitted here on
+    `city`'s val regions and those of the other `pool` cities (the baseline fitted on each), so that a
+    baseline gets the same choice between its own and pooled tables as UoMo's calibration had."""
+    from forecasting.calibration import (CalibratedForecaster, CalibrationError, calibration_from_residuals,
+                                         city_residuals)
 
     f = load_forecaster(name, city)
     if getattr(f, "calibration", None) is not None:
         return f
     tasks = [t for t in ("short", "long", "generation") if t in f.tasks]
     try:
-        cal = fit_calibration(f, [city], tasks=tasks, split="val", stride=8)
+        fitted = city_residuals(f, city, tasks)
+        if not fitted:
+            raise CalibrationError(f"{name} served none of the tasks {tasks} on the val regions")
+        for other in [c for c in pool or [] if c != city.name]:
+            if (name, other) not in _POOL_RESIDUALS:
+                other_city = load_city(other)
+                try:
+                    _POOL_RESIDUALS[(name, other)] = city_residuals(load_forecaster(name, other_city), other_city,
+                                                                    tasks)
+                except CalibrationError:  # no val regions there: the pool goes without that city
+                    _POOL_RESIDUALS[(name, other)] = {}
+            fitted.update(_POOL_RESIDUALS[(name, other)])
+        cal = calibration_from_residuals(fitted, {"forecaster": name, "split": "val", "stride": 8})
     except CalibrationError as exc:  # e.g. seasonal naive on 15-min data: it serves nothing here
         notes.append(f"{city.name}: {name} not calibrated ({exc})")
         return f
-    notes.append(f"{city.name}: {name} calibrated on the val regions here ({', '.join(tasks)})")
+    pooled = [k for k, v in cal.meta["pooling"].items() if v["chosen"] == "pooled" and k.startswith(city.name + "/")]
+    notes.append(f"{city.name}: {name} calibrated on the val regions here ({', '.join(tasks)}"
+                 + (f"; pooled over {', '.join(pool or [])}: {', '.join(pooled)}" if pooled else "") + ")")
     if hasattr(f, "calibration"):
         f.calibration = cal
         return f
@@ -370,7 +408,9 @@ def markdown(rows: list[dict], notes: list[str], command: str, wall: float, chec
         "forecaster's predictive distribution is recalibrated on the val regions (`forecasting.calibration`:",
         "UoMo's shipped calibration file, or fitted here for baselines, which then get intervals from the same",
         "procedure, persistence anchor included: the point moved toward each cell's last observation at the",
-        "first leads by weights fitted on val, `forecasting.anchor`). For each forecaster the risk setting",
+        "first leads by weights fitted on val, `forecasting.anchor`; and the same choice between a city's own",
+        "tables and tables pooled over the cities UoMo's file was fitted on, the baseline fitted on each). For",
+        "each forecaster the risk setting",
         "(plan on the point forecast, a quantile q, or the",
         "scenarios with a chance constraint eps; and for rolling control the re-plan interval R) is chosen by",
         "replay regret on the val regions, then scored once on test: rows marked `(val)`; rows marked",
@@ -449,6 +489,7 @@ def main(argv: list[str] | None = None) -> int:
     extra = args.forecaster or []
     forecasters = list(extra) if args.only else [*DEFAULT_FORECASTERS, *[f for f in extra if f not in DEFAULT_FORECASTERS]]
     checkpoint = next((f for f in forecasters if not is_baseline(f)), None)
+    pool = calibration_pool(checkpoint)
     t0 = time.perf_counter()
     rows: list[dict] = []
     notes: list[str] = []
@@ -457,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
         city = load_city(name)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
-            models = {f: calibrated(f, city, notes) for f in forecasters}
+            models = {f: calibrated(f, city, notes, pool) for f in forecasters}
             rows += deployment_rows(city, models, notes)
             rows += sleep_rows(city, models, args.sleep_method, notes)
         notes.append(f"{name}: {time.perf_counter() - tc:.1f} s")

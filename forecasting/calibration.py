@@ -552,6 +552,27 @@ def calibration_windows(city: City, split: str, stride: int, scalers: CityScaler
     return make_windows(city, regions=regions, stride=stride, scalers=scalers or CityScalers.fit(city))
 
 
+def city_residuals(forecaster: Forecaster, city: City, tasks: Sequence[str] = ("short", "long", "generation"),
+                   split: str = "val", stride: int = 8, seed: int = 0) -> dict[tuple[str, str], Residuals]:
+    """{(city, task): residuals} of the forecaster's raw predictions on `city`'s `split` regions, for the
+    tasks it serves there (a calibrated forecaster is read uncalibrated)."""
+    from .evaluate import window_masks
+
+    if getattr(forecaster, "calibration", None) is not None:  # fit on the raw distribution, never on a calibrated one
+        forecaster = copy.copy(forecaster)
+        forecaster.calibration = None
+    win = calibration_windows(city, split, stride)
+    fitted = {}
+    for task in tasks:
+        if task not in forecaster.tasks:
+            continue
+        try:
+            fitted[(city.name, task)] = residuals(forecaster, win, window_masks(win, task, seed), task)
+        except NotApplicable:
+            continue
+    return fitted
+
+
 def fit_calibration(
     forecaster: Forecaster,
     cities: Sequence[City],
@@ -564,21 +585,9 @@ def fit_calibration(
     """Residual tables per (city, task) and pooled over cities, from `forecaster` on the `split` regions,
     and the dead zone with the lowest Brier score of P(y = 0) over all of those entries (`anchor`: fit
     the persistence anchor too)."""
-    from .evaluate import window_masks
-
-    if getattr(forecaster, "calibration", None) is not None:  # fit on the raw distribution, never on a calibrated one
-        forecaster = copy.copy(forecaster)
-        forecaster.calibration = None
     fitted: dict[tuple[str, str], Residuals] = {}
     for city in cities:
-        win = calibration_windows(city, split, stride)
-        for task in tasks:
-            if task not in forecaster.tasks:
-                continue
-            try:
-                fitted[(city.name, task)] = residuals(forecaster, win, window_masks(win, task, seed), task)
-            except NotApplicable:
-                continue
+        fitted.update(city_residuals(forecaster, city, tasks, split, stride, seed))
     if not fitted:
         raise CalibrationError(f"{forecaster.name} served none of the tasks {list(tasks)} on the {split} regions")
     return calibration_from_residuals(fitted, {"forecaster": forecaster.name, "split": split, "stride": stride,
