@@ -97,15 +97,15 @@ def setting_label(on: str, kw: dict, every: int | None = None) -> str:
     return " ".join(parts)
 
 
-#: {(forecaster, city): val residuals} of baselines fitted on the other cities of the calibration pool
-_POOL_RESIDUALS: dict[tuple[str, str], dict] = {}
+#: {forecaster: {city: val residuals}} of baselines fitted on the other cities of the calibration pool
+_POOL_RESIDUALS: dict[str, dict] = {}
 
 
-def calibration_pool(checkpoint: str | None) -> list[str]:
+def calibration_pool(checkpoint: str | None) -> list[City]:
     """The cities UoMo's shipped calibration was fitted on (its file's meta) that load here (a real city
     needs its file in the data folder), for the baselines to pool over the same cities; empty without a
     checkpoint or a calibration file."""
-    from forecasting.calibration import Calibration, CalibrationError, calibration_path
+    from forecasting.calibration import Calibration, CalibrationError, calibration_cities, calibration_path
     from forecasting.checkpoint import resolve_checkpoint
 
     if checkpoint is None:
@@ -114,41 +114,28 @@ def calibration_pool(checkpoint: str | None) -> list[str]:
         cal = Calibration.load(calibration_path(resolve_checkpoint(checkpoint)))
     except (CalibrationError, FileNotFoundError, ValueError):
         return []
-    names = sorted({key.split("/")[0] for key in cal.meta.get("entries", {})})
-    return [c for c in names if c.startswith("synthetic") or c in available_real_cities()]
+    return [load_city(c) for c in calibration_cities(cal) if c.startswith("synthetic") or c in available_real_cities()]
 
 
-def calibrated(name: str, city: City, notes: list[str], pool: list[str] | None = None) -> Forecaster:
+def calibrated(name: str, city: City, notes: list[str], pool: list[City] | None = None) -> Forecaster:
     """The forecaster with its val-fitted calibration: UoMo's own file if it ships one, else fitted here on
     `city`'s val regions and those of the other `pool` cities (the baseline fitted on each), so that a
     baseline gets the same choice between its own and pooled tables as UoMo's calibration had."""
-    from forecasting.calibration import (CalibratedForecaster, CalibrationError, calibration_from_residuals,
-                                         city_residuals)
+    from forecasting.calibration import CalibratedForecaster, CalibrationError, fit_pooled_calibration
 
     f = load_forecaster(name, city)
     if getattr(f, "calibration", None) is not None:
         return f
     tasks = [t for t in ("short", "long", "generation") if t in f.tasks]
     try:
-        fitted = city_residuals(f, city, tasks)
-        if not fitted:
-            raise CalibrationError(f"{name} served none of the tasks {tasks} on the val regions")
-        for other in [c for c in pool or [] if c != city.name]:
-            if (name, other) not in _POOL_RESIDUALS:
-                other_city = load_city(other)
-                try:
-                    _POOL_RESIDUALS[(name, other)] = city_residuals(load_forecaster(name, other_city), other_city,
-                                                                    tasks)
-                except CalibrationError:  # no val regions there: the pool goes without that city
-                    _POOL_RESIDUALS[(name, other)] = {}
-            fitted.update(_POOL_RESIDUALS[(name, other)])
-        cal = calibration_from_residuals(fitted, {"forecaster": name, "split": "val", "stride": 8})
+        cal = fit_pooled_calibration(lambda c: f if c is city else load_forecaster(name, c), city, pool or [],
+                                     tasks, cache=_POOL_RESIDUALS.setdefault(name, {}))
     except CalibrationError as exc:  # e.g. seasonal naive on 15-min data: it serves nothing here
         notes.append(f"{city.name}: {name} not calibrated ({exc})")
         return f
     pooled = [k for k, v in cal.meta["pooling"].items() if v["chosen"] == "pooled" and k.startswith(city.name + "/")]
     notes.append(f"{city.name}: {name} calibrated on the val regions here ({', '.join(tasks)}"
-                 + (f"; pooled over {', '.join(pool or [])}: {', '.join(pooled)}" if pooled else "") + ")")
+                 + (f"; pooled over {', '.join(cal.meta['pool'])}: {', '.join(pooled)}" if pooled else "") + ")")
     if hasattr(f, "calibration"):
         f.calibration = cal
         return f

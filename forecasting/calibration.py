@@ -59,7 +59,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -592,6 +592,39 @@ def fit_calibration(
         raise CalibrationError(f"{forecaster.name} served none of the tasks {list(tasks)} on the {split} regions")
     return calibration_from_residuals(fitted, {"forecaster": forecaster.name, "split": split, "stride": stride,
                                                "seed": seed}, anchor=anchor)
+
+
+def fit_pooled_calibration(forecaster_for: Callable[[City], Forecaster], city: City, pool: Sequence[City] = (),
+                           tasks: Sequence[str] = ("short", "long", "generation"), split: str = "val",
+                           stride: int = 8, cache: dict | None = None) -> Calibration:
+    """`city`'s calibration fitted on its `split` regions and those of the `pool` cities, the forecaster
+    built for each city by `forecaster_for` (a baseline fitted on that city's training regions): the same
+    choice between own and pooled tables a checkpoint's calibration fitted on several cities has, for a
+    forecaster that is fitted per city. `cache` ({city name: residuals}) spares re-fitting pool cities.
+    """
+    fitted = city_residuals(forecaster_for(city), city, tasks, split, stride)
+    if not fitted:
+        raise CalibrationError(f"the forecaster served none of the tasks {list(tasks)} on {city.name}'s {split} regions")
+    for other in pool:
+        if other.name == city.name:
+            continue
+        if cache is None or other.name not in cache:
+            try:
+                found = city_residuals(forecaster_for(other), other, tasks, split, stride)
+            except CalibrationError:  # no such regions there: the pool goes without that city
+                found = {}
+            if cache is None:
+                fitted.update(found)
+                continue
+            cache[other.name] = found
+        fitted.update(cache[other.name])
+    return calibration_from_residuals(fitted, {"split": split, "stride": stride,
+                                               "pool": [c.name for c in pool if c.name != city.name]})
+
+
+def calibration_cities(calibration: Calibration) -> list[str]:
+    """The cities a calibration was fitted on (from its meta), in name order."""
+    return sorted({key.split("/")[0] for key in calibration.meta.get("entries", {})})
 
 
 def calibration_from_residuals(fitted: dict[tuple[str, str], Residuals], meta: dict | None = None,
