@@ -519,14 +519,17 @@ def coverage_error(u: np.ndarray, nominal: Sequence[float] = (0.5, 0.8, 0.9)) ->
 
 
 def pooling_errors(own: Residuals, others: Sequence[Residuals], task: str, anchor: np.ndarray | None,
-                   floor: float, zero_share: float = 0.0) -> tuple[float, float] | None:
+                   floor: float, zero_share: float = 0.0,
+                   same_area: Sequence[bool] | None = None) -> tuple[float, float] | None:
     """Leave-one-region-out coverage errors of a city's table fitted on its own val entries and on every
     fitted city's (mean over its held-out val regions of `coverage_error`); None with fewer than 2 regions.
 
     Each held-out region's entries are scored under (a) the table of the city's other val regions (thin
     rows borrowing from the pooled table of those and the other cities) and (b) the table of those and
     the other cities' entries pooled, both around the city's centre and with the city's floor, with the
-    dead zone `zero_share`.
+    dead zone `zero_share`. Other cities flagged in `same_area` cover the same areas region by region (the
+    same geography on another time axis): their entries of the held-out region are held out too, or the
+    pooled table would have seen the region it is scored on.
     """
     regions = np.unique(own.region[own.region >= 0])
     if regions.size < 2:
@@ -534,7 +537,8 @@ def pooling_errors(own: Residuals, others: Sequence[Residuals], task: str, ancho
     errors = np.zeros(2)
     for region in regions:
         held, rest = own.take(own.region == region), own.take(own.region != region)
-        pool = Residuals.concat([rest, *others])
+        kept = [o.take(o.region != region) if same else o for o, same in zip(others, same_area or [False] * len(others))]
+        pool = Residuals.concat([rest, *kept])
         pooled = ResidualTable.fit(pool.numer, pool.spread, pool.bucket, pool.group, task, is_zero=pool.is_zero,
                                    anchor=anchor, floor=floor)
         alone = ResidualTable.fit(rest.numer, rest.spread, rest.bucket, rest.group, task, shared=pooled,
@@ -591,7 +595,8 @@ def fit_calibration(
     if not fitted:
         raise CalibrationError(f"{forecaster.name} served none of the tasks {list(tasks)} on the {split} regions")
     return calibration_from_residuals(fitted, {"forecaster": forecaster.name, "split": split, "stride": stride,
-                                               "seed": seed}, anchor=anchor)
+                                               "seed": seed}, anchor=anchor,
+                                      geographies={c.name: c.geography for c in cities})
 
 
 def fit_pooled_calibration(forecaster_for: Callable[[City], Forecaster], city: City, pool: Sequence[City] = (),
@@ -619,7 +624,8 @@ def fit_pooled_calibration(forecaster_for: Callable[[City], Forecaster], city: C
             cache[other.name] = found
         fitted.update(cache[other.name])
     return calibration_from_residuals(fitted, {"split": split, "stride": stride,
-                                               "pool": [c.name for c in pool if c.name != city.name]})
+                                               "pool": [c.name for c in pool if c.name != city.name]},
+                                      geographies={c.name: c.geography for c in [city, *pool]})
 
 
 def calibration_cities(calibration: Calibration) -> list[str]:
@@ -628,7 +634,8 @@ def calibration_cities(calibration: Calibration) -> list[str]:
 
 
 def calibration_from_residuals(fitted: dict[tuple[str, str], Residuals], meta: dict | None = None,
-                               anchor: bool = True, pool_cities: bool = True) -> Calibration:
+                               anchor: bool = True, pool_cities: bool = True,
+                               geographies: dict[str, str] | None = None) -> Calibration:
     """Tables per (city, task) and pooled over cities per task, and the dead zone `zero_share` of
     `ZERO_SHARES` with the lowest Brier score of P(y = 0) over every fitted entry (ties: the smaller).
 
@@ -640,7 +647,9 @@ def calibration_from_residuals(fitted: dict[tuple[str, str], Residuals], meta: d
     floor), whichever covers its held-out val regions better (`pooling_errors`): a city with few val
     regions that disagree with each other (the synthetic city's two) borrows the others' strength, one
     whose regions agree keeps its own bands. The errors and the choice are stored in meta["pooling"].
+    `geographies` ({city: `City.geography`}) tells cities that cover the same areas (held out together).
     """
+    geography = geographies or {}
     tables, around = {}, {}
     for task in sorted({t for _, t in fitted}):
         r = Residuals.concat([r for (_, t), r in fitted.items() if t == task])
@@ -659,8 +668,10 @@ def calibration_from_residuals(fitted: dict[tuple[str, str], Residuals], meta: d
     choices = {}
     if pool_cities:
         for key, r in around.items():  # own table or every city's, whichever held-out val regions prefer
-            others = [o for k, o in around.items() if k[1] == key[1] and k != key]
-            errors = (pooling_errors(r, others, key[1], tables[key].anchor, tables[key].floor, zero_share)
+            keys = [k for k in around if k[1] == key[1] and k != key]
+            others = [around[k] for k in keys]
+            same = [geography.get(k[0], k[0]) == geography.get(key[0], key[0]) for k in keys]
+            errors = (pooling_errors(r, others, key[1], tables[key].anchor, tables[key].floor, zero_share, same)
                       if others else None)
             if errors is None:
                 continue

@@ -255,3 +255,24 @@ def test_a_city_whose_val_regions_disagree_borrows_the_pooled_table_and_one_whos
     assert abs(float((np.abs(u - 0.5) <= 0.4).mean()) - 0.8) < 0.03
     # without pooling (or with one val region) every city keeps its own table
     assert calibration_from_residuals(fitted, pool_cities=False).meta["pooling"] == {}
+
+
+def test_a_city_on_the_same_areas_is_held_out_with_the_region_it_shares():
+    from forecasting.calibration import pooling_errors
+
+    rng = np.random.default_rng(6)
+    own = _region_residuals(rng, [0.4, 2.5])
+    twin = _region_residuals(rng, [0.4, 2.5])  # the same two areas on another time axis
+    others = [twin, _region_residuals(rng, [1.0, 1.0])]
+    blind = pooling_errors(own, others, "generation", None, 0.1, same_area=[False, False])
+    held = pooling_errors(own, others, "generation", None, 0.1, same_area=[True, False])
+    # seeing the twin's copy of the held-out region flatters the pooled table; held out with it, it loses that
+    assert blind[0] == held[0] and held[1] > blind[1] + 0.05
+
+
+def test_cities_on_one_geography_share_its_key():
+    from forecasting.data import load_city
+
+    base, fine, small = load_city("synthetic"), load_city("synthetic-15min"), load_city("synthetic-small")
+    assert base.geography == fine.geography != small.geography
+    assert base.subset([0, 1]).geography != base.geography

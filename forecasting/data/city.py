@@ -123,6 +123,12 @@ class City:
         return self.traffic.shape[2], self.traffic.shape[3]
 
     @property
+    def geography(self) -> str:
+        """Which areas the regions cover: equal for cities whose region k is the same area (a synthetic city
+        at 30 and at 15 minutes); the city's name unless its loader says otherwise (`meta["geography"]`)."""
+        return str(self.meta.get("geography", self.name))
+
+    @property
     def minutes_per_slot(self) -> float:
         return 24 * 60 / self.slots_per_day
 
@@ -152,7 +158,7 @@ class City:
             start_time=pick(self.start_time),
             cell_valid=pick(self.cell_valid),
             exog=None if self.exog is None else {k: v[idx] for k, v in self.exog.items()},
-            meta=dict(self.meta),
+            meta={**self.meta, "geography": f"{self.geography}[{','.join(map(str, idx.tolist()))}]"},
         )
 
     def head(self, n_steps: int) -> "City":

@@ -86,7 +86,7 @@ import numpy as np
 from .city import City, DataError, assign_splits
 
 # the stages of the generator; their public names are re-exported (importable from this module)
-from .synthetic_config import SYNTHETIC_PRESETS, SyntheticCityConfig  # noqa: F401
+from .synthetic_config import SYNTHETIC_PRESETS, SyntheticCityConfig, geography_key  # noqa: F401
 from .synthetic_layout import (  # noqa: F401
     COMMERCIAL,
     COMPONENTS,
@@ -339,6 +339,7 @@ def _meta(config: SyntheticCityConfig, layout: CityLayout, kept: tuple[int, int]
         "kept_shape": kept,
         "grid_origin": GRID_ORIGIN,
         "events": events,
+        "geography": geography_key(config),  # shared by the cities of other time axes on the same areas
     }
     if future_days:
         meta["future_days"] = int(future_days)  # the last future_days * slots_per_day steps continue the config's days

@@ -135,6 +135,17 @@ class SyntheticCityConfig:
         return self.n_region_rows * self.n_region_cols
 
 
+#: the fields a synthetic city's geography (land use, POI, residents) and its region tiling and split
+#: depend on: cities equal in these cover the same areas region by region, whatever their time axis
+LAYOUT_FIELDS = ("seed", "rows", "cols", "region_size", "split_fractions", "cell_size", "water_fraction",
+                 "n_poi_categories", "level_sigma", "hotspot_share", "hotspot_tail")
+
+
+def geography_key(config: SyntheticCityConfig) -> str:
+    """A name for the geography of `config`: equal for cities that share their areas (`LAYOUT_FIELDS`)."""
+    return "synthetic:" + ",".join(f"{f}={getattr(config, f)!r}" for f in LAYOUT_FIELDS)
+
+
 SYNTHETIC_PRESETS: dict[str, SyntheticCityConfig] = {
     "synthetic": SyntheticCityConfig(name="synthetic"),
     "synthetic-small": SyntheticCityConfig(name="synthetic-small", rows=8, cols=8, slots_per_day=24),
