@@ -54,12 +54,14 @@ def runs(variants: list[str], availabilities: list[str]) -> list[tuple[str, str,
 
 
 def finetune(variant: str, pretrained: str, cities: list[str], steps: int, lam: float, out: Path, seed: int,
-             users_exog: str = "hist", label: str | None = None, lr: float = 5e-4, lead_boost: float = 0.0) -> str:
-    """Fine-tune `pretrained` as `variant` says (context inputs, freezing, contrastive term); its best.pt."""
+             users_exog: str = "hist", label: str | None = None, lr: float = 5e-4, lead_boost: float = 0.0,
+             freeze: str | None = None) -> str:
+    """Fine-tune `pretrained` as `variant` says (context inputs, freezing, contrastive term); its best.pt.
+    `freeze` overrides the variant's freezing (e.g. 'context': only the context path learns)."""
     spec = VARIANTS[variant]
     cfg = TrainConfig(
         preset=_preset_of(pretrained), cities=cities, steps=steps, batch_size=32, lr=lr, lead_boost=lead_boost,
-        context=spec["context"], freeze=spec["freeze"], contrastive_weight=lam if spec["contrastive"] else 0.0,
+        context=spec["context"], freeze=freeze or spec["freeze"], contrastive_weight=lam if spec["contrastive"] else 0.0,
         users_exog=users_exog, init_from=pretrained, val_every=steps, warmup=min(50, steps // 4), seed=seed,
         out=str(out / (label or variant)),
     )
@@ -83,6 +85,9 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--contrastive-weight", type=float, default=0.05)
     p.add_argument("--lr", type=float, default=5e-4, help="fine-tuning learning rate")
+    p.add_argument("--freeze", choices=["backbone", "context", "none"], default=None,
+                   help="freezing of every fine-tuned variant (default: each variant's own, backbone except "
+                   "full_unfrozen; context = only the users/POI path learns)")
     p.add_argument("--lead-boost", type=float, default=0.0,
                    help="lead weighting of the fine-tuning loss (uomo-train --lead-boost); 0 = off")
     p.add_argument("--stride", type=int, default=4, help="window stride of the evaluation")
@@ -107,7 +112,7 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         ckpt = args.pretrained if variant == "pretrain_only" else finetune(
             variant, args.pretrained, args.cities, args.steps, args.contrastive_weight, Path(args.runs), args.seed,
-            users_exog, label, args.lr, args.lead_boost)
+            users_exog, label, args.lr, args.lead_boost, args.freeze)
         model = load_forecaster(ckpt, device="cpu", n_samples=args.samples, steps=args.sampling_steps)
         # raw samples for every variant: a shipped checkpoint's calibration file would otherwise recalibrate
         # pretrain_only alone, and the table would measure the recalibration, not the context

@@ -168,7 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", default="uomo-synthetic-cpu", help="starting point of the source models (must not have seen a target)")
     p.add_argument("--source-steps", type=int, default=3000)
     p.add_argument("--finetune-steps", type=int, default=400)
-    p.add_argument("--freeze", default="backbone", choices=["none", "backbone"], help="few-shot fine-tuning: partial freezing or not")
+    p.add_argument("--freeze", default="backbone", choices=["none", "backbone", "context"],
+                   help="few-shot fine-tuning: partial freezing (backbone), none, or all but the context path")
     p.add_argument("--context", nargs="*", default=[], choices=["users", "poi"], help="context inputs of all UoMo runs")
     p.add_argument("--contrastive-weight", type=float, default=0.05, help="lambda of Eq. 11 (used with --context)")
     p.add_argument("--loss-weighting", default="none", choices=["none", "cell_level"],

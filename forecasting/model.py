@@ -356,6 +356,12 @@ class UoMoNet(nn.Module):
             nn.init.zeros_(layer.bias)
 
     # -- parameter groups for partial freezing (paper 3.3: backbone frozen in fine-tuning) ----------
+    def context_parameters(self):
+        """The context path (users and POI embeddings, the POI encoder): all that learns under
+        `freeze='context'`, so a fine-tuning can only add what the context says to the pre-trained model."""
+        for module in (self.user_embed, self.poi_encoder, self.poi_embed):
+            yield from module.parameters()
+
     def backbone_parameters(self):
         """Attention and MLP weights of the DiT blocks (frozen in partial fine-tuning)."""
         for block in self.blocks:

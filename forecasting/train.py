@@ -119,7 +119,8 @@ def _training_pools(cfg: TrainConfig, cities: Sequence[City] | None) -> list[Cit
 def _network(cfg: TrainConfig, device: torch.device) -> tuple[UoMoNet, UoMoConfig]:
     """The network to train and its config: the preset's (with the carry channel / carry skip when asked)
     or, when fine-tuning, the checkpoint's own network and weights (--preset, --carry-channel and
-    --carry-skip do not apply then); the backbone frozen when `cfg.freeze == 'backbone'`."""
+    --carry-skip do not apply then); the backbone frozen when `cfg.freeze == 'backbone'`, everything but
+    the context path when it is 'context'."""
     model_cfg = preset(cfg.preset)
     if cfg.carry_channel or cfg.carry_skip:
         model_cfg = dataclasses.replace(model_cfg, carry=True, carry_skip=cfg.carry_skip)
@@ -133,6 +134,10 @@ def _network(cfg: TrainConfig, device: torch.device) -> tuple[UoMoNet, UoMoConfi
     if cfg.freeze == "backbone":
         for p in net.backbone_parameters():
             p.requires_grad_(False)
+    elif cfg.freeze == "context":  # everything but the context path
+        context = {id(p) for p in net.context_parameters()}
+        for p in net.parameters():
+            p.requires_grad_(id(p) in context)
     return net, model_cfg
 
 
@@ -331,7 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "the traffic, no peeking); futr = known for the horizon too (e.g. a mobility forecast)")
     p.add_argument("--future-users", dest="users_exog", action=DeprecatedAlias, nargs=0, const="futr",
                    help="deprecated alias of --users-exog futr")
-    p.add_argument("--freeze", default=d.freeze, choices=["none", "backbone"], help="partial freezing for fine-tuning")
+    p.add_argument("--freeze", default=d.freeze, choices=["none", "backbone", "context"],
+                   help="partial freezing for fine-tuning: backbone = the blocks' attention and MLP weights (paper "
+                   "3.3); context = everything but the context path (users/POI embeddings)")
     p.add_argument("--contrastive-weight", type=float, default=d.contrastive_weight, help="lambda of Eq. 11")
     p.add_argument("--carry-channel", action="store_true",
                    help="give the network each cell's last observed value before every step as an input channel "

@@ -31,7 +31,7 @@ class TrainConfig:
     schedule: str = "cosine"
     task_mix: dict = field(default_factory=lambda: dict(TASK_MIX_DEFAULT))
     context: list[str] = field(default_factory=list)  # subset of ["users", "poi"]
-    freeze: str = "none"  # "none" or "backbone" (paper 3.3 partial freezing)
+    freeze: str = "none"  # "none", "backbone" (paper 3.3 partial freezing) or "context" (only the context path learns)
     contrastive_weight: float = 0.0
     users_exog: str = "hist"  # users' availability: 'hist' (no peeking) or 'futr' (known for the horizon too)
     loss_weighting: str = "none"  # "none" or "cell_level" (WindowTransform.level_weight)
@@ -58,8 +58,8 @@ class TrainConfig:
             raise ValueError("steps and batch_size must be >= 1")
         if self.save_every < 1 or self.val_every < 1:
             raise ValueError("save_every and val_every must be >= 1")
-        if self.freeze not in ("none", "backbone"):
-            raise ValueError(f"freeze must be 'none' or 'backbone', got {self.freeze!r}")
+        if self.freeze not in ("none", "backbone", "context"):
+            raise ValueError(f"freeze must be 'none', 'backbone' or 'context', got {self.freeze!r}")
         bad = set(self.context) - {"users", "poi"}
         if bad:
             raise ValueError(f"unknown context inputs {sorted(bad)}: use 'users' and/or 'poi'")

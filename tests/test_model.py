@@ -135,6 +135,16 @@ def test_backbone_parameters_are_attention_and_mlp_only():
         assert (id(p) in backbone) == (is_backbone and name.startswith("blocks.")), name
 
 
+def test_freezing_all_but_the_context_path_leaves_only_users_and_poi_trainable():
+    from forecasting.train import _network
+    from forecasting.train_config import TrainConfig
+
+    net, _ = _network(TrainConfig(preset="tiny", freeze="context"), torch.device("cpu"))
+    trainable = {name for name, p in net.named_parameters() if p.requires_grad}
+    assert trainable and all(n.split(".")[0] in ("user_embed", "poi_encoder", "poi_embed") for n in trainable)
+    assert {id(p) for p in net.context_parameters()} == {id(p) for p in net.parameters() if p.requires_grad}
+
+
 def test_window_transform_inverts_exactly_and_uses_only_observed():
     g = torch.Generator().manual_seed(1)
     x = torch.rand(3, 64, 4, 4, generator=g) * torch.tensor([1e-3, 1e-1, 1.0]).view(3, 1, 1, 1)
