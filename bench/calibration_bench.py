@@ -105,7 +105,7 @@ def markdown(rows: list[dict], command: str, wall: float, pooling: dict | None =
         "+-5 points of nominal. The recalibration is fitted on the val regions only (Mondrian split conformal in",
         "the per-cell log space, per city (or pooled over cities, see below), task, lead bucket and cell group,",
         "around the point moved toward the last observation at early leads (the persistence anchor,",
-        "`forecasting/anchor.py`), plus a dead zone for exact zeros; `forecasting/calibration.py`). CRPS on the",
+        "`forecasting/anchor.py`), plus a dead zone for exact zeros; `forecasting/calibration/`). CRPS on the",
         "normalised scale (fair estimator). `idle` = share of the hidden test entries that are exactly zero",
         "(cells without traffic). For those, a closed interval [0, 0] covers the truth at every nominal level,",
         "so the interval coverage of a forecaster that is sure of the zeros cannot fall below the idle share;",

@@ -22,7 +22,8 @@ Modules, in pipeline order:
     forward.py       forecasts past the end of the data (or back-tests from any step): rolled sample
                      paths, timestamped tidy frames (`forecast`, `forward_forecast`)
     exog.py          covariates known for the horizon: users shown only when declared futr; futr_df values
-    calibration.py   calibrated quantile bands of a forecaster's samples
+    calibration/     calibrated quantile bands of a forecaster's samples: tables.py (the tables and their
+                     use, the calibrated forecaster), fit.py (fitting on val regions, own or pooled tables)
     registry.py      the one place a forecaster is made from its name (baselines, checkpoints)
     interface.py     the `Forecaster` contract every model follows (`Prediction`, hiding)
     baselines/       the reference forecasters behind the same interface: per-cell (horizon), spatial

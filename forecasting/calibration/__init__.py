@@ -1,0 +1,74 @@
+"""Calibrated predictive distributions: split-conformal recalibration fitted on the val regions.
+
+Any forecaster's predictive distribution (UoMo's samples, or a baseline's point forecast) is recalibrated
+from standardised residuals on the val regions, in the same per-cell log space the network works in
+(`forecasting.encoding`): with s the cell's scale from its observed entries of the window,
+
+    g(x) = (log1p(x / s) - SHIFT) / SPREAD          (0 maps to g0 = -SHIFT / SPREAD)
+    z    = (g(y) - g(m)) / (sg + floor)
+
+with m the point forecast (moved toward the cell's last observation at early leads by the persistence
+anchor fitted on the same val entries, `forecasting.anchor`; m below stands for that centre), sg the
+forecaster's own spread in that space (half the 10-90% range of
+g(samples)) when it samples, else 1 (a constant relative error), and floor = FLOOR_SHARE x mean(sg) over
+the fitted entries. Errors are therefore relative to each cell's level: a quiet area and a busy one get
+bands of the same *relative* width. The calibrated quantile at level a is
+
+    Q(a) = g^-1(g(m) + (sg + floor) Qz(a)),  set to 0 where Q(a) < zero_share x s,  clipped to [0, 1]
+
+with Qz the empirical quantile function of z on the val entries of the same city, task, lead bucket and
+cell group (Mondrian split conformal prediction): group 0 = cells with non-zero observations in the window,
+1 = cells observed and all zero (mostly cells with no traffic at all: 30-75% of a real region's cells),
+2 = cells with no observation (generation). A central interval [Q((1-c)/2), Q((1+c)/2)] then covers a share
+c of new exchangeable entries of each group; the bands of all-zero cells collapse to the atom at 0 when
+the val regions' all-zero cells stay zero. A group too thin in one city's val regions borrows the same
+group pooled over the fitted cities (a city whose val regions have no idle cell still learns from the
+others' idle cells that they stay idle) before falling back to the city's other groups.
+
+A city's val regions can disagree (the synthetic city has two, one quiet and noisier than the model's
+spread says): bands fitted on them cover a new region of that city far from nominal. So a city with two
+or more val regions keeps its own tables or takes tables fitted on every city's val entries, per task,
+whichever covers its held-out val regions better (leave one region out, `pooling_errors`): a choice
+made on val entries only, recorded in meta["pooling"].
+
+Cells observed all zero also get an atom at 0 of their own: idle_zero[bucket] = the share of exact zeros
+among the val entries of such cells (per city, task and lead bucket, borrowed from the pooled table like
+the rows), and Q(a) = 0 for a < idle_zero. An idle cell that stayed idle on val is forecast exactly 0 by
+every calibrated sample and by the calibrated point, whatever small values the sampler draws around it
+(which matters to planning: any positive load asks for an active RRU).
+
+The dead zone `zero_share` (one value per calibration, chosen on the val entries from `ZERO_SHARES` by the
+Brier score of the event "y = 0") turns the sampler's tiny positive values around the zero level into exact
+zeros, so the predicted probability of an idle cell-slot is calibrated too; the calibrated point forecast
+is the raw point forecast with the same dead zone.
+
+Calibrated samples keep the raw samples' rank order at every entry (ensemble copula coupling): sample k of
+an entry takes the calibrated quantile at the level of its rank, so paths keep the model's dependence over
+time and space while their marginals are the calibrated ones. A point forecaster's samples are the
+calibrated quantiles at S evenly spaced levels, in the same order everywhere.
+
+    cal = fit_calibration(model, [city], split="val")        # once, on val regions
+    cal.save("runs/model.calibration.json")
+    calibrated = CalibratedForecaster(model, cal)             # same interface, calibrated samples
+"""
+
+from __future__ import annotations
+
+from .fit import (
+    Residuals, best_zero_share, calibration_cities, calibration_from_residuals, calibration_windows, city_residuals,
+    coverage_error, fit_calibration, fit_pooled_calibration, heldout_pit, pooling_errors, residuals, zero_brier,
+)
+from .tables import (
+    BUCKETS, FLOOR_SHARE, FORMAT, GROUPS, HORIZON, IDLE, LEVELS, MIN_GROUP_ENTRIES, POOLED, ZERO_SHARES,
+    CalibratedForecaster, Calibration, CalibrationError, CellFrame, OutdatedCalibration, ResidualTable,
+    calibration_path, infer_task, lead_buckets, model_point_and_spread, zero_level,
+)
+
+__all__ = [
+    "BUCKETS", "FLOOR_SHARE", "FORMAT", "GROUPS", "HORIZON", "IDLE", "LEVELS", "MIN_GROUP_ENTRIES", "POOLED",
+    "ZERO_SHARES", "CalibratedForecaster", "Calibration", "CalibrationError", "CellFrame", "OutdatedCalibration",
+    "ResidualTable", "Residuals", "best_zero_share", "calibration_cities", "calibration_from_residuals",
+    "calibration_path", "calibration_windows", "city_residuals", "coverage_error", "fit_calibration",
+    "fit_pooled_calibration", "heldout_pit", "infer_task", "lead_buckets", "model_point_and_spread",
+    "pooling_errors", "residuals", "zero_brier", "zero_level",
+]

@@ -1,0 +1,300 @@
+"""Fitting the calibration on val regions: residuals of a forecaster's raw predictions, the persistence
+anchor's weights, the residual tables per city and task (own or pooled over cities, chosen by
+leave-one-region-out coverage) and the dead zone. The method is described in `forecasting.calibration`.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..anchor import fit_weights, weight_at
+from ..data import City, CityScalers, Windows, make_windows
+from ..interface import Forecaster, NotApplicable, hide
+from .tables import (
+    POOLED, ZERO_SHARES, Calibration, CalibrationError, CellFrame, ResidualTable, lead_buckets,
+    model_point_and_spread, zero_level,
+)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Fitting on val regions
+# ----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Residuals:
+    """Hidden entries of fitted windows (1-D arrays alike): g(y) - g(m), sg, lead bucket, cell group, g(m),
+    whether the truth is exactly zero, the anchor's pull g(x_last) - g(m) and lead, and the region of the
+    window each entry came from (-1 where unknown; the pooling choice holds regions out)."""
+
+    numer: np.ndarray
+    spread: np.ndarray
+    bucket: np.ndarray
+    group: np.ndarray
+    point: np.ndarray
+    is_zero: np.ndarray
+    pull: np.ndarray
+    lead: np.ndarray
+    region: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.region is None:
+            self.region = np.full(np.shape(self.numer), -1, dtype=np.int64)
+
+    def take(self, keep: np.ndarray) -> "Residuals":
+        """The entries where the boolean `keep` holds."""
+        return Residuals(*(getattr(self, k)[keep] for k in self.__dataclass_fields__))
+
+    def anchored(self, weights: np.ndarray) -> "Residuals":
+        """The residuals around the centre c = m moved by `weights` (g(y) - g(c), and g(c) as the point)."""
+        shift = weight_at(weights, self.lead) * self.pull
+        return dataclasses.replace(self, numer=self.numer - shift, point=self.point + shift)
+
+    @classmethod
+    def concat(cls, parts: Sequence["Residuals"]) -> "Residuals":
+        return cls(*(np.concatenate([getattr(p, k) for p in parts]) for k in cls.__dataclass_fields__))
+
+
+def residuals(forecaster: Forecaster, windows: Windows, masks: np.ndarray, task: str, chunk: int = 128) -> Residuals:
+    """The residuals of the forecaster's raw predictions over the hidden entries of `windows`."""
+    parts = []
+    for lo in range(0, len(windows), chunk):
+        part, mask = windows.take(slice(lo, lo + chunk)), masks[lo:lo + chunk]
+        pred = forecaster.predict(hide(part, mask, futr_exog=forecaster.futr_exog), mask)
+        frame = CellFrame.of(part, mask)
+        gm, sg = model_point_and_spread(pred, frame)
+        b = np.broadcast_to(np.stack([lead_buckets(mk, task) for mk in mask])[:, :, None, None], mask.shape)
+        g = np.broadcast_to(frame.group, mask.shape)
+        region = np.broadcast_to(np.asarray(part.region, dtype=np.int64)[:, None, None, None], mask.shape)
+        parts.append(Residuals((frame.to_model(part.traffic) - gm)[mask], sg[mask], b[mask], g[mask], gm[mask],
+                               (part.traffic == 0)[mask], frame.pull(gm)[mask], frame.lead[mask], region[mask]))
+    return Residuals.concat(parts)
+
+
+def zero_brier(res: Residuals, table: ResidualTable, shares: Sequence[float], n_levels: int = 32) -> np.ndarray:
+    """Summed Brier score of P(y = 0) over `res`'s entries for each dead-zone share: P(y = 0) is the share of
+    the calibrated quantiles at levels (k + 1/2) / n_levels that fall in the dead zone."""
+    out = np.zeros(len(shares))
+    levels = (np.arange(n_levels) + 0.5) / n_levels
+    for lo in range(0, res.numer.size, 20_000):
+        sl = slice(lo, lo + 20_000)
+        y = table.model_quantile(levels[:, None], res.bucket[None, sl], res.group[None, sl],
+                                 res.point[None, sl], res.spread[None, sl])  # (L, E) model space
+        atom = table.idle_atom(levels[:, None], res.bucket[None, sl], res.group[None, sl])
+        for k, share in enumerate(shares):
+            p_zero = ((y <= zero_level(share)) | atom).mean(axis=0)
+            out[k] += float(((p_zero - res.is_zero[sl]) ** 2).sum())
+    return out
+
+
+def heldout_pit(res: Residuals, table: ResidualTable, zero_share: float = 0.0, n_levels: int = 200,
+                seed: int = 0) -> np.ndarray:
+    """Randomised PIT of `res`'s truths under `table`'s calibrated distribution with the dead zone
+    `zero_share`, for entries whose residuals are taken around the table's centre (`Residuals.anchored`
+    with the table's weights).
+
+    With Q(a) the calibrated model-space quantiles at levels a_k = (k + 1/2) / n_levels and A(a) whether
+    level a is the atom at 0 (Q(a) in the dead zone, or the idle atom): u = mean_k [Q(a_k) <= g(y) or A(a_k)] for
+    a positive truth, u = V mean_k A(a_k) with V ~ U(0, 1) for a zero truth (spread over the atom).
+    """
+    levels = (np.arange(n_levels) + 0.5) / n_levels
+    u = np.empty(res.numer.size)
+    rng = np.random.default_rng(seed)
+    for lo in range(0, res.numer.size, 20_000):
+        sl = slice(lo, lo + 20_000)
+        y = table.model_quantile(levels[:, None], res.bucket[None, sl], res.group[None, sl],
+                                 res.point[None, sl], res.spread[None, sl])  # (L, E) model space
+        atom = (y <= zero_level(zero_share)) | table.idle_atom(levels[:, None], res.bucket[None, sl], res.group[None, sl])
+        below = ((y <= (res.point + res.numer)[None, sl]) | atom).mean(axis=0)
+        u[sl] = np.where(res.is_zero[sl], rng.uniform(size=below.size) * atom.mean(axis=0), below)
+    return u
+
+
+def coverage_error(u: np.ndarray, nominal: Sequence[float] = (0.5, 0.8, 0.9)) -> float:
+    """Mean over the `nominal` levels of |share of PIT values u in the central interval - nominal|."""
+    return float(np.mean([abs(float((np.abs(u - 0.5) <= c / 2).mean()) - c) for c in nominal]))
+
+
+def pooling_errors(own: Residuals, others: Sequence[Residuals], task: str, anchor: np.ndarray | None,
+                   floor: float, zero_share: float = 0.0,
+                   same_area: Sequence[bool] | None = None) -> tuple[float, float] | None:
+    """Leave-one-region-out coverage errors of a city's table fitted on its own val entries and on every
+    fitted city's (mean over its held-out val regions of `coverage_error`); None with fewer than 2 regions.
+
+    Each held-out region's entries are scored under (a) the table of the city's other val regions (thin
+    rows borrowing from the pooled table of those and the other cities) and (b) the table of those and
+    the other cities' entries pooled, both around the city's centre and with the city's floor, with the
+    dead zone `zero_share`. Other cities flagged in `same_area` cover the same areas region by region (the
+    same geography on another time axis): their entries of the held-out region are held out too, or the
+    pooled table would have seen the region it is scored on.
+    """
+    regions = np.unique(own.region[own.region >= 0])
+    if regions.size < 2:
+        return None
+    errors = np.zeros(2)
+    for region in regions:
+        held, rest = own.take(own.region == region), own.take(own.region != region)
+        kept = [o.take(o.region != region) if same else o for o, same in zip(others, same_area or [False] * len(others))]
+        pool = Residuals.concat([rest, *kept])
+        pooled = ResidualTable.fit(pool.numer, pool.spread, pool.bucket, pool.group, task, is_zero=pool.is_zero,
+                                   anchor=anchor, floor=floor)
+        alone = ResidualTable.fit(rest.numer, rest.spread, rest.bucket, rest.group, task, shared=pooled,
+                                  is_zero=rest.is_zero, anchor=anchor, floor=floor)
+        errors += [coverage_error(heldout_pit(held, alone, zero_share)),
+                   coverage_error(heldout_pit(held, pooled, zero_share))]
+    return float(errors[0] / regions.size), float(errors[1] / regions.size)
+
+
+def calibration_windows(city: City, split: str, stride: int, scalers: CityScalers | None = None) -> Windows:
+    """Windows of `city`'s `split` regions every `stride` steps, on the city's benchmark scale."""
+    regions = city.regions(split)
+    if regions.size == 0:
+        raise CalibrationError(f"{city.name} has no {split!r} regions to calibrate on")
+    return make_windows(city, regions=regions, stride=stride, scalers=scalers or CityScalers.fit(city))
+
+
+def city_residuals(forecaster: Forecaster, city: City, tasks: Sequence[str] = ("short", "long", "generation"),
+                   split: str = "val", stride: int = 8, seed: int = 0) -> dict[tuple[str, str], Residuals]:
+    """{(city, task): residuals} of the forecaster's raw predictions on `city`'s `split` regions, for the
+    tasks it serves there (a calibrated forecaster is read uncalibrated)."""
+    from ..evaluate import window_masks
+
+    if getattr(forecaster, "calibration", None) is not None:  # fit on the raw distribution, never on a calibrated one
+        forecaster = copy.copy(forecaster)
+        forecaster.calibration = None
+    win = calibration_windows(city, split, stride)
+    fitted = {}
+    for task in tasks:
+        if task not in forecaster.tasks:
+            continue
+        try:
+            fitted[(city.name, task)] = residuals(forecaster, win, window_masks(win, task, seed), task)
+        except NotApplicable:
+            continue
+    return fitted
+
+
+def fit_calibration(
+    forecaster: Forecaster,
+    cities: Sequence[City],
+    tasks: Sequence[str] = ("short", "long", "generation"),
+    split: str = "val",
+    stride: int = 8,
+    seed: int = 0,
+    anchor: bool = True,
+) -> Calibration:
+    """Residual tables per (city, task) and pooled over cities, from `forecaster` on the `split` regions,
+    and the dead zone with the lowest Brier score of P(y = 0) over all of those entries (`anchor`: fit
+    the persistence anchor too)."""
+    fitted: dict[tuple[str, str], Residuals] = {}
+    for city in cities:
+        fitted.update(city_residuals(forecaster, city, tasks, split, stride, seed))
+    if not fitted:
+        raise CalibrationError(f"{forecaster.name} served none of the tasks {list(tasks)} on the {split} regions")
+    return calibration_from_residuals(fitted, {"forecaster": forecaster.name, "split": split, "stride": stride,
+                                               "seed": seed}, anchor=anchor,
+                                      geographies={c.name: c.geography for c in cities})
+
+
+def fit_pooled_calibration(forecaster_for: Callable[[City], Forecaster], city: City, pool: Sequence[City] = (),
+                           tasks: Sequence[str] = ("short", "long", "generation"), split: str = "val",
+                           stride: int = 8, cache: dict | None = None) -> Calibration:
+    """`city`'s calibration fitted on its `split` regions and those of the `pool` cities, the forecaster
+    built for each city by `forecaster_for` (a baseline fitted on that city's training regions): the same
+    choice between own and pooled tables a checkpoint's calibration fitted on several cities has, for a
+    forecaster that is fitted per city. `cache` ({city name: residuals}) spares re-fitting pool cities.
+    """
+    fitted = city_residuals(forecaster_for(city), city, tasks, split, stride)
+    if not fitted:
+        raise CalibrationError(f"the forecaster served none of the tasks {list(tasks)} on {city.name}'s {split} regions")
+    for other in pool:
+        if other.name == city.name:
+            continue
+        if cache is None or other.name not in cache:
+            try:
+                found = city_residuals(forecaster_for(other), other, tasks, split, stride)
+            except CalibrationError:  # no such regions there: the pool goes without that city
+                found = {}
+            if cache is None:
+                fitted.update(found)
+                continue
+            cache[other.name] = found
+        fitted.update(cache[other.name])
+    return calibration_from_residuals(fitted, {"split": split, "stride": stride,
+                                               "pool": [c.name for c in pool if c.name != city.name]},
+                                      geographies={c.name: c.geography for c in [city, *pool]})
+
+
+def calibration_cities(calibration: Calibration) -> list[str]:
+    """The cities a calibration was fitted on (from its meta), in name order."""
+    return sorted({key.split("/")[0] for key in calibration.meta.get("entries", {})})
+
+
+def calibration_from_residuals(fitted: dict[tuple[str, str], Residuals], meta: dict | None = None,
+                               anchor: bool = True, pool_cities: bool = True,
+                               geographies: dict[str, str] | None = None) -> Calibration:
+    """Tables per (city, task) and pooled over cities per task, and the dead zone `zero_share` of
+    `ZERO_SHARES` with the lowest Brier score of P(y = 0) over every fitted entry (ties: the smaller).
+
+    With `anchor`, each table first gets its persistence weights (`forecasting.anchor.fit_weights`; a
+    city's thin leads take the pooled weights) and its residuals are taken around the moved centre.
+
+    With `pool_cities`, a city whose val entries come from two or more regions then keeps its own table
+    or takes one fitted on every city's entries of the task (around each city's own centre, with its own
+    floor), whichever covers its held-out val regions better (`pooling_errors`): a city with few val
+    regions that disagree with each other (the synthetic city's two) borrows the others' strength, one
+    whose regions agree keeps its own bands. The errors and the choice are stored in meta["pooling"].
+    `geographies` ({city: `City.geography`}) tells cities that cover the same areas (held out together).
+    """
+    geography = geographies or {}
+    tables, around = {}, {}
+    for task in sorted({t for _, t in fitted}):
+        r = Residuals.concat([r for (_, t), r in fitted.items() if t == task])
+        w = fit_weights(r.numer, r.pull, r.lead) if anchor else None
+        r = r if w is None else r.anchored(w)
+        tables[(POOLED, task)] = ResidualTable.fit(r.numer, r.spread, r.bucket, r.group, task, is_zero=r.is_zero,
+                                                   anchor=w)
+    for key, r in fitted.items():  # a city's thin (group, bucket) rows borrow the pooled row of the same group
+        pooled = tables[(POOLED, key[1])]
+        w = fit_weights(r.numer, r.pull, r.lead, fallback=pooled.anchor) if anchor else None
+        around[key] = r if w is None else r.anchored(w)
+        r = around[key]
+        tables[key] = ResidualTable.fit(r.numer, r.spread, r.bucket, r.group, key[1], shared=pooled,
+                                        is_zero=r.is_zero, anchor=w)
+    zero_share = best_zero_share(around, tables)
+    choices = {}
+    if pool_cities:
+        for key, r in around.items():  # own table or every city's, whichever held-out val regions prefer
+            keys = [k for k in around if k[1] == key[1] and k != key]
+            others = [around[k] for k in keys]
+            same = [geography.get(k[0], k[0]) == geography.get(key[0], key[0]) for k in keys]
+            errors = (pooling_errors(r, others, key[1], tables[key].anchor, tables[key].floor, zero_share, same)
+                      if others else None)
+            if errors is None:
+                continue
+            choices[f"{key[0]}/{key[1]}"] = {"own": round(errors[0], 4), "pooled": round(errors[1], 4),
+                                             "chosen": "pooled" if errors[1] < errors[0] else "own"}
+            if errors[1] < errors[0]:
+                pool = Residuals.concat([r, *others])
+                tables[key] = ResidualTable.fit(pool.numer, pool.spread, pool.bucket, pool.group, key[1],
+                                                is_zero=pool.is_zero, anchor=tables[key].anchor,
+                                                floor=tables[key].floor)
+    brier = sum(zero_brier(r, tables[key], ZERO_SHARES) for key, r in around.items())
+    n = sum(r.numer.size for r in fitted.values())
+    meta = dict(meta or {})
+    meta.update(pooling=choices, entries={f"{c}/{t}": int(r.numer.size) for (c, t), r in fitted.items()},
+                zero_brier={f"{s:g}": round(float(b) / n, 6) for s, b in zip(ZERO_SHARES, brier)})
+    return Calibration(tables, meta, float(ZERO_SHARES[int(np.argmin(brier))]))
+
+
+def best_zero_share(around: dict[tuple[str, str], Residuals], tables: dict[tuple[str, str], ResidualTable]) -> float:
+    """The dead zone of `ZERO_SHARES` with the lowest Brier score of P(y = 0) over every table's entries."""
+    brier = sum(zero_brier(r, tables[key], ZERO_SHARES) for key, r in around.items())
+    return float(ZERO_SHARES[int(np.argmin(brier))])
+
+
