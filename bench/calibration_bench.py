@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from common import RESULTS, command_line, write_json, write_text
-from forecasting.calibration import Calibration, calibration_path, calibration_windows, fit_calibration
+from forecasting.calibration import Calibration, calibration_path, calibration_windows, fit_calibration, pit_coverage
 from forecasting.data import load_city
 from forecasting.evaluate import window_masks
 from forecasting.interface import hide
@@ -48,13 +48,6 @@ def pit_values(samples: np.ndarray, truth: np.ndarray, mask: np.ndarray, seed: i
     below, tied = (s < y).sum(axis=0), (s == y).sum(axis=0)
     v = np.random.default_rng(seed).uniform(size=y.size)
     return (below + v * (tied + 1)) / (samples.shape[0] + 1)
-
-
-def pit_coverage(pit: np.ndarray, nominal: float) -> float:
-    """Share of randomised PIT values inside the central `nominal` band: the coverage of a predictive
-    distribution with atoms (an idle cell's exact zeros), where a closed interval [0, 0] would count every
-    zero truth as covered at any nominal level."""
-    return float((np.abs(pit - 0.5) <= nominal / 2).mean())
 
 
 def reliability(samples: np.ndarray, truth: np.ndarray, mask: np.ndarray, levels: np.ndarray) -> np.ndarray:

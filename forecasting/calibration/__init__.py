@@ -55,8 +55,9 @@ calibrated quantiles at S evenly spaced levels, in the same order everywhere.
 from __future__ import annotations
 
 from .fit import (
-    Residuals, best_zero_share, calibration_cities, calibration_from_residuals, calibration_windows, city_residuals,
-    coverage_error, fit_calibration, fit_pooled_calibration, heldout_pit, pooling_errors, residuals, zero_brier,
+    Residuals, calibration_cities, calibration_from_residuals, calibration_windows, city_residuals,
+    coverage_error, fit_calibration, fit_pooled_calibration, heldout_pit, pit_coverage, pooled_table, pooling_errors,
+    residuals, zero_brier, zero_briers,
 )
 from .tables import (
     BUCKETS, FLOOR_SHARE, FORMAT, GROUPS, HORIZON, IDLE, LEVELS, MIN_GROUP_ENTRIES, POOLED, ZERO_SHARES,
@@ -67,8 +68,8 @@ from .tables import (
 __all__ = [
     "BUCKETS", "FLOOR_SHARE", "FORMAT", "GROUPS", "HORIZON", "IDLE", "LEVELS", "MIN_GROUP_ENTRIES", "POOLED",
     "ZERO_SHARES", "CalibratedForecaster", "Calibration", "CalibrationError", "CellFrame", "OutdatedCalibration",
-    "ResidualTable", "Residuals", "best_zero_share", "calibration_cities", "calibration_from_residuals",
+    "ResidualTable", "Residuals", "calibration_cities", "calibration_from_residuals",
     "calibration_path", "calibration_windows", "city_residuals", "coverage_error", "fit_calibration",
     "fit_pooled_calibration", "heldout_pit", "infer_task", "lead_buckets", "model_point_and_spread",
-    "pooling_errors", "residuals", "zero_brier", "zero_level",
+    "pit_coverage", "pooled_table", "pooling_errors", "residuals", "zero_brier", "zero_briers", "zero_level",
 ]

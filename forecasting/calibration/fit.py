@@ -76,16 +76,21 @@ def residuals(forecaster: Forecaster, windows: Windows, masks: np.ndarray, task:
     return Residuals.concat(parts)
 
 
+def _quantile_chunks(res: Residuals, table: ResidualTable, levels: np.ndarray, chunk: int = 20_000):
+    """(slice, Q, idle atom) per chunk of `res`'s entries: the calibrated model-space quantiles Q (L, E) at
+    `levels` and whether each is the idle cells' atom at 0."""
+    for lo in range(0, res.numer.size, chunk):
+        sl = slice(lo, lo + chunk)
+        y = table.model_quantile(levels[:, None], res.bucket[None, sl], res.group[None, sl],
+                                 res.point[None, sl], res.spread[None, sl])
+        yield sl, y, table.idle_atom(levels[:, None], res.bucket[None, sl], res.group[None, sl])
+
+
 def zero_brier(res: Residuals, table: ResidualTable, shares: Sequence[float], n_levels: int = 32) -> np.ndarray:
     """Summed Brier score of P(y = 0) over `res`'s entries for each dead-zone share: P(y = 0) is the share of
     the calibrated quantiles at levels (k + 1/2) / n_levels that fall in the dead zone."""
     out = np.zeros(len(shares))
-    levels = (np.arange(n_levels) + 0.5) / n_levels
-    for lo in range(0, res.numer.size, 20_000):
-        sl = slice(lo, lo + 20_000)
-        y = table.model_quantile(levels[:, None], res.bucket[None, sl], res.group[None, sl],
-                                 res.point[None, sl], res.spread[None, sl])  # (L, E) model space
-        atom = table.idle_atom(levels[:, None], res.bucket[None, sl], res.group[None, sl])
+    for sl, y, atom in _quantile_chunks(res, table, (np.arange(n_levels) + 0.5) / n_levels):
         for k, share in enumerate(shares):
             p_zero = ((y <= zero_level(share)) | atom).mean(axis=0)
             out[k] += float(((p_zero - res.is_zero[sl]) ** 2).sum())
@@ -102,22 +107,25 @@ def heldout_pit(res: Residuals, table: ResidualTable, zero_share: float = 0.0, n
     level a is the atom at 0 (Q(a) in the dead zone, or the idle atom): u = mean_k [Q(a_k) <= g(y) or A(a_k)] for
     a positive truth, u = V mean_k A(a_k) with V ~ U(0, 1) for a zero truth (spread over the atom).
     """
-    levels = (np.arange(n_levels) + 0.5) / n_levels
     u = np.empty(res.numer.size)
     rng = np.random.default_rng(seed)
-    for lo in range(0, res.numer.size, 20_000):
-        sl = slice(lo, lo + 20_000)
-        y = table.model_quantile(levels[:, None], res.bucket[None, sl], res.group[None, sl],
-                                 res.point[None, sl], res.spread[None, sl])  # (L, E) model space
-        atom = (y <= zero_level(zero_share)) | table.idle_atom(levels[:, None], res.bucket[None, sl], res.group[None, sl])
+    for sl, y, idle in _quantile_chunks(res, table, (np.arange(n_levels) + 0.5) / n_levels):
+        atom = (y <= zero_level(zero_share)) | idle
         below = ((y <= (res.point + res.numer)[None, sl]) | atom).mean(axis=0)
         u[sl] = np.where(res.is_zero[sl], rng.uniform(size=below.size) * atom.mean(axis=0), below)
     return u
 
 
+def pit_coverage(u: np.ndarray, nominal: float) -> float:
+    """Share of PIT values u inside the central `nominal` band: the coverage of a predictive distribution
+    with atoms (an idle cell's exact zeros), where a closed interval [0, 0] would count every zero truth as
+    covered at any nominal level."""
+    return float((np.abs(np.asarray(u) - 0.5) <= nominal / 2).mean())
+
+
 def coverage_error(u: np.ndarray, nominal: Sequence[float] = (0.5, 0.8, 0.9)) -> float:
     """Mean over the `nominal` levels of |share of PIT values u in the central interval - nominal|."""
-    return float(np.mean([abs(float((np.abs(u - 0.5) <= c / 2).mean()) - c) for c in nominal]))
+    return float(np.mean([abs(pit_coverage(u, c) - c) for c in nominal]))
 
 
 def pooling_errors(own: Residuals, others: Sequence[Residuals], task: str, anchor: np.ndarray | None,
@@ -139,15 +147,22 @@ def pooling_errors(own: Residuals, others: Sequence[Residuals], task: str, ancho
     errors = np.zeros(2)
     for region in regions:
         held, rest = own.take(own.region == region), own.take(own.region != region)
-        kept = [o.take(o.region != region) if same else o for o, same in zip(others, same_area or [False] * len(others))]
-        pool = Residuals.concat([rest, *kept])
-        pooled = ResidualTable.fit(pool.numer, pool.spread, pool.bucket, pool.group, task, is_zero=pool.is_zero,
-                                   anchor=anchor, floor=floor)
+        shared = same_area or [False] * len(others)
+        kept = [o.take(o.region != region) if same else o for o, same in zip(others, shared)]
+        pooled = pooled_table([rest, *kept], task, anchor, floor)
         alone = ResidualTable.fit(rest.numer, rest.spread, rest.bucket, rest.group, task, shared=pooled,
                                   is_zero=rest.is_zero, anchor=anchor, floor=floor)
         errors += [coverage_error(heldout_pit(held, alone, zero_share)),
                    coverage_error(heldout_pit(held, pooled, zero_share))]
     return float(errors[0] / regions.size), float(errors[1] / regions.size)
+
+
+def pooled_table(parts: Sequence[Residuals], task: str, anchor: np.ndarray | None, floor: float) -> ResidualTable:
+    """A city's table fitted on the residuals of every part pooled (its own first), around the city's centre
+    (`anchor`) and with its `floor`."""
+    pool = Residuals.concat(parts)
+    return ResidualTable.fit(pool.numer, pool.spread, pool.bucket, pool.group, task, is_zero=pool.is_zero,
+                             anchor=anchor, floor=floor)
 
 
 def calibration_windows(city: City, split: str, stride: int, scalers: CityScalers | None = None) -> Windows:
@@ -211,19 +226,17 @@ def fit_pooled_calibration(forecaster_for: Callable[[City], Forecaster], city: C
     """
     fitted = city_residuals(forecaster_for(city), city, tasks, split, stride)
     if not fitted:
-        raise CalibrationError(f"the forecaster served none of the tasks {list(tasks)} on {city.name}'s {split} regions")
+        raise CalibrationError(f"the forecaster served none of the tasks {list(tasks)} "
+                               f"on {city.name}'s {split} regions")
+    cache = {} if cache is None else cache
     for other in pool:
         if other.name == city.name:
             continue
-        if cache is None or other.name not in cache:
+        if other.name not in cache:
             try:
-                found = city_residuals(forecaster_for(other), other, tasks, split, stride)
+                cache[other.name] = city_residuals(forecaster_for(other), other, tasks, split, stride)
             except CalibrationError:  # no such regions there: the pool goes without that city
-                found = {}
-            if cache is None:
-                fitted.update(found)
-                continue
-            cache[other.name] = found
+                cache[other.name] = {}
         fitted.update(cache[other.name])
     return calibration_from_residuals(fitted, {"split": split, "stride": stride,
                                                "pool": [c.name for c in pool if c.name != city.name]},
@@ -266,7 +279,7 @@ def calibration_from_residuals(fitted: dict[tuple[str, str], Residuals], meta: d
         r = around[key]
         tables[key] = ResidualTable.fit(r.numer, r.spread, r.bucket, r.group, key[1], shared=pooled,
                                         is_zero=r.is_zero, anchor=w)
-    zero_share = best_zero_share(around, tables)
+    zero_share = float(ZERO_SHARES[int(np.argmin(zero_briers(around, tables)))])
     choices = {}
     if pool_cities:
         for key, r in around.items():  # own table or every city's, whichever held-out val regions prefer
@@ -280,11 +293,8 @@ def calibration_from_residuals(fitted: dict[tuple[str, str], Residuals], meta: d
             choices[f"{key[0]}/{key[1]}"] = {"own": round(errors[0], 4), "pooled": round(errors[1], 4),
                                              "chosen": "pooled" if errors[1] < errors[0] else "own"}
             if errors[1] < errors[0]:
-                pool = Residuals.concat([r, *others])
-                tables[key] = ResidualTable.fit(pool.numer, pool.spread, pool.bucket, pool.group, key[1],
-                                                is_zero=pool.is_zero, anchor=tables[key].anchor,
-                                                floor=tables[key].floor)
-    brier = sum(zero_brier(r, tables[key], ZERO_SHARES) for key, r in around.items())
+                tables[key] = pooled_table([r, *others], key[1], tables[key].anchor, tables[key].floor)
+    brier = zero_briers(around, tables)
     n = sum(r.numer.size for r in fitted.values())
     meta = dict(meta or {})
     meta.update(pooling=choices, entries={f"{c}/{t}": int(r.numer.size) for (c, t), r in fitted.items()},
@@ -292,9 +302,8 @@ def calibration_from_residuals(fitted: dict[tuple[str, str], Residuals], meta: d
     return Calibration(tables, meta, float(ZERO_SHARES[int(np.argmin(brier))]))
 
 
-def best_zero_share(around: dict[tuple[str, str], Residuals], tables: dict[tuple[str, str], ResidualTable]) -> float:
-    """The dead zone of `ZERO_SHARES` with the lowest Brier score of P(y = 0) over every table's entries."""
-    brier = sum(zero_brier(r, tables[key], ZERO_SHARES) for key, r in around.items())
-    return float(ZERO_SHARES[int(np.argmin(brier))])
+def zero_briers(around: dict[tuple[str, str], Residuals], tables: dict[tuple[str, str], ResidualTable]) -> np.ndarray:
+    """Brier scores of P(y = 0) for each dead zone of `ZERO_SHARES`, summed over every table's entries."""
+    return sum(zero_brier(r, tables[key], ZERO_SHARES) for key, r in around.items())
 
 
