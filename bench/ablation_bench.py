@@ -55,14 +55,15 @@ def runs(variants: list[str], availabilities: list[str]) -> list[tuple[str, str,
 
 def finetune(variant: str, pretrained: str, cities: list[str], steps: int, lam: float, out: Path, seed: int,
              users_exog: str = "hist", label: str | None = None, lr: float = 5e-4, lead_boost: float = 0.0,
-             freeze: str | None = None) -> str:
+             freeze: str | None = None, user_tokens: bool = False) -> str:
     """Fine-tune `pretrained` as `variant` says (context inputs, freezing, contrastive term); its best.pt.
     `freeze` overrides the variant's freezing (e.g. 'context': only the context path learns)."""
     spec = VARIANTS[variant]
     cfg = TrainConfig(
         preset=_preset_of(pretrained), cities=cities, steps=steps, batch_size=32, lr=lr, lead_boost=lead_boost,
         context=spec["context"], freeze=freeze or spec["freeze"], contrastive_weight=lam if spec["contrastive"] else 0.0,
-        users_exog=users_exog, init_from=pretrained, val_every=steps, warmup=min(50, steps // 4), seed=seed,
+        users_exog=users_exog, user_tokens=user_tokens and "users" in spec["context"], init_from=pretrained,
+        val_every=steps, warmup=min(50, steps // 4), seed=seed,
         out=str(out / (label or variant)),
     )
     return train(cfg)["best"]
@@ -90,6 +91,8 @@ def main(argv=None) -> int:
                    "full_unfrozen; context = only the users/POI path learns)")
     p.add_argument("--lead-boost", type=float, default=0.0,
                    help="lead weighting of the fine-tuning loss (uomo-train --lead-boost); 0 = off")
+    p.add_argument("--user-tokens", action="store_true",
+                   help="variants that read users also get them in the token stream (uomo-train --user-tokens)")
     p.add_argument("--stride", type=int, default=4, help="window stride of the evaluation")
     p.add_argument("--split", default="test", choices=["test", "val"],
                    help="regions the variants are scored on: test (the table), or val (to choose the recipe)")
@@ -112,7 +115,7 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         ckpt = args.pretrained if variant == "pretrain_only" else finetune(
             variant, args.pretrained, args.cities, args.steps, args.contrastive_weight, Path(args.runs), args.seed,
-            users_exog, label, args.lr, args.lead_boost, args.freeze)
+            users_exog, label, args.lr, args.lead_boost, args.freeze, args.user_tokens)
         model = load_forecaster(ckpt, device="cpu", n_samples=args.samples, steps=args.sampling_steps)
         # raw samples for every variant: a shipped checkpoint's calibration file would otherwise recalibrate
         # pretrain_only alone, and the table would measure the recalibration, not the context

@@ -44,11 +44,16 @@ class WindowTransform:
     relative: torch.Tensor
 
     @classmethod
-    def from_observed(cls, values: torch.Tensor, known: torch.Tensor) -> "WindowTransform":
-        """Scales from the entries of `values` (B, T, H, W) where `known` is True."""
+    def from_observed(cls, values: torch.Tensor, known: torch.Tensor, per_cell: bool = True) -> "WindowTransform":
+        """Scales from the entries of `values` (B, T, H, W) where `known` is True: each cell's own mean
+        (`per_cell`), or the window's mean m_w for every cell (relative 0), which keeps the cells' levels
+        relative to each other in model space."""
         k = known.float()
         v = torch.nan_to_num(values) * k
         window_mean = (v.flatten(1).sum(1) / k.flatten(1).sum(1).clamp(min=1.0)).clamp(min=MIN_SCALE)  # (B,)
+        if not per_cell:
+            scale = window_mean.view(-1, 1, 1, 1).expand(-1, 1, *values.shape[2:])  # (B, 1, H, W)
+            return cls(scale, torch.zeros_like(scale[:, 0]))
         n_cell = k.sum(1)  # (B, H, W)
         cell_mean = v.sum(1) / n_cell.clamp(min=1.0)  # (B, H, W)
         wm = window_mean.view(-1, 1, 1)
@@ -172,8 +177,14 @@ def encode(
         users_known = users_known & ~torch.isnan(users_t)  # whatever the caller hid stays unknown
         if users_available is not None:
             users_known = users_known & as_t(users_available, torch.bool).view(-1, 1, 1, 1)
-        # users share the traffic cells' relative levels: scale them by their own observed means
-        u_transform = WindowTransform.from_observed(users_t, users_known)
+        # users on one scale per window, not per cell as traffic is (whose levels travel in cell_scale):
+        # each cell's user level relative to its neighbours is what says how busy a cell without traffic
+        # history is (generation), so it must survive the scaling. The scale is the users' mean over the
+        # entries whose traffic is observed (the traffic window mean's entries), so that traffic
+        # proportional to users gives equal values in model space; all known users where none is.
+        both = users_known & known
+        scale_on = torch.where(both.flatten(1).any(1).view(-1, 1, 1, 1), both, users_known)
+        u_transform = WindowTransform.from_observed(users_t, scale_on, per_cell=False)
         u_model = u_transform.to_model(torch.nan_to_num(users_t))
         cond["users"] = torch.where(users_known, u_model, torch.zeros_like(users_t))
         cond["users_known"] = users_known

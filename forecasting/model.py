@@ -35,6 +35,7 @@ class UoMoConfig:
     adaln_rank: int | None = None  # low-rank adaLN projections (CPU economy); None = full rank as in DiT
     carry: bool = False  # input channels: each cell's last observed value carried forward (persistence)
     carry_skip: bool = False  # output = that last observed value + the network's correction (needs carry)
+    user_tokens: bool = False  # users also enter the token stream (zero-initialised), not only the condition
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -322,6 +323,9 @@ class UoMoNet(nn.Module):
         self.time_embed = nn.Linear(8 * t0, D)
         self.step_embed = StepEmbedder(D)
         self.user_embed = nn.Linear(USER_CHANNELS * patch_vol, D)  # c^u
+        # users as token input too: the residual stream carries values to the output directly, which the
+        # adaLN condition (shift/scale/gate of each block) does only through the blocks' branches
+        self.user_token_embed = nn.Linear(USER_CHANNELS * patch_vol, D) if config.user_tokens else None
         self.poi_encoder = POIEncoder(config.poi_hidden)
         self.poi_embed = nn.Linear(config.poi_hidden * patch_vol, D)  # c^p
         self.blocks = nn.ModuleList(
@@ -351,7 +355,9 @@ class UoMoNet(nn.Module):
         nn.init.zeros_(self.final.linear.weight)
         nn.init.zeros_(self.final.linear.bias)
         # context starts switched off: a pre-trained model is unchanged until fine-tuning learns it
-        for layer in (self.user_embed, self.poi_embed):
+        for layer in (self.user_embed, self.poi_embed, self.user_token_embed):
+            if layer is None:
+                continue
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
@@ -359,8 +365,9 @@ class UoMoNet(nn.Module):
     def context_parameters(self):
         """The context path (users and POI embeddings, the POI encoder): all that learns under
         `freeze='context'`, so a fine-tuning can only add what the context says to the pre-trained model."""
-        for module in (self.user_embed, self.poi_encoder, self.poi_embed):
-            yield from module.parameters()
+        for module in (self.user_embed, self.user_token_embed, self.poi_encoder, self.poi_embed):
+            if module is not None:
+                yield from module.parameters()
 
     def backbone_parameters(self):
         """Attention and MLP weights of the DiT blocks (frozen in partial fine-tuning)."""
@@ -406,10 +413,13 @@ class UoMoNet(nn.Module):
 
         pos = position_embedding(tokens_grid, self.config.hidden, noisy.device)[None]  # (1, L, D)
         x = self.main_embed(patchify(main, patch)) + pos + tf  # (B, L, D)
+        u = None if users is None else self._user_patches(users, users_known, mask, validf)  # (B, L, 2 * vol)
+        if u is not None and self.user_token_embed is not None:
+            x = x + self.user_token_embed(u)  # users in the token stream (B, L, D)
 
         # per-token condition: diffusion step + observed part (Eq. 6) + time + context y = c^u + c^p
         c = self.obs_embed(patchify(obs, patch)) + tf + pos + self.step_embed(k)[:, None, :]  # (B, L, D)
-        c = self._add_context(c, mask, validf, time_of_day, day_of_week, users, users_known, poi, poi_valid)
+        c = self._add_context(c, validf, time_of_day, day_of_week, u, poi, poi_valid)
 
         # tokens made only of padding carry no signal: keep them out of attention
         token_valid = patchify(pad_to_patch(validf[:, None], patch), patch).amax(-1) > 0  # (B, L)
@@ -440,14 +450,19 @@ class UoMoNet(nn.Module):
         obs = torch.stack([o, (1 - maskf) * validf, validf, level], 1)  # (B, 4, T, H, W)
         return main, obs
 
-    def _add_context(self, c, mask, validf, time_of_day, day_of_week, users, users_known, poi, poi_valid):
-        """c + y, y = c^u + c^p per token (nothing without context): user counts where known (hidden ones
-        masked out unless `users_known` says otherwise) and the POI made dynamic (Eq. 8-9), per patch."""
+    def _user_patches(self, users, users_known, mask, validf) -> torch.Tensor:
+        """User counts where known (hidden ones masked out unless `users_known` says otherwise) and the
+        known flag, per patch: (B, L, USER_CHANNELS * patch volume)."""
+        known = (~mask if users_known is None else users_known).float() * validf
+        u = torch.stack([torch.nan_to_num(users) * known, known], 1)  # (B, 2, T, H, W)
+        return patchify(pad_to_patch(u, self.config.patch), self.config.patch)
+
+    def _add_context(self, c, validf, time_of_day, day_of_week, user_patches, poi, poi_valid):
+        """c + y, y = c^u + c^p per token (nothing without context): the users' patches (`_user_patches`)
+        and the POI made dynamic (Eq. 8-9), per patch."""
         patch = self.config.patch
-        if users is not None:
-            known = (~mask if users_known is None else users_known).float() * validf
-            u = torch.stack([torch.nan_to_num(users) * known, known], 1)  # (B, 2, T, H, W)
-            c = c + self.user_embed(patchify(pad_to_patch(u, patch), patch))  # + c^u (B, L, D)
+        if user_patches is not None:
+            c = c + self.user_embed(user_patches)  # + c^u (B, L, D)
         if poi is not None:
             pv = torch.ones(poi.shape[:2], dtype=torch.bool, device=poi.device) if poi_valid is None else poi_valid
             p_dyn = self.poi_encoder(poi, pv, time_of_day, day_of_week) * validf[:, None]  # (B, P, T, H, W)

@@ -119,8 +119,8 @@ def _training_pools(cfg: TrainConfig, cities: Sequence[City] | None) -> list[Cit
 def _network(cfg: TrainConfig, device: torch.device) -> tuple[UoMoNet, UoMoConfig]:
     """The network to train and its config: the preset's (with the carry channel / carry skip when asked)
     or, when fine-tuning, the checkpoint's own network and weights (--preset, --carry-channel and
-    --carry-skip do not apply then); the backbone frozen when `cfg.freeze == 'backbone'`, everything but
-    the context path when it is 'context'."""
+    --carry-skip do not apply then; --user-tokens adds a zero-initialised user token path); the backbone
+    frozen when `cfg.freeze == 'backbone'`, everything but the context path when it is 'context'."""
     model_cfg = preset(cfg.preset)
     if cfg.carry_channel or cfg.carry_skip:
         model_cfg = dataclasses.replace(model_cfg, carry=True, carry_skip=cfg.carry_skip)
@@ -128,9 +128,15 @@ def _network(cfg: TrainConfig, device: torch.device) -> tuple[UoMoNet, UoMoConfi
     if cfg.init_from:
         init_state, init_config = load_checkpoint(resolve_checkpoint(cfg.init_from))
         model_cfg = UoMoConfig.from_dict(init_config["model"])
+    added = cfg.user_tokens and not model_cfg.user_tokens  # a new, zero-initialised user token path
+    if cfg.user_tokens:
+        model_cfg = dataclasses.replace(model_cfg, user_tokens=True)
     net = UoMoNet(model_cfg).to(device)
     if init_state is not None:
-        load_state_strict(net, deployed_weights(init_state, cfg.init_from), cfg.init_from)
+        weights = dict(deployed_weights(init_state, cfg.init_from))
+        if added:  # the pre-trained network is unchanged until fine-tuning teaches the new path
+            weights.update({k: v for k, v in net.state_dict().items() if k.startswith("user_token_embed.")})
+        load_state_strict(net, weights, cfg.init_from)
     if cfg.freeze == "backbone":
         for p in net.backbone_parameters():
             p.requires_grad_(False)
@@ -347,6 +353,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with the carry channel, predict the change from each cell's last observed value (the "
                         "output adds it back: a new network starts as the last-value forecast); recorded in the "
                         "checkpoint's model config")
+    p.add_argument("--user-tokens", action="store_true",
+                   help="users also enter the token stream, not only the adaLN condition (a zero-initialised "
+                        "embedding, added to a checkpoint that lacks it when fine-tuning with --context users); "
+                        "recorded in the checkpoint's model config")
     p.add_argument("--loss-weighting", default=d.loss_weighting, choices=["none", "cell_level"],
                    help="cell_level: weight each cell's denoising error by its observed level in the window")
     p.add_argument("--augment", default=d.augment, choices=list(AUGMENTATIONS),

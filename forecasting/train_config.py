@@ -39,6 +39,7 @@ class TrainConfig:
     lead_boost: float = 0.0  # extra loss weight of the first hidden steps (encoding.lead_weight); 0 = off
     carry_channel: bool = False  # the network also reads each cell's last observed value (UoMoConfig.carry)
     carry_skip: bool = False  # ... and predicts the change from it (UoMoConfig.carry_skip; implies carry_channel)
+    user_tokens: bool = False  # users also enter the token stream (UoMoConfig.user_tokens; added when fine-tuning)
     init_from: str | None = None
     train_fraction: float = 1.0  # few-shot: first share of each city's training windows (few_shot_city)
     city_weights: dict = field(default_factory=dict)  # city or family name -> relative weight (city_sampling_weights)
@@ -58,6 +59,9 @@ class TrainConfig:
             raise ValueError("steps and batch_size must be >= 1")
         if self.save_every < 1 or self.val_every < 1:
             raise ValueError("save_every and val_every must be >= 1")
+        if self.user_tokens and "users" not in self.context:
+            raise ValueError("user_tokens feeds the users to the token stream: it needs users in context "
+                             "(--context users)")
         if self.freeze not in ("none", "backbone", "context"):
             raise ValueError(f"freeze must be 'none', 'backbone' or 'context', got {self.freeze!r}")
         bad = set(self.context) - {"users", "poi"}

@@ -1,5 +1,6 @@
 """The UoMo network: tokeniser round trip, any grid size, adaLN-Zero start, context, masking semantics."""
 
+import dataclasses
 import numpy as np
 import pytest
 import torch
@@ -68,9 +69,10 @@ def test_observed_values_at_hidden_entries_are_ignored():
     assert torch.allclose(net(**a), net(**b))
 
 
-def test_hidden_user_counts_cannot_change_the_forecast():
-    """No peeking: users at entries marked unknown must not influence the output."""
-    net = _trained_like(UoMoNet(preset("tiny"))).eval()
+@pytest.mark.parametrize("user_tokens", [False, True])
+def test_hidden_user_counts_cannot_change_the_forecast(user_tokens):
+    """No peeking: users at entries marked unknown must not influence the output (condition and token paths)."""
+    net = _trained_like(UoMoNet(dataclasses.replace(preset("tiny"), user_tokens=user_tokens))).eval()
     a = _inputs()
     users = torch.rand(2, 64, 4, 4)
     known = ~a["mask"]
@@ -145,6 +147,28 @@ def test_freezing_all_but_the_context_path_leaves_only_users_and_poi_trainable()
     assert {id(p) for p in net.context_parameters()} == {id(p) for p in net.parameters() if p.requires_grad}
 
 
+def test_user_token_path_added_to_a_checkpoint_starts_switched_off(tmp_path):
+    """Fine-tuning with --user-tokens from a checkpoint without the path: the same network and weights plus a
+    zero-initialised user token embedding, so the forecast is unchanged until fine-tuning teaches it."""
+    from forecasting.checkpoint import save_checkpoint
+    from forecasting.train import _network
+    from forecasting.train_config import TrainConfig
+
+    old = _trained_like(UoMoNet(preset("tiny"))).eval()
+    path = tmp_path / "pre.pt"
+    save_checkpoint(path, {"ema": old.state_dict()}, {"model": old.config.to_dict(), "train": {"preset": "tiny"}})
+    net, cfg = _network(TrainConfig(preset="tiny", init_from=str(path), context=["users"], user_tokens=True,
+                                    freeze="context"), torch.device("cpu"))
+    assert cfg.user_tokens and net.user_token_embed is not None
+    assert net.user_token_embed.weight.requires_grad  # part of the context path
+    a, users = _inputs(), torch.rand(2, 64, 4, 4)
+    known = torch.ones_like(a["mask"])
+    with torch.no_grad():
+        assert torch.allclose(old(**a, users=users, users_known=known), net.eval()(**a, users=users, users_known=known))
+    with pytest.raises(ValueError, match="--context users"):
+        TrainConfig(preset="tiny", user_tokens=True).validate()
+
+
 def test_window_transform_inverts_exactly_and_uses_only_observed():
     g = torch.Generator().manual_seed(1)
     x = torch.rand(3, 64, 4, 4, generator=g) * torch.tensor([1e-3, 1e-1, 1.0]).view(3, 1, 1, 1)
@@ -210,6 +234,28 @@ def test_encode_hides_users_with_traffic():
     hidden_users = np.where(mask, np.nan, users)
     _, cond_h, _ = encode(traffic, mask, tod, dow, users=hidden_users, context=future)
     assert torch.equal(cond_h["users_known"], ~torch.as_tensor(mask))
+
+
+def test_encoded_users_keep_each_cells_level_relative_to_the_window():
+    """A generated cell has no traffic history: its user count relative to the other cells' is what tells how
+    busy it is, so the users' model-space values must differ between a quiet and a busy cell (one scale
+    per window), and scaling every user count by one factor must change nothing."""
+    users = np.ones((1, 64, 2, 2), np.float32)
+    users[:, :, 0, 0] = 10.0  # a busy cell among quiet ones, constant over time
+    traffic = users * 0.01
+    mask = np.zeros_like(traffic, dtype=bool)
+    mask[:, :, 0, 0] = True  # generation: the busy cell has no traffic history
+    tod, dow = np.tile(np.arange(64) / 48 % 1, (1, 1)), np.zeros((1, 64), int)
+    futr = ContextSwitches(users=True, poi=False, users_exog="futr")
+    _, cond, _ = encode(traffic, mask, tod, dow, users=users, context=futr)
+    u = cond["users"][0, 0]
+    assert u[0, 0] > u[1, 1] + 0.5 and torch.allclose(u[0, 1], u[1, 1])
+    _, scaled, _ = encode(traffic, mask, tod, dow, users=users * 7.0, context=futr)
+    assert torch.allclose(scaled["users"], cond["users"], atol=1e-5)
+    # traffic proportional to users: the hidden cell's traffic and users coincide in model space, each
+    # scaled by its mean over the cells whose traffic is observed
+    x0, full, _ = encode(traffic, mask, tod, dow, users=users, context=futr)
+    assert torch.allclose(x0[0, :, 0, 0], full["users"][0, :, 0, 0], atol=1e-5)
 
 
 def test_day_lag_copies_observed_value_one_day_back():
