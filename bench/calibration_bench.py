@@ -78,13 +78,16 @@ def score_city(model, cal: Calibration, city, task: str, stride: int, label: str
 
 
 def pooling_lines(pooling: dict) -> list[str]:
-    """The val-only choice between a city's own tables and every city's (`forecasting.calibration`)."""
+    """The val-only choice between a city's own tables and every city's, and of the band width
+    (`forecasting.calibration`)."""
     if not pooling:
         return []
-    lines = ["Own or pooled tables, chosen on the val regions (leave one region out, mean |coverage - nominal| over",
-             "50/80/90%; cities with one val region keep their own):", "",
-             "| city / task | own | pooled | chosen |", "| --- | --- | --- | --- |"]
-    lines += [f"| {k} | {v['own']:.3f} | {v['pooled']:.3f} | {v['chosen']} |" for k, v in sorted(pooling.items())]
+    lines = ["Own or pooled tables and the band-width factor c, chosen together on the val regions (leave one",
+             "region out, mean |coverage - nominal| over 50/80/90%; own and pooled at c = 1; cities with one",
+             "val region keep their own tables at c = 1):", "",
+             "| city / task | own | pooled | chosen | width | error at the choice |", "| --- | --- | --- | --- | --- | --- |"]
+    lines += [f"| {k} | {v['own']:.3f} | {v['pooled']:.3f} | {v['chosen']} | {v.get('width', 1.0):g} | "
+              f"{v.get('error', min(v['own'], v['pooled'])):.3f} |" for k, v in sorted(pooling.items())]
     return lines + [""]
 
 

@@ -242,12 +242,13 @@ def test_a_city_whose_val_regions_disagree_borrows_the_pooled_table_and_one_whos
     cal = calibration_from_residuals(fitted)
     choice = cal.meta["pooling"]
     assert choice["split/generation"]["chosen"] == "pooled" and choice["steady/generation"]["chosen"] == "own"
+    assert choice["split/generation"]["width"] == 1.0  # two val regions: one pair's disagreement sets no width
     # by hand, own bands: region N(0, 0.4) under N(0, 2.5)'s central 50/80/90% bands is covered ~1.0 / 1.0 /
     # 1.0 (errors 0.5, 0.2, 0.1), region N(0, 2.5) under N(0, 0.4)'s ~0.086 / 0.16 / 0.21 (errors 0.41, 0.64,
     # 0.69): mean error (0.267 + 0.58) / 2 ~ 0.42; pooled with the N(0, 1) cities both come closer
     others = [fitted[("steady", "generation")], fitted[("calm", "generation")]]
     own, pooled = pooling_errors(fitted[("split", "generation")], others, "generation", None,
-                                 cal.tables[("split", "generation")].floor)
+                                 cal.tables[("split", "generation")].floor)[:, 0]
     assert 0.38 < own < 0.46 and pooled < own - 0.05
     # the steady city keeps bands of N(0, 1): its new entries are covered at the nominal rates
     new = _region_residuals(rng, [1.0])
@@ -264,10 +265,52 @@ def test_a_city_on_the_same_areas_is_held_out_with_the_region_it_shares():
     own = _region_residuals(rng, [0.4, 2.5])
     twin = _region_residuals(rng, [0.4, 2.5])  # the same two areas on another time axis
     others = [twin, _region_residuals(rng, [1.0, 1.0])]
-    blind = pooling_errors(own, others, "generation", None, 0.1, same_area=[False, False])
-    held = pooling_errors(own, others, "generation", None, 0.1, same_area=[True, False])
+    blind = pooling_errors(own, others, "generation", None, 0.1, same_area=[False, False])[:, 0]
+    held = pooling_errors(own, others, "generation", None, 0.1, same_area=[True, False])[:, 0]
     # seeing the twin's copy of the held-out region flatters the pooled table; held out with it, it loses that
     assert blind[0] == held[0] and held[1] > blind[1] + 0.05
+
+
+def test_a_width_factor_scales_the_bands_about_the_median_and_survives_the_file(tmp_path):
+    from forecasting.calibration import ResidualTable, heldout_pit
+
+    rng = np.random.default_rng(7)
+    fit = _region_residuals(rng, [1.0], per_region=20000)
+    fit.numer += 0.3  # a biased point: the median residual is 0.3, the width acts about it
+    table = ResidualTable.fit(fit.numer, fit.spread, fit.bucket, fit.group, "generation", floor=0.0)
+    wide = table.widened(2.0)
+    q, q_wide = table.quantile(np.array([0.1, 0.5, 0.9]), 0, 0), wide.quantile(np.array([0.1, 0.5, 0.9]), 0, 0)
+    assert q_wide[1] == pytest.approx(q[1]) and q_wide[2] - q_wide[1] == pytest.approx(2 * (q[2] - q[1]))
+    # residuals of twice the spread around the same median are covered at the nominal rates by the wide table
+    new = _region_residuals(rng, [2.0], per_region=20000)
+    new.numer += 0.3
+    new.point += 10.0  # far above the zero level G0, so that no quantile falls in the atom at 0
+    u = heldout_pit(new, wide)
+    for nominal in (0.5, 0.8, 0.9):
+        assert abs(float((np.abs(u - 0.5) <= nominal / 2).mean()) - nominal) < 0.02
+    assert abs(float((np.abs(heldout_pit(new, table) - 0.5) <= 0.4).mean()) - 0.8) > 0.2  # unscaled: far off
+    cal = Calibration({("c", "generation"): wide})
+    back = Calibration.load(cal.save(tmp_path / "w.calibration.json"))
+    assert back.tables[("c", "generation")].width == 2.0
+    d = cal.to_dict()
+    d["tables"][0]["width"] = -1
+    with pytest.raises(CalibrationError, match="width of c/generation"):
+        Calibration.from_dict(d)
+
+
+def test_a_city_whose_new_regions_stray_further_than_its_val_entries_spread_gets_wider_bands():
+    rng = np.random.default_rng(8)
+    shifted = _region_residuals(rng, [1.0] * 4)
+    shifted.numer += np.repeat([-1.5, 1.5, -1.5, 1.5], 2000)  # each region off the point by its own bias
+    steady = _region_residuals(rng, [1.0] * 4)
+    cal = calibration_from_residuals({("shifted", "generation"): shifted, ("steady", "generation"): steady})
+    choice = cal.meta["pooling"]
+    # a held-out region sits 1.5 from the others' median: bands of N(0, 1.8) around it must widen to cover it
+    assert choice["shifted/generation"]["width"] > 1.0
+    assert choice["shifted/generation"]["error"] < choice["shifted/generation"]["own"] - 0.05
+    assert cal.tables[("shifted", "generation")].width == choice["shifted/generation"]["width"]
+    # regions that agree keep bands close to their residuals
+    assert 0.9 <= choice["steady/generation"]["width"] <= 1.1 and choice["steady/generation"]["chosen"] == "own"
 
 
 def test_cities_on_one_geography_share_its_key():

@@ -28,8 +28,11 @@ others' idle cells that they stay idle) before falling back to the city's other 
 A city's val regions can disagree (the synthetic city has two, one quiet and noisier than the model's
 spread says): bands fitted on them cover a new region of that city far from nominal. So a city with two
 or more val regions keeps its own tables or takes tables fitted on every city's val entries, per task,
-whichever covers its held-out val regions better (leave one region out, `pooling_errors`): a choice
-made on val entries only, recorded in meta["pooling"].
+whichever covers its held-out val regions better (leave one region out, `pooling_errors`), and with it a
+width factor c of `WIDTHS` that scales every band about its median (Qz(a) -> Qz(1/2) + c (Qz(a) - Qz(1/2))):
+a city whose val regions differ from each other more than from themselves (a new region strays further
+from the point than the fitted ones did) gets wider bands, c > 1 (cities with MIN_WIDTH_REGIONS val regions
+or more; with two, c = 1). Choices made on val entries only, recorded in meta["pooling"].
 
 Cells observed all zero also get an atom at 0 of their own: idle_zero[bucket] = the share of exact zeros
 among the val entries of such cells (per city, task and lead bucket, borrowed from the pooled table like
@@ -55,20 +58,22 @@ calibrated quantiles at S evenly spaced levels, in the same order everywhere.
 from __future__ import annotations
 
 from .fit import (
-    Residuals, calibration_cities, calibration_from_residuals, calibration_windows, city_residuals,
+    Residuals, best_bands, calibration_cities, calibration_from_residuals, calibration_windows, city_residuals,
     coverage_error, fit_calibration, fit_pooled_calibration, heldout_pit, pit_coverage, pooled_table, pooling_errors,
     residuals, zero_brier, zero_briers,
 )
 from .tables import (
-    BUCKETS, FLOOR_SHARE, FORMAT, GROUPS, HORIZON, IDLE, LEVELS, MIN_GROUP_ENTRIES, POOLED, ZERO_SHARES,
+    BUCKETS, FLOOR_SHARE, FORMAT, GROUPS, HORIZON, IDLE, LEVELS, MIN_GROUP_ENTRIES, MIN_WIDTH_REGIONS, POOLED, WIDTHS,
+    ZERO_SHARES,
     CalibratedForecaster, Calibration, CalibrationError, CellFrame, OutdatedCalibration, ResidualTable,
     calibration_path, infer_task, lead_buckets, model_point_and_spread, zero_level,
 )
 
 __all__ = [
-    "BUCKETS", "FLOOR_SHARE", "FORMAT", "GROUPS", "HORIZON", "IDLE", "LEVELS", "MIN_GROUP_ENTRIES", "POOLED",
-    "ZERO_SHARES", "CalibratedForecaster", "Calibration", "CalibrationError", "CellFrame", "OutdatedCalibration",
-    "ResidualTable", "Residuals", "calibration_cities", "calibration_from_residuals",
+    "BUCKETS", "FLOOR_SHARE", "FORMAT", "GROUPS", "HORIZON", "IDLE", "LEVELS", "MIN_GROUP_ENTRIES", "MIN_WIDTH_REGIONS",
+    "POOLED",
+    "WIDTHS", "ZERO_SHARES", "CalibratedForecaster", "Calibration", "CalibrationError", "CellFrame", "OutdatedCalibration",
+    "ResidualTable", "Residuals", "best_bands", "calibration_cities", "calibration_from_residuals",
     "calibration_path", "calibration_windows", "city_residuals", "coverage_error", "fit_calibration",
     "fit_pooled_calibration", "heldout_pit", "infer_task", "lead_buckets", "model_point_and_spread",
     "pit_coverage", "pooled_table", "pooling_errors", "residuals", "zero_brier", "zero_briers", "zero_level",

@@ -16,7 +16,7 @@ from ..anchor import fit_weights, weight_at
 from ..data import City, CityScalers, Windows, make_windows
 from ..interface import Forecaster, NotApplicable, hide
 from .tables import (
-    POOLED, ZERO_SHARES, Calibration, CalibrationError, CellFrame, ResidualTable, lead_buckets,
+    MIN_WIDTH_REGIONS, POOLED, WIDTHS, ZERO_SHARES, Calibration, CalibrationError, CellFrame, ResidualTable, lead_buckets,
     model_point_and_spread, zero_level,
 )
 
@@ -129,10 +129,11 @@ def coverage_error(u: np.ndarray, nominal: Sequence[float] = (0.5, 0.8, 0.9)) ->
 
 
 def pooling_errors(own: Residuals, others: Sequence[Residuals], task: str, anchor: np.ndarray | None,
-                   floor: float, zero_share: float = 0.0,
-                   same_area: Sequence[bool] | None = None) -> tuple[float, float] | None:
-    """Leave-one-region-out coverage errors of a city's table fitted on its own val entries and on every
-    fitted city's (mean over its held-out val regions of `coverage_error`); None with fewer than 2 regions.
+                   floor: float, zero_share: float = 0.0, same_area: Sequence[bool] | None = None,
+                   widths: Sequence[float] = (1.0,)) -> np.ndarray | None:
+    """Leave-one-region-out coverage errors (2, len(widths)) of a city's table fitted on its own val entries
+    (row 0) and on every fitted city's (row 1), each with the band-width factors `widths` (columns): the
+    mean over its held-out val regions of `coverage_error`; None with fewer than 2 regions.
 
     Each held-out region's entries are scored under (a) the table of the city's other val regions (thin
     rows borrowing from the pooled table of those and the other cities) and (b) the table of those and
@@ -144,7 +145,7 @@ def pooling_errors(own: Residuals, others: Sequence[Residuals], task: str, ancho
     regions = np.unique(own.region[own.region >= 0])
     if regions.size < 2:
         return None
-    errors = np.zeros(2)
+    errors = np.zeros((2, len(widths)))
     for region in regions:
         held, rest = own.take(own.region == region), own.take(own.region != region)
         shared = same_area or [False] * len(others)
@@ -152,9 +153,21 @@ def pooling_errors(own: Residuals, others: Sequence[Residuals], task: str, ancho
         pooled = pooled_table([rest, *kept], task, anchor, floor)
         alone = ResidualTable.fit(rest.numer, rest.spread, rest.bucket, rest.group, task, shared=pooled,
                                   is_zero=rest.is_zero, anchor=anchor, floor=floor)
-        errors += [coverage_error(heldout_pit(held, alone, zero_share)),
-                   coverage_error(heldout_pit(held, pooled, zero_share))]
-    return float(errors[0] / regions.size), float(errors[1] / regions.size)
+        for row, table in enumerate((alone, pooled)):
+            for col, width in enumerate(widths):
+                errors[row, col] += coverage_error(heldout_pit(held, table.widened(width), zero_share))
+    return errors / regions.size
+
+
+def best_bands(errors: np.ndarray, widths: Sequence[float]) -> tuple[int, int]:
+    """(row, column) of the lowest error in `pooling_errors`'s table; ties go to the own table and to the
+    width nearest 1 (the residuals as they are)."""
+    order = sorted(np.ndindex(errors.shape), key=lambda rc: (abs(widths[rc[1]] - 1.0), rc[0]))
+    best = order[0]
+    for rc in order[1:]:
+        if errors[rc] < errors[best] - 1e-12:
+            best = rc
+    return best
 
 
 def pooled_table(parts: Sequence[Residuals], task: str, anchor: np.ndarray | None, floor: float) -> ResidualTable:
@@ -259,9 +272,15 @@ def calibration_from_residuals(fitted: dict[tuple[str, str], Residuals], meta: d
 
     With `pool_cities`, a city whose val entries come from two or more regions then keeps its own table
     or takes one fitted on every city's entries of the task (around each city's own centre, with its own
-    floor), whichever covers its held-out val regions better (`pooling_errors`): a city with few val
-    regions that disagree with each other (the synthetic city's two) borrows the others' strength, one
-    whose regions agree keeps its own bands. The errors and the choice are stored in meta["pooling"].
+    floor), and scales its bands by a width factor c of `WIDTHS` (`ResidualTable.quantile`), whichever
+    pair covers its held-out val regions best (`pooling_errors`): a city with few val regions that
+    disagree with each other (the synthetic city's two) borrows the others' strength, one whose regions
+    agree keeps its own bands; a city whose new regions stray further from the point than its val regions
+    do between themselves widens them. The width is chosen only with MIN_WIDTH_REGIONS val regions or
+    more: with two, the held-out score is one pair's disagreement (a quiet region under the bands of a
+    busy one and the reverse), and widening to cover the narrower one's misses always looks right,
+    since the other's coverage cannot rise above 1 (measured on the synthetic city: c = 1.5, the grid's
+    edge, for short and long). The errors and the choice are stored in meta["pooling"].
     `geographies` ({city: `City.geography`}) tells cities that cover the same areas (held out together).
     """
     geography = geographies or {}
@@ -282,18 +301,25 @@ def calibration_from_residuals(fitted: dict[tuple[str, str], Residuals], meta: d
     zero_share = float(ZERO_SHARES[int(np.argmin(zero_briers(around, tables)))])
     choices = {}
     if pool_cities:
-        for key, r in around.items():  # own table or every city's, whichever held-out val regions prefer
+        for key, r in around.items():  # own table or every city's, and the width, as held-out val regions prefer
             keys = [k for k in around if k[1] == key[1] and k != key]
             others = [around[k] for k in keys]
             same = [geography.get(k[0], k[0]) == geography.get(key[0], key[0]) for k in keys]
-            errors = (pooling_errors(r, others, key[1], tables[key].anchor, tables[key].floor, zero_share, same)
-                      if others else None)
+            n_regions = np.unique(r.region[r.region >= 0]).size
+            widths = WIDTHS if n_regions >= MIN_WIDTH_REGIONS else (1.0,)
+            errors = pooling_errors(r, others, key[1], tables[key].anchor, tables[key].floor, zero_share, same,
+                                    widths)
             if errors is None:
                 continue
-            choices[f"{key[0]}/{key[1]}"] = {"own": round(errors[0], 4), "pooled": round(errors[1], 4),
-                                             "chosen": "pooled" if errors[1] < errors[0] else "own"}
-            if errors[1] < errors[0]:
+            row, col = best_bands(errors, widths)
+            one = widths.index(1.0)
+            choices[f"{key[0]}/{key[1]}"] = {"own": round(float(errors[0, one]), 4),
+                                             "pooled": round(float(errors[1, one]), 4),
+                                             "chosen": ("own", "pooled")[row], "width": widths[col],
+                                             "error": round(float(errors[row, col]), 4)}
+            if row == 1:
                 tables[key] = pooled_table([r, *others], key[1], tables[key].anchor, tables[key].floor)
+            tables[key] = tables[key].widened(widths[col])
     brier = zero_briers(around, tables)
     n = sum(r.numer.size for r in fitted.values())
     meta = dict(meta or {})

@@ -7,7 +7,7 @@ quantiles, samples and points, its file, and the calibrated forecaster. The meth
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -31,6 +31,8 @@ IDLE = GROUPS.index("observed_zero")
 FLOOR_SHARE = 0.1
 MIN_GROUP_ENTRIES = 50  # a (group, bucket) with fewer val entries borrows the bucket's pooled residuals
 ZERO_SHARES = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1)  # dead-zone candidates, shares of the cell scale s
+WIDTHS = (0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.5)  # band-width candidates, chosen per city and task on val
+MIN_WIDTH_REGIONS = 3  # val regions a city needs for its width to be chosen (with 2, one pair's disagreement)
 POOLED = "*"  # the table fitted on every city's val entries, used for cities without their own
 FORMAT = "uomo-calibration/2"
 
@@ -144,6 +146,7 @@ class ResidualTable:
     entries: np.ndarray | None = None  # (G, B) residuals behind each row when fitted here (not stored in files)
     idle_zero: np.ndarray | None = None  # (B,) P(y = 0) of cells observed all zero, per lead bucket
     anchor: np.ndarray | None = None  # (MAX_LEAD,) persistence weights w_l (`forecasting.anchor`); None: none
+    width: float = 1.0  # c: every row's quantiles scaled about its median by c (1: the val residuals as they are)
 
     def centre(self, gm: np.ndarray, pull: np.ndarray, lead: np.ndarray) -> np.ndarray:
         """The point in model space the residuals are taken around: g(m) + w_l (g(x_last) - g(m))."""
@@ -161,7 +164,8 @@ class ResidualTable:
         return self.entries is not None and self.entries[group, bucket] >= MIN_GROUP_ENTRIES
 
     def quantile(self, levels, bucket, group) -> np.ndarray:
-        """Qz(level) in (`group`, `bucket`) (broadcast together)."""
+        """Qz(level) in (`group`, `bucket`) (broadcast together), widened about the row's median:
+        Qz(a) = Qz_val(1/2) + c (Qz_val(a) - Qz_val(1/2)) with c = `width`."""
         levels = np.clip(np.asarray(levels, dtype=np.float64), 0.0, 1.0)
         bucket = np.clip(np.asarray(bucket, dtype=np.int64), 0, self.z.shape[1] - 1)
         group = np.clip(np.asarray(group, dtype=np.int64), 0, self.z.shape[0] - 1)
@@ -169,7 +173,15 @@ class ResidualTable:
         lo = np.floor(pos).astype(np.int64)
         hi = np.minimum(lo + 1, LEVELS.size - 1)
         frac = pos - lo
-        return self.z[group, bucket, lo] * (1 - frac) + self.z[group, bucket, hi] * frac
+        q = self.z[group, bucket, lo] * (1 - frac) + self.z[group, bucket, hi] * frac
+        if self.width == 1.0:
+            return q
+        median = self.z[group, bucket, (LEVELS.size - 1) // 2]
+        return median + self.width * (q - median)
+
+    def widened(self, width: float) -> "ResidualTable":
+        """The same table with band-width factor `width`."""
+        return replace(self, width=float(width))
 
     def model_quantile(self, levels, bucket, group, point, spread) -> np.ndarray:
         """Calibrated quantiles in the model space: g(m) + (sg + floor) Qz(level) (all broadcast together)."""
@@ -319,7 +331,8 @@ class Calibration:
             "tables": [
                 {"city": c, "task": t, "floor": tab.floor, "n": tab.n, "z": np.round(tab.z, 7).tolist(),
                  **({} if tab.idle_zero is None else {"idle_zero": np.round(tab.idle_zero, 7).tolist()}),
-                 **({} if tab.anchor is None else {"anchor": np.round(tab.anchor, 6).tolist()})}
+                 **({} if tab.anchor is None else {"anchor": np.round(tab.anchor, 6).tolist()}),
+                 **({} if tab.width == 1.0 else {"width": tab.width})}
                 for (c, t), tab in sorted(self.tables.items())
             ],
         }
@@ -349,8 +362,13 @@ class Calibration:
                 anchor = np.asarray(anchor, dtype=np.float64)
                 if anchor.shape != (MAX_LEAD,) or not np.all((anchor >= 0) & (anchor <= 1)):
                     raise CalibrationError(f"{source}: malformed anchor for {t.get('city')}/{t.get('task')}")
+            width = t.get("width", 1.0)  # absent in files fitted before the width choice, or when it is 1
+            if not isinstance(width, (int, float)) or isinstance(width, bool) or not 0 < width < 10:
+                raise CalibrationError(f"{source}: width of {t.get('city')}/{t.get('task')} must be a number "
+                                       f"in (0, 10), got {width!r}")
             tables[(str(t["city"]), str(t["task"]))] = ResidualTable(z, float(t["floor"]), int(t["n"]),
-                                                                     idle_zero=idle_zero, anchor=anchor)
+                                                                     idle_zero=idle_zero, anchor=anchor,
+                                                                     width=float(width))
         share = d.get("zero_share", 0.0)
         if not isinstance(share, (int, float)) or isinstance(share, bool) or not 0 <= share < 1:
             raise CalibrationError(f"{source}: zero_share must be a number in [0, 1), got {share!r}")
