@@ -78,16 +78,22 @@ def score_city(model, cal: Calibration, city, task: str, stride: int, label: str
 
 
 def pooling_lines(pooling: dict) -> list[str]:
-    """The val-only choice between a city's own tables and every city's, and of the band width
-    (`forecasting.calibration`)."""
+    """The val-only choices per city and task (`forecasting.calibration`): standardised by the model's spread
+    or flat, own tables or every city's, and the band width."""
     if not pooling:
         return []
-    lines = ["Own or pooled tables and the band-width factor c, chosen together on the val regions (leave one",
-             "region out, mean |coverage - nominal| over 50/80/90%; own and pooled at c = 1; cities with one",
-             "val region keep their own tables at c = 1):", "",
-             "| city / task | own | pooled | chosen | width | error at the choice |", "| --- | --- | --- | --- | --- | --- |"]
-    lines += [f"| {k} | {v['own']:.3f} | {v['pooled']:.3f} | {v['chosen']} | {v.get('width', 1.0):g} | "
-              f"{v.get('error', min(v['own'], v['pooled'])):.3f} |" for k, v in sorted(pooling.items())]
+    lines = ["Choices on the val regions, leave one region out (cities with one val region keep their own",
+             "tables, the model's spread and c = 1). Spread: residuals standardised by the model's own spread",
+             "or by 1 (flat), by the held-out quantile score (mean pinball loss in the cells' log space, lower",
+             "is better); then own or pooled tables and the band-width factor c together, by the held-out mean",
+             "|coverage - nominal| over 50/80/90% (own and pooled at c = 1; c only for 3+ val regions):", "",
+             "| city / task | score model | score flat | spread | own | pooled | chosen | width | error at the choice |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for k, v in sorted(pooling.items()):
+        scores = (f"{v['score_model']:.5f} | {v['score_flat']:.5f} | {v['spread']}" if "spread" in v
+                  else "- | - | model")
+        lines.append(f"| {k} | {scores} | {v['own']:.3f} | {v['pooled']:.3f} | {v['chosen']} | "
+                     f"{v.get('width', 1.0):g} | {v.get('error', min(v['own'], v['pooled'])):.3f} |")
     return lines + [""]
 
 

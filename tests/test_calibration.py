@@ -313,6 +313,36 @@ def test_a_city_whose_new_regions_stray_further_than_its_val_entries_spread_gets
     assert 0.9 <= choice["steady/generation"]["width"] <= 1.1 and choice["steady/generation"]["chosen"] == "own"
 
 
+def test_a_sampling_forecasters_spread_is_kept_only_where_it_sharpens_the_held_out_bands(tmp_path):
+    rng = np.random.default_rng(9)
+    # informative: each entry's residual is drawn with the spread the forecaster reports (0.3 to 3)
+    told = _region_residuals(rng, [1.0] * 3)
+    told.spread = np.exp(rng.uniform(np.log(0.3), np.log(3.0), told.numer.size))
+    told.numer *= told.spread
+    # noise: the reported spread has nothing to do with the residuals, all N(0, 1)
+    noisy = _region_residuals(rng, [1.0] * 3)
+    noisy.spread = np.exp(rng.uniform(np.log(0.3), np.log(3.0), noisy.numer.size))
+    cal = calibration_from_residuals({("told", "generation"): told, ("noisy", "generation"): noisy})
+    choice = cal.meta["pooling"]
+    assert choice["told/generation"]["spread"] == "model" and not cal.tables[("told", "generation")].flat
+    assert choice["noisy/generation"]["spread"] == "flat" and cal.tables[("noisy", "generation")].flat
+    assert choice["noisy/generation"]["score_flat"] < choice["noisy/generation"]["score_model"]
+    # the flat table's bands ignore the reported spread and cover new N(0, 1) residuals at the nominal rates
+    from forecasting.calibration import heldout_pit
+
+    new = _region_residuals(rng, [1.0], per_region=20000)
+    new.spread = np.exp(rng.uniform(np.log(0.3), np.log(3.0), new.numer.size))
+    new.point += 10.0
+    u = heldout_pit(new, cal.tables[("noisy", "generation")])
+    assert abs(float((np.abs(u - 0.5) <= 0.4).mean()) - 0.8) < 0.03
+    back = Calibration.load(cal.save(tmp_path / "f.calibration.json"))
+    assert back.tables[("noisy", "generation")].flat and not back.tables[("told", "generation")].flat
+    d = cal.to_dict()
+    next(t for t in d["tables"] if t["city"] == "noisy")["flat"] = "yes"
+    with pytest.raises(CalibrationError, match="flat of noisy/generation must be true or false"):
+        Calibration.from_dict(d)
+
+
 def test_cities_on_one_geography_share_its_key():
     from forecasting.data import load_city
 

@@ -32,7 +32,11 @@ whichever covers its held-out val regions better (leave one region out, `pooling
 width factor c of `WIDTHS` that scales every band about its median (Qz(a) -> Qz(1/2) + c (Qz(a) - Qz(1/2))):
 a city whose val regions differ from each other more than from themselves (a new region strays further
 from the point than the fitted ones did) gets wider bands, c > 1 (cities with MIN_WIDTH_REGIONS val regions
-or more; with two, c = 1). Choices made on val entries only, recorded in meta["pooling"].
+or more; with two, c = 1). Before both, a sampling forecaster's residuals are standardised by its own
+spread sg or by 1 (`flat`), whichever scores better on the held-out val regions by the quantile score (mean
+pinball loss), a proper score: the spread earns its place only where it sharpens the bands (on the
+synthetic city it does not, and its noise from one forecast to the next makes rolling sleep plans switch
+more). Choices made on val entries only, recorded in meta["pooling"].
 
 Cells observed all zero also get an atom at 0 of their own: idle_zero[bucket] = the share of exact zeros
 among the val entries of such cells (per city, task and lead bucket, borrowed from the pooled table like
@@ -59,8 +63,8 @@ from __future__ import annotations
 
 from .fit import (
     Residuals, best_bands, calibration_cities, calibration_from_residuals, calibration_windows, city_residuals,
-    coverage_error, fit_calibration, fit_pooled_calibration, heldout_pit, pit_coverage, pooled_table, pooling_errors,
-    residuals, zero_brier, zero_briers,
+    coverage_error, fit_calibration, fit_pooled_calibration, held_out_tables, heldout_pit, pit_coverage, pooled_table,
+    pooling_errors, quantile_score, residuals, spread_scores, zero_brier, zero_briers,
 )
 from .tables import (
     BUCKETS, FLOOR_SHARE, FORMAT, GROUPS, HORIZON, IDLE, LEVELS, MIN_GROUP_ENTRIES, MIN_WIDTH_REGIONS, POOLED, WIDTHS,
@@ -70,11 +74,11 @@ from .tables import (
 )
 
 __all__ = [
-    "BUCKETS", "FLOOR_SHARE", "FORMAT", "GROUPS", "HORIZON", "IDLE", "LEVELS", "MIN_GROUP_ENTRIES", "MIN_WIDTH_REGIONS",
-    "POOLED",
-    "WIDTHS", "ZERO_SHARES", "CalibratedForecaster", "Calibration", "CalibrationError", "CellFrame", "OutdatedCalibration",
-    "ResidualTable", "Residuals", "best_bands", "calibration_cities", "calibration_from_residuals",
-    "calibration_path", "calibration_windows", "city_residuals", "coverage_error", "fit_calibration",
-    "fit_pooled_calibration", "heldout_pit", "infer_task", "lead_buckets", "model_point_and_spread",
-    "pit_coverage", "pooled_table", "pooling_errors", "residuals", "zero_brier", "zero_briers", "zero_level",
+    "BUCKETS", "FLOOR_SHARE", "FORMAT", "GROUPS", "HORIZON", "IDLE", "LEVELS", "MIN_GROUP_ENTRIES",
+    "MIN_WIDTH_REGIONS", "POOLED", "WIDTHS", "ZERO_SHARES", "CalibratedForecaster", "Calibration",
+    "CalibrationError", "CellFrame", "OutdatedCalibration", "ResidualTable", "Residuals", "best_bands",
+    "calibration_cities", "calibration_from_residuals", "calibration_path", "calibration_windows", "city_residuals",
+    "coverage_error", "fit_calibration", "fit_pooled_calibration", "held_out_tables", "heldout_pit", "infer_task",
+    "lead_buckets", "model_point_and_spread", "pit_coverage", "pooled_table", "pooling_errors", "quantile_score",
+    "residuals", "spread_scores", "zero_brier", "zero_briers", "zero_level",
 ]

@@ -130,7 +130,7 @@ def coverage_error(u: np.ndarray, nominal: Sequence[float] = (0.5, 0.8, 0.9)) ->
 
 def pooling_errors(own: Residuals, others: Sequence[Residuals], task: str, anchor: np.ndarray | None,
                    floor: float, zero_share: float = 0.0, same_area: Sequence[bool] | None = None,
-                   widths: Sequence[float] = (1.0,)) -> np.ndarray | None:
+                   widths: Sequence[float] = (1.0,), flat: bool = False) -> np.ndarray | None:
     """Leave-one-region-out coverage errors (2, len(widths)) of a city's table fitted on its own val entries
     (row 0) and on every fitted city's (row 1), each with the band-width factors `widths` (columns): the
     mean over its held-out val regions of `coverage_error`; None with fewer than 2 regions.
@@ -140,23 +140,64 @@ def pooling_errors(own: Residuals, others: Sequence[Residuals], task: str, ancho
     the other cities' entries pooled, both around the city's centre and with the city's floor, with the
     dead zone `zero_share`. Other cities flagged in `same_area` cover the same areas region by region (the
     same geography on another time axis): their entries of the held-out region are held out too, or the
-    pooled table would have seen the region it is scored on.
+    pooled table would have seen the region it is scored on. `flat`: tables standardised by 1.
     """
+    errors = np.zeros((2, len(widths)))
+    folds = list(held_out_tables(own, others, task, anchor, floor, same_area, flat))
+    for held, alone, pooled in folds:
+        for row, table in enumerate((alone, pooled)):
+            for col, width in enumerate(widths):
+                errors[row, col] += coverage_error(heldout_pit(held, table.widened(width), zero_share))
+    return errors / len(folds) if folds else None
+
+
+def held_out_tables(own: Residuals, others: Sequence[Residuals], task: str, anchor: np.ndarray | None,
+                    floor: float | None, same_area: Sequence[bool] | None = None, flat: bool = False):
+    """(held-out entries, own table, pooled table) for each of `own`'s val regions held out in turn (none
+    with fewer than 2 regions): the tables of `pooling_errors`, fitted without the held-out region."""
     regions = np.unique(own.region[own.region >= 0])
     if regions.size < 2:
-        return None
-    errors = np.zeros((2, len(widths)))
+        return
     for region in regions:
         held, rest = own.take(own.region == region), own.take(own.region != region)
         shared = same_area or [False] * len(others)
         kept = [o.take(o.region != region) if same else o for o, same in zip(others, shared)]
-        pooled = pooled_table([rest, *kept], task, anchor, floor)
+        pooled = pooled_table([rest, *kept], task, anchor, floor, flat)
         alone = ResidualTable.fit(rest.numer, rest.spread, rest.bucket, rest.group, task, shared=pooled,
-                                  is_zero=rest.is_zero, anchor=anchor, floor=floor)
-        for row, table in enumerate((alone, pooled)):
-            for col, width in enumerate(widths):
-                errors[row, col] += coverage_error(heldout_pit(held, table.widened(width), zero_share))
-    return errors / regions.size
+                                  is_zero=rest.is_zero, anchor=anchor, floor=floor, flat=flat)
+        yield held, alone, pooled
+
+
+def quantile_score(res: Residuals, table: ResidualTable, zero_share: float = 0.0, n_levels: int = 19) -> float:
+    """Mean pinball loss of the calibrated model-space quantiles at levels k / (n_levels + 1) against g(y),
+    over `res`'s entries: a proper score (lower is better) that rewards sharp bands as well as calibrated ones.
+
+    A quantile in the dead zone or the idle atom is the forecast 0, i.e. g(0) = G0, as is a zero truth:
+    rho_a(d) = max(a d, (a - 1) d), d = g(y) - Q(a).
+    """
+    levels = (np.arange(n_levels) + 1) / (n_levels + 1)
+    g0 = zero_level(0.0)
+    total = 0.0
+    for sl, y, idle in _quantile_chunks(res, table, levels):
+        q = np.where((y <= zero_level(zero_share)) | idle, g0, np.maximum(y, g0))
+        truth = np.where(res.is_zero[sl], g0, res.point[sl] + res.numer[sl])
+        d = truth[None] - q
+        total += float(np.maximum(levels[:, None] * d, (levels[:, None] - 1) * d).sum())
+    return total / max(res.numer.size * n_levels, 1)
+
+
+def spread_scores(own: Residuals, others: Sequence[Residuals], task: str, anchor: np.ndarray | None,
+                  floor: float, zero_share: float = 0.0, same_area: Sequence[bool] | None = None
+                  ) -> tuple[float, float] | None:
+    """Leave-one-region-out `quantile_score` of a city's own tables standardised by the forecaster's spread
+    (`floor` its floor) and by 1 (`flat`), at width 1; None with fewer than 2 regions."""
+    scores = np.zeros(2)
+    folds = 0
+    for k, (flat, fl) in enumerate(((False, floor), (True, None))):
+        for held, alone, _ in held_out_tables(own, others, task, anchor, fl, same_area, flat):
+            scores[k] += quantile_score(held, alone, zero_share)
+            folds += k == 0
+    return None if folds == 0 else (float(scores[0] / folds), float(scores[1] / folds))
 
 
 def best_bands(errors: np.ndarray, widths: Sequence[float]) -> tuple[int, int]:
@@ -170,12 +211,13 @@ def best_bands(errors: np.ndarray, widths: Sequence[float]) -> tuple[int, int]:
     return best
 
 
-def pooled_table(parts: Sequence[Residuals], task: str, anchor: np.ndarray | None, floor: float) -> ResidualTable:
+def pooled_table(parts: Sequence[Residuals], task: str, anchor: np.ndarray | None, floor: float | None,
+                 flat: bool = False) -> ResidualTable:
     """A city's table fitted on the residuals of every part pooled (its own first), around the city's centre
-    (`anchor`) and with its `floor`."""
+    (`anchor`) and with its `floor` (`flat`: standardised by 1, not by the forecaster's spread)."""
     pool = Residuals.concat(parts)
     return ResidualTable.fit(pool.numer, pool.spread, pool.bucket, pool.group, task, is_zero=pool.is_zero,
-                             anchor=anchor, floor=floor)
+                             anchor=anchor, floor=floor, flat=flat)
 
 
 def calibration_windows(city: City, split: str, stride: int, scalers: CityScalers | None = None) -> Windows:
@@ -280,7 +322,10 @@ def calibration_from_residuals(fitted: dict[tuple[str, str], Residuals], meta: d
     more: with two, the held-out score is one pair's disagreement (a quiet region under the bands of a
     busy one and the reverse), and widening to cover the narrower one's misses always looks right,
     since the other's coverage cannot rise above 1 (measured on the synthetic city: c = 1.5, the grid's
-    edge, for short and long). The errors and the choice are stored in meta["pooling"].
+    edge, for short and long). Before these, a sampling forecaster's tables are standardised by its own
+    spread sg or by 1 (`flat`: the spread left out), whichever gives the held-out val regions the lower
+    quantile score (`spread_scores`; a proper score, so a spread that only adds noise to the bands loses).
+    The errors, scores and choices are stored in meta["pooling"].
     `geographies` ({city: `City.geography`}) tells cities that cover the same areas (held out together).
     """
     geography = geographies or {}
@@ -305,10 +350,18 @@ def calibration_from_residuals(fitted: dict[tuple[str, str], Residuals], meta: d
             keys = [k for k in around if k[1] == key[1] and k != key]
             others = [around[k] for k in keys]
             same = [geography.get(k[0], k[0]) == geography.get(key[0], key[0]) for k in keys]
+            anchor_w = tables[key].anchor
+            scores = None  # a sampling forecaster: does its own spread sharpen the held-out regions' bands?
+            if not np.allclose(r.spread, 1.0):
+                scores = spread_scores(r, others, key[1], anchor_w, tables[key].floor, zero_share, same)
+            flat = scores is not None and scores[1] < scores[0]
+            if flat:
+                shared = pooled_table([r, *others], key[1], anchor_w, None, flat=True)
+                tables[key] = ResidualTable.fit(r.numer, r.spread, r.bucket, r.group, key[1], shared=shared,
+                                                is_zero=r.is_zero, anchor=anchor_w, flat=True)
             n_regions = np.unique(r.region[r.region >= 0]).size
             widths = WIDTHS if n_regions >= MIN_WIDTH_REGIONS else (1.0,)
-            errors = pooling_errors(r, others, key[1], tables[key].anchor, tables[key].floor, zero_share, same,
-                                    widths)
+            errors = pooling_errors(r, others, key[1], anchor_w, tables[key].floor, zero_share, same, widths, flat)
             if errors is None:
                 continue
             row, col = best_bands(errors, widths)
@@ -316,9 +369,13 @@ def calibration_from_residuals(fitted: dict[tuple[str, str], Residuals], meta: d
             choices[f"{key[0]}/{key[1]}"] = {"own": round(float(errors[0, one]), 4),
                                              "pooled": round(float(errors[1, one]), 4),
                                              "chosen": ("own", "pooled")[row], "width": widths[col],
-                                             "error": round(float(errors[row, col]), 4)}
+                                             "error": round(float(errors[row, col]), 4),
+                                             **({} if scores is None else {
+                                                 "spread": "flat" if flat else "model",
+                                                 "score_model": round(scores[0], 5),
+                                                 "score_flat": round(scores[1], 5)})}
             if row == 1:
-                tables[key] = pooled_table([r, *others], key[1], tables[key].anchor, tables[key].floor)
+                tables[key] = pooled_table([r, *others], key[1], anchor_w, tables[key].floor, flat)
             tables[key] = tables[key].widened(widths[col])
     brier = zero_briers(around, tables)
     n = sum(r.numer.size for r in fitted.values())

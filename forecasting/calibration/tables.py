@@ -147,6 +147,7 @@ class ResidualTable:
     idle_zero: np.ndarray | None = None  # (B,) P(y = 0) of cells observed all zero, per lead bucket
     anchor: np.ndarray | None = None  # (MAX_LEAD,) persistence weights w_l (`forecasting.anchor`); None: none
     width: float = 1.0  # c: every row's quantiles scaled about its median by c (1: the val residuals as they are)
+    flat: bool = False  # the forecaster's own spread sg replaced by 1 (a constant relative error), chosen on val
 
     def centre(self, gm: np.ndarray, pull: np.ndarray, lead: np.ndarray) -> np.ndarray:
         """The point in model space the residuals are taken around: g(m) + w_l (g(x_last) - g(m))."""
@@ -184,13 +185,14 @@ class ResidualTable:
         return replace(self, width=float(width))
 
     def model_quantile(self, levels, bucket, group, point, spread) -> np.ndarray:
-        """Calibrated quantiles in the model space: g(m) + (sg + floor) Qz(level) (all broadcast together)."""
-        return point + (spread + self.floor) * self.quantile(levels, bucket, group)
+        """Calibrated quantiles in the model space: g(m) + (sg + floor) Qz(level) (all broadcast together;
+        sg = 1 in a `flat` table)."""
+        return point + ((1.0 if self.flat else spread) + self.floor) * self.quantile(levels, bucket, group)
 
     @classmethod
     def fit(cls, numer: np.ndarray, spread: np.ndarray, bucket: np.ndarray, group: np.ndarray,
             task: str, shared: "ResidualTable | None" = None, is_zero: np.ndarray | None = None,
-            anchor: np.ndarray | None = None, floor: float | None = None) -> "ResidualTable":
+            anchor: np.ndarray | None = None, floor: float | None = None, flat: bool = False) -> "ResidualTable":
         """From g(y) - g(c), spreads sg, lead buckets and cell groups of hidden entries (1-D arrays alike),
         with c the centre: the point m moved by the persistence weights `anchor` (None: c = m).
 
@@ -205,9 +207,11 @@ class ResidualTable:
         Q(a) = 0 for a < idle_zero[b]. Quantiles above the atom stay the row's residual quantiles (a
         slight under-statement of the upper tail, since the row's ranks include the zeros).
 
-        `floor`: the scale floor (default FLOOR_SHARE x the mean of `spread`).
+        `floor`: the scale floor (default FLOOR_SHARE x the mean of `spread`). `flat`: residuals standardised
+        by 1 instead of `spread` (the forecaster's spread left out).
         """
         numer, spread = np.asarray(numer, np.float64), np.asarray(spread, np.float64)
+        spread = np.ones_like(numer) if flat else spread
         if numer.size < 10:
             raise CalibrationError(f"{numer.size} residuals are too few to calibrate {task!r} on")
         floor = FLOOR_SHARE * float(spread.mean()) + 1e-9 if floor is None else float(floor)
@@ -234,7 +238,8 @@ class ResidualTable:
                 elif shared is not None and shared.has_own(IDLE, b) and shared.idle_zero is not None:
                     idle_zero[b] = shared.idle_zero[b]
         return cls(table, floor, int(z.size), entries, idle_zero,
-                   None if anchor is None or not np.any(anchor) else np.asarray(anchor, dtype=np.float64))
+                   None if anchor is None or not np.any(anchor) else np.asarray(anchor, dtype=np.float64),
+                   flat=bool(flat))
 
 
 @dataclass
@@ -332,7 +337,8 @@ class Calibration:
                 {"city": c, "task": t, "floor": tab.floor, "n": tab.n, "z": np.round(tab.z, 7).tolist(),
                  **({} if tab.idle_zero is None else {"idle_zero": np.round(tab.idle_zero, 7).tolist()}),
                  **({} if tab.anchor is None else {"anchor": np.round(tab.anchor, 6).tolist()}),
-                 **({} if tab.width == 1.0 else {"width": tab.width})}
+                 **({} if tab.width == 1.0 else {"width": tab.width}),
+                 **({"flat": True} if tab.flat else {})}
                 for (c, t), tab in sorted(self.tables.items())
             ],
         }
@@ -366,9 +372,13 @@ class Calibration:
             if not isinstance(width, (int, float)) or isinstance(width, bool) or not 0 < width < 10:
                 raise CalibrationError(f"{source}: width of {t.get('city')}/{t.get('task')} must be a number "
                                        f"in (0, 10), got {width!r}")
+            flat = t.get("flat", False)  # absent: the forecaster's own spread
+            if not isinstance(flat, bool):
+                raise CalibrationError(f"{source}: flat of {t.get('city')}/{t.get('task')} must be true or false, "
+                                       f"got {flat!r}")
             tables[(str(t["city"]), str(t["task"]))] = ResidualTable(z, float(t["floor"]), int(t["n"]),
                                                                      idle_zero=idle_zero, anchor=anchor,
-                                                                     width=float(width))
+                                                                     width=float(width), flat=flat)
         share = d.get("zero_share", 0.0)
         if not isinstance(share, (int, float)) or isinstance(share, bool) or not 0 <= share < 1:
             raise CalibrationError(f"{source}: zero_share must be a number in [0, 1), got {share!r}")
