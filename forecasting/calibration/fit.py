@@ -346,43 +346,49 @@ def calibration_from_residuals(fitted: dict[tuple[str, str], Residuals], meta: d
     zero_share = float(ZERO_SHARES[int(np.argmin(zero_briers(around, tables)))])
     choices = {}
     if pool_cities:
-        for key, r in around.items():  # own table or every city's, and the width, as held-out val regions prefer
+        for key, r in around.items():  # the spread, own table or every city's, and the width, held out on val
             keys = [k for k in around if k[1] == key[1] and k != key]
-            others = [around[k] for k in keys]
             same = [geography.get(k[0], k[0]) == geography.get(key[0], key[0]) for k in keys]
-            anchor_w = tables[key].anchor
-            scores = None  # a sampling forecaster: does its own spread sharpen the held-out regions' bands?
-            if not np.allclose(r.spread, 1.0):
-                scores = spread_scores(r, others, key[1], anchor_w, tables[key].floor, zero_share, same)
-            flat = scores is not None and scores[1] < scores[0]
-            if flat:
-                shared = pooled_table([r, *others], key[1], anchor_w, None, flat=True)
-                tables[key] = ResidualTable.fit(r.numer, r.spread, r.bucket, r.group, key[1], shared=shared,
-                                                is_zero=r.is_zero, anchor=anchor_w, flat=True)
-            n_regions = np.unique(r.region[r.region >= 0]).size
-            widths = WIDTHS if n_regions >= MIN_WIDTH_REGIONS else (1.0,)
-            errors = pooling_errors(r, others, key[1], anchor_w, tables[key].floor, zero_share, same, widths, flat)
-            if errors is None:
-                continue
-            row, col = best_bands(errors, widths)
-            one = widths.index(1.0)
-            choices[f"{key[0]}/{key[1]}"] = {"own": round(float(errors[0, one]), 4),
-                                             "pooled": round(float(errors[1, one]), 4),
-                                             "chosen": ("own", "pooled")[row], "width": widths[col],
-                                             "error": round(float(errors[row, col]), 4),
-                                             **({} if scores is None else {
-                                                 "spread": "flat" if flat else "model",
-                                                 "score_model": round(scores[0], 5),
-                                                 "score_flat": round(scores[1], 5)})}
-            if row == 1:
-                tables[key] = pooled_table([r, *others], key[1], anchor_w, tables[key].floor, flat)
-            tables[key] = tables[key].widened(widths[col])
+            table, record = held_out_choice(r, [around[k] for k in keys], key[1], tables[key], zero_share, same)
+            if record is not None:
+                tables[key], choices[f"{key[0]}/{key[1]}"] = table, record
     brier = zero_briers(around, tables)
     n = sum(r.numer.size for r in fitted.values())
     meta = dict(meta or {})
     meta.update(pooling=choices, entries={f"{c}/{t}": int(r.numer.size) for (c, t), r in fitted.items()},
                 zero_brier={f"{s:g}": round(float(b) / n, 6) for s, b in zip(ZERO_SHARES, brier)})
     return Calibration(tables, meta, float(ZERO_SHARES[int(np.argmin(brier))]))
+
+
+def held_out_choice(own: Residuals, others: Sequence[Residuals], task: str, table: ResidualTable,
+                    zero_share: float, same_area: Sequence[bool]) -> tuple[ResidualTable, dict | None]:
+    """A city's table for `task` after the val choices of `calibration_from_residuals` (its own `table`
+    fitted on `own`, the other cities' residuals `others`), and their record; (`table`, None) with fewer
+    than 2 val regions."""
+    anchor = table.anchor
+    scores = None  # a sampling forecaster: does its own spread sharpen the held-out regions' bands?
+    if not np.allclose(own.spread, 1.0):
+        scores = spread_scores(own, others, task, anchor, table.floor, zero_share, same_area)
+    flat = scores is not None and scores[1] < scores[0]
+    if flat:
+        shared = pooled_table([own, *others], task, anchor, None, flat=True)
+        table = ResidualTable.fit(own.numer, own.spread, own.bucket, own.group, task, shared=shared,
+                                  is_zero=own.is_zero, anchor=anchor, flat=True)
+    n_regions = np.unique(own.region[own.region >= 0]).size
+    widths = WIDTHS if n_regions >= MIN_WIDTH_REGIONS else (1.0,)
+    errors = pooling_errors(own, others, task, anchor, table.floor, zero_share, same_area, widths, flat)
+    if errors is None:
+        return table, None
+    row, col = best_bands(errors, widths)
+    one = widths.index(1.0)
+    record = {"own": round(float(errors[0, one]), 4), "pooled": round(float(errors[1, one]), 4),
+              "chosen": ("own", "pooled")[row], "width": widths[col], "error": round(float(errors[row, col]), 4)}
+    if scores is not None:
+        record.update(spread="flat" if flat else "model", score_model=round(scores[0], 5),
+                      score_flat=round(scores[1], 5))
+    if row == 1:
+        table = pooled_table([own, *others], task, anchor, table.floor, flat)
+    return table.widened(widths[col]), record
 
 
 def zero_briers(around: dict[tuple[str, str], Residuals], tables: dict[tuple[str, str], ResidualTable]) -> np.ndarray:
