@@ -343,6 +343,32 @@ def test_a_sampling_forecasters_spread_is_kept_only_where_it_sharpens_the_held_o
         Calibration.from_dict(d)
 
 
+def test_the_dead_zone_is_chosen_per_cell_group_so_a_busy_cell_is_never_zeroed(tmp_path):
+    from forecasting.calibration import GROUPS, Residuals, zero_level
+
+    hidden = GROUPS.index("unobserved")  # cells without observations (the idle atom is for observed-zero ones)
+
+    rng = np.random.default_rng(10)
+    n = 4000
+    # busy cells: small but positive truths around a point just above the zero level, never exactly 0
+    point = np.full(n, zero_level(0.03))
+    busy = Residuals(0.05 * np.abs(rng.standard_normal(n)), np.full(n, 0.1), np.zeros(n, dtype=np.int64),
+                     np.zeros(n, dtype=np.int64), point, np.zeros(n, dtype=bool), np.zeros(n), np.zeros(n, dtype=np.int64))
+    # unobserved cells: the sampler's tiny values above 0, the truth exactly 0 every time
+    idle_point = (np.log1p(rng.uniform(0.0, 0.05, n)) - SHIFT) / SPREAD  # g(tiny values): quantiles a bit above 0
+    idle = Residuals(G0 - idle_point, np.full(n, 0.1), np.zeros(n, dtype=np.int64), np.full(n, hidden),
+                     idle_point, np.ones(n, dtype=bool), np.zeros(n), np.zeros(n, dtype=np.int64))
+    cal = calibration_from_residuals({("c", "generation"): Residuals.concat([busy, idle])}, anchor=False)
+    shares = np.asarray(cal.zero_share)
+    assert shares.shape == (len(GROUPS),) and shares[0] == 0.0 and shares[hidden] >= 0.03
+    back = Calibration.load(cal.save(tmp_path / "z.calibration.json"))
+    assert np.array_equal(back.zero_share, shares)
+    d = cal.to_dict()
+    d["zero_share"] = [0.0, 0.02]
+    with pytest.raises(CalibrationError, match="zero_share must be a number in"):
+        Calibration.from_dict(d)
+
+
 def test_cities_on_one_geography_share_its_key():
     from forecasting.data import load_city
 

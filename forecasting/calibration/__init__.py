@@ -44,10 +44,12 @@ the rows), and Q(a) = 0 for a < idle_zero. An idle cell that stayed idle on val 
 every calibrated sample and by the calibrated point, whatever small values the sampler draws around it
 (which matters to planning: any positive load asks for an active RRU).
 
-The dead zone `zero_share` (one value per calibration, chosen on the val entries from `ZERO_SHARES` by the
-Brier score of the event "y = 0") turns the sampler's tiny positive values around the zero level into exact
-zeros, so the predicted probability of an idle cell-slot is calibrated too; the calibrated point forecast
-is the raw point forecast with the same dead zone.
+The dead zone `zero_share` (one value per cell group, chosen on the val entries of that group from
+`ZERO_SHARES` by the Brier score of the event "y = 0") turns the sampler's tiny positive values around the zero
+level into exact zeros, so the predicted probability of an idle cell-slot is calibrated too; the calibrated
+point forecast is the raw point forecast with the same dead zone. Per group, because a zeroed forecast of a
+busy cell asks a sleep plan to switch every RRU off while load arrives (a full shortfall at any load): one
+dead zone for all cells zeroed Nanjing's busiest test cell at night.
 
 Calibrated samples keep the raw samples' rank order at every entry (ensemble copula coupling): sample k of
 an entry takes the calibrated quantile at the level of its rank, so paths keep the model's dependence over
@@ -62,9 +64,9 @@ calibrated quantiles at S evenly spaced levels, in the same order everywhere.
 from __future__ import annotations
 
 from .fit import (
-    Residuals, best_bands, calibration_cities, calibration_from_residuals, calibration_windows, city_residuals,
-    coverage_error, fit_calibration, fit_pooled_calibration, held_out_tables, heldout_pit, pit_coverage, pooled_table,
-    pooling_errors, quantile_score, residuals, spread_scores, zero_brier, zero_briers,
+    Residuals, best_bands, calibration_cities, dead_zones, calibration_from_residuals, calibration_windows,
+    city_residuals, coverage_error, fit_calibration, fit_pooled_calibration, held_out_tables, heldout_pit,
+    pit_coverage, pooled_table, pooling_errors, quantile_score, residuals, spread_scores, zero_brier, zero_briers,
 )
 from .tables import (
     BUCKETS, FLOOR_SHARE, FORMAT, GROUPS, HORIZON, IDLE, LEVELS, MIN_GROUP_ENTRIES, MIN_WIDTH_REGIONS, POOLED, WIDTHS,
@@ -78,7 +80,7 @@ __all__ = [
     "MIN_WIDTH_REGIONS", "POOLED", "WIDTHS", "ZERO_SHARES", "CalibratedForecaster", "Calibration",
     "CalibrationError", "CellFrame", "OutdatedCalibration", "ResidualTable", "Residuals", "best_bands",
     "calibration_cities", "calibration_from_residuals", "calibration_path", "calibration_windows", "city_residuals",
-    "coverage_error", "fit_calibration", "fit_pooled_calibration", "held_out_tables", "heldout_pit", "infer_task",
-    "lead_buckets", "model_point_and_spread", "pit_coverage", "pooled_table", "pooling_errors", "quantile_score",
-    "residuals", "spread_scores", "zero_brier", "zero_briers", "zero_level",
+    "coverage_error", "dead_zones", "fit_calibration", "fit_pooled_calibration", "held_out_tables", "heldout_pit",
+    "infer_task", "lead_buckets", "model_point_and_spread", "pit_coverage", "pooled_table", "pooling_errors",
+    "quantile_score", "residuals", "spread_scores", "zero_brier", "zero_briers", "zero_level",
 ]

@@ -16,7 +16,7 @@ from ..anchor import fit_weights, weight_at
 from ..data import City, CityScalers, Windows, make_windows
 from ..interface import Forecaster, NotApplicable, hide
 from .tables import (
-    MIN_WIDTH_REGIONS, POOLED, WIDTHS, ZERO_SHARES, Calibration, CalibrationError, CellFrame, ResidualTable, lead_buckets,
+    GROUPS, MIN_WIDTH_REGIONS, POOLED, WIDTHS, ZERO_SHARES, Calibration, CalibrationError, CellFrame, ResidualTable, lead_buckets,
     model_point_and_spread, zero_level,
 )
 
@@ -87,17 +87,18 @@ def _quantile_chunks(res: Residuals, table: ResidualTable, levels: np.ndarray, c
 
 
 def zero_brier(res: Residuals, table: ResidualTable, shares: Sequence[float], n_levels: int = 32) -> np.ndarray:
-    """Summed Brier score of P(y = 0) over `res`'s entries for each dead-zone share: P(y = 0) is the share of
-    the calibrated quantiles at levels (k + 1/2) / n_levels that fall in the dead zone."""
-    out = np.zeros(len(shares))
+    """(len(GROUPS), len(shares)) summed Brier scores of P(y = 0) over `res`'s entries of each cell group for
+    each dead-zone share: P(y = 0) is the share of the calibrated quantiles at levels (k + 1/2) / n_levels
+    that fall in the dead zone."""
+    out = np.zeros((len(GROUPS), len(shares)))
     for sl, y, atom in _quantile_chunks(res, table, (np.arange(n_levels) + 0.5) / n_levels):
         for k, share in enumerate(shares):
             p_zero = ((y <= zero_level(share)) | atom).mean(axis=0)
-            out[k] += float(((p_zero - res.is_zero[sl]) ** 2).sum())
+            out[:, k] += np.bincount(res.group[sl], weights=(p_zero - res.is_zero[sl]) ** 2, minlength=len(GROUPS))
     return out
 
 
-def heldout_pit(res: Residuals, table: ResidualTable, zero_share: float = 0.0, n_levels: int = 200,
+def heldout_pit(res: Residuals, table: ResidualTable, zero_share: float | np.ndarray = 0.0, n_levels: int = 200,
                 seed: int = 0) -> np.ndarray:
     """Randomised PIT of `res`'s truths under `table`'s calibrated distribution with the dead zone
     `zero_share`, for entries whose residuals are taken around the table's centre (`Residuals.anchored`
@@ -110,7 +111,7 @@ def heldout_pit(res: Residuals, table: ResidualTable, zero_share: float = 0.0, n
     u = np.empty(res.numer.size)
     rng = np.random.default_rng(seed)
     for sl, y, idle in _quantile_chunks(res, table, (np.arange(n_levels) + 0.5) / n_levels):
-        atom = (y <= zero_level(zero_share)) | idle
+        atom = (y <= zero_level(zero_share, res.group[None, sl])) | idle
         below = ((y <= (res.point + res.numer)[None, sl]) | atom).mean(axis=0)
         u[sl] = np.where(res.is_zero[sl], rng.uniform(size=below.size) * atom.mean(axis=0), below)
     return u
@@ -129,7 +130,7 @@ def coverage_error(u: np.ndarray, nominal: Sequence[float] = (0.5, 0.8, 0.9)) ->
 
 
 def pooling_errors(own: Residuals, others: Sequence[Residuals], task: str, anchor: np.ndarray | None,
-                   floor: float, zero_share: float = 0.0, same_area: Sequence[bool] | None = None,
+                   floor: float, zero_share: float | np.ndarray = 0.0, same_area: Sequence[bool] | None = None,
                    widths: Sequence[float] = (1.0,), flat: bool = False) -> np.ndarray | None:
     """Leave-one-region-out coverage errors (2, len(widths)) of a city's table fitted on its own val entries
     (row 0) and on every fitted city's (row 1), each with the band-width factors `widths` (columns): the
@@ -168,7 +169,7 @@ def held_out_tables(own: Residuals, others: Sequence[Residuals], task: str, anch
         yield held, alone, pooled
 
 
-def quantile_score(res: Residuals, table: ResidualTable, zero_share: float = 0.0, n_levels: int = 19) -> float:
+def quantile_score(res: Residuals, table: ResidualTable, zero_share: float | np.ndarray = 0.0, n_levels: int = 19) -> float:
     """Mean pinball loss of the calibrated model-space quantiles at levels k / (n_levels + 1) against g(y),
     over `res`'s entries: a proper score (lower is better) that rewards sharp bands as well as calibrated ones.
 
@@ -179,7 +180,7 @@ def quantile_score(res: Residuals, table: ResidualTable, zero_share: float = 0.0
     g0 = zero_level(0.0)
     total = 0.0
     for sl, y, idle in _quantile_chunks(res, table, levels):
-        q = np.where((y <= zero_level(zero_share)) | idle, g0, np.maximum(y, g0))
+        q = np.where((y <= zero_level(zero_share, res.group[None, sl])) | idle, g0, np.maximum(y, g0))
         truth = np.where(res.is_zero[sl], g0, res.point[sl] + res.numer[sl])
         d = truth[None] - q
         total += float(np.maximum(levels[:, None] * d, (levels[:, None] - 1) * d).sum())
@@ -187,7 +188,7 @@ def quantile_score(res: Residuals, table: ResidualTable, zero_share: float = 0.0
 
 
 def spread_scores(own: Residuals, others: Sequence[Residuals], task: str, anchor: np.ndarray | None,
-                  floor: float, zero_share: float = 0.0, same_area: Sequence[bool] | None = None
+                  floor: float, zero_share: float | np.ndarray = 0.0, same_area: Sequence[bool] | None = None
                   ) -> tuple[float, float] | None:
     """Leave-one-region-out `quantile_score` of a city's own tables standardised by the forecaster's spread
     (`floor` its floor) and by 1 (`flat`), at width 1; None with fewer than 2 regions."""
@@ -306,8 +307,10 @@ def calibration_cities(calibration: Calibration) -> list[str]:
 def calibration_from_residuals(fitted: dict[tuple[str, str], Residuals], meta: dict | None = None,
                                anchor: bool = True, pool_cities: bool = True,
                                geographies: dict[str, str] | None = None) -> Calibration:
-    """Tables per (city, task) and pooled over cities per task, and the dead zone `zero_share` of
-    `ZERO_SHARES` with the lowest Brier score of P(y = 0) over every fitted entry (ties: the smaller).
+    """Tables per (city, task) and pooled over cities per task, and the dead zone `zero_share`: per cell group,
+    the share of `ZERO_SHARES` with the lowest Brier score of P(y = 0) over that group's fitted entries (ties:
+    the smaller), so that cells with traffic in the window (which may never touch exact zero) do not get
+    the dead zone idle cells need.
 
     With `anchor`, each table first gets its persistence weights (`forecasting.anchor.fit_weights`; a
     city's thin leads take the pooled weights) and its residuals are taken around the moved centre.
@@ -343,7 +346,7 @@ def calibration_from_residuals(fitted: dict[tuple[str, str], Residuals], meta: d
         r = around[key]
         tables[key] = ResidualTable.fit(r.numer, r.spread, r.bucket, r.group, key[1], shared=pooled,
                                         is_zero=r.is_zero, anchor=w)
-    zero_share = float(ZERO_SHARES[int(np.argmin(zero_briers(around, tables)))])
+    zero_share = dead_zones(zero_briers(around, tables))
     choices = {}
     if pool_cities:
         for key, r in around.items():  # the spread, own table or every city's, and the width, held out on val
@@ -356,12 +359,13 @@ def calibration_from_residuals(fitted: dict[tuple[str, str], Residuals], meta: d
     n = sum(r.numer.size for r in fitted.values())
     meta = dict(meta or {})
     meta.update(pooling=choices, entries={f"{c}/{t}": int(r.numer.size) for (c, t), r in fitted.items()},
-                zero_brier={f"{s:g}": round(float(b) / n, 6) for s, b in zip(ZERO_SHARES, brier)})
-    return Calibration(tables, meta, float(ZERO_SHARES[int(np.argmin(brier))]))
+                zero_brier={group: {f"{s:g}": round(float(b) / n, 6) for s, b in zip(ZERO_SHARES, row)}
+                            for group, row in zip(GROUPS, brier)})
+    return Calibration(tables, meta, dead_zones(brier))
 
 
 def held_out_choice(own: Residuals, others: Sequence[Residuals], task: str, table: ResidualTable,
-                    zero_share: float, same_area: Sequence[bool]) -> tuple[ResidualTable, dict | None]:
+                    zero_share: float | np.ndarray, same_area: Sequence[bool]) -> tuple[ResidualTable, dict | None]:
     """A city's table for `task` after the val choices of `calibration_from_residuals` (its own `table`
     fitted on `own`, the other cities' residuals `others`), and their record; (`table`, None) with fewer
     than 2 val regions."""
@@ -391,8 +395,15 @@ def held_out_choice(own: Residuals, others: Sequence[Residuals], task: str, tabl
     return table.widened(widths[col]), record
 
 
+def dead_zones(brier: np.ndarray) -> np.ndarray:
+    """(len(GROUPS),) the share of `ZERO_SHARES` with the lowest Brier score per cell group (ties: the smaller;
+    a group without entries gets 0)."""
+    return np.asarray([ZERO_SHARES[int(np.argmin(row))] for row in brier], dtype=np.float64)
+
+
 def zero_briers(around: dict[tuple[str, str], Residuals], tables: dict[tuple[str, str], ResidualTable]) -> np.ndarray:
-    """Brier scores of P(y = 0) for each dead zone of `ZERO_SHARES`, summed over every table's entries."""
+    """(len(GROUPS), len(ZERO_SHARES)) Brier scores of P(y = 0) per cell group and dead zone, summed over
+    every table's entries."""
     return sum(zero_brier(r, tables[key], ZERO_SHARES) for key, r in around.items())
 
 

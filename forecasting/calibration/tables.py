@@ -126,9 +126,13 @@ def model_point_and_spread(pred: Prediction, frame: CellFrame) -> tuple[np.ndarr
     return gm, (frame.to_model(q90) - frame.to_model(q10)) / 2
 
 
-def zero_level(share: float) -> float:
-    """Model-space level at or below which a value is in the dead zone: g(share x s) = (log1p(share) - SHIFT) / SPREAD."""
-    return (float(np.log1p(share)) - SHIFT) / SPREAD
+def zero_level(share, group=None):
+    """Model-space level at or below which a value is in the dead zone: g(share x s) = (log1p(share) - SHIFT) / SPREAD;
+    `share` one value, or one per cell group (`GROUPS`) read at the entries' `group`."""
+    share = np.asarray(share, dtype=np.float64)
+    if share.ndim:
+        share = share[np.asarray(group)]
+    return (np.log1p(share) - SHIFT) / SPREAD
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -248,7 +252,7 @@ class Calibration:
 
     tables: dict[tuple[str, str], ResidualTable]
     meta: dict = field(default_factory=dict)
-    zero_share: float = 0.0
+    zero_share: float | np.ndarray = 0.0  # the dead zone: one share, or one per cell group (GROUPS)
 
     def table(self, city: str, task: str) -> ResidualTable | None:
         return self.tables.get((city, task)) or self.tables.get((POOLED, task))
@@ -266,7 +270,7 @@ class Calibration:
         m = np.asarray(pred.mean, dtype=np.float64)
         out = np.broadcast_to(m, (len(levels), *m.shape)).copy()
         lv = np.asarray(levels, dtype=np.float64)[:, None, None, None]
-        dead = zero_level(self.zero_share)
+        dead_share = self.zero_share
         for i in range(m.shape[0]):
             task = infer_task(mask[i])
             tab = self.table(windows.city, task)
@@ -277,6 +281,7 @@ class Calibration:
             gc = tab.centre(gm[i], pull[i], frame.lead[i])
             y = tab.model_quantile(lv, bucket, frame.group[i][None], gc[None], sg[i][None])  # (Q, T, H, W)
             x = frame.transform.take([i]).from_model(torch.from_numpy(y)).numpy()
+            dead = zero_level(dead_share, frame.group[i][None])
             atom = (y <= dead) | tab.idle_atom(lv, bucket, frame.group[i][None])
             x = np.where(atom, 0.0, np.clip(x, 0.0, 1.0))
             out[:, i] = np.where(mask[i][None], x, m[i][None])
@@ -302,7 +307,7 @@ class Calibration:
                 out[i] = np.where(hidden[i] & (gc[i] != gm[i]), np.clip(x, 0.0, 1.0), m[i])
             if tab is not None and tab.idle_zero is not None:
                 zero[i] |= hidden[i] & tab.idle_atom(0.5, lead_buckets(mask[i], task)[:, None, None], frame.group[i])
-        zero |= hidden & (gc <= zero_level(self.zero_share))
+        zero |= hidden & (gc <= zero_level(self.zero_share, frame.group))
         return np.where(zero, 0.0, out).astype(np.float32)
 
     def samples(self, pred: Prediction, windows: Windows, mask: np.ndarray, n_samples: int | None = None,
@@ -331,7 +336,8 @@ class Calibration:
     # -- files -----------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
         return {
-            "format": FORMAT, "levels": LEVELS.tolist(), "groups": list(GROUPS), "zero_share": self.zero_share,
+            "format": FORMAT, "levels": LEVELS.tolist(), "groups": list(GROUPS),
+            "zero_share": np.asarray(self.zero_share, dtype=np.float64).tolist(),
             "meta": self.meta,
             "tables": [
                 {"city": c, "task": t, "floor": tab.floor, "n": tab.n, "z": np.round(tab.z, 7).tolist(),
@@ -379,10 +385,13 @@ class Calibration:
             tables[(str(t["city"]), str(t["task"]))] = ResidualTable(z, float(t["floor"]), int(t["n"]),
                                                                      idle_zero=idle_zero, anchor=anchor,
                                                                      width=float(width), flat=flat)
-        share = d.get("zero_share", 0.0)
-        if not isinstance(share, (int, float)) or isinstance(share, bool) or not 0 <= share < 1:
-            raise CalibrationError(f"{source}: zero_share must be a number in [0, 1), got {share!r}")
-        return cls(tables, dict(d.get("meta", {})), float(share))
+        share = d.get("zero_share", 0.0)  # one number (files before the per-group dead zone) or one per group
+        values = share if isinstance(share, list) and len(share) == len(GROUPS) else [share]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1 for v in values):
+            raise CalibrationError(f"{source}: zero_share must be a number in [0, 1) or a list of {len(GROUPS)} "
+                                   f"(one per cell group {list(GROUPS)}), got {share!r}")
+        return cls(tables, dict(d.get("meta", {})),
+                   np.asarray(share, dtype=np.float64) if isinstance(share, list) else float(share))
 
     def save(self, path: str | Path) -> Path:
         """Write atomically (a kill leaves the old file or the new one)."""
