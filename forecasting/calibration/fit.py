@@ -16,8 +16,8 @@ from ..anchor import fit_weights, weight_at
 from ..data import City, CityScalers, Windows, make_windows
 from ..interface import Forecaster, NotApplicable, hide
 from .tables import (
-    GROUPS, MIN_WIDTH_REGIONS, POOLED, WIDTHS, ZERO_SHARES, Calibration, CalibrationError, CellFrame, ResidualTable, lead_buckets,
-    model_point_and_spread, zero_level,
+    GROUPS, MIN_WIDTH_REGIONS, POOLED, WIDTHS, ZERO_SHARES, Calibration, CalibrationError, CellFrame,
+    ResidualTable, lead_buckets, model_point_and_spread, zero_level,
 )
 
 
@@ -143,8 +143,12 @@ def pooling_errors(own: Residuals, others: Sequence[Residuals], task: str, ancho
     same geography on another time axis): their entries of the held-out region are held out too, or the
     pooled table would have seen the region it is scored on. `flat`: tables standardised by 1.
     """
+    return band_errors(list(held_out_tables(own, others, task, anchor, floor, same_area, flat)), zero_share, widths)
+
+
+def band_errors(folds: list, zero_share: float | np.ndarray, widths: Sequence[float]) -> np.ndarray | None:
+    """`pooling_errors` from the folds of `held_out_tables` (None without folds)."""
     errors = np.zeros((2, len(widths)))
-    folds = list(held_out_tables(own, others, task, anchor, floor, same_area, flat))
     for held, alone, pooled in folds:
         for row, table in enumerate((alone, pooled)):
             for col, width in enumerate(widths):
@@ -169,7 +173,8 @@ def held_out_tables(own: Residuals, others: Sequence[Residuals], task: str, anch
         yield held, alone, pooled
 
 
-def quantile_score(res: Residuals, table: ResidualTable, zero_share: float | np.ndarray = 0.0, n_levels: int = 19) -> float:
+def quantile_score(res: Residuals, table: ResidualTable, zero_share: float | np.ndarray = 0.0,
+                   n_levels: int = 19) -> float:
     """Mean pinball loss of the calibrated model-space quantiles at levels k / (n_levels + 1) against g(y),
     over `res`'s entries: a proper score (lower is better) that rewards sharp bands as well as calibrated ones.
 
@@ -192,13 +197,16 @@ def spread_scores(own: Residuals, others: Sequence[Residuals], task: str, anchor
                   ) -> tuple[float, float] | None:
     """Leave-one-region-out `quantile_score` of a city's own tables standardised by the forecaster's spread
     (`floor` its floor) and by 1 (`flat`), at width 1; None with fewer than 2 regions."""
-    scores = np.zeros(2)
-    folds = 0
-    for k, (flat, fl) in enumerate(((False, floor), (True, None))):
-        for held, alone, _ in held_out_tables(own, others, task, anchor, fl, same_area, flat):
-            scores[k] += quantile_score(held, alone, zero_share)
-            folds += k == 0
-    return None if folds == 0 else (float(scores[0] / folds), float(scores[1] / folds))
+    folds = [list(held_out_tables(own, others, task, anchor, fl, same_area, flat))
+             for flat, fl in ((False, floor), (True, None))]
+    return fold_scores(folds, zero_share)
+
+
+def fold_scores(folds: Sequence[list], zero_share: float | np.ndarray) -> tuple[float, ...] | None:
+    """Mean `quantile_score` of each variant's own tables over its `held_out_tables` folds (None without)."""
+    if not folds[0]:
+        return None
+    return tuple(float(np.mean([quantile_score(held, alone, zero_share) for held, alone, _ in f])) for f in folds)
 
 
 def best_bands(errors: np.ndarray, widths: Sequence[float]) -> tuple[int, int]:
@@ -365,14 +373,17 @@ def calibration_from_residuals(fitted: dict[tuple[str, str], Residuals], meta: d
 
 
 def held_out_choice(own: Residuals, others: Sequence[Residuals], task: str, table: ResidualTable,
-                    zero_share: float | np.ndarray, same_area: Sequence[bool]) -> tuple[ResidualTable, dict | None]:
+                    zero_share: float | np.ndarray, same_area: Sequence[bool]
+                    ) -> tuple[ResidualTable, dict | None]:
     """A city's table for `task` after the val choices of `calibration_from_residuals` (its own `table`
     fitted on `own`, the other cities' residuals `others`), and their record; (`table`, None) with fewer
-    than 2 val regions."""
+    than 2 val regions. The held-out folds are fitted once per variant and serve both choices."""
     anchor = table.anchor
+    folds = {False: list(held_out_tables(own, others, task, anchor, table.floor, same_area))}
     scores = None  # a sampling forecaster: does its own spread sharpen the held-out regions' bands?
     if not np.allclose(own.spread, 1.0):
-        scores = spread_scores(own, others, task, anchor, table.floor, zero_share, same_area)
+        folds[True] = list(held_out_tables(own, others, task, anchor, None, same_area, flat=True))
+        scores = fold_scores([folds[False], folds[True]], zero_share)
     flat = scores is not None and scores[1] < scores[0]
     if flat:
         shared = pooled_table([own, *others], task, anchor, None, flat=True)
@@ -380,7 +391,7 @@ def held_out_choice(own: Residuals, others: Sequence[Residuals], task: str, tabl
                                   is_zero=own.is_zero, anchor=anchor, flat=True)
     n_regions = np.unique(own.region[own.region >= 0]).size
     widths = WIDTHS if n_regions >= MIN_WIDTH_REGIONS else (1.0,)
-    errors = pooling_errors(own, others, task, anchor, table.floor, zero_share, same_area, widths, flat)
+    errors = band_errors(folds[flat], zero_share, widths)
     if errors is None:
         return table, None
     row, col = best_bands(errors, widths)

@@ -127,8 +127,8 @@ def model_point_and_spread(pred: Prediction, frame: CellFrame) -> tuple[np.ndarr
 
 
 def zero_level(share, group=None):
-    """Model-space level at or below which a value is in the dead zone: g(share x s) = (log1p(share) - SHIFT) / SPREAD;
-    `share` one value, or one per cell group (`GROUPS`) read at the entries' `group`."""
+    """Model-space level at or below which a value is in the dead zone: g(share x s) = (log1p(share) - SHIFT)
+    / SPREAD; `share` one value, or one per cell group (`GROUPS`) read at the entries' `group`."""
     share = np.asarray(share, dtype=np.float64)
     if share.ndim:
         share = share[np.asarray(group)]
@@ -270,7 +270,6 @@ class Calibration:
         m = np.asarray(pred.mean, dtype=np.float64)
         out = np.broadcast_to(m, (len(levels), *m.shape)).copy()
         lv = np.asarray(levels, dtype=np.float64)[:, None, None, None]
-        dead_share = self.zero_share
         for i in range(m.shape[0]):
             task = infer_task(mask[i])
             tab = self.table(windows.city, task)
@@ -281,7 +280,7 @@ class Calibration:
             gc = tab.centre(gm[i], pull[i], frame.lead[i])
             y = tab.model_quantile(lv, bucket, frame.group[i][None], gc[None], sg[i][None])  # (Q, T, H, W)
             x = frame.transform.take([i]).from_model(torch.from_numpy(y)).numpy()
-            dead = zero_level(dead_share, frame.group[i][None])
+            dead = zero_level(self.zero_share, frame.group[i][None])
             atom = (y <= dead) | tab.idle_atom(lv, bucket, frame.group[i][None])
             x = np.where(atom, 0.0, np.clip(x, 0.0, 1.0))
             out[:, i] = np.where(mask[i][None], x, m[i][None])
