@@ -13,15 +13,23 @@ For each held-out (target) city:
    fine-tuned on it, and every baseline is fitted on exactly the same data. The test windows are
    normalised with the scale fitted on that same data (what a planner would have).
 
-Also zero-shot from `--pretrained` (the main pre-trained model) to synthetic cities of another
-granularity and grid size (`--synthetic-targets`), against baselines fitted on those cities.
+Also zero-shot from `--pretrained` (a model that has seen none of them) to the cities of
+`--zero-shot-targets` (synthetic cities of another granularity and grid size, or real cities and their
+resamplings such as `nanchang@60min` for a model trained on the synthetic prior), against baselines fitted
+on each of those cities' own training regions (the stricter comparison). `--zero-shot-only` skips the
+leave-one-out part:
+
+    OMP_NUM_THREADS=2 python bench/transfer_bench.py --zero-shot-only --pretrained runs/prior12k/best.pt \
+        --zero-shot-targets nanchang nanjing nanchang@60min nanjing@60min --label uomo_prior --merge
 
     OMP_NUM_THREADS=2 python bench/transfer_bench.py --targets nanjing nanchang \
         --source-steps 3000 --finetune-steps 400 --shots 0 0.05 0.10 --stride 4 \
         --pretrained runs/pretrained-cpu.pt
 
 Records go to bench/results/transfer.json with keys city, task, variant ('uomo' or a baseline's name),
-shots, mae, rmse, jsd (+ crps, mae_raw, windows, stride) and a Markdown table beside it.
+shots, baselines_fit_on ('sources': the leave-one-out zero-shot; 'target': the zero-shot targets' own
+training regions; 'prefix': the few-shot prefix), mae, rmse, jsd (+ crps, mae_raw, windows, stride) and a
+Markdown table beside it.
 """
 
 from __future__ import annotations
@@ -80,8 +88,14 @@ def score(model, windows, masks, task, variant, shots, stride, seed) -> dict:
             "status": rec["status"], "note": rec["note"]}  # fmt: skip
 
 
-def score_setting(city: City, fit_on: list[City], uomo, shots: float, args, scalers=None) -> list[dict]:
-    """UoMo (as given) and every baseline (fitted on `fit_on`) on the test windows of `city`."""
+#: what the baselines of a setting were fitted on (see the module docstring)
+FIT_ON = ("sources", "target", "prefix")
+
+
+def score_setting(city: City, fit_on: list[City], uomo, shots: float, args, fitted: str,
+                  scalers=None) -> list[dict]:
+    """UoMo (as given) and every baseline (fitted on `fit_on`, described by `fitted`, one of FIT_ON) on
+    the test windows of `city`."""
     windows = make_windows(city, split="test", stride=args.stride, scalers=scalers)
     masks = {task: window_masks(windows, task, args.seed) for task in EVAL_TASKS}
     records = []
@@ -100,17 +114,21 @@ def score_setting(city: City, fit_on: list[City], uomo, shots: float, args, scal
                 warnings.simplefilter("ignore")
                 rec = score(model, windows, masks, task, name, shots, args.stride, args.seed)
             if rec["status"] == "ok":
-                records.append(rec)
+                records.append({**rec, "baselines_fit_on": fitted})
                 print(f"  {rec['city']:<16} {task:<10} shots={shots:<5g} {name:<20} MAE {rec['mae']:.5f}", flush=True)
     return records
 
 
+FIT_ON_TITLE = {"sources": "", "target": ", baselines fitted on the city itself", "prefix": ""}
+
+
 def markdown(records: list[dict], header: list[str]) -> str:
     lines = [*header, ""]
-    groups = sorted({(r["city"], r["shots"]) for r in records}, key=lambda k: (k[0], k[1]))
-    for city, shots in groups:
-        rows = [r for r in records if r["city"] == city and r["shots"] == shots]
-        lines += [f"## {city}, shots = {shots:g}", "",
+    groups = sorted({(r["city"], r["shots"], r["baselines_fit_on"]) for r in records},
+                    key=lambda k: (k[0], k[1], FIT_ON.index(k[2])))
+    for city, shots, fitted in groups:
+        rows = [r for r in records if (r["city"], r["shots"], r["baselines_fit_on"]) == (city, shots, fitted)]
+        lines += [f"## {city}, shots = {shots:g}{FIT_ON_TITLE[fitted]}", "",
                   "| task | UoMo run | MAE | best baseline | its MAE | ratio | RMSE | JSD |", "|---|---|---|---|---|---|---|---|"]
         for task in EVAL_TASKS:
             uomos = [r for r in rows if r["task"] == task and r["variant"].startswith("uomo")]
@@ -128,6 +146,9 @@ def markdown(records: list[dict], header: list[str]) -> str:
 
 def describe(args: argparse.Namespace) -> str:
     """One line of the UoMo settings of a run (for the table header)."""
+    if args.zero_shot_only:
+        return (f"zero-shot from `{args.pretrained}` on {', '.join(args.zero_shot_targets)} (baselines fitted on each "
+                f"city's own training regions); {args.samples} samples x DDIM-{args.sampling_steps}")
     source = (f"source reused from `{args.runs}`" if args.reuse_sources else
               f"source = `{args.init}` + {args.source_steps} steps on the other real city + {args.synthetic}")
     few = (f"few-shot: {args.finetune_steps} steps, freeze = {args.freeze}"
@@ -149,8 +170,10 @@ def write_markdown(records: list[dict], path: Path, parser: argparse.ArgumentPar
         "# Zero-shot and few-shot transfer (test regions, leave one real city out)", "",
         "Few-shot = the target's first share of training windows (a time prefix); every baseline is fitted on "
         f"the same data. Test windows every {'/'.join(map(str, strides))} steps; UoMo point forecast = median of its samples. "
-        "Ratio = UoMo MAE / best baseline MAE on the same windows. Synthetic targets: zero-shot from "
-        f"`{pretrained[-1] if pretrained else None}`, baselines fitted on the target itself.", "",
+        "Ratio = UoMo MAE / best baseline MAE on the same windows. Sections marked 'baselines fitted on the city "
+        "itself': zero-shot from `--pretrained` (a model that has never seen the city: "
+        f"{', '.join(f'`{x}`' for x in dict.fromkeys(pretrained)) or 'none'}) against baselines fitted on the "
+        "city's own training regions.", "",
         "UoMo runs (settings read back from each command):", "",
         *[f"- `{a.label}`: {describe(a)}" for a in parsed], "",
         "Commands:", "", *[f"    {c}" for c in commands], "",
@@ -177,8 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--select-on-prefix-val", action="store_true",
                    help="few-shot: keep the best of 6 checkpoints scored on the val regions' part of the same prefix")
     p.add_argument("--shots", nargs="+", type=float, default=[0.0, 0.05, 0.10])
-    p.add_argument("--pretrained", default=None, help="model for the zero-shot synthetic targets (skipped if absent)")
-    p.add_argument("--synthetic-targets", nargs="+", default=["synthetic-small"], help="8 x 8 cells, 1-hour slots")
+    p.add_argument("--pretrained", default=None,
+                   help="model scored zero-shot on --zero-shot-targets (skipped if absent); it must not have seen them")
+    p.add_argument("--zero-shot-targets", "--synthetic-targets", dest="zero_shot_targets", nargs="+",
+                   default=["synthetic-small"],
+                   help="cities for --pretrained, baselines fitted on each of them (default: 8 x 8 cells, 1-hour slots)")
+    p.add_argument("--zero-shot-only", action="store_true",
+                   help="skip the leave-one-out source models: score --pretrained on --zero-shot-targets only")
     p.add_argument("--stride", type=int, default=4, help="test window stride of the evaluation")
     p.add_argument("--samples", type=int, default=8)
     p.add_argument("--sampling-steps", type=int, default=3, help="DDIM steps (see bench/sampler_selection.py)")
@@ -208,13 +236,15 @@ def main(argv=None) -> int:
         if not 0 <= s < 1:
             p.error(f"--shots must lie in [0, 1), got {s}")
 
-    overlap = set(args.targets) & set(args.synthetic_targets + args.synthetic)
+    if args.zero_shot_only and not (args.pretrained and Path(args.pretrained).exists()):
+        p.error(f"--zero-shot-only needs --pretrained naming an existing checkpoint, got {args.pretrained!r}")
+    overlap = set() if args.zero_shot_only else set(args.targets) & set(args.zero_shot_targets + args.synthetic)
     if overlap:
         p.error(f"{sorted(overlap)} cannot be both a held-out target and a source/synthetic target")
     sampling = dict(n_samples=args.samples, steps=args.sampling_steps)
     runs = Path(args.runs)
     records: list[dict] = []
-    for target in args.only or args.targets:
+    for target in [] if args.zero_shot_only else args.only or args.targets:
         t0 = time.perf_counter()
         city = load_city(target)
         sources = [load_city(c) for c in args.targets if c != target] + [load_city(s) for s in args.synthetic]
@@ -229,7 +259,7 @@ def main(argv=None) -> int:
         for shots in args.shots:
             if shots == 0:
                 uomo = load_forecaster(source_ckpt, device="cpu", **sampling)
-                records += score_setting(city, sources, uomo, 0.0, args)
+                records += score_setting(city, sources, uomo, 0.0, args, "sources")
             else:
                 few = few_shot_city(city, shots)
                 print(f"[transfer] {target}: few-shot {shots:g} = first {few.n_steps} of {city.n_steps} steps", flush=True)
@@ -237,14 +267,14 @@ def main(argv=None) -> int:
                                          args.freeze, runs, args.seed, shots, args.label, args.loss_weighting,
                                          args.select_on_prefix_val)
                 uomo = load_forecaster(ckpt, device="cpu", **sampling)
-                records += score_setting(city, [few], uomo, shots, args, scalers=CityScalers.fit(few))
+                records += score_setting(city, [few], uomo, shots, args, "prefix", scalers=CityScalers.fit(few))
         print(f"[transfer] {target}: {time.perf_counter() - t0:.0f} s", flush=True)
 
     if args.pretrained and Path(args.pretrained).exists():
         uomo = load_forecaster(args.pretrained, device="cpu", **sampling)
-        for name in args.synthetic_targets:
+        for name in args.zero_shot_targets:
             city = load_city(name)
-            records += score_setting(city, [city], uomo, 0.0, args)
+            records += score_setting(city, [city], uomo, 0.0, args, "target")
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -253,7 +283,7 @@ def main(argv=None) -> int:
         r["command"] = command
     if args.merge:
         records = merge_records(read_records(out / "transfer.json"), records,
-                                key=lambda r: (r["city"], r["task"], r["variant"], r["shots"]))
+                                key=lambda r: (r["city"], r["task"], r["variant"], r["shots"], r["baselines_fit_on"]))
     write_json(out / "transfer.json", records)
     header = write_markdown(records, out / "transfer.md", p)
     print(markdown(records, header[:1]))

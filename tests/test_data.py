@@ -24,6 +24,7 @@ from forecasting.data import (
     load_release_json,
     make_windows,
     region_origins,
+    resample_city,
     save_release_json,
     to_geodataframe,
     to_long_table,
@@ -269,6 +270,35 @@ def test_few_shot_city_keeps_the_first_share_of_windows():
         few_shot_city(city, 0.0)
     with pytest.raises(DataError, match="steps"):
         city.head(city.n_steps + 1)
+
+
+def test_resample_sums_traffic_and_averages_users_over_slots_starting_at_midnight():
+    # 15-minute slots starting at slot 5 (01:15): hourly slots start 3 fine steps later, at 02:00
+    city = random_city(R=2, T=41, spd=96, start_slot=5, start_day=6)
+    hourly = resample_city(city, 60)
+    assert hourly.slots_per_day == 24 and hourly.name == "toy@60min"
+    assert hourly.n_steps == (41 - 3) // 4
+    np.testing.assert_allclose(hourly.traffic[:, 0], city.traffic[:, 3:7].sum(1), rtol=1e-6)
+    np.testing.assert_allclose(hourly.users[:, -1], city.users[:, 39 - 4:39].mean(1), rtol=1e-6)
+    np.testing.assert_array_equal(hourly.slot_of_day[0, :3], [2, 3, 4])
+    np.testing.assert_array_equal(hourly.day_of_week[0, :3], [6, 6, 6])
+    np.testing.assert_array_equal(hourly.poi, city.poi)  # static: unchanged
+    assert hourly.geography == city.geography  # the same areas
+    assert resample_city(city, 15) is city
+
+
+def test_resample_by_name_and_its_errors():
+    half_hourly = load_city("synthetic")
+    hourly = load_city("synthetic@60min")
+    assert hourly.slots_per_day == half_hourly.slots_per_day // 2
+    np.testing.assert_allclose(hourly.traffic, half_hourly.traffic.reshape(
+        half_hourly.n_regions, -1, 2, *half_hourly.grid).sum(2), rtol=1e-5)
+    with pytest.raises(DataError, match="whole multiple"):
+        resample_city(half_hourly, 45)
+    with pytest.raises(DataError, match="whole multiple"):
+        resample_city(half_hourly, 15)
+    with pytest.raises(DataError, match="divide a day"):
+        resample_city(half_hourly, 420)
 
 
 @pytest.mark.parametrize("stride", [1, 5])

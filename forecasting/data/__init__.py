@@ -18,6 +18,7 @@ Modules, in the order data flows through them:
     cell_grid.py     cell tables -> regions and row/col positions, POI grids
     long_table.py    loader 3: long CSV/Parquet tables, one row per cell and time step (Nixtla's names too)
     geometry.py      cells as a GeoDataFrame; a city back to long tables
+    resample.py      a city at a coarser time step (`resample_city`, names such as 'nanjing@60min')
     load.py          `load_city`: the one resolver of a city from a name or a path; `load_cities`
                      (families such as 'synthetic-prior:64')
     scaling.py       the paper's per-city scaler (`Scaler`, `CityScalers`)
@@ -30,6 +31,7 @@ from .covariates import Covariates
 from .city import SPLITS, WINDOW, City, DataError, assign_splits, few_shot_city, split_counts, validate_city
 from .geometry import LongTables, cell_id_grid, from_geodataframe, region_origins, to_geodataframe, to_long_table
 from .load import REAL_CITY_NAMES, load_cities, load_city
+from .resample import parse_resampled_name, resample_city
 from .long_table import load_long_table
 from .npz import NPZ_KEYS, available_real_cities, default_data_dir, load_npz
 from .release_json import (
@@ -54,6 +56,6 @@ __all__ = [
     "save_release_json",
     "GEO_SUFFIXES", "LONG_COLUMNS", "REFERENCE_MONDAY", "TABLE_SUFFIXES", "assign_splits", "load_long_table",
     "LongTables", "cell_id_grid", "from_geodataframe", "region_origins", "to_geodataframe", "to_long_table",
-    "REAL_CITY_NAMES", "load_cities", "load_city",
+    "REAL_CITY_NAMES", "load_cities", "load_city", "parse_resampled_name", "resample_city",
     "SyntheticPrior", "prior_city", "prior_config",
 ]

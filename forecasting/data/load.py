@@ -13,6 +13,7 @@ from .city import City, DataError
 from .long_table import load_long_table
 from .npz import available_real_cities, default_data_dir, load_npz
 from .release_json import load_release_json, release_cities
+from .resample import parse_resampled_name, resample_city
 from .synthetic import city_from_name
 from .synthetic_prior import parse_prior_name, prior_cities
 from .tables import READABLE_TABLE_SUFFIXES, TABLE_SUFFIXES
@@ -31,9 +32,15 @@ def load_city(source: str | Path, data_dir: str | Path | None = None, **kwargs) 
     - a `.npz` file (`load_npz`);
     - a directory with release JSON (`load_release_json`; `city=` picks one if there are several);
     - a release traffic file `24_<City>_short64.json`;
-    - a CSV/Parquet long table (`load_long_table`, e.g. with cells=..., poi=..., region_size=...).
+    - a CSV/Parquet long table (`load_long_table`, e.g. with cells=..., poi=..., region_size=...);
+    - any of these followed by '@<minutes>min' ('nanjing@60min'): the city at that coarser time step
+      (`forecasting.data.resample`: traffic summed, users averaged over each slot).
     """
     text = str(source)
+    resampled = None if Path(text).exists() else parse_resampled_name(text)
+    if resampled is not None:
+        base, minutes = resampled
+        return resample_city(load_city(base, data_dir, **kwargs), minutes)
     if not Path(text).exists():
         if text.startswith("synthetic"):
             return _synthetic_city(text, **kwargs)
