@@ -23,6 +23,8 @@ STATISTICS = {
     "night_day": "night/day ratio (mean traffic 02-05 h / 10-22 h, active cells)",
     "acf1": "lag-1 autocorrelation (median over active cells, native slot)",
     "acf1h": "lag-1 h autocorrelation (median over active cells)",
+    "acf1d": "one-day autocorrelation (median over active cells)",
+    "off_profile": "departure from the cell's own daily profile (mean absolute, over the cell's mean; median over active cells)",
     "cv_cells": "coefficient of variation of the cells' mean traffic (all cells)",
     "zero_slots": "share of zero slots in active cells (intermittency)",
 }
@@ -45,11 +47,15 @@ def city_statistics(city: City, split: str = "train") -> dict[str, float]:
     night, day = (hours >= 2) & (hours < 5), (hours >= 10) & (hours < 22)
     means = cells.mean(axis=1)
     per_hour = max(1, city.slots_per_day // 24)
+    slot = city.slot_of_day[regions[0]]
+    profile = np.stack([active[:, slot == s].mean(axis=1) for s in range(city.slots_per_day)], axis=1)[:, slot]
     return {
         "zero_cells": float(empty.mean()),
         "night_day": float(active[:, night].mean() / active[:, day].mean()),
         "acf1": float(np.median(_autocorrelation(active, 1))),
         "acf1h": float(np.median(_autocorrelation(active, per_hour))),
+        "acf1d": float(np.median(_autocorrelation(active, city.slots_per_day))),
+        "off_profile": float(np.median(np.abs(active - profile).mean(axis=1) / active.mean(axis=1))),
         "cv_cells": float(means.std() / means.mean()),
         "zero_slots": float((active == 0).mean()),
     }
