@@ -9,6 +9,7 @@ from forecasting.data import DataError, concat_windows, load_cities, load_city, 
 from forecasting.data.synthetic import SYNTHETIC_PRESETS, SyntheticCityConfig, city_from_name, make_city
 from forecasting.data.synthetic_prior import (
     DEFAULT_PRIOR,
+    FIRST_PRIOR,
     PRIOR_FAMILY,
     SyntheticPrior,
     parse_prior_name,
@@ -48,6 +49,16 @@ def test_prior_cities_are_deterministic_in_seed_and_index():
     assert prior_config(3, seed=1) != prior_config(4, seed=1) and prior_config(3, seed=1) != prior_config(3, seed=2)
     assert np.array_equal(load_city("synthetic-prior@1#3").traffic, a.traffic)
     assert [c.name for c in load_cities("synthetic-prior@1:2-4")] == ["synthetic-prior@1#2", "synthetic-prior@1#3"]
+
+
+def test_the_first_prior_stays_reachable_by_its_versioned_name():
+    old = load_cities("synthetic-prior-v1@1:2-4")
+    assert [c.name for c in old] == ["synthetic-prior-v1@1#2", "synthetic-prior-v1@1#3"]
+    assert old[0].meta["family"] == PRIOR_FAMILY + "-v1"
+    assert np.array_equal(old[1].traffic, prior_city(3, seed=1, prior=FIRST_PRIOR, family="x").traffic)
+    assert not np.array_equal(old[1].traffic, prior_city(3, seed=1).traffic)  # the present ranges draw other cities
+    assert parse_prior_name("synthetic-prior-v1:64") == (0, range(64))
+    assert FIRST_PRIOR.noise[1] > DEFAULT_PRIOR.noise[1]
 
 
 def test_prior_names_parse_and_a_family_is_not_one_city():

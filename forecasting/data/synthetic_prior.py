@@ -11,9 +11,11 @@ Names (resolved by `forecasting.data.load_cities` / `load_city`):
     synthetic-prior:A-B       cities k = A .. B-1 (e.g. held-out cities for a check)
     synthetic-prior@S:N       the same with prior seed S
     synthetic-prior@S#K       the single city k = K (the name each city of a family carries)
+    synthetic-prior-v1...     the same names drawn from the first ranges (`FIRST_PRIOR`, see below), kept
+                              so that runs made with them can be repeated
 
-Every city of a family has `meta["family"] == "synthetic-prior"`: `uomo-train --city-weight
-synthetic-prior=W` weights the family as one group (W shared by its cities).
+Every city of a family has `meta["family"] == "synthetic-prior"` (or "synthetic-prior-v1"): `uomo-train
+--city-weight synthetic-prior=W` weights the family as one group (W shared by its cities).
 
 Draws (independent; U = uniform, LU = log-uniform, i.e. exp(U(log a, log b)); integers inclusive):
 
@@ -51,7 +53,8 @@ from .synthetic import make_city
 from .synthetic_config import SyntheticCityConfig
 
 PRIOR_FAMILY = "synthetic-prior"
-_NAME = re.compile(r"^synthetic-prior(?:@(?P<seed>\d+))?(?::(?P<a>\d+)(?:-(?P<b>\d+))?|#(?P<k>\d+))$")
+_NAME = re.compile(
+    r"^synthetic-prior(?P<version>-v1)?(?:@(?P<seed>\d+))?(?::(?P<a>\d+)(?:-(?P<b>\d+))?|#(?P<k>\d+))$")
 
 
 @dataclass(frozen=True)
@@ -123,25 +126,30 @@ class SyntheticPrior:
 
 
 DEFAULT_PRIOR = SyntheticPrior()
+#: the first ranges, whose days repeat far less than the real cities' (names 'synthetic-prior-v1...')
+FIRST_PRIOR = SyntheticPrior(noise=(0.1, 0.6), event_rate=(0.0, 4.0), event_scale=(0.5, 4.0))
+#: the version suffix of a family's name -> its ranges
+PRIOR_VERSIONS = {"": DEFAULT_PRIOR, "-v1": FIRST_PRIOR}
 
 
-def member_name(k: int, seed: int = 0) -> str:
+def member_name(k: int, seed: int = 0, family: str = PRIOR_FAMILY) -> str:
     """The name of city k of the prior with seed `seed`: 'synthetic-prior@<seed>#<k>'."""
-    return f"{PRIOR_FAMILY}@{int(seed)}#{int(k)}"
+    return f"{family}@{int(seed)}#{int(k)}"
 
 
-def prior_config(k: int, seed: int = 0, prior: SyntheticPrior = DEFAULT_PRIOR) -> SyntheticCityConfig:
+def prior_config(k: int, seed: int = 0, prior: SyntheticPrior = DEFAULT_PRIOR,
+                 family: str = PRIOR_FAMILY) -> SyntheticCityConfig:
     """The configuration of city k: `prior.sample_config` with the generator seeded by (seed, k)."""
     if k < 0 or seed < 0:
         raise ValueError(f"prior city index and seed must be >= 0, got k={k}, seed={seed}")
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(k), 0x5EED]))
-    return prior.sample_config(rng, name=member_name(k, seed))
+    return prior.sample_config(rng, name=member_name(k, seed, family))
 
 
-def prior_city(k: int, seed: int = 0, prior: SyntheticPrior = DEFAULT_PRIOR) -> City:
+def prior_city(k: int, seed: int = 0, prior: SyntheticPrior = DEFAULT_PRIOR, family: str = PRIOR_FAMILY) -> City:
     """City k of the prior with seed `seed` (deterministic); `meta` names its family and (seed, k)."""
-    city = make_city(prior_config(k, seed, prior))
-    city.meta.update(family=PRIOR_FAMILY, prior={"seed": int(seed), "k": int(k)})
+    city = make_city(prior_config(k, seed, prior, family))
+    city.meta.update(family=family, prior={"seed": int(seed), "k": int(k)})
     return city
 
 
@@ -159,8 +167,9 @@ def parse_prior_name(name: str) -> tuple[int, range] | None:
     return seed, range(start, stop)
 
 
-def prior_cities(name: str, prior: SyntheticPrior = DEFAULT_PRIOR) -> list[City]:
-    """The cities named by a prior name such as 'synthetic-prior:64' (ValueError for other names)."""
+def prior_cities(name: str, prior: SyntheticPrior | None = None) -> list[City]:
+    """The cities named by a prior name such as 'synthetic-prior:64' (ValueError for other names), drawn
+    from `prior` (default: the ranges the name's version stands for, `PRIOR_VERSIONS`)."""
     parsed = parse_prior_name(name)
     if parsed is None:
         raise ValueError(
@@ -168,4 +177,6 @@ def prior_cities(name: str, prior: SyntheticPrior = DEFAULT_PRIOR) -> list[City]
             "or synthetic-prior@S#K"
         )
     seed, indices = parsed
-    return [prior_city(k, seed, prior) for k in indices]
+    version = _NAME.match(name)["version"] or ""
+    prior = PRIOR_VERSIONS[version] if prior is None else prior
+    return [prior_city(k, seed, prior, PRIOR_FAMILY + version) for k in indices]
