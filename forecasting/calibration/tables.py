@@ -37,6 +37,17 @@ POOLED = "*"  # the table fitted on every city's val entries, used for cities wi
 FORMAT = "uomo-calibration/2"
 
 
+def _number(value) -> bool:
+    """True for an int or float read from a file (not a bool, a string or a list)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _shares(value, shape: tuple[int, ...]) -> bool:
+    """True when `value` is an array of `shape` whose entries all lie in [0, 1]."""
+    a = np.asarray(value, dtype=np.float64)
+    return a.shape == shape and bool(np.all((a >= 0) & (a <= 1)))
+
+
 class CalibrationError(ValueError):
     """A calibration file or table that cannot be used (wrong format, unknown task, too few entries)."""
 
@@ -363,30 +374,27 @@ class Calibration:
             if (t["task"] not in BUCKETS or z.shape != (len(GROUPS), BUCKETS[t["task"]], LEVELS.size)
                     or not np.all(np.isfinite(z))):
                 raise CalibrationError(f"{source}: malformed table for {t.get('city')}/{t.get('task')}")
-            idle_zero = t.get("idle_zero")  # absent in files fitted before the idle atom: no atom
-            if idle_zero is not None:
-                idle_zero = np.asarray(idle_zero, dtype=np.float64)
-                if idle_zero.shape != (BUCKETS[t["task"]],) or not np.all((idle_zero >= 0) & (idle_zero <= 1)):
-                    raise CalibrationError(f"{source}: malformed idle_zero for {t.get('city')}/{t.get('task')}")
-            anchor = t.get("anchor")  # absent in files fitted before the persistence anchor: no anchor
-            if anchor is not None:
-                anchor = np.asarray(anchor, dtype=np.float64)
-                if anchor.shape != (MAX_LEAD,) or not np.all((anchor >= 0) & (anchor <= 1)):
-                    raise CalibrationError(f"{source}: malformed anchor for {t.get('city')}/{t.get('task')}")
+            # absent in files fitted before the idle atom / the persistence anchor: no atom / no anchor
+            idle_zero, anchor = t.get("idle_zero"), t.get("anchor")
+            for key, value, shape in (("idle_zero", idle_zero, (BUCKETS[t["task"]],)), ("anchor", anchor, (MAX_LEAD,))):
+                if value is not None and not _shares(value, shape):
+                    raise CalibrationError(f"{source}: malformed {key} for {t.get('city')}/{t.get('task')}")
             width = t.get("width", 1.0)  # absent in files fitted before the width choice, or when it is 1
-            if not isinstance(width, (int, float)) or isinstance(width, bool) or not 0 < width < 10:
+            if not _number(width) or not 0 < width < 10:
                 raise CalibrationError(f"{source}: width of {t.get('city')}/{t.get('task')} must be a number "
                                        f"in (0, 10), got {width!r}")
             flat = t.get("flat", False)  # absent: the forecaster's own spread
             if not isinstance(flat, bool):
                 raise CalibrationError(f"{source}: flat of {t.get('city')}/{t.get('task')} must be true or false, "
                                        f"got {flat!r}")
+            as_array = lambda v: None if v is None else np.asarray(v, dtype=np.float64)  # noqa: E731
             tables[(str(t["city"]), str(t["task"]))] = ResidualTable(z, float(t["floor"]), int(t["n"]),
-                                                                     idle_zero=idle_zero, anchor=anchor,
+                                                                     idle_zero=as_array(idle_zero),
+                                                                     anchor=as_array(anchor),
                                                                      width=float(width), flat=flat)
         share = d.get("zero_share", 0.0)  # one number (files before the per-group dead zone) or one per group
         values = share if isinstance(share, list) and len(share) == len(GROUPS) else [share]
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1 for v in values):
+        if not all(_number(v) and 0 <= v < 1 for v in values):
             raise CalibrationError(f"{source}: zero_share must be a number in [0, 1) or a list of {len(GROUPS)} "
                                    f"(one per cell group {list(GROUPS)}), got {share!r}")
         return cls(tables, dict(d.get("meta", {})),
