@@ -65,8 +65,8 @@ from __future__ import annotations
 
 from .fit import (
     Residuals, best_bands, calibration_cities, dead_zones, calibration_from_residuals, calibration_windows,
-    city_residuals, coverage_error, fit_calibration, fit_pooled_calibration, held_out_tables, heldout_pit,
-    pit_coverage, pooled_table, pooling_errors, quantile_score, residuals, spread_scores, zero_brier, zero_briers,
+    city_residuals, coverage_error, fit_calibration, fit_pooled_calibration, fold_scores, held_out_tables,
+    heldout_pit, pit_coverage, pooled_table, pooling_errors, quantile_score, residuals, zero_brier, zero_briers,
 )
 from .tables import (
     BUCKETS, FLOOR_SHARE, FORMAT, GROUPS, HORIZON, IDLE, LEVELS, MIN_GROUP_ENTRIES, MIN_WIDTH_REGIONS, POOLED, WIDTHS,
@@ -80,7 +80,7 @@ __all__ = [
     "MIN_WIDTH_REGIONS", "POOLED", "WIDTHS", "ZERO_SHARES", "CalibratedForecaster", "Calibration",
     "CalibrationError", "CellFrame", "OutdatedCalibration", "ResidualTable", "Residuals", "best_bands",
     "calibration_cities", "calibration_from_residuals", "calibration_path", "calibration_windows", "city_residuals",
-    "coverage_error", "dead_zones", "fit_calibration", "fit_pooled_calibration", "held_out_tables", "heldout_pit",
-    "infer_task", "lead_buckets", "model_point_and_spread", "pit_coverage", "pooled_table", "pooling_errors",
-    "quantile_score", "residuals", "spread_scores", "zero_brier", "zero_briers", "zero_level",
+    "coverage_error", "dead_zones", "fit_calibration", "fit_pooled_calibration", "fold_scores", "held_out_tables",
+    "heldout_pit", "infer_task", "lead_buckets", "model_point_and_spread", "pit_coverage", "pooled_table", "pooling_errors",
+    "quantile_score", "residuals", "zero_brier", "zero_briers", "zero_level",
 ]

@@ -192,18 +192,10 @@ def quantile_score(res: Residuals, table: ResidualTable, zero_share: float | np.
     return total / max(res.numer.size * n_levels, 1)
 
 
-def spread_scores(own: Residuals, others: Sequence[Residuals], task: str, anchor: np.ndarray | None,
-                  floor: float, zero_share: float | np.ndarray = 0.0, same_area: Sequence[bool] | None = None
-                  ) -> tuple[float, float] | None:
-    """Leave-one-region-out `quantile_score` of a city's own tables standardised by the forecaster's spread
-    (`floor` its floor) and by 1 (`flat`), at width 1; None with fewer than 2 regions."""
-    folds = [list(held_out_tables(own, others, task, anchor, fl, same_area, flat))
-             for flat, fl in ((False, floor), (True, None))]
-    return fold_scores(folds, zero_share)
-
-
 def fold_scores(folds: Sequence[list], zero_share: float | np.ndarray) -> tuple[float, ...] | None:
-    """Mean `quantile_score` of each variant's own tables over its `held_out_tables` folds (None without)."""
+    """Leave-one-region-out mean `quantile_score` of each variant's own tables over its `held_out_tables`
+    folds (e.g. tables standardised by the forecaster's spread and by 1, `flat`), at width 1; None without
+    folds (fewer than 2 regions)."""
     if not folds[0]:
         return None
     return tuple(float(np.mean([quantile_score(held, alone, zero_share) for held, alone, _ in f])) for f in folds)
@@ -335,7 +327,7 @@ def calibration_from_residuals(fitted: dict[tuple[str, str], Residuals], meta: d
     since the other's coverage cannot rise above 1 (measured on the synthetic city: c = 1.5, the grid's
     edge, for short and long). Before these, a sampling forecaster's tables are standardised by its own
     spread sg or by 1 (`flat`: the spread left out), whichever gives the held-out val regions the lower
-    quantile score (`spread_scores`; a proper score, so a spread that only adds noise to the bands loses).
+    quantile score (`fold_scores`; a proper score, so a spread that only adds noise to the bands loses).
     The errors, scores and choices are stored in meta["pooling"].
     `geographies` ({city: `City.geography`}) tells cities that cover the same areas (held out together).
     """

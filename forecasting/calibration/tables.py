@@ -37,23 +37,29 @@ POOLED = "*"  # the table fitted on every city's val entries, used for cities wi
 FORMAT = "uomo-calibration/2"
 
 
-def _number(value) -> bool:
-    """True for an int or float read from a file (not a bool, a string or a list)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _shares(value, shape: tuple[int, ...]) -> bool:
-    """True when `value` is an array of `shape` whose entries all lie in [0, 1]."""
-    a = np.asarray(value, dtype=np.float64)
-    return a.shape == shape and bool(np.all((a >= 0) & (a <= 1)))
-
-
 class CalibrationError(ValueError):
     """A calibration file or table that cannot be used (wrong format, unknown task, too few entries)."""
 
 
 class OutdatedCalibration(CalibrationError):
     """A calibration file written by an earlier version: re-fit it (the model itself is still usable)."""
+
+
+def _number(value) -> bool:
+    """True for an int or float read from a file (not a bool, a string or a list)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _optional_shares(table: dict, key: str, shape: tuple[int, ...], source: str) -> np.ndarray | None:
+    """`table[key]` as an array of `shape` whose entries all lie in [0, 1]; None when the key is absent
+    (files fitted before it); CalibrationError when it is malformed."""
+    value = table.get(key)
+    if value is None:
+        return None
+    a = np.asarray(value, dtype=np.float64)
+    if a.shape != shape or not np.all((a >= 0) & (a <= 1)):
+        raise CalibrationError(f"{source}: malformed {key} for {table.get('city')}/{table.get('task')}")
+    return a
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -374,11 +380,8 @@ class Calibration:
             if (t["task"] not in BUCKETS or z.shape != (len(GROUPS), BUCKETS[t["task"]], LEVELS.size)
                     or not np.all(np.isfinite(z))):
                 raise CalibrationError(f"{source}: malformed table for {t.get('city')}/{t.get('task')}")
-            # absent in files fitted before the idle atom / the persistence anchor: no atom / no anchor
-            idle_zero, anchor = t.get("idle_zero"), t.get("anchor")
-            for key, value, shape in (("idle_zero", idle_zero, (BUCKETS[t["task"]],)), ("anchor", anchor, (MAX_LEAD,))):
-                if value is not None and not _shares(value, shape):
-                    raise CalibrationError(f"{source}: malformed {key} for {t.get('city')}/{t.get('task')}")
+            idle_zero = _optional_shares(t, "idle_zero", (BUCKETS[t["task"]],), source)  # absent: no idle atom
+            anchor = _optional_shares(t, "anchor", (MAX_LEAD,), source)  # absent: no persistence anchor
             width = t.get("width", 1.0)  # absent in files fitted before the width choice, or when it is 1
             if not _number(width) or not 0 < width < 10:
                 raise CalibrationError(f"{source}: width of {t.get('city')}/{t.get('task')} must be a number "
@@ -387,10 +390,8 @@ class Calibration:
             if not isinstance(flat, bool):
                 raise CalibrationError(f"{source}: flat of {t.get('city')}/{t.get('task')} must be true or false, "
                                        f"got {flat!r}")
-            as_array = lambda v: None if v is None else np.asarray(v, dtype=np.float64)  # noqa: E731
             tables[(str(t["city"]), str(t["task"]))] = ResidualTable(z, float(t["floor"]), int(t["n"]),
-                                                                     idle_zero=as_array(idle_zero),
-                                                                     anchor=as_array(anchor),
+                                                                     idle_zero=idle_zero, anchor=anchor,
                                                                      width=float(width), flat=flat)
         share = d.get("zero_share", 0.0)  # one number (files before the per-group dead zone) or one per group
         values = share if isinstance(share, list) and len(share) == len(GROUPS) else [share]

@@ -37,11 +37,11 @@ def load_city(source: str | Path, data_dir: str | Path | None = None, **kwargs) 
       (`forecasting.data.resample`: traffic summed, users averaged over each slot).
     """
     text = str(source)
-    resampled = None if Path(text).exists() else parse_resampled_name(text)
-    if resampled is not None:
-        base, minutes = resampled
-        return resample_city(load_city(base, data_dir, **kwargs), minutes)
     if not Path(text).exists():
+        resampled = parse_resampled_name(text)
+        if resampled is not None:
+            base, minutes = resampled
+            return resample_city(load_city(base, data_dir, **kwargs), minutes)
         if text.startswith("synthetic"):
             return _synthetic_city(text, **kwargs)
         named = _named_city(text, data_dir)
