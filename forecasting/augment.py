@@ -18,7 +18,7 @@ import numpy as np
 AUGMENTATIONS = ("none", "dihedral")
 
 #: batch keys whose last two axes are the grid (H, W)
-SPATIAL_KEYS = ("traffic", "users", "poi", "valid")
+SPATIAL_KEYS = ("traffic", "users", "poi", "valid", "day_before")
 
 
 def dihedral_maps(height: int, width: int) -> list[tuple[bool, bool, bool]]:
@@ -50,7 +50,7 @@ def augment_batch(batch: dict, kind: str, rng: np.random.Generator) -> dict:
     height, width = batch["traffic"].shape[-2:]
     maps = dihedral_maps(height, width)
     picks = rng.integers(len(maps), size=batch["traffic"].shape[0])
-    for key in SPATIAL_KEYS:
+    for key in (k for k in SPATIAL_KEYS if k in batch):  # e.g. no day_before in a batch drawn without history
         arr = batch[key]
         for i, pick in enumerate(picks):
             arr[i] = apply_map(arr[i], *maps[pick])

@@ -93,6 +93,10 @@ class WindowTransform:
 class ContextSwitches:
     """Which context inputs the network receives (paper 3.3) and when users are known.
 
+    `history`: the one-day lag channel is also filled from the record before the window
+    (`Windows.day_before`), so a window shorter than a day, or a horizon less than a day after the
+    window's start, still sees "yesterday at the same time"; off for networks trained without it.
+
     `users_exog` declares the users covariate's availability (`forecasting.data.covariates`):
     'hist' (default): known up to the forecast origin, hidden exactly where traffic is (no peeking);
     'futr': known for the horizon too (a mobility forecast, a planned event): user counts are read at the
@@ -103,6 +107,7 @@ class ContextSwitches:
     users: bool = True
     poi: bool = True
     users_exog: Literal["hist", "futr"] = "hist"
+    history: bool = False  # the day before the window fills the one-day lag where the window does not reach back
 
     def __post_init__(self) -> None:
         if self.users_exog not in ("hist", "futr"):
@@ -141,6 +146,7 @@ def encode(
     slots_per_day: int | np.ndarray | torch.Tensor | None = None,
     context: ContextSwitches = ContextSwitches(),
     device: torch.device | str = "cpu",
+    day_before: np.ndarray | torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict, WindowTransform]:
     """Build (x0 in model space, cond dict, transform) for a batch of normalised windows.
 
@@ -149,7 +155,9 @@ def encode(
     Users are hidden exactly where traffic is (no peeking) unless `context.users_exog` is 'futr'
     (then they are read wherever they are given, not NaN); POI is static and always known.
     `users_available` (B,) marks windows whose city has user counts at all (default: all).
-    `slots_per_day` (int or (B,)) enables the one-day lag channel (see `day_lag`).
+    `slots_per_day` (int or (B,)) enables the one-day lag channel (see `day_lag`); `day_before` (B, T, H, W),
+    the [0, 1] record one day before each step that precedes the window (NaN where unknown; see
+    `forecasting.data.cut_day_before`), fills it before the window when `context.history` is on.
     """
     as_t = lambda a, dt=torch.float32: torch.as_tensor(np.asarray(a) if not torch.is_tensor(a) else a, dtype=dt, device=device)  # noqa: E731
     traffic = as_t(traffic)
@@ -169,7 +177,13 @@ def encode(
     }
     if slots_per_day is not None:
         spd = torch.as_tensor(np.asarray(slots_per_day), dtype=torch.long, device=device).expand(x0.shape[0])
-        cond["lag"], cond["lag_known"] = day_lag(observed, known, spd)
+        before = None
+        if context.history and day_before is not None:
+            before_raw = as_t(day_before)
+            before_known = ~torch.isnan(before_raw) & (valid_t if valid_t is not None else True)
+            before = (torch.where(before_known, transform.to_model(torch.nan_to_num(before_raw)), torch.zeros_like(x0)),
+                      before_known)
+        cond["lag"], cond["lag_known"] = day_lag(observed, known, spd, before)
     cond["carry"], cond["carry_known"] = carry_forward(observed, known)
     if context.users and users is not None:
         users_t = as_t(users)
@@ -196,12 +210,19 @@ def encode(
     return x0, cond, transform
 
 
-def day_lag(values: torch.Tensor, known: torch.Tensor, slots_per_day: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Value one day earlier within the window, where it is observed (a lag feature, cf. LagLlama).
+def day_lag(
+    values: torch.Tensor,
+    known: torch.Tensor,
+    slots_per_day: torch.Tensor,
+    before: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Value one day earlier, where it is observed (a lag feature, cf. LagLlama).
 
     lag[b, t] = values[b, t - d_b] and lag_known[b, t] = known[b, t - d_b] for t >= d_b (d_b = slots
-    per day of window b), zero/False elsewhere. Granularity-aware without any per-city table; for a
-    window shorter than a day (e.g. 64 steps at 15 min) the channel is simply empty.
+    per day of window b). For t < d_b the day before lies before the window: it is taken from
+    `before` = (values, known) (B, T, H, W), the record one day before each step in model space, when
+    given, else left zero/False (a window shorter than a day then has an empty channel, as 64 steps at
+    15 min without history). Granularity-aware without any per-city table.
     """
     B, T = values.shape[:2]
     t = torch.arange(T, device=values.device)[None, :]  # (1, T)
@@ -210,6 +231,10 @@ def day_lag(values: torch.Tensor, known: torch.Tensor, slots_per_day: torch.Tens
     idx = src.clamp(min=0)[:, :, None, None].expand_as(values)
     lag_known = torch.gather(known, 1, idx) & ok[:, :, None, None]
     lag = torch.where(lag_known, torch.gather(values, 1, idx), torch.zeros_like(values))
+    if before is not None:
+        early = ~ok[:, :, None, None] & before[1]  # steps whose day before precedes the window, where recorded
+        lag = torch.where(early, before[0], lag)
+        lag_known = lag_known | early
     return lag, lag_known
 
 
@@ -264,6 +289,7 @@ def encode_windows(
         slots_per_day=windows.slots_per_day,
         context=context,
         device=device,
+        day_before=windows.day_before,
     )
 
 

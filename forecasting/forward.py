@@ -204,6 +204,7 @@ class _Track:
     day_of_week: np.ndarray  # (R, L)
     slot_of_day: np.ndarray  # (R, L)
     first_step: int
+    before: np.ndarray  # (R, D, H, W) the record of the D = slots-per-day steps before the track (NaN before the series)
 
 
 def _track(city: City, regions: np.ndarray, origin: int, n_obs: int, length: int, scalers: CityScalers,
@@ -221,7 +222,22 @@ def _track(city: City, regions: np.ndarray, origin: int, n_obs: int, length: int
         if futr_users is not None:
             users[:, n_obs:] = scalers.users.transform(futr_users)
     dow, sod, _ = step_calendar(city, regions, np.arange(lo, lo + length))
-    return _Track(traffic, users, dow, sod, lo)
+    d = city.slots_per_day
+    before = np.full((R, d, H, W), np.nan, dtype=np.float32)
+    if lo > 0:
+        before[:, max(0, d - lo):] = scalers.traffic.transform(city.traffic[regions, max(0, lo - d):lo])
+    return _Track(traffic, users, dow, sod, lo, before)
+
+
+def _day_before(track: _Track, k: int, hidden: int, slots_per_day: int) -> np.ndarray:
+    """(P * R, L, H, W) path-major: each step's value one day earlier for roll k's window, where that lies
+    before the window (`forecasting.data.cut_day_before`): the record before the track, the track's
+    history, or the path's own forecast of an earlier roll; NaN for steps a day or more into the window."""
+    P, R = track.traffic.shape[:2]
+    extended = np.concatenate([np.broadcast_to(track.before, (P, *track.before.shape)), track.traffic], axis=2)
+    out = extended[:, :, k * hidden:k * hidden + WINDOW_LENGTH].copy()  # step t of roll k: its day before at k hidden + t
+    out[:, :, slots_per_day:] = np.nan
+    return out.reshape(P * R, WINDOW_LENGTH, *out.shape[3:])
 
 
 def _windows(city: City, regions: np.ndarray, track: _Track, k: int, hidden: int, scalers: CityScalers) -> Windows:
@@ -236,6 +252,7 @@ def _windows(city: City, regions: np.ndarray, track: _Track, k: int, hidden: int
         start=np.full(P * R, track.first_step + k * hidden), users=tile(None if track.users is None else track.users[:, sl]),
         poi=tile(None if city.poi is None else city.poi[regions]), scalers=scalers,
         valid=tile(None if city.cell_valid is None else city.cell_valid[regions]),
+        day_before=_day_before(track, k, hidden, city.slots_per_day),
     )
 
 

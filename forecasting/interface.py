@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .data import City, Windows
+from .data import City, Windows, hide_unrecorded
 
 
 class NotApplicable(Exception):
@@ -46,6 +46,9 @@ class Prediction:
 def hide(windows: Windows, mask: np.ndarray, futr_exog: Sequence[str] = ()) -> Windows:
     """Copy of `windows` with traffic (and users, unless 'users' is in `futr_exog`) NaN where `mask` is True.
 
+    The day before the window (`Windows.day_before`) is past and stays visible, except at cells hidden
+    throughout the window (`hide_unrecorded`: a cell with no record has no past either).
+
     mask (N, T, H, W). `futr_exog` names the covariates known for the horizon (a forecaster's
     `futr_exog`, or what the data declares): only those stay visible at hidden entries.
     """
@@ -56,7 +59,7 @@ def hide(windows: Windows, mask: np.ndarray, futr_exog: Sequence[str] = ()) -> W
     users = windows.users
     if users is not None and "users" not in futr_exog:
         users = np.where(mask, np.nan, users).astype(np.float32)
-    return replace(windows, traffic=traffic, users=users)
+    return replace(windows, traffic=traffic, users=users, day_before=hide_unrecorded(windows.day_before, mask))
 
 
 def as_city_list(cities: City | Sequence[City]) -> list[City]:

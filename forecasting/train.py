@@ -119,8 +119,9 @@ def _training_pools(cfg: TrainConfig, cities: Sequence[City] | None) -> list[Cit
 def _network(cfg: TrainConfig, device: torch.device) -> tuple[UoMoNet, UoMoConfig]:
     """The network to train and its config: the preset's (with the carry channel / carry skip when asked)
     or, when fine-tuning, the checkpoint's own network and weights (--preset, --carry-channel and
-    --carry-skip do not apply then; --user-tokens adds a zero-initialised user token path); the backbone
-    frozen when `cfg.freeze == 'backbone'`, everything but the context path when it is 'context'."""
+    --carry-skip do not apply then; --user-tokens adds a zero-initialised user token path; a network trained
+    with the day before (`--history`) keeps reading it: `cfg.history` is set); the backbone frozen when
+    `cfg.freeze == 'backbone'`, everything but the context path when it is 'context'."""
     model_cfg = preset(cfg.preset)
     if cfg.carry_channel or cfg.carry_skip:
         model_cfg = dataclasses.replace(model_cfg, carry=True, carry_skip=cfg.carry_skip)
@@ -128,6 +129,7 @@ def _network(cfg: TrainConfig, device: torch.device) -> tuple[UoMoNet, UoMoConfi
     if cfg.init_from:
         init_state, init_config = load_checkpoint(resolve_checkpoint(cfg.init_from))
         model_cfg = UoMoConfig.from_dict(init_config["model"])
+        cfg.history = cfg.history or bool(init_config.get("context", {}).get("history", False))
     added = cfg.user_tokens and not model_cfg.user_tokens  # a new, zero-initialised user token path
     if cfg.user_tokens:
         model_cfg = dataclasses.replace(model_cfg, user_tokens=True)
@@ -175,12 +177,13 @@ def _optimisation_step(step: int, rank: int, cfg: TrainConfig, pools: list[CityP
     switches = cfg.context_switches
     rng = np.random.default_rng([cfg.seed, step, rank])
     gen = torch.Generator(device="cpu").manual_seed(int(rng.integers(2**62)))
-    batch = draw_batch(pools, cfg.batch_size, cfg.task_mix, rng, cfg.augment)
+    batch = draw_batch(pools, cfg.batch_size, cfg.task_mix, rng, cfg.augment,
+                       history_drop=cfg.history_drop if cfg.history else None)
     x0, cond, transform = encode(
         batch["traffic"], batch["mask"], batch["time_of_day"], batch["day_of_week"],
         users=batch["users"], poi=batch["poi"], poi_valid=batch["poi_valid"],
         users_available=batch["users_available"], valid=batch["valid"], slots_per_day=batch["slots_per_day"],
-        context=switches, device=device,
+        context=switches, device=device, day_before=batch.get("day_before"),
     )
     negative = roll_context(cond) if cfg.contrastive_weight > 0 and (switches.users or switches.poi) else None
     net.train()
@@ -364,6 +367,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lead-boost", type=float, default=d.lead_boost,
                    help="extra loss weight of the first hidden step after an observation, decaying over the next "
                         "steps (1 + B exp(-(lead - 1) / 2)); 0 = off")
+    p.add_argument("--history", action="store_true",
+                   help="the one-day lag channel is also filled from the record before each window (the day before "
+                        "the window's first steps), so the network sees yesterday at the same time at any granularity; "
+                        "recorded in the checkpoint's context switches")
+    p.add_argument("--history-drop", type=float, default=d.history_drop,
+                   help="with --history: share of training windows drawn without their day before")
     p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="AdamW weight decay")
     p.add_argument("--init", dest="init_from", default=None, help="start from this checkpoint (path or shipped name) for fine-tuning; its network is kept (--preset, --carry-channel and --carry-skip then do not apply) (default: none, a new network)")
     p.add_argument("--train-fraction", type=float, default=d.train_fraction, help="few-shot: use only the first share of each city's training windows (a time prefix)")

@@ -39,6 +39,8 @@ class TrainConfig:
     lead_boost: float = 0.0  # extra loss weight of the first hidden steps (encoding.lead_weight); 0 = off
     carry_channel: bool = False  # the network also reads each cell's last observed value (UoMoConfig.carry)
     carry_skip: bool = False  # ... and predicts the change from it (UoMoConfig.carry_skip; implies carry_channel)
+    history: bool = False  # the one-day lag is also filled from the day before the window (ContextSwitches.history)
+    history_drop: float = 0.2  # with `history`: share of training windows drawn without their day before
     user_tokens: bool = False  # users also enter the token stream (UoMoConfig.user_tokens; added when fine-tuning)
     init_from: str | None = None
     train_fraction: float = 1.0  # few-shot: first share of each city's training windows (few_shot_city)
@@ -82,12 +84,15 @@ class TrainConfig:
             raise ValueError(f"lead_boost must be >= 0, got {self.lead_boost}")
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not 0 <= self.history_drop <= 1:
+            raise ValueError(f"history_drop must lie in [0, 1], got {self.history_drop}")
         if not 0 < self.train_fraction <= 1:
             raise ValueError(f"train_fraction must lie in (0, 1], got {self.train_fraction}")
 
     @property
     def context_switches(self) -> ContextSwitches:
-        return ContextSwitches(users="users" in self.context, poi="poi" in self.context, users_exog=self.users_exog)
+        return ContextSwitches(users="users" in self.context, poi="poi" in self.context, users_exog=self.users_exog,
+                               history=self.history)
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .augment import augment_batch
-from .data import City, CityScalers, few_shot_city, window_starts
+from .data import City, CityScalers, cut_day_before, few_shot_city, hide_unrecorded, window_starts
 from .masks import batch_masks
 from .validation import city_group
 
@@ -58,10 +58,14 @@ def city_sampling_weights(cities: Sequence[City], weights: dict) -> list[float]:
 
 
 def draw_batch(pools: Sequence[CityPool], size: int, task_mix: dict, rng: np.random.Generator,
-               augment: str = "none") -> dict:
+               augment: str = "none", history_drop: float | None = None) -> dict:
     """A batch of windows (one grid shape) with a task mask each; numpy arrays, deterministic in rng.
 
     augment: 'dihedral' maps each window by a random grid symmetry before the masks are drawn.
+    history_drop: with a share in [0, 1], the batch also carries `day_before` (each window's record one
+    day before its steps that precede it, `cut_day_before`; NaN at cells the mask hides throughout), and
+    that share of the windows, drawn at random, go without it (so the network also serves windows cut
+    without their past). None (default): no `day_before`, and no extra random draw.
     """
     shapes = sorted({p.traffic.shape[2:] for p in pools})
     shape = shapes[rng.integers(len(shapes))]
@@ -81,6 +85,7 @@ def draw_batch(pools: Sequence[CityPool], size: int, task_mix: dict, rng: np.ran
         "day_of_week": np.zeros((size, T), np.int64),
         "valid": np.ones((size, T, H, W), bool),
         "slots_per_day": np.zeros(size, np.int64),
+        "day_before": np.full((size, T, H, W), np.nan, np.float32),
     }
     for i, g in enumerate(which):
         pool = group[g]
@@ -97,6 +102,9 @@ def draw_batch(pools: Sequence[CityPool], size: int, task_mix: dict, rng: np.ran
         out["time_of_day"][i] = pool.city.slot_of_day[r, sl] / pool.city.slots_per_day
         out["day_of_week"][i] = pool.city.day_of_week[r, sl]
         out["slots_per_day"][i] = pool.city.slots_per_day
+        if history_drop is not None:
+            d = pool.city.slots_per_day
+            out["day_before"][i] = cut_day_before(pool.traffic, np.array([r]), np.array([s]), T, d)[0]
         if pool.city.cell_valid is not None:
             out["valid"][i] = pool.city.cell_valid[r][None]
     out = augment_batch(out, augment, rng)
@@ -119,4 +127,9 @@ def draw_batch(pools: Sequence[CityPool], size: int, task_mix: dict, rng: np.ran
         else:
             masks[idx] = batch_masks(name, idx.size, (T, H, W))
     out["mask"] = masks & out["valid"]  # padded cells are neither forecast nor scored
+    if history_drop is None:
+        del out["day_before"]
+    else:
+        out["day_before"] = hide_unrecorded(out["day_before"], out["mask"])
+        out["day_before"][rng.random(size) < history_drop] = np.nan
     return out

@@ -135,6 +135,27 @@ def test_seasonal_naive_is_not_applicable_without_a_day_of_history():
         run(SeasonalNaive(), toy_windows(np.full((1, T, 1, 1), 0.5), slots_per_day=96), short_term_mask((T, 1, 1))[None])
 
 
+def test_seasonal_naive_reads_the_day_before_the_window_when_the_windows_carry_it():
+    day, T = 96, 64  # 15-min slots: the window is shorter than a day
+    past = np.linspace(0.1, 0.7, T, dtype=np.float32)[None, :, None, None]
+    w = toy_windows(np.full((1, T, 1, 1), 0.5), slots_per_day=day)
+    w.day_before = past.copy()
+    pred = run(SeasonalNaive(), w, short_term_mask((T, 1, 1))[None])
+    assert np.allclose(pred[0, 48:, 0, 0], past[0, 48:, 0, 0])
+    w.day_before[0, 50] = np.nan  # a missing day before is not invented
+    with pytest.raises(NotApplicable, match="1 hidden entries"):
+        run(SeasonalNaive(), w, short_term_mask((T, 1, 1))[None])
+    # a window longer than a day: steps past the first day read the window, earlier ones the record before it
+    hourly = toy_windows(np.arange(T, dtype=np.float32)[None, :, None, None] / 100, slots_per_day=24)
+    hourly.day_before = np.full((1, T, 1, 1), np.nan, np.float32)
+    hourly.day_before[0, :24] = 0.9
+    mask = np.zeros((1, T, 1, 1), bool)
+    mask[0, 10:20] = True
+    mask[0, 30:34] = True
+    pred = run(SeasonalNaive(), hourly, mask)
+    assert np.allclose(pred[0, 10:20, 0, 0], 0.9) and np.allclose(pred[0, 30:34, 0, 0], np.arange(6, 10) / 100)
+
+
 def test_daily_profile_is_the_training_mean_per_slot():
     city = toy_city()
     model = DailyProfile().fit(city)

@@ -14,9 +14,11 @@ from forecasting.data import (
     Scaler,
     assign_splits,
     available_real_cities,
+    concat_windows,
     default_data_dir,
     few_shot_city,
     from_geodataframe,
+    hide_unrecorded,
     infer_slots_per_day,
     load_city,
     load_long_table,
@@ -321,6 +323,35 @@ def test_make_windows_shapes_and_each_window_equals_its_series_slice(stride):
     assert w.traffic.min() >= 0 and w.traffic.max() <= 1
     assert np.allclose(w.time_of_day, w.slot_of_day / 24)
     assert len(w.take(slice(0, 3))) == 3
+
+
+def test_windows_carry_the_record_one_day_before_their_first_steps():
+    """day_before[n, t] = traffic[r, s + t - d] for t < d where that step exists, NaN elsewhere (t >= d is
+    inside the window); it follows take/concat and is hidden only at cells hidden throughout a window."""
+    city = random_city(R=2, T=100, H=2, W=2, split=["train", "test"])  # 24 slots a day
+    w = make_windows(city, split="test", stride=10)
+    sc, d = w.scalers.traffic, city.slots_per_day
+    assert w.day_before.shape == w.traffic.shape
+    for k in range(len(w)):
+        s = w.start[k]
+        for t in range(64):
+            src = s + t - d
+            if t < d and src >= 0:
+                assert np.allclose(w.day_before[k, t], sc.transform(city.traffic[1, src]))
+            else:
+                assert np.isnan(w.day_before[k, t]).all()
+    assert np.isnan(w.day_before[0]).all() and not np.isnan(w.day_before[3, :d]).any()  # start 0 has no past
+    part = w.take(np.array([3, 1]))
+    assert np.array_equal(part.day_before, w.day_before[[3, 1]], equal_nan=True)
+    both = concat_windows([w, part], "both")
+    assert both.day_before.shape[0] == len(w) + 2
+    mask = np.zeros(w.traffic.shape, bool)
+    mask[:, :, 0, 0] = True  # cell (0, 0) hidden throughout: no record, no past
+    mask[:, 40:, 1, 1] = True  # cell (1, 1) observed before 40: its past stays
+    hidden = hide_unrecorded(w.day_before, mask)
+    assert np.isnan(hidden[:, :, 0, 0]).all()
+    assert np.array_equal(hidden[:, :, 1, 1], w.day_before[:, :, 1, 1], equal_nan=True)
+    assert hide_unrecorded(None, mask) is None
 
 
 def test_make_windows_defaults_and_errors():

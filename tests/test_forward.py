@@ -96,6 +96,37 @@ def test_roll_over_beyond_one_window_continues_each_path_from_its_own_values(fut
     np.testing.assert_allclose(per_step / per_step[0], lead_roll, rtol=1e-4)
 
 
+class RecordingStepPaths(StepPaths):
+    """StepPaths that keeps every window batch it was given and the samples it returned."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.calls = []
+
+    def predict(self, windows, mask):
+        pred = super().predict(windows, mask)
+        self.calls.append((windows, pred.samples))
+        return pred
+
+
+def test_rolled_windows_carry_the_day_before_from_the_record_and_each_paths_own_forecast(future_city):
+    history, _ = future_city
+    model = RecordingStepPaths(n=3)
+    forward_forecast(model, history, 60, task="long")  # 30-min slots: rolls of 48 steps from origin - 16
+    (first, first_samples), (second, _) = model.calls
+    origin, R, d = history.n_steps, len(first), 48
+    scale = first.scalers.traffic
+    expect = scale.transform(history.traffic[first.region, origin - 16 - d:origin - 16])  # (R, 48, H, W): the record
+    np.testing.assert_allclose(first.day_before[:, :d], expect, rtol=1e-6)
+    assert np.isnan(first.day_before[:, d:]).all()
+    # roll 1 starts at origin + 32: one day before its steps 0-15 is the record, 16-47 path p's roll-0 forecast
+    day = second.day_before.reshape(3, R, 64, 4, 4)
+    np.testing.assert_allclose(day[:, :, :16], np.broadcast_to(first.traffic[:, :16], day[:, :, :16].shape),
+                               rtol=1e-6)
+    np.testing.assert_allclose(day[:, :, 16:48], first_samples[:, :, 16:48], rtol=1e-6)
+    assert not np.allclose(day[0, :, 16:48], day[2, :, 16:48])  # each path its own past
+
+
 def test_timestamps_continue_the_calendar_across_a_week_boundary(future_city):
     history, full = future_city
     fc = forward_forecast(LastValue(), history, 60)

@@ -273,6 +273,49 @@ def test_day_lag_copies_observed_value_one_day_back():
     assert not flag2[0, 6, 0, 0] and lag2[0, 6, 0, 0] == 0  # lag source hidden -> no information
 
 
+def test_day_lag_takes_the_day_before_the_window_for_its_first_day():
+    from forecasting.encoding import day_lag
+
+    values = torch.arange(10, dtype=torch.float32).view(1, 10, 1, 1)
+    known = torch.ones_like(values, dtype=torch.bool)
+    before_values = -torch.arange(1.0, 11.0).view(1, 10, 1, 1)
+    before_known = torch.zeros_like(known)
+    before_known[:, :3] = True  # recorded one day before steps 0-2 only
+    lag, flag = day_lag(values, known, torch.tensor([4]), (before_values, before_known))
+    assert lag.flatten().tolist() == [-1.0, -2.0, -3.0, 0.0, 0, 1, 2, 3, 4, 5]
+    assert flag.flatten().tolist() == [True, True, True, False] + [True] * 6
+    # the day before never overrides the window itself (steps t >= d read the window even if given)
+    before_known[:] = True
+    lag, _ = day_lag(values, known, torch.tensor([4]), (before_values, before_known))
+    assert lag[0, 4:, 0, 0].tolist() == [0.0, 1, 2, 3, 4, 5]
+
+
+def test_history_switch_gates_the_day_before_and_unrecorded_cells_get_none():
+    from dataclasses import replace
+
+    from forecasting.data import hide_unrecorded
+    from forecasting.encoding import ContextSwitches, encode
+
+    T = 64
+    rng = np.random.default_rng(0)
+    traffic = rng.uniform(0.1, 0.9, size=(1, T, 2, 2)).astype(np.float32)
+    mask = np.zeros(traffic.shape, bool)
+    mask[:, 16:] = True  # long task
+    mask[:, :, 0, 0] = True  # cell (0, 0) generated: no record
+    before = rng.uniform(0.1, 0.9, size=traffic.shape).astype(np.float32)
+    before[:, 48:] = np.nan
+    tod, dow = np.arange(T)[None] / 48, np.zeros((1, T), int)
+    on = ContextSwitches(users=False, poi=False, history=True)
+    _, off_cond, _ = encode(traffic, mask, tod, dow, slots_per_day=48, context=replace(on, history=False), day_before=before)
+    _, cond, transform = encode(traffic, mask, tod, dow, slots_per_day=48, context=on,
+                                day_before=hide_unrecorded(before, mask))
+    assert not off_cond["lag_known"][0, :48].any()  # switch off: only the window's own day
+    assert cond["lag_known"][0, :48, 1, 1].all() and not cond["lag_known"][0, :, 0, 0].any()
+    expect = transform.to_model(torch.from_numpy(before))[0, :48, 1, 1]
+    assert torch.allclose(cond["lag"][0, :48, 1, 1], expect)  # on the window's own per-cell scale
+    assert ContextSwitches.from_dict({"users": True, "poi": True}).history is False  # older checkpoints
+
+
 def test_carry_forward_is_the_last_observation_before_each_step():
     from forecasting.encoding import carry_forward
 

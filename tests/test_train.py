@@ -144,6 +144,18 @@ def test_best_checkpoint_loads_as_forecaster_and_forecasts(tmp_path):
     assert (frame["q0.1"] <= frame["q0.9"] + 1e-9).all() and (frame["mean"] >= 0).all()
 
 
+def test_a_history_network_trains_forecasts_and_keeps_reading_the_day_before_when_fine_tuned(tmp_path):
+    city = tiny_city()
+    summary = train(_cfg(tmp_path / "a", history=True), cities=[city], progress=False)
+    model = load_forecaster(summary["best"], device="cpu", n_samples=2, steps=2)
+    assert model.context.history
+    frame = model.forecast_city(city, task="long", regions=[3])
+    assert np.isfinite(frame["mean"]).all()
+    tuned = train(_cfg(tmp_path / "b", init_from=summary["best"], steps=2), cities=[city], progress=False)
+    _, config = load_checkpoint(tuned["best"] or tuned["last"])
+    assert config["context"]["history"] is True  # --init from a history network, no --history given
+
+
 def test_corrupt_truncated_and_foreign_checkpoints_are_refused(tmp_path):
     good = save_checkpoint(tmp_path / "good.pt", {"ema": {"w": torch.zeros(2)}}, {"model": {}})
     data = good.read_bytes()
@@ -189,6 +201,27 @@ def test_batches_mix_tasks_and_respect_few_shot_fraction():
     hidden_share = batch["mask"].mean(axis=(1, 2, 3))
     assert len(np.unique(np.round(hidden_share, 3))) > 3  # several task types present
     assert batch["users_available"].all() and batch["poi_valid"][:, :5].all()
+
+
+def test_batches_carry_the_day_before_only_when_asked():
+    city = tiny_city(days=4)
+    pool = build_pool(city)
+    mix = {"short": 1, "long": 1, "generation": 1}
+    plain = draw_batch([pool], 64, mix, np.random.default_rng(3))
+    assert "day_before" not in plain
+    batch = draw_batch([pool], 64, mix, np.random.default_rng(3), history_drop=0.25)
+    assert np.array_equal(batch["mask"], plain["mask"]) and np.array_equal(batch["traffic"], plain["traffic"])
+    db = batch["day_before"]
+    assert np.isnan(db[:, 24:]).all()  # hourly slots: from step 24 on the day before is inside the window
+    unrecorded = batch["mask"].all(axis=1)  # (N, H, W) generated cells
+    assert np.isnan(db.transpose(0, 2, 3, 1)[unrecorded]).all()
+    dropped = np.isnan(db).all(axis=(1, 2, 3))
+    assert 0 < dropped.mean() < 0.6  # some windows drawn without their past (and the series' first day)
+    kept = np.flatnonzero(~dropped)
+    k = kept[0]
+    r, s = next((r, s) for r, s in pool.pairs if np.array_equal(pool.traffic[r, s:s + 64], batch["traffic"][k]))
+    rows = ~unrecorded[k]
+    assert np.allclose(db[k, :24][:, rows], pool.traffic[r, s - 24:s][:, rows])
 
 
 def test_bad_config_is_rejected():
@@ -283,9 +316,10 @@ def test_dihedral_maps_are_the_grid_symmetries():
     rng = np.random.default_rng(0)
     traffic = rng.random((16, 64, 4, 4)).astype(np.float32)
     batch = {"traffic": traffic.copy(), "users": traffic.copy() * 2, "poi": traffic[:, :3].copy(),
-             "valid": traffic > 0.5}
+             "valid": traffic > 0.5, "day_before": traffic * 3}
     out = augment_batch(batch, "dihedral", np.random.default_rng(1))
     np.testing.assert_array_equal(out["users"], out["traffic"] * 2)
+    np.testing.assert_array_equal(out["day_before"], out["traffic"] * 3)
     np.testing.assert_array_equal(out["valid"], out["traffic"] > 0.5)
     np.testing.assert_array_equal(out["poi"], out["traffic"][:, :3])
     assert not np.array_equal(out["traffic"], traffic)  # some windows were mapped

@@ -51,8 +51,9 @@ class LastValue(Forecaster):
 class SeasonalNaive(Forecaster):
     """Value one day earlier:  x_hat(t, c) = x(t - k * slots_per_day, c) for the smallest observed k >= 1.
 
-    Raises `NotApplicable` unless every hidden entry has such an observed step in the window, i.e. the
-    window holds (at least) the day of observations before its horizon.
+    The day before is read inside the window (k = 1, 2, ...) and, for steps less than a day after the
+    window's start, from the record before the window (`Windows.day_before`, k = 1) when the windows
+    carry it. Raises `NotApplicable` unless every hidden entry has such an observed step.
     """
 
     name = "seasonal_naive"
@@ -61,12 +62,11 @@ class SeasonalNaive(Forecaster):
     def predict(self, windows: Windows, mask: np.ndarray) -> Prediction:
         values, observed = check_inputs(windows, mask)
         T, day = values.shape[1], windows.slots_per_day
-        require(
-            day < T,
-            f"seasonal naive needs windows longer than a day ({day} slots); these have {T} steps",
-        )
         mean = np.full(values.shape, np.nan)
         filled = np.zeros(values.shape, dtype=bool)
+        if windows.day_before is not None:
+            filled = ~np.isnan(windows.day_before)
+            mean = np.where(filled, windows.day_before, mean)
         for k in range(1, (T - 1) // day + 1):
             lag = k * day
             take = np.zeros(values.shape, dtype=bool)
@@ -76,11 +76,10 @@ class SeasonalNaive(Forecaster):
         missing = mask & ~filled
         require(
             not missing.any(),
-            f"seasonal naive needs the cell observed {day} steps (one day) before each hidden step; "
-            f"{int(missing.sum())} hidden entries have no such observation",
+            f"seasonal naive needs the cell observed {day} steps (one day) before each hidden step, inside the "
+            f"window or in the record before it; {int(missing.sum())} hidden entries have no such observation",
         )
         return Prediction(mean=np.nan_to_num(mean).astype(np.float32))
-
 
 
 def daily_profile(city: City, scalers: CityScalers | None = None) -> np.ndarray:

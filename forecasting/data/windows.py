@@ -29,6 +29,7 @@ class Windows:
     poi: np.ndarray | None = None
     scalers: CityScalers | None = None
     valid: np.ndarray | None = None  # (N, H, W) False at padded/absent cells; None = all valid
+    day_before: np.ndarray | None = None  # (N, L, H, W) the record one day before each step (see `cut_day_before`)
 
     def __len__(self) -> int:
         return self.traffic.shape[0]
@@ -50,6 +51,7 @@ class Windows:
             users=pick(self.users),
             poi=pick(self.poi),
             valid=pick(self.valid),
+            day_before=pick(self.day_before),
         )
 
 
@@ -104,7 +106,35 @@ def make_windows(
         poi=None if city.poi is None else city.poi[reg],
         scalers=scalers,
         valid=None if city.cell_valid is None else city.cell_valid[reg],
+        day_before=scalers.traffic.transform(cut_day_before(city.traffic, reg, st, length, city.slots_per_day)),
     )
+
+
+def cut_day_before(series: np.ndarray, regions: np.ndarray, starts: np.ndarray, length: int, slots_per_day: int) -> np.ndarray:
+    """The record one day before each step of the windows, where that step lies before the window.
+
+    out[n, t] = series[regions[n], starts[n] + t - d] for t < d (d = slots_per_day) when that step exists
+    (>= 0), NaN otherwise: for t >= d the day before lies inside the window itself and is read from there
+    (with the window's mask applied), so only the past before the window's first step is carried here.
+    series (R, T, H, W) -> (N, length, H, W) float32, in the series' units.
+    """
+    src = starts[:, None] + np.arange(length)[None, :] - slots_per_day  # (N, L)
+    before = (src >= 0) & (np.arange(length)[None, :] < slots_per_day)
+    out = series[regions[:, None], np.clip(src, 0, None)].astype(np.float32)  # (N, L, H, W)
+    out[~before] = np.nan
+    return out
+
+
+def hide_unrecorded(day_before: np.ndarray | None, mask: np.ndarray) -> np.ndarray | None:
+    """`day_before` with NaN at cells hidden at every step of their window (mask (N, L, H, W)).
+
+    A cell whose traffic is hidden throughout the window is one without a traffic record (the generation
+    task: a new area), so its past is hidden too; cells observed at some step keep their day before.
+    """
+    if day_before is None:
+        return None
+    unrecorded = np.asarray(mask, dtype=bool).all(axis=1, keepdims=True)  # (N, 1, H, W)
+    return np.where(unrecorded, np.nan, day_before).astype(np.float32)
 
 
 def concat_windows(parts: Sequence[Windows], city: str) -> Windows:
@@ -130,5 +160,5 @@ def concat_windows(parts: Sequence[Windows], city: str) -> Windows:
     return Windows(
         city=city, traffic=join("traffic"), day_of_week=join("day_of_week"), slot_of_day=join("slot_of_day"),
         slots_per_day=first.slots_per_day, region=join("region"), start=join("start"), users=join("users"),
-        poi=join("poi"), scalers=None, valid=join("valid"),
+        poi=join("poi"), scalers=None, valid=join("valid"), day_before=join("day_before"),
     )
