@@ -11,6 +11,7 @@ from forecasting.data.synthetic_prior import (
     DEFAULT_PRIOR,
     FIRST_PRIOR,
     PRIOR_FAMILY,
+    SECOND_PRIOR,
     SyntheticPrior,
     parse_prior_name,
     prior_city,
@@ -59,6 +60,25 @@ def test_the_first_prior_stays_reachable_by_its_versioned_name():
     assert not np.array_equal(old[1].traffic, prior_city(3, seed=1).traffic)  # the present ranges draw other cities
     assert parse_prior_name("synthetic-prior-v1:64") == (0, range(64))
     assert FIRST_PRIOR.noise[1] > DEFAULT_PRIOR.noise[1]
+
+
+def test_the_present_prior_scales_the_noise_of_coarse_slots_and_the_second_stays_reachable():
+    """Same draws as the second prior; the noise of a slot longer than 30 min is x sqrt(30 / minutes)."""
+    seen = set()
+    for k in range(12):
+        new, old = prior_config(k), prior_config(k, prior=SECOND_PRIOR)
+        minutes = 1440 / new.slots_per_day
+        seen.add(minutes)
+        assert new.seed == old.seed and new.event_rate == old.event_rate  # nothing else drawn differently
+        assert new.noise == pytest.approx(old.noise * np.sqrt(min(1.0, 30 / minutes)))
+    assert {60.0, 10.0} <= seen
+    k = next(k for k in range(12) if prior_config(k).slots_per_day == 24)
+    v2 = load_city(f"synthetic-prior-v2#{k}")
+    assert v2.meta["family"] == PRIOR_FAMILY + "-v2"
+    assert np.array_equal(v2.traffic, prior_city(k, prior=SECOND_PRIOR, family="x").traffic)
+    assert not np.array_equal(v2.traffic, prior_city(k).traffic)
+    with pytest.raises(ValueError, match="noise_reference_minutes"):
+        SyntheticPrior(noise_reference_minutes=0)
 
 
 def test_prior_names_parse_and_a_family_is_not_one_city():

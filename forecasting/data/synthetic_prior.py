@@ -11,10 +11,11 @@ Names (resolved by `forecasting.data.load_cities` / `load_city`):
     synthetic-prior:A-B       cities k = A .. B-1 (e.g. held-out cities for a check)
     synthetic-prior@S:N       the same with prior seed S
     synthetic-prior@S#K       the single city k = K (the name each city of a family carries)
-    synthetic-prior-v1...     the same names drawn from the first ranges (`FIRST_PRIOR`, see below), kept
-                              so that runs made with them can be repeated
+    synthetic-prior-v1...     the same names drawn from the first ranges (`FIRST_PRIOR`, see below), and
+    synthetic-prior-v2...     from the second (`SECOND_PRIOR`: no noise scaling with the slot), kept so
+                              that runs made with them can be repeated
 
-Every city of a family has `meta["family"] == "synthetic-prior"` (or "synthetic-prior-v1"): `uomo-train
+Every city of a family has `meta["family"] == "synthetic-prior"` (or "synthetic-prior-v1", "synthetic-prior-v2"): `uomo-train
 --city-weight synthetic-prior=W` weights the family as one group (W shared by its cities).
 
 Draws (independent; U = uniform, LU = log-uniform, i.e. exp(U(log a, log b)); integers inclusive):
@@ -38,7 +39,8 @@ lag-1 autocorrelation of ~0.82-0.87 at 15-30 min, a log10 spread of cell levels 
 repeats the day before: one-day autocorrelation 0.63-0.75, departures from the cell's own daily profile
 16-24% of its level. The first ranges (noise 0.1-0.6, event_scale 0.5-4, event_rate 0-4 per week) made
 days far less alike than the real cities' (one-day autocorrelation 0.05 / 0.16 / 0.41 at q10 / median /
-q90) and were narrowed to the present ones (`bench/results/zero_shot_prior.md`).
+q90) and were narrowed to the second ones (`bench/results/zero_shot_prior.md`). The present prior has
+those ranges and scales the noise of slots longer than 30 minutes down (`noise_reference_minutes`).
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ from .synthetic_config import SyntheticCityConfig
 
 PRIOR_FAMILY = "synthetic-prior"
 _NAME = re.compile(
-    r"^synthetic-prior(?P<version>-v1)?(?:@(?P<seed>\d+))?(?::(?P<a>\d+)(?:-(?P<b>\d+))?|#(?P<k>\d+))$")
+    r"^synthetic-prior(?P<version>-v[12])?(?:@(?P<seed>\d+))?(?::(?P<a>\d+)(?:-(?P<b>\d+))?|#(?P<k>\d+))$")
 
 
 @dataclass(frozen=True)
@@ -87,19 +89,31 @@ class SyntheticPrior:
     intermittent_share: tuple[float, float] = (0.0, 0.1)
     intermittent_duty: tuple[float, float] = (0.05, 0.5)
     intermittent_hours: tuple[float, float] = (0.5, 4.0)
+    #: slots longer than this average more of the noise: noise x sqrt(reference / minutes per slot) (None: off)
+    noise_reference_minutes: float | None = None
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            if f.name in ("grid", "slots_per_day", "split_fractions"):
+            if f.name in ("grid", "slots_per_day", "split_fractions", "noise_reference_minutes"):
                 continue
             low, high = getattr(self, f.name)
             if low > high:
                 raise ValueError(f"SyntheticPrior.{f.name}: low {low} > high {high}")
+        if self.noise_reference_minutes is not None and not self.noise_reference_minutes > 0:
+            raise ValueError(f"SyntheticPrior.noise_reference_minutes must be > 0, got {self.noise_reference_minutes}")
         if not self.grid or not self.slots_per_day:
             raise ValueError("SyntheticPrior.grid and slots_per_day need at least one choice each")
 
     def sample_config(self, rng: np.random.Generator, name: str = PRIOR_FAMILY) -> SyntheticCityConfig:
-        """One city's configuration drawn from the prior (the draws of the module docstring)."""
+        """One city's configuration drawn from the prior (the draws of the module docstring).
+
+        With `noise_reference_minutes` = m0, the drawn noise is that of an m0-minute slot and a slot of m > m0
+        minutes carries sigma sqrt(m0 / m): a coarser slot sums more independent moments, as the real
+        cities resampled to one hour do (their days repeat more: one-day autocorrelation Nanchang 0.71 at
+        30 min, 0.75 at 60 min); finer slots keep the drawn noise (Nanjing's 15-min days repeat as
+        much as 30-min ones do). The draws themselves are unchanged, so a city differs from its
+        counterpart without the scaling only in its noise level.
+        """
         uniform = lambda key: float(rng.uniform(*getattr(self, key)))  # noqa: E731
         log_uniform = lambda key: float(np.exp(rng.uniform(*np.log(getattr(self, key)))))  # noqa: E731
         rows, cols = self.grid[rng.integers(len(self.grid))]
@@ -108,11 +122,16 @@ class SyntheticPrior:
             (float(rng.uniform(6.0, 23.0)), uniform("peak_width_hours"), uniform("peak_amplitude"))
             for _ in range(n_peaks)
         )
+        days = int(rng.integers(self.days[0], self.days[1] + 1))
+        slots_per_day = int(self.slots_per_day[rng.integers(len(self.slots_per_day))])
+        start_day, water, noise = int(rng.integers(7)), uniform("water_fraction"), uniform("noise")
+        if self.noise_reference_minutes is not None:
+            noise *= float(np.sqrt(self.noise_reference_minutes / max(self.noise_reference_minutes, 1440 / slots_per_day)))
         return SyntheticCityConfig(
-            name=name, rows=int(rows), cols=int(cols), days=int(rng.integers(self.days[0], self.days[1] + 1)),
-            slots_per_day=int(self.slots_per_day[rng.integers(len(self.slots_per_day))]),
-            start_day_of_week=int(rng.integers(7)), split_fractions=self.split_fractions,
-            water_fraction=uniform("water_fraction"), noise=uniform("noise"),
+            name=name, rows=int(rows), cols=int(cols), days=days,
+            slots_per_day=slots_per_day,
+            start_day_of_week=start_day, split_fractions=self.split_fractions,
+            water_fraction=water, noise=noise,
             people_tau_hours=log_uniform("people_tau_hours"), volume_tau_hours=log_uniform("volume_tau_hours"),
             event_rate=uniform("event_rate"), event_scale=log_uniform("event_scale"),
             day_contrast=log_uniform("day_contrast"), peak_shift_hours=uniform("peak_shift_hours"),
@@ -125,11 +144,13 @@ class SyntheticPrior:
         )
 
 
-DEFAULT_PRIOR = SyntheticPrior()
+DEFAULT_PRIOR = SyntheticPrior(noise_reference_minutes=30.0)
 #: the first ranges, whose days repeat far less than the real cities' (names 'synthetic-prior-v1...')
 FIRST_PRIOR = SyntheticPrior(noise=(0.1, 0.6), event_rate=(0.0, 4.0), event_scale=(0.5, 4.0))
+#: the narrowed ranges with the same noise at every granularity (names 'synthetic-prior-v2...')
+SECOND_PRIOR = SyntheticPrior()
 #: the version suffix of a family's name -> its ranges
-PRIOR_VERSIONS = {"": DEFAULT_PRIOR, "-v1": FIRST_PRIOR}
+PRIOR_VERSIONS = {"": DEFAULT_PRIOR, "-v1": FIRST_PRIOR, "-v2": SECOND_PRIOR}
 
 
 def member_name(k: int, seed: int = 0, family: str = PRIOR_FAMILY) -> str:
