@@ -88,14 +88,14 @@ def by_granularity(prior: list[City], seed: int, real: list[str]) -> list[str]:
     (`synthetic-prior-v2`, the same draws without the noise scaling of coarse slots) and the real cities
     summed into coarser slots (`forecasting.data.resample`; train regions only)."""
     second, _, _ = build_prior(len(prior), seed, "synthetic-prior-v2")
+    sources = {name: load_city(name) for name in real}
     rows = []
     for spd in sorted({c.slots_per_day for c in prior}, reverse=True):
         minutes = 1440 // spd
         now = [city_statistics(c)["acf1d"] for c in prior if c.slots_per_day == spd]
         before = [city_statistics(c)["acf1d"] for c in second if c.slots_per_day == spd]
         cities = []
-        for name in real:
-            source = load_city(name)
+        for name, source in sources.items():
             if minutes == round(source.minutes_per_slot):
                 cities.append(f"{name} {city_statistics(source)['acf1d']:.3f}")
             elif minutes > source.minutes_per_slot and minutes % round(source.minutes_per_slot) == 0:

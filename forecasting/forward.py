@@ -35,7 +35,7 @@ from typing import Literal, Sequence
 import numpy as np
 import pandas as pd
 
-from .data import City, CityScalers, DataError, Windows
+from .data import City, CityScalers, DataError, Windows, cut_day_before
 from .data.geometry import cell_id_grid
 from .exog import futr_values, horizon_users, users_shown
 from .interface import Forecaster, Prediction, hide
@@ -222,10 +222,8 @@ def _track(city: City, regions: np.ndarray, origin: int, n_obs: int, length: int
         if futr_users is not None:
             users[:, n_obs:] = scalers.users.transform(futr_users)
     dow, sod, _ = step_calendar(city, regions, np.arange(lo, lo + length))
-    d = city.slots_per_day
-    before = np.full((R, d, H, W), np.nan, dtype=np.float32)
-    if lo > 0:
-        before[:, max(0, d - lo):] = scalers.traffic.transform(city.traffic[regions, max(0, lo - d):lo])
+    d = city.slots_per_day  # the d steps before the track are the day before its first d steps
+    before = scalers.traffic.transform(cut_day_before(city.traffic, regions, np.full(R, lo), d, d))
     return _Track(traffic, users, dow, sod, lo, before)
 
 

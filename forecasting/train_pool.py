@@ -85,8 +85,9 @@ def draw_batch(pools: Sequence[CityPool], size: int, task_mix: dict, rng: np.ran
         "day_of_week": np.zeros((size, T), np.int64),
         "valid": np.ones((size, T, H, W), bool),
         "slots_per_day": np.zeros(size, np.int64),
-        "day_before": np.full((size, T, H, W), np.nan, np.float32),
     }
+    if history_drop is not None:
+        out["day_before"] = np.full((size, T, H, W), np.nan, np.float32)
     for i, g in enumerate(which):
         pool = group[g]
         r, s = pool.pairs[rng.integers(len(pool.pairs))]
@@ -127,9 +128,7 @@ def draw_batch(pools: Sequence[CityPool], size: int, task_mix: dict, rng: np.ran
         else:
             masks[idx] = batch_masks(name, idx.size, (T, H, W))
     out["mask"] = masks & out["valid"]  # padded cells are neither forecast nor scored
-    if history_drop is None:
-        del out["day_before"]
-    else:
+    if history_drop is not None:
         out["day_before"] = hide_unrecorded(out["day_before"], out["mask"])
         out["day_before"][rng.random(size) < history_drop] = np.nan
     return out

@@ -55,8 +55,6 @@ from .synthetic import make_city
 from .synthetic_config import SyntheticCityConfig
 
 PRIOR_FAMILY = "synthetic-prior"
-_NAME = re.compile(
-    r"^synthetic-prior(?P<version>-v[12])?(?:@(?P<seed>\d+))?(?::(?P<a>\d+)(?:-(?P<b>\d+))?|#(?P<k>\d+))$")
 
 
 @dataclass(frozen=True)
@@ -151,6 +149,9 @@ FIRST_PRIOR = SyntheticPrior(noise=(0.1, 0.6), event_rate=(0.0, 4.0), event_scal
 SECOND_PRIOR = SyntheticPrior()
 #: the version suffix of a family's name -> its ranges
 PRIOR_VERSIONS = {"": DEFAULT_PRIOR, "-v1": FIRST_PRIOR, "-v2": SECOND_PRIOR}
+_VERSION = "|".join(re.escape(v) for v in PRIOR_VERSIONS if v)
+_NAME = re.compile(
+    rf"^synthetic-prior(?P<version>{_VERSION})?(?:@(?P<seed>\d+))?(?::(?P<a>\d+)(?:-(?P<b>\d+))?|#(?P<k>\d+))$")
 
 
 def member_name(k: int, seed: int = 0, family: str = PRIOR_FAMILY) -> str:
