@@ -20,7 +20,7 @@ clamp x0 predictions while sampling.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Sequence
 
 import numpy as np
 import torch
@@ -93,6 +93,9 @@ class WindowTransform:
 class ContextSwitches:
     """Which context inputs the network receives (paper 3.3) and when users are known.
 
+    `residents`: where a city has a residents layer, it joins the POI counts as one more static category
+    named 'residents' (with `poi`; see `static_layers`).
+
     `history`: the one-day lag channel is also filled from the record before the window
     (`Windows.day_before`), so a window shorter than a day, or a horizon less than a day after the
     window's start, still sees "yesterday at the same time"; off for networks trained without it.
@@ -108,6 +111,7 @@ class ContextSwitches:
     poi: bool = True
     users_exog: Literal["hist", "futr"] = "hist"
     history: bool = False  # the day before the window fills the one-day lag where the window does not reach back
+    residents: bool = False  # a residents layer (census counts per cell) is read as one more static POI category
 
     def __post_init__(self) -> None:
         if self.users_exog not in ("hist", "futr"):
@@ -141,6 +145,7 @@ def encode(
     users: np.ndarray | torch.Tensor | None = None,
     poi: np.ndarray | torch.Tensor | None = None,
     poi_valid: np.ndarray | torch.Tensor | None = None,
+    poi_ids: np.ndarray | torch.Tensor | None = None,
     valid: np.ndarray | torch.Tensor | None = None,
     users_available: np.ndarray | torch.Tensor | None = None,
     slots_per_day: int | np.ndarray | torch.Tensor | None = None,
@@ -153,7 +158,8 @@ def encode(
     traffic/users (B, T, H, W) on the [0, 1] scale; hidden entries may be NaN (they are never read:
     the returned x0 is only meaningful where the caller knows the truth). mask True = hidden.
     Users are hidden exactly where traffic is (no peeking) unless `context.users_exog` is 'futr'
-    (then they are read wherever they are given, not NaN); POI is static and always known.
+    (then they are read wherever they are given, not NaN); POI is static and always known; `poi_ids` (B, C)
+    names each category for a network that knows names (`static_layers`).
     `users_available` (B,) marks windows whose city has user counts at all (default: all).
     `slots_per_day` (int or (B,)) enables the one-day lag channel (see `day_lag`); `day_before` (B, T, H, W),
     the [0, 1] record one day before each step that precedes the window (NaN where unknown; see
@@ -207,6 +213,8 @@ def encode(
         cond["poi_valid"] = (
             torch.ones(cond["poi"].shape[:2], dtype=torch.bool, device=device) if poi_valid is None else as_t(poi_valid, torch.bool)
         )
+        if poi_ids is not None:
+            cond["poi_ids"] = as_t(poi_ids, torch.long)
     return x0, cond, transform
 
 
@@ -274,17 +282,62 @@ def lead_weight(known: torch.Tensor, boost: float, decay: float = 2.0) -> torch.
     return torch.where(before >= 0, 1.0 + boost * torch.exp(-(lead - 1.0) / decay), torch.ones_like(lead))
 
 
+RESIDENTS = "residents"  # the name the residents layer carries among the static categories
+
+
+def category_ids(names: Sequence[str | None], known: Sequence[str]) -> np.ndarray:
+    """(C,) int64: each category's 1-based index in the network's `known` names, 0 where unnamed or unknown."""
+    index = {name: i + 1 for i, name in enumerate(known)}
+    return np.array([index.get(name, 0) if name is not None else 0 for name in names], dtype=np.int64)
+
+
+def static_layers(
+    poi: np.ndarray | None, names: Sequence[str] | None, residents: np.ndarray | None,
+    context: ContextSwitches, known: Sequence[str] = (),
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """The static context of N windows of one city: (layers (N, C [+1], H, W), valid (N, C [+1]), ids).
+
+    poi (N, C, H, W) counts with category `names` (None: unnamed); with `context.residents` the residents
+    layer (N, H, W), where given, joins as one more category named 'residents'. For a network that knows
+    category names (`known`, `UoMoConfig.poi_names`), ids (N, C [+1]) are `category_ids`, and a city none of
+    whose categories it knows (the real cities' unnamed schemas) is shown no static layer (valid all False:
+    what such a network saw for the windows drawn without them, `uomo-train --static-drop`); ids is None for
+    a network that knows no names (every category valid, read anonymously). No POI: (None, None, None).
+    """
+    if poi is None or not context.poi:
+        return None, None, None
+    layers = np.asarray(poi, dtype=np.float32)
+    labels: list[str | None] = list(names) if names is not None else [None] * layers.shape[1]
+    if len(labels) != layers.shape[1]:
+        raise ValueError(f"{len(labels)} POI category names for {layers.shape[1]} POI layers")
+    if context.residents and residents is not None:
+        layers = np.concatenate([layers, np.asarray(residents, dtype=np.float32)[:, None]], axis=1)
+        labels.append(RESIDENTS)
+    valid = np.ones(layers.shape[:2], dtype=bool)
+    if not known:
+        return layers, valid, None
+    ids = np.broadcast_to(category_ids(labels, known), layers.shape[:2]).copy()
+    if not ids.any():
+        valid[:] = False
+    return layers, valid, ids
+
+
 def encode_windows(
-    windows: Windows, mask: np.ndarray, context: ContextSwitches = ContextSwitches(), device="cpu"
+    windows: Windows, mask: np.ndarray, context: ContextSwitches = ContextSwitches(), device="cpu",
+    poi_names: Sequence[str] = (),
 ) -> tuple[torch.Tensor, dict, WindowTransform]:
-    """`encode` for a `Windows` batch (see forecasting.data)."""
+    """`encode` for a `Windows` batch (see forecasting.data); `poi_names`: the categories the network knows
+    by name (`UoMoConfig.poi_names`)."""
+    poi, poi_valid, poi_ids = static_layers(windows.poi, windows.poi_categories, windows.residents, context, poi_names)
     return encode(
         windows.traffic,
         mask,
         windows.time_of_day,
         windows.day_of_week,
         users=windows.users,
-        poi=windows.poi,
+        poi=poi,
+        poi_valid=poi_valid,
+        poi_ids=poi_ids,
         valid=None if windows.valid is None else np.broadcast_to(windows.valid[:, None], windows.traffic.shape),
         slots_per_day=windows.slots_per_day,
         context=context,
@@ -304,7 +357,7 @@ def roll_context(cond: dict, shift: int = 1) -> dict:
     if out.get("users") is not None:
         # the other block's user counts, shown only where this block's counts would be known
         out["users"] = torch.roll(out["users"], shifts=shift, dims=0) * out["users_known"].float()
-    for key in ("poi", "poi_valid"):
+    for key in ("poi", "poi_valid", "poi_ids"):
         if out.get(key) is not None:
             out[key] = torch.roll(out[key], shifts=shift, dims=0)
     return out

@@ -36,16 +36,21 @@ class UoMoConfig:
     carry: bool = False  # input channels: each cell's last observed value carried forward (persistence)
     carry_skip: bool = False  # output = that last observed value + the network's correction (needs carry)
     user_tokens: bool = False  # users also enter the token stream (zero-initialised), not only the condition
+    # static-layer categories the POI encoder knows by name (e.g. the synthetic cities' POI schema and
+    # 'residents'); others (the real cities' unnamed categories) are read as anonymous set elements
+    poi_names: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["patch"] = list(self.patch)
+        d["poi_names"] = list(self.poi_names)
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "UoMoConfig":
         d = dict(d)
         d["patch"] = tuple(d["patch"])
+        d["poi_names"] = tuple(d.get("poi_names", ()))
         return cls(**d)
 
 
@@ -174,23 +179,35 @@ class POIEncoder(nn.Module):
         h_s = sigmoid(W_s P + b_s)                         (Eq. 8)
         h_d(t) = sigmoid(W_l [h_s ; tau(day, time)] + b_l)  (Eq. 9)
     with tau an MLP of the day-of-week embedding and time-of-day features.
+
+    Category names (`n_names` > 0): a set encoder cannot tell housing from offices, so categories the
+    network knows by name (id k >= 1 in its `poi_names`; 0 = unnamed) add a term that depends on which
+    category the element is:  phi(u, r) + (G [u, r]) * e_k,  with e_k a learned vector per name
+    (zero-initialised: a network gains the term without changing its output) and G linear without a bias
+    (a category absent from a cell, u = r = 0, adds nothing).
     """
 
-    def __init__(self, width: int):
+    def __init__(self, width: int, n_names: int = 0):
         super().__init__()
         self.phi = nn.Sequential(nn.Linear(2, width), nn.SiLU(), nn.Linear(width, width))
+        self.name_gain = nn.Linear(2, width, bias=False) if n_names else None
+        self.name_embed = nn.Embedding(n_names + 1, width) if n_names else None
         self.static = nn.Linear(width, width)
         self.day = nn.Embedding(7, width)
         self.tod = nn.Linear(8, width)
         self.tau = nn.Sequential(nn.SiLU(), nn.Linear(width, width))
         self.dynamic = nn.Linear(2 * width, width)
 
-    def forward(self, poi, poi_valid, time_of_day, day_of_week) -> torch.Tensor:
-        # poi: (B, C, H, W) counts (padded categories are zero); poi_valid: (B, C) bool
+    def forward(self, poi, poi_valid, time_of_day, day_of_week, poi_ids=None) -> torch.Tensor:
+        # poi: (B, C, H, W) counts (padded categories are zero); poi_valid: (B, C) bool; poi_ids: (B, C) long
         B, C, H, W = poi.shape
         mean = (poi.sum((2, 3)) / (H * W))[:, :, None, None]  # (B, C, 1, 1)
         feats = torch.stack([torch.log1p(poi), poi / (mean + 1.0)], -1)  # (B, C, H, W, 2)
-        elem = self.phi(feats) * poi_valid[:, :, None, None, None].float()  # (B, C, H, W, P)
+        elem = self.phi(feats)  # (B, C, H, W, P)
+        if self.name_embed is not None and poi_ids is not None:
+            named = self.name_embed(poi_ids)  # (B, C, P)
+            elem = elem + self.name_gain(feats) * named[:, :, None, None, :]  # (B, C, H, W, P)
+        elem = elem * poi_valid[:, :, None, None, None].float()  # (B, C, H, W, P)
         n_cat = poi_valid.float().sum(1).clamp(min=1.0)[:, None, None, None]  # (B, 1, 1, 1)
         pooled = elem.sum(1) / n_cat  # (B, H, W, P)
         h_static = torch.sigmoid(self.static(pooled))  # (B, H, W, P)      Eq. 8
@@ -306,7 +323,8 @@ class UoMoNet(nn.Module):
                 observed value (a persistence skip; with the zero-initialised output layer a new
                 network starts as the last-value forecast, and as before where nothing was observed)
     Context (paper 3.3) is optional: users (B, T, H, W) with `users_known` (True where the user count
-    would be known when forecasting), POI counts (B, C, H, W) of any width C with `poi_valid` (B, C).
+    would be known when forecasting), POI counts (B, C, H, W) of any width C with `poi_valid` (B, C) and
+    `poi_ids` (B, C), each category's 1-based index in `config.poi_names` (0 = a name the network does not know).
     Returns the x0 prediction (B, T, H, W).
     """
 
@@ -326,7 +344,7 @@ class UoMoNet(nn.Module):
         # users as token input too: the residual stream carries values to the output directly, which the
         # adaLN condition (shift/scale/gate of each block) does only through the blocks' branches
         self.user_token_embed = nn.Linear(USER_CHANNELS * patch_vol, D) if config.user_tokens else None
-        self.poi_encoder = POIEncoder(config.poi_hidden)
+        self.poi_encoder = POIEncoder(config.poi_hidden, len(config.poi_names))
         self.poi_embed = nn.Linear(config.poi_hidden * patch_vol, D)  # c^p
         self.blocks = nn.ModuleList(
             [DiTBlock(D, config.heads, config.mlp_ratio, config.dropout, config.adaln_rank) for _ in range(config.depth)]
@@ -360,6 +378,8 @@ class UoMoNet(nn.Module):
                 continue
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
+        if self.poi_encoder.name_embed is not None:
+            nn.init.zeros_(self.poi_encoder.name_embed.weight)
 
     # -- parameter groups for partial freezing (paper 3.3: backbone frozen in fine-tuning) ----------
     def context_parameters(self):
@@ -389,6 +409,7 @@ class UoMoNet(nn.Module):
         users_known: torch.Tensor | None = None,
         poi: torch.Tensor | None = None,
         poi_valid: torch.Tensor | None = None,
+        poi_ids: torch.Tensor | None = None,
         cell_scale: torch.Tensor | None = None,
         lag: torch.Tensor | None = None,
         lag_known: torch.Tensor | None = None,
@@ -419,7 +440,7 @@ class UoMoNet(nn.Module):
 
         # per-token condition: diffusion step + observed part (Eq. 6) + time + context y = c^u + c^p
         c = self.obs_embed(patchify(obs, patch)) + tf + pos + self.step_embed(k)[:, None, :]  # (B, L, D)
-        c = self._add_context(c, validf, time_of_day, day_of_week, u, poi, poi_valid)
+        c = self._add_context(c, validf, time_of_day, day_of_week, u, poi, poi_valid, poi_ids)
 
         # tokens made only of padding carry no signal: keep them out of attention
         token_valid = patchify(pad_to_patch(validf[:, None], patch), patch).amax(-1) > 0  # (B, L)
@@ -457,7 +478,7 @@ class UoMoNet(nn.Module):
         u = torch.stack([torch.nan_to_num(users) * known, known], 1)  # (B, 2, T, H, W)
         return patchify(pad_to_patch(u, self.config.patch), self.config.patch)
 
-    def _add_context(self, c, validf, time_of_day, day_of_week, user_patches, poi, poi_valid):
+    def _add_context(self, c, validf, time_of_day, day_of_week, user_patches, poi, poi_valid, poi_ids=None):
         """c + y, y = c^u + c^p per token (nothing without context): the users' patches (`_user_patches`)
         and the POI made dynamic (Eq. 8-9), per patch."""
         patch = self.config.patch
@@ -465,6 +486,6 @@ class UoMoNet(nn.Module):
             c = c + self.user_embed(user_patches)  # + c^u (B, L, D)
         if poi is not None:
             pv = torch.ones(poi.shape[:2], dtype=torch.bool, device=poi.device) if poi_valid is None else poi_valid
-            p_dyn = self.poi_encoder(poi, pv, time_of_day, day_of_week) * validf[:, None]  # (B, P, T, H, W)
+            p_dyn = self.poi_encoder(poi, pv, time_of_day, day_of_week, poi_ids) * validf[:, None]  # (B, P, T, H, W)
             c = c + self.poi_embed(patchify(pad_to_patch(p_dyn, patch), patch))  # + c^p (B, L, D)
         return c

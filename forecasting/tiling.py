@@ -136,6 +136,7 @@ def tile_windows(windows: Windows, plan: TilePlan) -> Windows:
         poi=cut(windows.poi),  # (N * K, C, h, w)
         valid=cut(windows.valid),  # (N * K, h, w)
         day_before=cut(windows.day_before),  # (N * K, L, h, w)
+        residents=cut(windows.residents),  # (N * K, h, w)
         day_of_week=rep(windows.day_of_week),
         slot_of_day=rep(windows.slot_of_day),
         region=rep(windows.region),

@@ -47,7 +47,7 @@ from .checkpoint import (  # noqa: F401 (export_checkpoint: documented as foreca
 from .augment import AUGMENTATIONS
 from .data import City, DataError, load_cities
 from .diffusion import make_schedule, training_loss
-from .encoding import encode, lead_weight, roll_context
+from .encoding import RESIDENTS, encode, lead_weight, roll_context
 from .inference import default_device
 from .model import PRESETS, UoMoConfig, UoMoNet, preset
 from .train_config import RESUME_FIXED, TASK_MIX_DEFAULT, TrainConfig, check_resume, lr_at  # noqa: F401 (public here too)
@@ -116,10 +116,24 @@ def _training_pools(cfg: TrainConfig, cities: Sequence[City] | None) -> list[Cit
     return [p for p in pools if len(p.pairs)]
 
 
-def _network(cfg: TrainConfig, device: torch.device) -> tuple[UoMoNet, UoMoConfig]:
+def poi_vocabulary(cfg: TrainConfig, cities: Sequence[City]) -> tuple[str, ...]:
+    """The static categories a `--poi-names` network learns by name: the sorted union of the training cities'
+    POI category names, and 'residents' when the run reads residents (`--context residents`) and a city has them."""
+    if not cfg.poi_names:
+        return ()
+    names = {n for c in cities if c.poi is not None and c.poi_categories is not None for n in c.poi_categories}
+    if "residents" in cfg.context and any(c.residents is not None for c in cities):
+        names.add(RESIDENTS)
+    if not names:
+        raise DataError("--poi-names: no training city names its POI categories (City.poi_categories) or has residents")
+    return tuple(sorted(names))
+
+
+def _network(cfg: TrainConfig, device: torch.device, poi_names: tuple[str, ...] = ()) -> tuple[UoMoNet, UoMoConfig]:
     """The network to train and its config: the preset's (with the carry channel / carry skip when asked)
     or, when fine-tuning, the checkpoint's own network and weights (--preset, --carry-channel and
-    --carry-skip do not apply then; --user-tokens adds a zero-initialised user token path; a network trained
+    --carry-skip do not apply then; --user-tokens adds a zero-initialised user token path; `poi_names`, when
+    the checkpoint knows none, add zero-initialised category names to its POI encoder; a network trained
     with the day before (`--history`) keeps reading it: `cfg.history` is set); the backbone frozen when
     `cfg.freeze == 'backbone'`, everything but the context path when it is 'context'."""
     model_cfg = preset(cfg.preset)
@@ -133,11 +147,19 @@ def _network(cfg: TrainConfig, device: torch.device) -> tuple[UoMoNet, UoMoConfi
     added = cfg.user_tokens and not model_cfg.user_tokens  # a new, zero-initialised user token path
     if cfg.user_tokens:
         model_cfg = dataclasses.replace(model_cfg, user_tokens=True)
+    if poi_names and model_cfg.poi_names and model_cfg.poi_names != poi_names:
+        raise CheckpointError(f"{cfg.init_from} knows the POI categories {list(model_cfg.poi_names)}; this run's "
+                              f"cities name {list(poi_names)}: fine-tune on cities with the same names")
+    named = bool(poi_names) and not model_cfg.poi_names  # new, zero-initialised category names
+    if poi_names:
+        model_cfg = dataclasses.replace(model_cfg, poi_names=poi_names)
     net = UoMoNet(model_cfg).to(device)
     if init_state is not None:
         weights = dict(deployed_weights(init_state, cfg.init_from))
-        if added:  # the pre-trained network is unchanged until fine-tuning teaches the new path
-            weights.update({k: v for k, v in net.state_dict().items() if k.startswith("user_token_embed.")})
+        # new paths start as the network's own zero-initialised ones: the pre-trained network is unchanged
+        # until fine-tuning teaches them
+        new = (("user_token_embed.",) if added else ()) + (("poi_encoder.name_",) if named else ())
+        weights.update({k: v for k, v in net.state_dict().items() if k.startswith(new)} if new else {})
         load_state_strict(net, weights, cfg.init_from)
     if cfg.freeze == "backbone":
         for p in net.backbone_parameters():
@@ -178,10 +200,11 @@ def _optimisation_step(step: int, rank: int, cfg: TrainConfig, pools: list[CityP
     rng = np.random.default_rng([cfg.seed, step, rank])
     gen = torch.Generator(device="cpu").manual_seed(int(rng.integers(2**62)))
     batch = draw_batch(pools, cfg.batch_size, cfg.task_mix, rng, cfg.augment,
-                       history_drop=cfg.history_drop if cfg.history else None)
+                       history_drop=cfg.history_drop if cfg.history else None,
+                       context=switches, poi_names=net.config.poi_names, static_drop=cfg.static_drop)
     x0, cond, transform = encode(
         batch["traffic"], batch["mask"], batch["time_of_day"], batch["day_of_week"],
-        users=batch["users"], poi=batch["poi"], poi_valid=batch["poi_valid"],
+        users=batch["users"], poi=batch["poi"], poi_valid=batch["poi_valid"], poi_ids=batch.get("poi_ids"),
         users_available=batch["users_available"], valid=batch["valid"], slots_per_day=batch["slots_per_day"],
         context=switches, device=device, day_before=batch.get("day_before"),
     )
@@ -258,7 +281,7 @@ def _train_loop(cfg: TrainConfig, resume: bool, cities: Sequence[City] | None, p
     torch.manual_seed(cfg.seed)
     pools = _training_pools(cfg, cities)
     schedule = make_schedule(cfg.schedule, cfg.diffusion_steps)
-    net, model_cfg = _network(cfg, device)
+    net, model_cfg = _network(cfg, device, poi_vocabulary(cfg, [p.city for p in pools]))
     trainable = [p for p in net.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     ema = copy.deepcopy(net).eval()
@@ -338,8 +361,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"peak learning rate (AdamW; linear warm-up over {d.warmup} steps, then cosine decay to 10%%)")
     p.add_argument("--ema-decay", type=float, default=d.ema_decay, help="decay of the weights' exponential moving average (the EMA weights are validated and saved)")
     p.add_argument("--diffusion-steps", type=int, default=d.diffusion_steps, help="steps of the diffusion noise schedule")
-    p.add_argument("--context", nargs="*", default=d.context, choices=["users", "poi"],
-                   help="context inputs to use: users poi (default: none)")
+    p.add_argument("--context", nargs="*", default=d.context, choices=["users", "poi", "residents"],
+                   help="context inputs to use: users poi residents (residents: a city's residents layer read as "
+                        "one more POI category; needs poi) (default: none)")
     p.add_argument("--users-exog", default=d.users_exog, choices=["hist", "futr"],
                    help="availability of the users covariate: hist = known up to the forecast origin (hidden with "
                         "the traffic, no peeking); futr = known for the horizon too (e.g. a mobility forecast)")
@@ -360,6 +384,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="users also enter the token stream, not only the adaLN condition (a zero-initialised "
                         "embedding, added to a checkpoint that lacks it when fine-tuning with --context users); "
                         "recorded in the checkpoint's model config")
+    p.add_argument("--poi-names", action="store_true",
+                   help="the POI encoder also learns which category is which by name (the training cities' named "
+                        "categories, e.g. the synthetic cities' schema, and residents): zero-initialised, added to a "
+                        "checkpoint that lacks them; unnamed categories (the real cities') are read as before; "
+                        "recorded in the checkpoint's model config (needs --context poi)")
+    p.add_argument("--static-drop", type=float, default=d.static_drop,
+                   help="share of training windows shown without their static layers (POI, residents), so that a "
+                        "--poi-names network also forecasts cities whose categories it does not know by name (it is "
+                        "shown none of them there) (default: 0)")
     p.add_argument("--loss-weighting", default=d.loss_weighting, choices=["none", "cell_level"],
                    help="cell_level: weight each cell's denoising error by its observed level in the window")
     p.add_argument("--augment", default=d.augment, choices=list(AUGMENTATIONS),

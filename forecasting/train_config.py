@@ -30,7 +30,7 @@ class TrainConfig:
     diffusion_steps: int = 100
     schedule: str = "cosine"
     task_mix: dict = field(default_factory=lambda: dict(TASK_MIX_DEFAULT))
-    context: list[str] = field(default_factory=list)  # subset of ["users", "poi"]
+    context: list[str] = field(default_factory=list)  # subset of ["users", "poi", "residents"]
     freeze: str = "none"  # "none", "backbone" (paper 3.3 partial freezing) or "context" (only the context path learns)
     contrastive_weight: float = 0.0
     users_exog: str = "hist"  # users' availability: 'hist' (no peeking) or 'futr' (known for the horizon too)
@@ -42,6 +42,8 @@ class TrainConfig:
     history: bool = False  # the one-day lag is also filled from the day before the window (ContextSwitches.history)
     history_drop: float = 0.2  # with `history`: share of training windows drawn without their day before
     user_tokens: bool = False  # users also enter the token stream (UoMoConfig.user_tokens; added when fine-tuning)
+    poi_names: bool = False  # the POI encoder learns the training cities' named categories (UoMoConfig.poi_names)
+    static_drop: float = 0.0  # share of training windows shown without their static layers (POI, residents)
     init_from: str | None = None
     train_fraction: float = 1.0  # few-shot: first share of each city's training windows (few_shot_city)
     city_weights: dict = field(default_factory=dict)  # city or family name -> relative weight (city_sampling_weights)
@@ -66,9 +68,13 @@ class TrainConfig:
                              "(--context users)")
         if self.freeze not in ("none", "backbone", "context"):
             raise ValueError(f"freeze must be 'none', 'backbone' or 'context', got {self.freeze!r}")
-        bad = set(self.context) - {"users", "poi"}
+        bad = set(self.context) - {"users", "poi", "residents"}
         if bad:
-            raise ValueError(f"unknown context inputs {sorted(bad)}: use 'users' and/or 'poi'")
+            raise ValueError(f"unknown context inputs {sorted(bad)}: use 'users', 'poi' and/or 'residents'")
+        if "residents" in self.context and "poi" not in self.context:
+            raise ValueError("the residents layer is read as one more POI category: --context residents needs poi")
+        if self.poi_names and "poi" not in self.context:
+            raise ValueError("poi_names teaches the POI encoder category names: it needs poi in context (--context poi)")
         bad = set(self.task_mix) - {"short", "long", "generation", "random"}
         if bad or not self.task_mix or min(self.task_mix.values()) < 0 or sum(self.task_mix.values()) <= 0:
             raise ValueError(f"task_mix must weight short/long/generation/random with non-negative weights, got {self.task_mix}")
@@ -84,6 +90,8 @@ class TrainConfig:
             raise ValueError(f"lead_boost must be >= 0, got {self.lead_boost}")
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not 0 <= self.static_drop <= 1:
+            raise ValueError(f"static_drop must lie in [0, 1], got {self.static_drop}")
         if not 0 <= self.history_drop <= 1:
             raise ValueError(f"history_drop must lie in [0, 1], got {self.history_drop}")
         if not 0 < self.train_fraction <= 1:
@@ -92,7 +100,7 @@ class TrainConfig:
     @property
     def context_switches(self) -> ContextSwitches:
         return ContextSwitches(users="users" in self.context, poi="poi" in self.context, users_exog=self.users_exog,
-                               history=self.history)
+                               history=self.history, residents="residents" in self.context)
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -112,7 +120,7 @@ RESUME_FIXED = {
     "ema_decay": "--ema-decay", "task_mix": "--task-mix", "contrastive_weight": "--contrastive-weight",
     "loss_weighting": "--loss-weighting", "train_fraction": "--train-fraction", "city_weights": "--city-weight",
     "diffusion_steps": "--diffusion-steps", "schedule": None, "context": "--context", "freeze": "--freeze",
-    "users_exog": "--users-exog",
+    "users_exog": "--users-exog", "static_drop": "--static-drop",
 }
 
 

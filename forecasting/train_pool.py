@@ -15,6 +15,7 @@ import numpy as np
 
 from .augment import augment_batch
 from .data import City, CityScalers, cut_day_before, few_shot_city, hide_unrecorded, window_starts
+from .encoding import ContextSwitches, static_layers
 from .masks import batch_masks
 from .validation import city_group
 
@@ -58,7 +59,8 @@ def city_sampling_weights(cities: Sequence[City], weights: dict) -> list[float]:
 
 
 def draw_batch(pools: Sequence[CityPool], size: int, task_mix: dict, rng: np.random.Generator,
-               augment: str = "none", history_drop: float | None = None) -> dict:
+               augment: str = "none", history_drop: float | None = None,
+               context: ContextSwitches | None = None, poi_names: Sequence[str] = (), static_drop: float = 0.0) -> dict:
     """A batch of windows (one grid shape) with a task mask each; numpy arrays, deterministic in rng.
 
     augment: 'dihedral' maps each window by a random grid symmetry before the masks are drawn.
@@ -66,6 +68,11 @@ def draw_batch(pools: Sequence[CityPool], size: int, task_mix: dict, rng: np.ran
     day before its steps that precede it, `cut_day_before`; NaN at cells the mask hides throughout), and
     that share of the windows, drawn at random, go without it (so the network also serves windows cut
     without their past). None (default): no `day_before`, and no extra random draw.
+    context, poi_names: the static layers as the network reads them (`static_layers`: POI, and residents
+    with `context.residents`), with `poi_ids` (size, C) when the network knows `poi_names`; None (default):
+    each city's POI counts as they are, no ids. static_drop: share of the windows, drawn at random, shown
+    without their static layers (`poi_valid` False), as a network that knows names sees a city whose
+    categories it does not know; 0 (default): no extra random draw.
     """
     shapes = sorted({p.traffic.shape[2:] for p in pools})
     shape = shapes[rng.integers(len(shapes))]
@@ -74,13 +81,22 @@ def draw_batch(pools: Sequence[CityPool], size: int, task_mix: dict, rng: np.ran
     which = rng.choice(len(group), size=size, p=weights / weights.sum())
     T = 64
     H, W = shape
-    max_poi = max((p.city.poi.shape[1] for p in group if p.city.poi is not None), default=1)
+    def static(pool: CityPool, r: int) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+        city = pool.city
+        if context is None:
+            return (None, None, None) if city.poi is None else (city.poi[r][None], None, None)
+        residents = None if city.residents is None else city.residents[r][None]
+        return static_layers(None if city.poi is None else city.poi[r][None], city.poi_categories, residents,
+                             context, poi_names)
+
+    max_poi = max((static(p, 0)[0].shape[1] for p in group if static(p, 0)[0] is not None), default=1)
     out = {
         "traffic": np.zeros((size, T, H, W), np.float32),
         "users": np.zeros((size, T, H, W), np.float32),
         "users_available": np.zeros(size, bool),
         "poi": np.zeros((size, max_poi, H, W), np.float32),
         "poi_valid": np.zeros((size, max_poi), bool),
+        **({"poi_ids": np.zeros((size, max_poi), np.int64)} if poi_names and context is not None else {}),
         "time_of_day": np.zeros((size, T), np.float32),
         "day_of_week": np.zeros((size, T), np.int64),
         "valid": np.ones((size, T, H, W), bool),
@@ -96,10 +112,13 @@ def draw_batch(pools: Sequence[CityPool], size: int, task_mix: dict, rng: np.ran
         if pool.users is not None:
             out["users"][i] = pool.users[r, sl]
             out["users_available"][i] = True
-        if pool.city.poi is not None:
-            C = pool.city.poi.shape[1]
-            out["poi"][i, :C] = pool.city.poi[r]
-            out["poi_valid"][i, :C] = True
+        layers, valid, ids = static(pool, r)
+        if layers is not None:
+            C = layers.shape[1]
+            out["poi"][i, :C] = layers[0]
+            out["poi_valid"][i, :C] = True if valid is None else valid[0]
+            if ids is not None:
+                out["poi_ids"][i, :C] = ids[0]
         out["time_of_day"][i] = pool.city.slot_of_day[r, sl] / pool.city.slots_per_day
         out["day_of_week"][i] = pool.city.day_of_week[r, sl]
         out["slots_per_day"][i] = pool.city.slots_per_day
@@ -128,6 +147,8 @@ def draw_batch(pools: Sequence[CityPool], size: int, task_mix: dict, rng: np.ran
         else:
             masks[idx] = batch_masks(name, idx.size, (T, H, W))
     out["mask"] = masks & out["valid"]  # padded cells are neither forecast nor scored
+    if static_drop > 0:
+        out["poi_valid"][rng.random(size) < static_drop] = False
     if history_drop is not None:
         out["day_before"] = hide_unrecorded(out["day_before"], out["mask"])
         out["day_before"][rng.random(size) < history_drop] = np.nan

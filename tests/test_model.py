@@ -366,3 +366,72 @@ def test_the_carry_skip_starts_as_the_last_value_forecast_and_needs_the_carry_ch
     assert torch.count_nonzero(plain(x0, **cond, k=k)) == 0  # without the skip: zero (the cell's own level)
     with pytest.raises(ValueError, match="needs carry=True"):
         UoMoNet(replace(preset("tiny"), carry_skip=True))
+
+
+def test_named_poi_categories_start_neutral_and_then_tell_categories_apart():
+    """Category names (UoMoConfig.poi_names) add phi(u, r) + (G [u, r]) * e_k per element: zero-initialised, so
+    ids change nothing at first; once the names are learned, swapping two categories' counts changes the
+    forecast, which the anonymous set encoder cannot see (it is symmetric in the categories)."""
+    names = ("homes", "offices")
+    assert not UoMoNet(dataclasses.replace(preset("tiny"), poi_names=names)).poi_encoder.name_embed.weight.any()
+    net = _trained_like(UoMoNet(dataclasses.replace(preset("tiny"), poi_names=names))).eval()
+    torch.nn.init.zeros_(net.poi_encoder.name_embed.weight)  # as a new network or a checkpoint gains them
+    a, g = _inputs(), torch.Generator().manual_seed(3)
+    poi = torch.rand(2, 2, 4, 4, generator=g) * 10
+    swapped = poi.flip(1)
+    ids = torch.tensor([[1, 2], [1, 2]])
+    with torch.no_grad():
+        assert torch.allclose(net(**a, poi=poi), net(**a, poi=poi, poi_ids=ids), atol=1e-6)
+        assert torch.allclose(net(**a, poi=poi), net(**a, poi=swapped), atol=1e-6)  # anonymous: symmetric
+        net.poi_encoder.name_embed.weight.normal_(generator=g)
+        assert torch.allclose(net(**a, poi=poi), net(**a, poi=swapped), atol=1e-6)  # still, without ids
+        assert not torch.allclose(net(**a, poi=poi, poi_ids=ids), net(**a, poi=swapped, poi_ids=ids), atol=1e-4)
+        unknown = torch.zeros_like(ids)  # names the network does not know share one embedding
+        assert torch.allclose(net(**a, poi=poi, poi_ids=unknown), net(**a, poi=swapped, poi_ids=unknown), atol=1e-6)
+    assert UoMoConfig.from_dict(net.config.to_dict()) == net.config
+    assert UoMoConfig.from_dict({k: v for k, v in net.config.to_dict().items() if k != "poi_names"}).poi_names == ()
+
+
+def test_poi_names_added_to_a_checkpoint_start_switched_off(tmp_path):
+    """Fine-tuning with --poi-names from a checkpoint that knows no names: the same forecast until fine-tuning
+    teaches the zero-initialised names; a checkpoint that knows other names is refused."""
+    from forecasting.checkpoint import CheckpointError, save_checkpoint
+    from forecasting.train import _network
+    from forecasting.train_config import TrainConfig
+
+    old = _trained_like(UoMoNet(preset("tiny"))).eval()
+    path = tmp_path / "pre.pt"
+    save_checkpoint(path, {"ema": old.state_dict()}, {"model": old.config.to_dict(), "train": {"preset": "tiny"}})
+    run = TrainConfig(preset="tiny", init_from=str(path), context=["poi"], poi_names=True)
+    net, cfg = _network(run, torch.device("cpu"), ("homes", "offices"))
+    assert cfg.poi_names == ("homes", "offices") and net.poi_encoder.name_embed.weight.requires_grad
+    a, poi = _inputs(), torch.rand(2, 2, 4, 4) * 5
+    with torch.no_grad():
+        assert torch.allclose(old(**a, poi=poi), net.eval()(**a, poi=poi, poi_ids=torch.tensor([[1, 2], [2, 1]])))
+    named = tmp_path / "named.pt"
+    save_checkpoint(named, {"ema": net.state_dict()}, {"model": cfg.to_dict(), "train": {"preset": "tiny"}})
+    with pytest.raises(CheckpointError, match="same names"):
+        _network(dataclasses.replace(run, init_from=str(named)), torch.device("cpu"), ("shops",))
+    with pytest.raises(ValueError, match="--context poi"):
+        TrainConfig(preset="tiny", poi_names=True).validate()
+    with pytest.raises(ValueError, match="needs poi"):
+        TrainConfig(preset="tiny", context=["residents"]).validate()
+
+
+def test_static_layers_append_residents_as_a_named_category():
+    from forecasting.encoding import category_ids, static_layers
+
+    poi, residents = np.ones((3, 2, 4, 4)), np.full((3, 4, 4), 50.0)
+    both = ContextSwitches(poi=True, residents=True)
+    layers, valid, ids = static_layers(poi, ["shop", "office"], residents, both, known=("office", "residents"))
+    assert layers.shape == (3, 3, 4, 4) and np.all(layers[:, 2] == 50) and valid.all()
+    assert ids.shape == (3, 3) and ids[0].tolist() == [0, 1, 2]  # 'shop' is not a name the network knows
+    # a city none of whose categories the network knows by name is shown no static layer
+    layers, valid, ids = static_layers(poi, None, residents, ContextSwitches(poi=True), known=("office",))
+    assert layers.shape == (3, 2, 4, 4) and ids.tolist() == [[0, 0]] * 3 and not valid.any()
+    layers, valid, ids = static_layers(poi, None, None, both)  # a network that knows no names: all read, no ids
+    assert valid.all() and ids is None
+    assert static_layers(poi, None, residents, ContextSwitches(poi=False)) == (None, None, None)
+    with pytest.raises(ValueError, match="3 POI category names for 2"):
+        static_layers(poi, ["a", "b", "c"], None, both)
+    assert category_ids(["b", None, "z"], ("a", "b")).tolist() == [2, 0, 0]

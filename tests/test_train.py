@@ -224,6 +224,36 @@ def test_batches_carry_the_day_before_only_when_asked():
     assert np.allclose(db[k, :24][:, rows], pool.traffic[r, s - 24:s][:, rows])
 
 
+def test_a_poi_names_run_reads_residents_as_a_named_category_and_forecasts_with_it(tmp_path):
+    """--context poi residents --poi-names: batches carry each city's POI plus its residents layer with the
+    categories' ids (a city without names or residents as before), the network keeps the names, and the
+    forecaster built from the checkpoint reads residents from the windows."""
+    import dataclasses as dc
+
+    from forecasting.encoding import ContextSwitches
+
+    named = dc.replace(tiny_city(), poi_categories=["a", "b", "c", "d", "e"],
+                       residents=np.arange(64, dtype=np.float32).reshape(4, 4, 4))
+    plain = tiny_city("plain", seed=1)
+    switches = ContextSwitches(poi=True, residents=True)
+    batch = draw_batch([build_pool(named), build_pool(plain)], 32, {"generation": 1}, np.random.default_rng(0),
+                       context=switches, poi_names=("a", "c", "residents"))
+    from_named = batch["poi_ids"].any(1)
+    assert from_named.any() and (~from_named).any()
+    assert (batch["poi_ids"][from_named] == [1, 0, 2, 0, 0, 3]).all() and batch["poi_valid"][from_named].all()
+    assert not batch["poi_valid"][~from_named].any()  # no category of the plain city is known: none shown
+    assert set(np.unique(batch["poi"][from_named, 5])) <= set(range(64))  # the residents layer, last
+    dropped = draw_batch([build_pool(named)], 64, {"generation": 1}, np.random.default_rng(0), context=switches,
+                         poi_names=("a", "c", "residents"), static_drop=0.5)
+    assert 0.2 < (~dropped["poi_valid"].any(1)).mean() < 0.8  # about half the windows without static layers
+    summary = train(_cfg(tmp_path, context=["poi", "residents"], poi_names=True, static_drop=0.3), cities=[named, plain],
+                    progress=False)
+    model = load_forecaster(summary["best"], device="cpu", n_samples=2, steps=2)
+    assert model.net.config.poi_names == tuple(sorted("abcde")) + ("residents",) and model.context.residents
+    frame = model.forecast_city(named, task="generation", regions=[3])
+    assert np.isfinite(frame["mean"]).all()
+
+
 def test_bad_config_is_rejected():
     with pytest.raises(ValueError, match="freeze"):
         TrainConfig(freeze="half").validate()

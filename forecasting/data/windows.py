@@ -15,7 +15,8 @@ from .scaling import CityScalers
 class Windows:
     """A batch of N windows of `length` steps cut from a city, normalised to [0, 1].
 
-    traffic/users (N, L, H, W); poi (N, C, H, W); day_of_week/slot_of_day (N, L); region/start (N,).
+    traffic/users (N, L, H, W); poi (N, C, H, W) with its category names `poi_categories` (C,) (None:
+    unnamed); residents (N, H, W); day_of_week/slot_of_day (N, L); region/start (N,).
     """
 
     city: str
@@ -30,6 +31,8 @@ class Windows:
     scalers: CityScalers | None = None
     valid: np.ndarray | None = None  # (N, H, W) False at padded/absent cells; None = all valid
     day_before: np.ndarray | None = None  # (N, L, H, W) the record one day before each step (see `cut_day_before`)
+    poi_categories: tuple[str, ...] | None = None  # names of the POI layers (one schema for the batch)
+    residents: np.ndarray | None = None  # (N, H, W) resident counts per cell (static), where the city has them
 
     def __len__(self) -> int:
         return self.traffic.shape[0]
@@ -52,6 +55,7 @@ class Windows:
             poi=pick(self.poi),
             valid=pick(self.valid),
             day_before=pick(self.day_before),
+            residents=pick(self.residents),
         )
 
 
@@ -107,6 +111,8 @@ def make_windows(
         scalers=scalers,
         valid=None if city.cell_valid is None else city.cell_valid[reg],
         day_before=scalers.traffic.transform(cut_day_before(city.traffic, reg, st, length, city.slots_per_day)),
+        poi_categories=None if city.poi is None or city.poi_categories is None else tuple(city.poi_categories),
+        residents=None if city.residents is None else city.residents[reg],
     )
 
 
@@ -141,7 +147,8 @@ def concat_windows(parts: Sequence[Windows], city: str) -> Windows:
     """The windows of `parts` (each already normalised by its own city's scalers) as one batch named `city`.
 
     The parts must share the granularity and the grid, and each optional array (users, POI of one
-    width, valid) must be present in all parts or in none; the joint batch carries no scalers.
+    width, valid, residents) must be present in all parts or in none; the joint batch carries no scalers,
+    and the POI category names only where every part has the same.
     """
     if not parts:
         raise DataError("concat_windows needs at least one Windows")
@@ -161,4 +168,6 @@ def concat_windows(parts: Sequence[Windows], city: str) -> Windows:
         city=city, traffic=join("traffic"), day_of_week=join("day_of_week"), slot_of_day=join("slot_of_day"),
         slots_per_day=first.slots_per_day, region=join("region"), start=join("start"), users=join("users"),
         poi=join("poi"), scalers=None, valid=join("valid"), day_before=join("day_before"),
+        poi_categories=first.poi_categories if len({p.poi_categories for p in parts}) == 1 else None,
+        residents=join("residents"),
     )
