@@ -96,8 +96,7 @@ def _sample_batch(net, schedule, part: Windows, mask: np.ndarray, sampling: Samp
     `noise` (n * S, T, H, W), window-major, is the starting noise (else drawn from `gen` on CPU).
     """
     S = sampling.n_samples
-    poi_names = getattr(getattr(net, "config", None), "poi_names", ())  # the POI categories it knows by name
-    _, cond, transform = encode_windows(part, mask, context=context, device=device, poi_names=poi_names)
+    _, cond, transform = encode_windows(part, mask, context=context, device=device, poi_names=net.config.poi_names)
     cond = repeat_cond(cond, S)
     rep = transform.take(torch.arange(transform.scale.shape[0]).repeat_interleave(S))
     lo_b, hi_b = rep.bounds()

@@ -159,7 +159,7 @@ def _network(cfg: TrainConfig, device: torch.device, poi_names: tuple[str, ...] 
         # new paths start as the network's own zero-initialised ones: the pre-trained network is unchanged
         # until fine-tuning teaches them
         new = (("user_token_embed.",) if added else ()) + (("poi_encoder.name_",) if named else ())
-        weights.update({k: v for k, v in net.state_dict().items() if k.startswith(new)} if new else {})
+        weights.update({k: v for k, v in net.state_dict().items() if k.startswith(new)})  # () matches nothing
         load_state_strict(net, weights, cfg.init_from)
     if cfg.freeze == "backbone":
         for p in net.backbone_parameters():

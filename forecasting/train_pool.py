@@ -81,15 +81,15 @@ def draw_batch(pools: Sequence[CityPool], size: int, task_mix: dict, rng: np.ran
     which = rng.choice(len(group), size=size, p=weights / weights.sum())
     T = 64
     H, W = shape
-    def static(pool: CityPool, r: int) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
-        city = pool.city
-        if context is None:
-            return (None, None, None) if city.poi is None else (city.poi[r][None], None, None)
-        residents = None if city.residents is None else city.residents[r][None]
-        return static_layers(None if city.poi is None else city.poi[r][None], city.poi_categories, residents,
-                             context, poi_names)
 
-    max_poi = max((static(p, 0)[0].shape[1] for p in group if static(p, 0)[0] is not None), default=1)
+    def static(city: City) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+        """The city's static layers for all its regions (R, C [+1], H, W), their valid flags and ids."""
+        if context is None:
+            return city.poi, None, None
+        return static_layers(city.poi, city.poi_categories, city.residents, context, poi_names)
+
+    statics = {g: static(group[g].city) for g in np.unique(which)}  # each drawn city once, indexed by region below
+    max_poi = max((layers.shape[1] for layers, _, _ in statics.values() if layers is not None), default=1)
     out = {
         "traffic": np.zeros((size, T, H, W), np.float32),
         "users": np.zeros((size, T, H, W), np.float32),
@@ -112,13 +112,13 @@ def draw_batch(pools: Sequence[CityPool], size: int, task_mix: dict, rng: np.ran
         if pool.users is not None:
             out["users"][i] = pool.users[r, sl]
             out["users_available"][i] = True
-        layers, valid, ids = static(pool, r)
+        layers, valid, ids = statics[g]
         if layers is not None:
             C = layers.shape[1]
-            out["poi"][i, :C] = layers[0]
-            out["poi_valid"][i, :C] = True if valid is None else valid[0]
+            out["poi"][i, :C] = layers[r]
+            out["poi_valid"][i, :C] = True if valid is None else valid[r]
             if ids is not None:
-                out["poi_ids"][i, :C] = ids[0]
+                out["poi_ids"][i, :C] = ids[r]
         out["time_of_day"][i] = pool.city.slot_of_day[r, sl] / pool.city.slots_per_day
         out["day_of_week"][i] = pool.city.day_of_week[r, sl]
         out["slots_per_day"][i] = pool.city.slots_per_day
