@@ -124,7 +124,9 @@ def test_ensemble_pools_the_members_samples(tmp_path):
     from forecasting.inference import SamplingConfig, predict_samples
 
     city = make_city(rows=4, cols=4, days=3, slots_per_day=48, seed=0)
-    cfg = TrainConfig(preset="cpu", cities=["x"], steps=2, batch_size=4, val_every=2, val_max_windows=2,
+    shipped = load_forecaster("uomo-synthetic-cpu", device="cpu")
+    context = [name for name in ("users", "poi", "residents") if getattr(shipped.context, name)]  # members must match
+    cfg = TrainConfig(preset="cpu", cities=["x"], steps=2, batch_size=4, val_every=2, val_max_windows=2, context=context,
                       val_samples=1, val_steps=2, warmup=1, init_from="uomo-synthetic-cpu", out=str(tmp_path / "o"))
     other = train(cfg, cities=[city], progress=False)["best"]
     ens = load_forecaster(["uomo-synthetic-cpu", other], device="cpu", n_samples=2, steps=3, seed=5)
