@@ -41,6 +41,7 @@ import warnings
 from pathlib import Path
 
 from common import RESULTS, command_line, merge_records, read_records, write_json
+from forecasting.checkpoint import CheckpointError, list_pretrained, resolve_checkpoint
 from forecasting.data import City, CityScalers, few_shot_city, load_city, make_windows
 from forecasting.evaluate import evaluate_forecaster, make_model, window_masks
 from forecasting.forecast import load_forecaster
@@ -147,8 +148,10 @@ def markdown(records: list[dict], header: list[str]) -> str:
 def describe(args: argparse.Namespace) -> str:
     """One line of the UoMo settings of a run (for the table header)."""
     if args.zero_shot_only:
-        return (f"zero-shot from `{args.pretrained}` on {', '.join(args.zero_shot_targets)} (baselines fitted on each "
-                f"city's own training regions); {args.samples} samples x DDIM-{args.sampling_steps}")
+        shipped = args.pretrained in list_pretrained()
+        how = " with its shipped calibration (fitted on its own val regions; tables pooled over them)" if shipped else ""
+        return (f"zero-shot from `{args.pretrained}`{how} on {', '.join(args.zero_shot_targets)} (baselines fitted on "
+                f"each city's own training regions); {args.samples} samples x DDIM-{args.sampling_steps}")
     source = (f"source reused from `{args.runs}`" if args.reuse_sources else
               f"source = `{args.init}` + {args.source_steps} steps on the other real city + {args.synthetic}")
     few = (f"few-shot: {args.finetune_steps} steps, freeze = {args.freeze}"
@@ -222,6 +225,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def pretrained_checkpoint(name_or_path: str | None) -> str | None:
+    """`--pretrained` as load_forecaster takes it, or None when absent (then zero-shot is skipped).
+
+    A shipped model's name loads it with its calibration file (fitted on its own val regions only, so the
+    zero-shot cities stay unseen); a path loads the raw checkpoint (no calibration unless one lies beside it).
+    """
+    if not name_or_path:
+        return None
+    try:
+        resolve_checkpoint(name_or_path)
+    except CheckpointError:
+        return None
+    return name_or_path
+
+
 def main(argv=None) -> int:
     p = build_parser()
     args = p.parse_args(argv)
@@ -236,8 +254,10 @@ def main(argv=None) -> int:
         if not 0 <= s < 1:
             p.error(f"--shots must lie in [0, 1), got {s}")
 
-    if args.zero_shot_only and not (args.pretrained and Path(args.pretrained).exists()):
-        p.error(f"--zero-shot-only needs --pretrained naming an existing checkpoint, got {args.pretrained!r}")
+    pretrained = pretrained_checkpoint(args.pretrained)
+    if args.zero_shot_only and pretrained is None:
+        p.error(f"--zero-shot-only needs --pretrained naming an existing checkpoint or a shipped model "
+                f"{list_pretrained()}, got {args.pretrained!r}")
     overlap = set() if args.zero_shot_only else set(args.targets) & set(args.zero_shot_targets + args.synthetic)
     if overlap:
         p.error(f"{sorted(overlap)} cannot be both a held-out target and a source/synthetic target")
@@ -270,8 +290,8 @@ def main(argv=None) -> int:
                 records += score_setting(city, [few], uomo, shots, args, "prefix", scalers=CityScalers.fit(few))
         print(f"[transfer] {target}: {time.perf_counter() - t0:.0f} s", flush=True)
 
-    if args.pretrained and Path(args.pretrained).exists():
-        uomo = load_forecaster(args.pretrained, device="cpu", **sampling)
+    if pretrained is not None:
+        uomo = load_forecaster(pretrained, device="cpu", **sampling)
         for name in args.zero_shot_targets:
             city = load_city(name)
             records += score_setting(city, [city], uomo, 0.0, args, "target")

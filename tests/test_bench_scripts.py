@@ -1,0 +1,62 @@
+"""Helpers of the benchmark scripts in bench/ (imported as the scripts import each other: bench/ on sys.path)."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def bench(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "bench"))
+    return importlib.import_module
+
+
+def test_transfer_bench_scores_a_shipped_model_by_name_and_refuses_a_missing_one(bench, tmp_path, capsys):
+    """`--pretrained` takes a shipped name (loaded with its calibration) or a path; a missing one with
+    --zero-shot-only is a usage error (exit 2) that names the shipped models, and nothing is written."""
+    transfer = bench("transfer_bench")
+    assert transfer.pretrained_checkpoint("uomo-synthetic-cpu") == "uomo-synthetic-cpu"
+    assert transfer.pretrained_checkpoint(str(tmp_path / "absent.pt")) is None
+    assert transfer.pretrained_checkpoint(None) is None
+    with pytest.raises(SystemExit) as exc:
+        transfer.main(["--zero-shot-only", "--pretrained", "uomo-synthetic", "--out", str(tmp_path / "out")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--pretrained" in err and "uomo-synthetic-cpu" in err
+    assert not (tmp_path / "out").exists()
+
+
+def _dep(city, strategy, setting, regret):
+    return {"problem": "deployment", "city": city, "strategy": strategy, "setting": setting, "regret": regret}
+
+
+def test_seed_summary_counts_each_forecaster_at_its_val_setting_and_leaves_the_oracle_out(bench):
+    planning = bench("planning_bench")
+    rows = []
+    for seed, (point, chosen, res, poi) in {5: (0.30, 0.10, 0.20, 0.40), 6: (0.05, 0.25, 0.15, 0.35)}.items():
+        city = f"synthetic seed {seed}"
+        rows += [_dep(city, "forecast:uomo", "point", point), _dep(city, "forecast:uomo", "scenarios (val)", chosen),
+                 _dep(city, "residents", "point", res), _dep(city, "poi", "point", poi),
+                 _dep(city, "oracle", "point", 0.0)]
+    rows.append(_dep("synthetic", "residents", "point", 0.01))  # the default draw is not one of the seeds
+    lines = planning.seed_summary(rows)
+    table = {ln.split(" | ")[0].strip("| "): ln for ln in lines if ln.startswith("| ") and "---" not in ln}
+    assert set(table) == {"strategy", "forecast:uomo", "residents", "poi"}
+    assert table["strategy"].startswith("| strategy | seed 5 | seed 6 | mean")
+    # uomo at its val-chosen setting: 0.10 and 0.25 (its point plan's 0.05 on seed 6 does not count)
+    assert "| 0.100 | 0.250 | 0.175 | 1 of 2 |" in table["forecast:uomo"]
+    assert "| 0.200 | 0.150 | 0.175 | 1 of 2 |" in table["residents"]
+    assert table["poi"].endswith("| 0 of 2 |")
+    assert planning.seed_summary([r for r in rows if r["city"] == "synthetic"]) == []
+
+
+def test_planning_bench_refuses_seed_0_as_another_draw(bench, capsys):
+    planning = bench("planning_bench")
+    with pytest.raises(SystemExit) as exc:
+        planning.main(["--synthetic-seeds", "0", "5", "--out", "/nonexistent/never-written"])
+    assert exc.value.code == 2 and "--synthetic-seeds" in capsys.readouterr().err
