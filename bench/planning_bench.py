@@ -217,6 +217,54 @@ def deployment_rows(city: City, models: dict[str, Forecaster], notes: list[str])
     return rows
 
 
+SEED_PREFIX = "synthetic seed "
+
+
+def seed_deployment_rows(seed: int, forecasters: list[str], pool: list[City], notes: list[str]) -> list[dict]:
+    """Deployment rows of the synthetic city drawn with `seed` (baselines fitted and every forecaster
+    calibrated on that draw as on the default one), labelled 'synthetic seed S'."""
+    from forecasting.data.synthetic import city_from_name
+
+    city = city_from_name("synthetic", seed=seed)
+    label = f"{SEED_PREFIX}{seed}"
+    mine: list[str] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        models = {f: calibrated(f, city, mine, pool) for f in forecasters}
+        rows = deployment_rows(city, models, mine)
+    notes += [label + n[len(city.name):] if n.startswith(city.name) else f"{label}: {n}" for n in mine]
+    return [{**r, "city": label} for r in rows]
+
+
+def seed_summary(rows: list[dict]) -> list[str]:
+    """Markdown lines: mean test regret per deployment strategy over the 'synthetic seed S' draws, and on
+    how many draws it had the lowest regret among the non-oracle strategies. A forecaster counts with its
+    val-chosen setting (the row marked '(val)')."""
+    dep = [r for r in rows if r["problem"] == "deployment" and r["city"].startswith(SEED_PREFIX)]
+    draws = list(dict.fromkeys(r["city"] for r in dep))
+    if not draws:
+        return []
+    chosen = [r for r in dep if r["strategy"] != "oracle"
+              and (not r["strategy"].startswith("forecast:") or r["setting"].endswith("(val)"))]
+    strategies = list(dict.fromkeys(r["strategy"] for r in chosen))
+    wins = {s: 0 for s in strategies}
+    for d in draws:
+        group = [r for r in chosen if r["city"] == d]
+        wins[min(group, key=lambda r: r["regret"])["strategy"]] += 1
+    lines = ["", f"## BS deployment over {len(draws)} other draws of the synthetic city", "",
+             "Fresh seeds of the synthetic city (no setting or model was chosen on them); forecasters with their "
+             "val-chosen setting. Regret per draw, its mean, and the draws on which the strategy had the lowest "
+             "regret of the non-oracle strategies.", "",
+             f"| strategy | {' | '.join(d[len(SEED_PREFIX) - 5:] for d in draws)} | mean | lowest on |",
+             f"| --- | {' | '.join('---' for _ in draws)} | --- | --- |"]
+    for s in strategies:
+        reg = [next((r["regret"] for r in chosen if r["city"] == d and r["strategy"] == s), None) for d in draws]
+        have = [x for x in reg if x is not None]
+        lines.append(f"| {s} | {' | '.join(fmt(x) for x in reg)} | {fmt(float(np.mean(have)) if have else None)} | "
+                     f"{wins[s]} of {len(draws)} |")
+    return lines
+
+
 # ----------------------------------------------------------------------------------------------------
 # Sleep control
 # ----------------------------------------------------------------------------------------------------
@@ -436,6 +484,7 @@ def markdown(rows: list[dict], notes: list[str], command: str, wall: float, chec
     lines += [f"| {r['city']}{'' if r.get('informative', True) else ' (uninformative)'} | {r['strategy']} | "
               f"{r['setting']} | {fmt(r['served_ratio'])} | {fmt(r['deficit'])} | {fmt(r['cost'])} | "
               f"{fmt(r['regret'])} | {fmt(r.get('vss'))} |" for r in rows if r["problem"] == "deployment"]
+    lines += seed_summary(rows)
     lines += [
         "",
         "## RRU sleep control",
@@ -465,8 +514,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="sampling seed of UoMo forecasters (re-run with others to see the sampling noise)")
     ap.add_argument("--rolling-every", type=int, nargs="+", default=list(ROLLING_EVERY),
                     help="re-plan intervals R (slots) tried on val for rolling control; each a multiple of the smallest")
+    ap.add_argument("--synthetic-seeds", type=int, nargs="*", default=[],
+                    help="deployment also on the synthetic city drawn with these seeds (fresh draws that no setting "
+                         "or model was chosen on; rows 'synthetic seed S', summarised over the seeds)")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
+    if 0 in args.synthetic_seeds:
+        ap.error("--synthetic-seeds: seed 0 is the default synthetic city (name it in --cities instead)")
     every = sorted(set(args.rolling_every))
     if every[0] < 1 or any(r % every[0] for r in every):
         ap.error(f"--rolling-every {every}: each R must be >= 1 and a multiple of the smallest")
@@ -491,6 +545,11 @@ def main(argv: list[str] | None = None) -> int:
         notes.append(f"{name}: {time.perf_counter() - tc:.1f} s")
         print(f"{name} done in {time.perf_counter() - tc:.1f} s", file=sys.stderr)
         text = write_planning(rows, notes, argv, time.perf_counter() - t0, checkpoint, Path(args.out))  # after each city
+    for seed in args.synthetic_seeds:
+        tc = time.perf_counter()
+        rows += seed_deployment_rows(seed, forecasters, pool, notes)
+        notes.append(f"synthetic seed {seed}: {time.perf_counter() - tc:.1f} s")
+        text = write_planning(rows, notes, argv, time.perf_counter() - t0, checkpoint, Path(args.out))
     print(text)
     return 0
 
