@@ -302,15 +302,20 @@ def static_layers(
     category names (`known`, `UoMoConfig.poi_names`), ids (N, C [+1]) are `category_ids`, and a city none of
     whose categories it knows (the real cities' unnamed schemas) is shown no static layer (valid all False:
     what such a network saw for the windows drawn without them, `uomo-train --static-drop`); ids is None for
-    a network that knows no names (every category valid, read anonymously). No POI: (None, None, None).
+    a network that knows no names (every category valid, read anonymously). A city with residents but no POI
+    shows the residents layer alone (to a network with `context.residents`). Nothing to show, or a network
+    without the POI path: (None, None, None).
     """
-    if poi is None or not context.poi:
+    with_residents = context.residents and residents is not None
+    if not context.poi or (poi is None and not with_residents):
         return None, None, None
+    if poi is None:  # residents only: no POI categories, the residents layer appended below
+        poi, names = np.zeros((np.shape(residents)[0], 0, *np.shape(residents)[1:]), np.float32), ()
     layers = np.asarray(poi, dtype=np.float32)
     labels: list[str | None] = list(names) if names is not None else [None] * layers.shape[1]
     if len(labels) != layers.shape[1]:
         raise ValueError(f"{len(labels)} POI category names for {layers.shape[1]} POI layers")
-    if context.residents and residents is not None:
+    if with_residents:
         layers = np.concatenate([layers, np.asarray(residents, dtype=np.float32)[:, None]], axis=1)
         labels.append(RESIDENTS)
     valid = np.ones(layers.shape[:2], dtype=bool)

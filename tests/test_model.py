@@ -432,6 +432,11 @@ def test_static_layers_append_residents_as_a_named_category():
     layers, valid, ids = static_layers(poi, None, None, both)  # a network that knows no names: all read, no ids
     assert valid.all() and ids is None
     assert static_layers(poi, None, residents, ContextSwitches(poi=False)) == (None, None, None)
+    # a city with residents but no POI: the residents layer alone, named, for a network that reads residents
+    layers, valid, ids = static_layers(None, None, residents, both, known=("office", "residents"))
+    assert layers.shape == (3, 1, 4, 4) and np.all(layers == 50) and valid.all() and ids.tolist() == [[2]] * 3
+    assert static_layers(None, None, residents, ContextSwitches(poi=True)) == (None, None, None)
+    assert static_layers(None, None, None, both) == (None, None, None)
     with pytest.raises(ValueError, match="3 POI category names for 2"):
         static_layers(poi, ["a", "b", "c"], None, both)
     assert category_ids(["b", None, "z"], ("a", "b")).tolist() == [2, 0, 0]
