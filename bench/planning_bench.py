@@ -255,7 +255,7 @@ def seed_summary(rows: list[dict]) -> list[str]:
              "Fresh seeds of the synthetic city (no setting or model was chosen on them); forecasters with their "
              "val-chosen setting. Regret per draw, its mean, and the draws on which the strategy had the lowest "
              "regret of the non-oracle strategies.", "",
-             f"| strategy | {' | '.join(d[len(SEED_PREFIX) - 5:] for d in draws)} | mean | lowest on |",
+             f"| strategy | {' | '.join(d.removeprefix('synthetic ') for d in draws)} | mean | lowest on |",
              f"| --- | {' | '.join('---' for _ in draws)} | --- | --- |"]
     for s in strategies:
         reg = [next((r["regret"] for r in chosen if r["city"] == d and r["strategy"] == s), None) for d in draws]
@@ -548,7 +548,7 @@ def main(argv: list[str] | None = None) -> int:
     for seed in args.synthetic_seeds:
         tc = time.perf_counter()
         rows += seed_deployment_rows(seed, forecasters, pool, notes)
-        notes.append(f"synthetic seed {seed}: {time.perf_counter() - tc:.1f} s")
+        notes.append(f"{SEED_PREFIX}{seed}: {time.perf_counter() - tc:.1f} s")
         text = write_planning(rows, notes, argv, time.perf_counter() - t0, checkpoint, Path(args.out))
     print(text)
     return 0

@@ -197,4 +197,3 @@ def test_piped_training_run_has_no_carriage_returns(tmp_path):
                    "--batch-size", "2", "--val-every", "2", "--diffusion-steps", "20", "--out", "run"], tmp_path)
     assert proc.returncode == 0, proc.stdout
     assert "step 2: val score" in proc.stdout and "\r" not in proc.stdout
-
