@@ -3,7 +3,8 @@
     python bench/calibration_bench.py --checkpoint runs/public.pt --cities synthetic nanchang nanjing --save
 
 The recalibration (`forecasting.calibration`) is fitted on the *val* regions of every city (windows every
-`--fit-stride` steps); coverage of the central 50/80/90% intervals, CRPS and the PIT histogram are then
+`--fit-stride` steps; with `--fit-draws`, a synthetic preset's val regions are joined by the val and test
+regions of its draws with those seeds); coverage of the central 50/80/90% intervals, CRPS and the PIT histogram are then
 measured on the *test* regions (windows every `--stride` steps) for the raw and the calibrated samples of
 the same predictions. `--save` writes the calibration beside the checkpoint (`<name>.calibration.json`),
 where `load_forecaster` picks it up. Records: bench/results/calibration.json (keys city, task, model,
@@ -20,7 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from common import RESULTS, command_line, write_json, write_text
-from forecasting.calibration import Calibration, calibration_path, calibration_windows, fit_calibration, pit_coverage
+from forecasting.calibration import (
+    Calibration, CalibrationError, calibration_path, calibration_windows, fit_calibration, pit_coverage,
+)
 from forecasting.data import load_city
 from forecasting.evaluate import window_masks
 from forecasting.interface import hide
@@ -37,17 +40,31 @@ def coverage(samples: np.ndarray, truth: np.ndarray, mask: np.ndarray, nominal: 
     return float(((truth >= lo) & (truth <= hi))[mask].mean())
 
 
-def pit_values(samples: np.ndarray, truth: np.ndarray, mask: np.ndarray, seed: int = 0) -> np.ndarray:
-    """Randomised PIT of the hidden entries from S samples: u = (n_below + V (n_tied + 1)) / (S + 1), V uniform.
+def pit_values(samples: np.ndarray, truth: np.ndarray, mask: np.ndarray, seed: int = 0,
+               positions: str = "rank") -> np.ndarray:
+    """Randomised PIT of the hidden entries from S samples, n_below of them below the truth and n_tied equal.
 
-    The truth's rank among the samples, spread uniformly over its rank bin (and over the tied ranks), so
-    u is uniform on [0, 1] for a calibrated ensemble even with few samples and with atoms (an idle cell
-    whose samples and truth are all 0 gets u = V).
+    `positions="rank"`, S exchangeable draws (the raw samples): the truth's rank among them spread uniformly
+    over its rank bin and its ties, u = (n_below + V (n_tied + 1)) / (S + 1), V uniform.
+    `positions="hazen"`, S quantiles at the levels (k + 1/2) / S (the calibrated samples): a truth between the
+    quantiles k - 1 and k lies at a level in [(k - 1/2) / S, (k + 1/2) / S] (clipped to [0, 1]), a truth equal
+    to n_tied of them on the atom [n_below / S, (n_below + n_tied) / S]; u is uniform there. The rank rule on
+    such quantiles is not uniform for a calibrated forecast: its end bins hold half a bin's mass, which puts a
+    calibrated ensemble of 16 at 53 / 85 / 95% coverage of the central 50 / 80 / 90% bands.
+    Either way u is uniform on [0, 1] for a calibrated forecast, even with few samples and with atoms (an
+    idle cell whose samples and truth are all 0 gets u = V).
     """
+    if positions not in ("rank", "hazen"):
+        raise ValueError(f"positions must be 'rank' or 'hazen', not {positions!r}")
     s, y = samples[:, mask], truth[mask]
+    S = samples.shape[0]
     below, tied = (s < y).sum(axis=0), (s == y).sum(axis=0)
     v = np.random.default_rng(seed).uniform(size=y.size)
-    return (below + v * (tied + 1)) / (samples.shape[0] + 1)
+    if positions == "rank":
+        return (below + v * (tied + 1)) / (S + 1)
+    lo = np.where(tied > 0, below, np.maximum(below - 0.5, 0.0)) / S
+    hi = np.where(tied > 0, below + tied, np.minimum(below + 0.5, S)) / S
+    return lo + v * (hi - lo)
 
 
 def reliability(samples: np.ndarray, truth: np.ndarray, mask: np.ndarray, levels: np.ndarray) -> np.ndarray:
@@ -65,7 +82,7 @@ def score_city(model, cal: Calibration, city, task: str, stride: int, label: str
     levels = np.linspace(0.05, 0.95, 19)
     for calibrated, samples in ((False, raw.samples), (True, cal_samples)):
         c = crps(samples, win.traffic, mask)
-        pits = pit_values(samples, win.traffic, mask)
+        pits = pit_values(samples, win.traffic, mask, positions="hazen" if calibrated else "rank")
         for nominal in NOMINAL:
             rows.append(dict(city=city.name, task=task, model=label, calibrated=calibrated, split="test",
                              nominal=nominal, coverage=coverage(samples, win.traffic, mask, nominal),
@@ -97,7 +114,8 @@ def pooling_lines(pooling: dict) -> list[str]:
     return lines + [""]
 
 
-def markdown(rows: list[dict], command: str, wall: float, pooling: dict | None = None) -> str:
+def markdown(rows: list[dict], command: str, wall: float, pooling: dict | None = None,
+             draws: list | None = None) -> str:
     lines = [
         "# Calibration of UoMo's predictive distribution (test regions)",
         "",
@@ -111,10 +129,14 @@ def markdown(rows: list[dict], command: str, wall: float, pooling: dict | None =
         "normalised scale (fair estimator). `idle` = share of the hidden test entries that are exactly zero",
         "(cells without traffic). For those, a closed interval [0, 0] covers the truth at every nominal level,",
         "so the interval coverage of a forecaster that is sure of the zeros cannot fall below the idle share;",
-        "`PIT` is the coverage counted on the randomised PIT (the truth's rank among the S samples spread",
-        "uniformly over its bin and its ties), the standard",
-        "coverage of an ensemble forecast of a distribution with atoms.",
-        "",
+        "`PIT` is the coverage counted on the randomised PIT, the standard coverage of an ensemble forecast of a",
+        "distribution with atoms: for the raw samples (exchangeable draws) the truth's rank among them spread",
+        "uniformly over its bin and its ties; for the calibrated samples (quantiles at the levels (k + 1/2) / S)",
+        "the level range the truth falls in (`pit_values`; the rank rule would show a calibrated ensemble of 16",
+        "at 53 / 85 / 95%).",
+        *([f"The synthetic presets' val regions are joined by the val and test regions of their draws with seeds "
+           f"{', '.join(map(str, draws))} (`--fit-draws`: cities no model was trained on; the presets' own test "
+           "regions stay for the scores).", ""] if draws else [""]),
         "| city | task | idle | 50% raw | 50% cal | 50% cal PIT | 80% raw | 80% cal | 80% cal PIT | 90% raw | 90% cal "
         "| 90% cal PIT | CRPS raw | CRPS cal | within 5 pts (interval / PIT) |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
@@ -171,6 +193,9 @@ def main(argv=None) -> int:
     ap.add_argument("--samples", type=int, default=32, help="samples per window")
     ap.add_argument("--stride", type=int, default=4, help="test windows every N steps")
     ap.add_argument("--fit-stride", type=int, default=8, help="val windows every N steps for the fit")
+    ap.add_argument("--fit-draws", nargs="*", type=int, default=[], metavar="SEED",
+                    help="seeds of other draws of the synthetic presets among --cities whose val and test regions "
+                         "join the preset's val regions for the fit (never the preset's own seed)")
     ap.add_argument("--save", action="store_true", help="write the calibration beside the checkpoint")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
@@ -180,7 +205,11 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     model = load_forecaster(args.checkpoint, steps=args.steps, n_samples=args.samples)
     cities = [load_city(c) for c in args.cities]
-    cal = fit_calibration(model, cities, tasks=args.tasks, split="val", stride=args.fit_stride)
+    try:
+        cal = fit_calibration(model, cities, tasks=args.tasks, split="val", stride=args.fit_stride,
+                              draws=args.fit_draws)
+    except CalibrationError as exc:
+        ap.error(f"--fit-draws: {exc}" if "draws" in str(exc) else str(exc))
     cal.meta.update(checkpoint=str(args.checkpoint), sampler=f"ddim-{args.steps} x {args.samples}")
     if args.save:
         print(f"calibration written to {cal.save(calibration_path(resolve_checkpoint(args.checkpoint)))}", file=sys.stderr)
@@ -198,9 +227,10 @@ def main(argv=None) -> int:
     command = command_line("calibration_bench.py", argv)
     pooling = cal.meta.get("pooling", {})
     write_json(out / "calibration.json", {"command": command, "records": rows, "curves": curves, "pooling": pooling})
-    write_text(out / "calibration.md", markdown(rows, command.strip(), wall, pooling))
+    draws = cal.meta.get("draws")
+    write_text(out / "calibration.md", markdown(rows, command.strip(), wall, pooling, draws))
     figure(curves, out / "calibration.png")
-    print(markdown(rows, command.strip(), wall, pooling))
+    print(markdown(rows, command.strip(), wall, pooling, draws))
     return 0
 
 

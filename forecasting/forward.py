@@ -251,7 +251,7 @@ def _windows(city: City, regions: np.ndarray, track: _Track, k: int, hidden: int
         poi=tile(None if city.poi is None else city.poi[regions]), scalers=scalers,
         valid=tile(None if city.cell_valid is None else city.cell_valid[regions]),
         day_before=_day_before(track, k, hidden, city.slots_per_day),
-        poi_categories=None if city.poi is None or city.poi_categories is None else tuple(city.poi_categories),
+        poi_categories=city.poi_schema,
         residents=tile(None if city.residents is None else city.residents[regions]),
     )
 

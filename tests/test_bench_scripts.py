@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,3 +61,42 @@ def test_planning_bench_refuses_seed_0_as_another_draw(bench, capsys):
     with pytest.raises(SystemExit) as exc:
         planning.main(["--synthetic-seeds", "0", "5", "--out", "/nonexistent/never-written"])
     assert exc.value.code == 2 and "--synthetic-seeds" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("positions", ["rank", "hazen"])
+def test_pit_of_a_calibrated_ensemble_covers_its_nominal_bands(bench, positions):
+    """A truth drawn from the forecast distribution has uniform PIT under the rule that matches how the S
+    samples were made: exchangeable draws (rank) or the quantiles at the levels (k + 1/2) / S (hazen); the
+    rank rule on such quantiles over-covers (its end bins hold half a bin's mass)."""
+    from scipy.stats import norm
+
+    cal = bench("calibration_bench")
+    rng = np.random.default_rng(1)
+    S, n = 16, 200_000
+    truth = rng.normal(size=(1, n))
+    mask = np.ones((1, n), dtype=bool)
+    if positions == "rank":
+        samples = rng.normal(size=(S, 1, n))
+    else:
+        samples = np.broadcast_to(norm.ppf((np.arange(S) + 0.5) / S)[:, None, None], (S, 1, n)).copy()
+    u = cal.pit_values(samples, truth, mask, positions=positions)
+    for nominal in (0.5, 0.8, 0.9):
+        assert abs(cal.pit_coverage(u, nominal) - nominal) < 0.005
+    if positions == "hazen":
+        assert cal.pit_coverage(cal.pit_values(samples, truth, mask, positions="rank"), 0.8) > 0.84
+
+
+def test_pit_spreads_an_atom_over_its_level_range(bench):
+    """Truths equal to tied quantiles (an idle cell's zeros) get u uniform over the atom's levels; a truth
+    under every quantile lies in the lowest half bin; an unknown rule is refused."""
+    cal = bench("calibration_bench")
+    S, n = 8, 50_000
+    samples = np.zeros((S, 1, n))
+    samples[3:] = np.arange(1, S - 2)[:, None, None]  # three quantiles at 0, then 1 .. 5
+    mask = np.ones((1, n), dtype=bool)
+    u = cal.pit_values(samples, np.zeros((1, n)), mask, positions="hazen")
+    assert u.min() >= 0 and u.max() <= 3 / S and abs(u.mean() - 1.5 / S) < 0.005
+    u = cal.pit_values(samples, np.full((1, n), -1.0), mask, positions="hazen")
+    assert u.max() <= 0.5 / S
+    with pytest.raises(ValueError, match="positions"):
+        cal.pit_values(samples, np.zeros((1, n)), mask, positions="ranks")

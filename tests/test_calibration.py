@@ -375,3 +375,32 @@ def test_cities_on_one_geography_share_its_key():
     base, fine, small = load_city("synthetic"), load_city("synthetic-15min"), load_city("synthetic-small")
     assert base.geography == fine.geography != small.geography
     assert base.subset([0, 1]).geography != base.geography
+
+
+def test_draws_of_a_synthetic_preset_join_its_val_regions_as_more_regions():
+    """`draws`: the val and test regions of other seeded draws of a synthetic preset join its val entries,
+    numbered per seed (so leave-one-region-out holds each out alone); with them the preset has enough
+    regions for its band width to be chosen. Its own seed is refused; a city that is not a preset adds none."""
+    from forecasting.baselines import BASELINES
+    from forecasting.calibration import DRAW_REGION_OFFSET, MIN_WIDTH_REGIONS, draw_residuals
+    from forecasting.data.synthetic import city_from_name
+
+    city = city_from_name("synthetic-small")  # 4 regions: one val, one test
+    base = BASELINES["daily_profile"]().fit(city)
+    extra = draw_residuals(base, city, [3, 2], ("long",), stride=16)
+    regions = [np.unique(r.region) for r in extra[(city.name, "long")]]
+    expected = [np.sort(np.concatenate([city_from_name(city.name, seed=s).regions(split)
+                                        for split in ("val", "test")])) + DRAW_REGION_OFFSET * (s + 1)
+                for s in (2, 3)]
+    assert len(regions) == 4 and np.array_equal(np.sort(np.concatenate(regions)), np.concatenate(expected))
+    alone = fit_calibration(base, [city], tasks=("long",), stride=16)
+    joined = fit_calibration(base, [city], tasks=("long",), stride=16, draws=[2, 3])
+    assert joined.meta["draws"] == [2, 3] and "draws" not in alone.meta
+    assert joined.meta["entries"][f"{city.name}/long"] > 4 * alone.meta["entries"][f"{city.name}/long"]
+    assert 1 + len(regions) >= MIN_WIDTH_REGIONS and f"{city.name}/long" in joined.meta["pooling"]
+    assert f"{city.name}/long" not in alone.meta["pooling"]  # one val region: nothing to hold out
+    with pytest.raises(CalibrationError, match="own draw"):
+        fit_calibration(base, [city], tasks=("long",), stride=16, draws=[0, 2])
+    renamed = city.subset(city.regions(["train", "val", "test"]))
+    renamed.name = "my-city"
+    assert draw_residuals(base, renamed, [2], ("long",), stride=16) == {}

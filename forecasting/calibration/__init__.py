@@ -32,7 +32,10 @@ whichever covers its held-out val regions better (leave one region out, `pooling
 width factor c of `WIDTHS` that scales every band about its median (Qz(a) -> Qz(1/2) + c (Qz(a) - Qz(1/2))):
 a city whose val regions differ from each other more than from themselves (a new region strays further
 from the point than the fitted ones did) gets wider bands, c > 1 (cities with MIN_WIDTH_REGIONS val regions
-or more; with two, c = 1). Before both, a sampling forecaster's residuals are standardised by its own
+or more; with two, c = 1). A synthetic preset can add the val and test regions of other seeded draws of
+its generator as more val regions (`fit_calibration(..., draws=seeds)`, `draw_residuals`): the synthetic
+city's two val regions are busier than most (their residuals 1.2-1.8x a fresh draw's), so bands fitted on
+them alone over-cover its other regions. Before both, a sampling forecaster's residuals are standardised by its own
 spread sg or by 1 (`flat`), whichever scores better on the held-out val regions by the quantile score (mean
 pinball loss), a proper score: the spread earns its place only where it sharpens the bands (on the
 synthetic city it does not, and its noise from one forecast to the next makes rolling sleep plans switch
@@ -64,9 +67,10 @@ calibrated quantiles at S evenly spaced levels, in the same order everywhere.
 from __future__ import annotations
 
 from .fit import (
-    Residuals, best_bands, calibration_cities, dead_zones, calibration_from_residuals, calibration_windows,
-    city_residuals, coverage_error, fit_calibration, fit_pooled_calibration, fold_scores, held_out_tables,
-    heldout_pit, pit_coverage, pooled_table, pooling_errors, quantile_score, residuals, zero_brier, zero_briers,
+    DRAW_REGION_OFFSET, Residuals, best_bands, calibration_cities, calibration_from_residuals, calibration_windows,
+    city_residuals, coverage_error, dead_zones, draw_residuals, fit_calibration, fit_pooled_calibration, fold_scores,
+    held_out_tables, heldout_pit, pit_coverage, pooled_table, pooling_errors, quantile_score, residuals, zero_brier,
+    zero_briers,
 )
 from .tables import (
     BUCKETS, FLOOR_SHARE, FORMAT, GROUPS, HORIZON, IDLE, LEVELS, MIN_GROUP_ENTRIES, MIN_WIDTH_REGIONS, POOLED, WIDTHS,
@@ -76,11 +80,11 @@ from .tables import (
 )
 
 __all__ = [
-    "BUCKETS", "FLOOR_SHARE", "FORMAT", "GROUPS", "HORIZON", "IDLE", "LEVELS", "MIN_GROUP_ENTRIES",
+    "BUCKETS", "DRAW_REGION_OFFSET", "FLOOR_SHARE", "FORMAT", "GROUPS", "HORIZON", "IDLE", "LEVELS", "MIN_GROUP_ENTRIES",
     "MIN_WIDTH_REGIONS", "POOLED", "WIDTHS", "ZERO_SHARES", "CalibratedForecaster", "Calibration",
     "CalibrationError", "CellFrame", "OutdatedCalibration", "ResidualTable", "Residuals", "best_bands",
     "calibration_cities", "calibration_from_residuals", "calibration_path", "calibration_windows", "city_residuals",
-    "coverage_error", "dead_zones", "fit_calibration", "fit_pooled_calibration", "fold_scores", "held_out_tables",
+    "coverage_error", "dead_zones", "draw_residuals", "fit_calibration", "fit_pooled_calibration", "fold_scores", "held_out_tables",
     "heldout_pit", "infer_task", "lead_buckets", "model_point_and_spread", "pit_coverage", "pooled_table", "pooling_errors",
     "quantile_score", "residuals", "zero_brier", "zero_briers", "zero_level",
 ]

@@ -250,6 +250,35 @@ def city_residuals(forecaster: Forecaster, city: City, tasks: Sequence[str] = ("
     return fitted
 
 
+#: region ids of a synthetic draw's regions in a calibration fit: DRAW_REGION_OFFSET * (seed + 1) + region
+DRAW_REGION_OFFSET = 1000
+
+
+def draw_residuals(forecaster: Forecaster, city: City, seeds: Sequence[int], tasks: Sequence[str],
+                   stride: int, seed: int = 0) -> dict[tuple[str, str], list[Residuals]]:
+    """{(city, task): [residuals]} on the val and test regions of other draws of the synthetic preset `city`
+    (the same generator with the given `seeds`: cities no model here was trained on), each draw's regions
+    numbered DRAW_REGION_OFFSET * (seed + 1) + region so that leave-one-region-out holds them out one by
+    one, and the same area of the preset at another granularity (the same seed) together.
+    A city that is not a synthetic preset gets none; a seed equal to the city's own is refused (its test
+    regions are the ones the calibration is scored on)."""
+    from ..data.synthetic import SYNTHETIC_PRESETS, city_from_name
+
+    if city.name not in SYNTHETIC_PRESETS or city.meta.get("generator") != "forecasting.data.synthetic":
+        return {}
+    own = SYNTHETIC_PRESETS[city.name].seed
+    if own in seeds:
+        raise CalibrationError(f"calibration draws: seed {own} is {city.name}'s own draw, whose test regions "
+                               "score the calibration; choose other seeds")
+    out: dict[tuple[str, str], list[Residuals]] = {}
+    for s in sorted(set(int(x) for x in seeds)):
+        draw = city_from_name(city.name, seed=s)
+        for split in ("val", "test"):
+            for key, r in city_residuals(forecaster, draw, tasks, split, stride, seed).items():
+                out.setdefault(key, []).append(dataclasses.replace(r, region=r.region + DRAW_REGION_OFFSET * (s + 1)))
+    return out
+
+
 def fit_calibration(
     forecaster: Forecaster,
     cities: Sequence[City],
@@ -258,18 +287,28 @@ def fit_calibration(
     stride: int = 8,
     seed: int = 0,
     anchor: bool = True,
+    draws: Sequence[int] = (),
 ) -> Calibration:
     """Residual tables per (city, task) and pooled over cities, from `forecaster` on the `split` regions,
     and the dead zone with the lowest Brier score of P(y = 0) over all of those entries (`anchor`: fit
-    the persistence anchor too)."""
+    the persistence anchor too).
+
+    `draws`: seeds of other draws of the synthetic presets among `cities`, whose val and test regions join
+    the preset's own val entries as more regions (`draw_residuals`). A preset has few val regions (the
+    synthetic city 2 of 16), which may be busier or quieter than its test regions; the draws come from the
+    same generator, so their regions stand for the preset's unseen ones, and with them the band width is
+    chosen too (MIN_WIDTH_REGIONS)."""
     fitted: dict[tuple[str, str], Residuals] = {}
     for city in cities:
-        fitted.update(city_residuals(forecaster, city, tasks, split, stride, seed))
+        own = city_residuals(forecaster, city, tasks, split, stride, seed)
+        extra = draw_residuals(forecaster, city, draws, tasks, stride, seed) if draws else {}
+        fitted.update({key: Residuals.concat([r, *extra.get(key, [])]) for key, r in own.items()})
     if not fitted:
         raise CalibrationError(f"{forecaster.name} served none of the tasks {list(tasks)} on the {split} regions")
-    return calibration_from_residuals(fitted, {"forecaster": forecaster.name, "split": split, "stride": stride,
-                                               "seed": seed}, anchor=anchor,
-                                      geographies={c.name: c.geography for c in cities})
+    meta = {"forecaster": forecaster.name, "split": split, "stride": stride, "seed": seed}
+    if draws:
+        meta["draws"] = sorted(set(int(x) for x in draws))
+    return calibration_from_residuals(fitted, meta, anchor=anchor, geographies={c.name: c.geography for c in cities})
 
 
 def fit_pooled_calibration(forecaster_for: Callable[[City], Forecaster], city: City, pool: Sequence[City] = (),

@@ -129,6 +129,11 @@ class City:
         return str(self.meta.get("geography", self.name))
 
     @property
+    def poi_schema(self) -> tuple[str, ...] | None:
+        """The names of the POI layers as windows carry them (`Windows.poi_categories`); None without POI or names."""
+        return None if self.poi is None or self.poi_categories is None else tuple(self.poi_categories)
+
+    @property
     def minutes_per_slot(self) -> float:
         return 24 * 60 / self.slots_per_day
 

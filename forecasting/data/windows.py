@@ -111,7 +111,7 @@ def make_windows(
         scalers=scalers,
         valid=None if city.cell_valid is None else city.cell_valid[reg],
         day_before=scalers.traffic.transform(cut_day_before(city.traffic, reg, st, length, city.slots_per_day)),
-        poi_categories=None if city.poi is None or city.poi_categories is None else tuple(city.poi_categories),
+        poi_categories=city.poi_schema,
         residents=None if city.residents is None else city.residents[reg],
     )
 
