@@ -168,7 +168,54 @@ def deploy_row(city, strategy, setting, plan, truth, params, oracle, **extra) ->
                 deficit=s.deficit, cost=s.cost_ratio, qos=None, switching=None, energy=None, regret=s.regret, **extra)
 
 
-def deployment_rows(city: City, models: dict[str, Forecaster], notes: list[str]) -> list[dict]:
+def setting_regrets(f: Forecaster, city: City, split: str, truth: Demand, params: DeployParams,
+                    oracle) -> dict[str, tuple[str, dict, float]]:
+    """{setting label: (plan_on, kwargs, replay regret)} of the deployment planned on `f`'s generated demand
+    for `city`'s `split` regions under every DEPLOY_SETTINGS, replayed on the real demand `truth`."""
+    est = hourly_week(forecast_demand(f, city, "generation", split=split, unit="users"))
+    out = {}
+    for on, kw in DEPLOY_SETTINGS:
+        plan = solve_deployment(est, params, on=on, **kw)
+        out[setting_label(on, kw)] = (on, kw, replay_deployment(plan, truth, params, oracle=oracle).regret)
+    return out
+
+
+def draw_val_regrets(seeds: list[int], forecasters: list[str], pool: list[City], notes: list[str]
+                     ) -> dict[str, dict[str, list[float]]]:
+    """{forecaster: {setting label: [regret]}}: every deployment setting replayed on the val and the test
+    regions of the synthetic city drawn with each of `seeds` (cities no model was trained on, each forecaster
+    calibrated there as on the default draw), one regret per draw and split. With these a synthetic city's
+    setting is chosen on ten region sets rather than on its own two val regions (`deployment_rows`)."""
+    from forecasting.data.synthetic import city_from_name
+
+    regrets: dict[str, dict[str, list[float]]] = {}
+    for seed in seeds:
+        city, mine = city_from_name("synthetic", seed=seed), []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            models = {f: calibrated(f, city, mine, pool) for f in forecasters}
+            for sp in ("val", "test"):
+                truth = hourly_week(real_demand(city, sp, "users"))
+                params = deploy_params(city, truth.n_cells)
+                oracle = solve_deployment(truth, params)
+                for name, f in models.items():
+                    if "generation" not in f.tasks:
+                        continue
+                    try:
+                        found = setting_regrets(f, city, sp, truth, params, oracle)
+                    except (NotApplicable, PlanningError, ValueError, ImportError):
+                        continue
+                    for label, (_, _, regret) in found.items():
+                        regrets.setdefault(name, {}).setdefault(label, []).append(regret)
+    notes.append(f"deployment settings of the synthetic cities chosen on their val regions and the val and test "
+                 f"regions of the draws with seeds {', '.join(map(str, seeds))} (mean regret over the region sets)")
+    return regrets
+
+
+def deployment_rows(city: City, models: dict[str, Forecaster], notes: list[str],
+                    draws: dict[str, dict[str, list[float]]] | None = None) -> list[dict]:
+    """Deployment rows of every strategy on `city`'s test regions; each forecaster's risk setting chosen by
+    its val regret (with `draws`, from `draw_val_regrets`, by the mean of that and its regrets there)."""
     splits = {sp: hourly_week(real_demand(city, sp, "users")) for sp in ("val", "test")}
     params = {sp: deploy_params(city, t.n_cells) for sp, t in splits.items()}
     oracles = {sp: solve_deployment(t, params[sp]) for sp, t in splits.items()}
@@ -189,15 +236,13 @@ def deployment_rows(city: City, models: dict[str, Forecaster], notes: list[str])
         if "generation" not in f.tasks:
             continue
         try:
-            est = {sp: hourly_week(forecast_demand(f, city, "generation", split=sp, unit="users")) for sp in splits}
+            est = {"test": hourly_week(forecast_demand(f, city, "generation", split="test", unit="users"))}
+            val = setting_regrets(f, city, "val", splits["val"], params["val"], oracles["val"])
         except (NotApplicable, PlanningError, ValueError, ImportError) as exc:
             notes.append(f"{city.name} deployment: forecast:{name} skipped ({type(exc).__name__}: {exc})")
             continue
-        val = {}
-        for on, kw in DEPLOY_SETTINGS:
-            plan = solve_deployment(est["val"], params["val"], on=on, **kw)
-            val[setting_label(on, kw)] = (on, kw, replay_deployment(plan, splits["val"], params["val"],
-                                                                    oracle=oracles["val"]).regret)
+        more = (draws or {}).get(name, {})
+        val = {k: (on, kw, float(np.mean([r, *more.get(k, [])]))) for k, (on, kw, r) in val.items()}
         best = choose_on_val({k: v[2] for k, v in val.items()})
         point = solve_deployment(est["test"], p)
         on, kw, _ = val[best]
@@ -220,7 +265,8 @@ def deployment_rows(city: City, models: dict[str, Forecaster], notes: list[str])
 SEED_PREFIX = "synthetic seed "
 
 
-def seed_deployment_rows(seed: int, forecasters: list[str], pool: list[City], notes: list[str]) -> list[dict]:
+def seed_deployment_rows(seed: int, forecasters: list[str], pool: list[City], notes: list[str],
+                         draws: dict[str, dict[str, list[float]]] | None = None) -> list[dict]:
     """Deployment rows of the synthetic city drawn with `seed` (baselines fitted and every forecaster
     calibrated on that draw as on the default one), labelled 'synthetic seed S'."""
     from forecasting.data.synthetic import city_from_name
@@ -231,7 +277,7 @@ def seed_deployment_rows(seed: int, forecasters: list[str], pool: list[City], no
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         models = {f: calibrated(f, city, mine, pool) for f in forecasters}
-        rows = deployment_rows(city, models, mine)
+        rows = deployment_rows(city, models, mine, draws)
     notes += [label + n[len(city.name):] if n.startswith(city.name) else f"{label}: {n}" for n in mine]
     return [{**r, "city": label} for r in rows]
 
@@ -517,10 +563,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--synthetic-seeds", type=int, nargs="*", default=[],
                     help="deployment also on the synthetic city drawn with these seeds (fresh draws that no setting "
                          "or model was chosen on; rows 'synthetic seed S', summarised over the seeds)")
+    ap.add_argument("--select-draws", type=int, nargs="*", default=[],
+                    help="the synthetic cities' deployment settings chosen on their val regions and the val and test "
+                         "regions of the synthetic city drawn with these seeds (not 0, not a --synthetic-seeds seed)")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
     if 0 in args.synthetic_seeds:
         ap.error("--synthetic-seeds: seed 0 is the default synthetic city (name it in --cities instead)")
+    if 0 in args.select_draws or set(args.select_draws) & set(args.synthetic_seeds):
+        ap.error("--select-draws: choose seeds other than 0 (the default synthetic city) and the --synthetic-seeds "
+                 "(the draws scored on test)")
     every = sorted(set(args.rolling_every))
     if every[0] < 1 or any(r % every[0] for r in every):
         ap.error(f"--rolling-every {every}: each R must be >= 1 and a multiple of the smallest")
@@ -534,20 +586,21 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     rows: list[dict] = []
     notes: list[str] = []
+    draws = draw_val_regrets(sorted(set(args.select_draws)), forecasters, pool, notes) if args.select_draws else None
     for name in cities:
         tc = time.perf_counter()
         city = load_city(name)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             models = {f: calibrated(f, city, notes, pool) for f in forecasters}
-            rows += deployment_rows(city, models, notes)
+            rows += deployment_rows(city, models, notes, draws if city.name == "synthetic" else None)
             rows += sleep_rows(city, models, args.sleep_method, notes)
         notes.append(f"{name}: {time.perf_counter() - tc:.1f} s")
         print(f"{name} done in {time.perf_counter() - tc:.1f} s", file=sys.stderr)
         text = write_planning(rows, notes, argv, time.perf_counter() - t0, checkpoint, Path(args.out))  # after each city
     for seed in args.synthetic_seeds:
         tc = time.perf_counter()
-        rows += seed_deployment_rows(seed, forecasters, pool, notes)
+        rows += seed_deployment_rows(seed, forecasters, pool, notes, draws)
         notes.append(f"{SEED_PREFIX}{seed}: {time.perf_counter() - tc:.1f} s")
         text = write_planning(rows, notes, argv, time.perf_counter() - t0, checkpoint, Path(args.out))
     print(text)

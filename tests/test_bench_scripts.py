@@ -100,3 +100,41 @@ def test_pit_spreads_an_atom_over_its_level_range(bench):
     assert u.max() <= 0.5 / S
     with pytest.raises(ValueError, match="positions"):
         cal.pit_values(samples, np.zeros((1, n)), mask, positions="ranks")
+
+
+def test_deployment_setting_is_chosen_on_the_mean_over_own_val_and_the_draws_regrets(bench):
+    """With `draws` (regrets per setting on other draws' region sets) a forecaster's deployment setting is the
+    lowest mean of its own val regret and those; without, its own val regret alone decides."""
+    from forecasting.data.synthetic import city_from_name
+
+    planning = bench("planning_bench")
+    city = city_from_name("synthetic-small")
+    models = {"neighbour_mean": planning.calibrated("neighbour_mean", city, [])}  # samples for the quantiles
+    labels = [planning.setting_label(on, kw) for on, kw in planning.DEPLOY_SETTINGS]
+    own = [r for r in planning.deployment_rows(city, models, []) if r["setting"].endswith("(val)")]
+    favoured = next(label for label in labels if f"{label} (val)" != own[0]["setting"])
+    draws = {"neighbour_mean": {label: [-5.0 if label == favoured else 5.0] * 9 for label in labels}}
+    chosen = [r for r in planning.deployment_rows(city, models, [], draws) if r["setting"].endswith("(val)")]
+    assert chosen[0]["setting"] == f"{favoured} (val)"
+    assert chosen[0]["val_regret"] == pytest.approx((own_regret(planning, city, models, favoured) - 45.0) / 10)
+
+
+def own_regret(planning, city, models, label):
+    """`label`'s regret on the city's own val regions (as deployment_rows computes it)."""
+    from planning.demand import real_demand
+    from planning.milp.deploy import solve_deployment
+
+    truth = planning.hourly_week(real_demand(city, "val", "users"))
+    params = planning.deploy_params(city, truth.n_cells)
+    return planning.setting_regrets(models["neighbour_mean"], city, "val", truth, params,
+                                    solve_deployment(truth, params))[label][2]
+
+
+def test_planning_bench_refuses_selection_draws_that_are_scored_or_the_default(bench, tmp_path):
+    """--select-draws may not name seed 0 or a --synthetic-seeds seed: a usage error before anything runs."""
+    planning = bench("planning_bench")
+    for argv in (["--select-draws", "0"], ["--select-draws", "3", "--synthetic-seeds", "3"]):
+        with pytest.raises(SystemExit) as exc:
+            planning.main(["--cities", "synthetic", *argv, "--out", str(tmp_path / "out")])
+        assert exc.value.code == 2
+    assert not (tmp_path / "out").exists()
