@@ -25,6 +25,7 @@ import json
 import sys
 import time
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -117,6 +118,15 @@ def calibration_pool(checkpoint: str | None) -> list[City]:
     return [load_city(c) for c in calibration_cities(cal) if c.startswith("synthetic") or c in available_real_cities()]
 
 
+@contextmanager
+def quiet_deprecations():
+    """Calibrating and planning without the DeprecationWarnings of the libraries underneath (they would bury
+    the bench's own notes)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        yield
+
+
 def calibrated(name: str, city: City, notes: list[str], pool: list[City] | None = None) -> Forecaster:
     """The forecaster with its val-fitted calibration: UoMo's own file if it ships one, else fitted here on
     `city`'s val regions and those of the other `pool` cities (the baseline fitted on each), so that a
@@ -191,8 +201,7 @@ def draw_val_regrets(seeds: list[int], forecasters: list[str], pool: list[City],
     regrets: dict[str, dict[str, list[float]]] = {}
     for seed in seeds:
         city, mine = city_from_name("synthetic", seed=seed), []
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
+        with quiet_deprecations():
             models = {f: calibrated(f, city, mine, pool) for f in forecasters}
             for sp in ("val", "test"):
                 truth = hourly_week(real_demand(city, sp, "users"))
@@ -274,8 +283,7 @@ def seed_deployment_rows(seed: int, forecasters: list[str], pool: list[City], no
     city = city_from_name("synthetic", seed=seed)
     label = f"{SEED_PREFIX}{seed}"
     mine: list[str] = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
+    with quiet_deprecations():
         models = {f: calibrated(f, city, mine, pool) for f in forecasters}
         rows = deployment_rows(city, models, mine, draws)
     notes += [label + n[len(city.name):] if n.startswith(city.name) else f"{label}: {n}" for n in mine]
@@ -590,8 +598,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in cities:
         tc = time.perf_counter()
         city = load_city(name)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
+        with quiet_deprecations():
             models = {f: calibrated(f, city, notes, pool) for f in forecasters}
             rows += deployment_rows(city, models, notes, draws if city.name == "synthetic" else None)
             rows += sleep_rows(city, models, args.sleep_method, notes)
