@@ -138,3 +138,23 @@ def test_planning_bench_refuses_selection_draws_that_are_scored_or_the_default(b
             planning.main(["--cities", "synthetic", *argv, "--out", str(tmp_path / "out")])
         assert exc.value.code == 2
     assert not (tmp_path / "out").exists()
+
+
+def test_one_val_region_check_prefers_own_bands_when_the_other_city_is_noisier(bench):
+    """bench/one_val_region.py: calibrated on one of a city's val regions, its own table covers its other
+    regions near nominal while the table pooled with a three times noisier city over-covers them."""
+    from forecasting.calibration import Residuals
+
+    one_val_region = bench("one_val_region")
+    rng = np.random.default_rng(0)
+
+    def residuals(sigma, regions, n=4000):
+        size = n * len(regions)
+        return Residuals(numer=sigma * rng.standard_normal(size), spread=np.ones(size), bucket=np.zeros(size, int),
+                         group=np.zeros(size, int), point=np.full(size, 0.5), is_zero=np.zeros(size, bool),
+                         pull=np.zeros(size), lead=np.zeros(size, int), region=np.repeat(regions, n))
+
+    fitted = {("a", "generation"): residuals(0.1, [0, 1, 2]), ("b", "generation"): residuals(0.3, [0, 1])}
+    errors = one_val_region.one_region_errors(fitted, "a", "generation", {"a": "a", "b": "b"})
+    assert len(errors["own"]) == 3
+    assert max(errors["own"]) < 0.03 and min(errors["pooled"]) > 0.1
