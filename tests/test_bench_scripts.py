@@ -158,3 +158,13 @@ def test_one_val_region_check_prefers_own_bands_when_the_other_city_is_noisier(b
     errors = one_val_region.one_region_errors(fitted, "a", "generation", {"a": "a", "b": "b"})
     assert len(errors["own"]) == 3
     assert max(errors["own"]) < 0.03 and min(errors["pooled"]) > 0.1
+
+
+def test_calibration_bench_refuses_a_presets_own_seed_as_a_draw(bench, tmp_path, capsys):
+    """--fit-draws 0 with the synthetic city: a usage error naming the flag before any model loads; nothing
+    is written."""
+    cal = bench("calibration_bench")
+    with pytest.raises(SystemExit) as exc:
+        cal.main(["--cities", "synthetic", "--fit-draws", "0", "3", "--out", str(tmp_path / "out")])
+    assert exc.value.code == 2 and "--fit-draws" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

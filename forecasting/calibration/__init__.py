@@ -35,11 +35,12 @@ from the point than the fitted ones did) gets wider bands, c > 1 (cities with MI
 or more; with two, c = 1). A synthetic preset can add the val and test regions of other seeded draws of
 its generator as more val regions (`fit_calibration(..., draws=seeds)`, `draw_residuals`): the synthetic
 city's two val regions are busier than most (short-term residuals 1.4x, on average, those of the val and
-test regions of draws 1-3), so bands fitted on them alone over-cover its other regions. Before both, a sampling forecaster's residuals are standardised by its own
-spread sg or by 1 (`flat`), whichever scores better on the held-out val regions by the quantile score (mean
-pinball loss), a proper score: the spread earns its place only where it sharpens the bands (on the
-synthetic city it does not, and its noise from one forecast to the next makes rolling sleep plans switch
-more). Choices made on val entries only, recorded in meta["pooling"].
+test regions of draws 1-3), so bands fitted on them alone over-cover its other regions. Before both, a
+sampling forecaster's residuals are standardised by its own spread sg or by 1 (`flat`), whichever scores
+better on the held-out val regions by the quantile score (mean pinball loss), a proper score: the spread
+earns its place only where it sharpens the bands (on the synthetic city it does not, and its noise from one
+forecast to the next makes rolling sleep plans switch more). Choices made on val entries only, recorded in
+meta["pooling"].
 
 Cells observed all zero also get an atom at 0 of their own: idle_zero[bucket] = the share of exact zeros
 among the val entries of such cells (per city, task and lead bucket, borrowed from the pooled table like
