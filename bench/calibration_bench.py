@@ -5,10 +5,11 @@
 The recalibration (`forecasting.calibration`) is fitted on the *val* regions of every city (windows every
 `--fit-stride` steps; with `--fit-draws`, a synthetic preset's val regions are joined by the val and test
 regions of its draws with those seeds); coverage of the central 50/80/90% intervals, CRPS and the PIT
-histogram are then measured on the *test* regions (windows every `--stride` steps) for the raw and the calibrated samples of
-the same predictions. `--save` writes the calibration beside the checkpoint (`<name>.calibration.json`),
-where `load_forecaster` picks it up. Records: bench/results/calibration.json (keys city, task, model,
-calibrated, split, nominal, coverage, crps, windows), a Markdown table and the reliability figure beside it.
+histogram are then measured on the *test* regions (windows every `--stride` steps) for the raw and the
+calibrated samples of the same predictions. `--save` writes the calibration beside the checkpoint
+(`<name>.calibration.json`), where `load_forecaster` picks it up. Records: bench/results/calibration.json
+(keys city, task, model, calibrated, split, nominal, coverage, crps, windows), a Markdown table and the
+reliability figure beside it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 from common import RESULTS, command_line, write_json, write_text
 from forecasting.calibration import (
     Calibration, CalibrationError, calibration_path, calibration_windows, fit_calibration, pit_coverage,
+    refuse_own_draw,
 )
 from forecasting.data import load_city
 from forecasting.evaluate import window_masks
@@ -200,21 +202,17 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
     from forecasting.checkpoint import resolve_checkpoint
-    from forecasting.data.synthetic import SYNTHETIC_PRESETS
     from forecasting.forecast import load_forecaster
 
-    own = sorted({SYNTHETIC_PRESETS[c].seed for c in args.cities if c in SYNTHETIC_PRESETS} & set(args.fit_draws))
-    if own:
-        ap.error(f"--fit-draws: seed {own[0]} is a --cities preset's own draw, whose test regions score the "
-                 "calibration; choose other seeds")
+    try:  # before the model loads: fit_calibration would refuse it only after minutes of sampling
+        for name in args.cities:
+            refuse_own_draw(name, args.fit_draws)
+    except CalibrationError as exc:
+        ap.error(f"--fit-draws: {exc}")
     t0 = time.perf_counter()
     model = load_forecaster(args.checkpoint, steps=args.steps, n_samples=args.samples)
     cities = [load_city(c) for c in args.cities]
-    try:
-        cal = fit_calibration(model, cities, tasks=args.tasks, split="val", stride=args.fit_stride,
-                              draws=args.fit_draws)
-    except CalibrationError as exc:
-        ap.error(f"--fit-draws: {exc}" if "draws" in str(exc) else str(exc))
+    cal = fit_calibration(model, cities, tasks=args.tasks, split="val", stride=args.fit_stride, draws=args.fit_draws)
     cal.meta.update(checkpoint=str(args.checkpoint), sampler=f"ddim-{args.steps} x {args.samples}")
     if args.save:
         print(f"calibration written to {cal.save(calibration_path(resolve_checkpoint(args.checkpoint)))}", file=sys.stderr)

@@ -39,6 +39,7 @@ from planning.proxy_demand import poi_demand, resident_demand
 from planning.forecast_demand import forecast_demand
 from planning.errors import PlanningError
 from planning.milp.deploy import solve_deployment
+from planning.milp.deploy_plan import DeployPlan
 from planning.milp.sleep import always_on, solve_sleep, threshold_policy
 from planning.params import DeployParams, SleepParams
 from planning.replay import replay_deployment, replay_sleep
@@ -172,6 +173,17 @@ def deploy_params(city: City, n_cells: int) -> DeployParams:
     return DeployParams(capacity=C0, max_bs=M, alpha=ALPHA_OF_C0 * C0, beta=BETA)
 
 
+#: what a forecaster may raise on a city it cannot serve; the strategy is then skipped with a note
+FORECAST_FAILURES = (NotApplicable, PlanningError, ValueError, ImportError)
+
+
+def deploy_split(city: City, split: str) -> tuple[Demand, DeployParams, DeployPlan]:
+    """(real hourly demand, parameters, oracle plan) of the deployment on `city`'s `split` regions."""
+    truth = hourly_week(real_demand(city, split, "users"))
+    params = deploy_params(city, truth.n_cells)
+    return truth, params, solve_deployment(truth, params)
+
+
 def deploy_row(city, strategy, setting, plan, truth, params, oracle, **extra) -> dict:
     s = replay_deployment(plan, truth, params, oracle=oracle)
     return dict(problem="deployment", city=city.name, strategy=strategy, setting=setting, served_ratio=s.served_ratio,
@@ -204,15 +216,13 @@ def draw_val_regrets(seeds: list[int], forecasters: list[str], pool: list[City],
         with quiet_deprecations():
             models = {f: calibrated(f, city, mine, pool) for f in forecasters}
             for sp in ("val", "test"):
-                truth = hourly_week(real_demand(city, sp, "users"))
-                params = deploy_params(city, truth.n_cells)
-                oracle = solve_deployment(truth, params)
+                split = deploy_split(city, sp)
                 for name, f in models.items():
                     if "generation" not in f.tasks:
                         continue
                     try:
-                        found = setting_regrets(f, city, sp, truth, params, oracle)
-                    except (NotApplicable, PlanningError, ValueError, ImportError):
+                        found = setting_regrets(f, city, sp, *split)
+                    except FORECAST_FAILURES:
                         continue
                     for label, (_, _, regret) in found.items():
                         regrets.setdefault(name, {}).setdefault(label, []).append(regret)
@@ -225,12 +235,9 @@ def deployment_rows(city: City, models: dict[str, Forecaster], notes: list[str],
                     draws: dict[str, dict[str, list[float]]] | None = None) -> list[dict]:
     """Deployment rows of every strategy on `city`'s test regions; each forecaster's risk setting chosen by
     its val regret (with `draws`, from `draw_val_regrets`, by the mean of that and its regrets there)."""
-    splits = {sp: hourly_week(real_demand(city, sp, "users")) for sp in ("val", "test")}
-    params = {sp: deploy_params(city, t.n_cells) for sp, t in splits.items()}
-    oracles = {sp: solve_deployment(t, params[sp]) for sp, t in splits.items()}
-    truth, oracle = splits["test"], oracles["test"]
+    val_split = deploy_split(city, "val")
+    truth, p, oracle = deploy_split(city, "test")
     informative = oracle.n_bs > 0
-    p = params["test"]
     notes.append(f"{city.name} deployment: {truth.n_cells} test cells x {truth.n_slots} hourly slots, C0 = "
                  f"{p.capacity:.3g} users/BS, M = {p.max_bs}, alpha = {p.alpha:.3g}, beta = {p.beta}")
     check = solve_deployment(truth, p, method="milp", solver="cbc", time_limit=120)
@@ -245,17 +252,17 @@ def deployment_rows(city: City, models: dict[str, Forecaster], notes: list[str],
         if "generation" not in f.tasks:
             continue
         try:
-            est = {"test": hourly_week(forecast_demand(f, city, "generation", split="test", unit="users"))}
-            val = setting_regrets(f, city, "val", splits["val"], params["val"], oracles["val"])
-        except (NotApplicable, PlanningError, ValueError, ImportError) as exc:
+            est = hourly_week(forecast_demand(f, city, "generation", split="test", unit="users"))
+            val = setting_regrets(f, city, "val", *val_split)
+        except FORECAST_FAILURES as exc:
             notes.append(f"{city.name} deployment: forecast:{name} skipped ({type(exc).__name__}: {exc})")
             continue
         more = (draws or {}).get(name, {})
         val = {k: (on, kw, float(np.mean([r, *more.get(k, [])]))) for k, (on, kw, r) in val.items()}
         best = choose_on_val({k: v[2] for k, v in val.items()})
-        point = solve_deployment(est["test"], p)
+        point = solve_deployment(est, p)
         on, kw, _ = val[best]
-        chosen = solve_deployment(est["test"], p, on=on, **kw)
+        chosen = solve_deployment(est, p, on=on, **kw)
         r_point = deploy_row(city, f"forecast:{name}", "point", point, truth, p, oracle, informative=informative)
         r_chosen = deploy_row(city, f"forecast:{name}", best + " (val)", chosen, truth, p, oracle,
                               informative=informative, val_regret=val[best][2])
@@ -406,7 +413,7 @@ def sleep_rows(city: City, models: dict[str, Forecaster], method: str, notes: li
         if "long" in f.tasks:  # day-ahead: the long-term task rolled over the horizon
             try:
                 est = {sp: forecast_demand(f, city, "long", split=sp, unit="traffic", first=first) for sp in truths}
-            except (NotApplicable, PlanningError, ValueError, ImportError) as exc:
+            except FORECAST_FAILURES as exc:
                 notes.append(f"{city.name} sleep: forecast:{name} skipped ({type(exc).__name__}: {str(exc)[:160]})")
             else:
                 settings = {setting_label(on, kw): (on, kw) for on, kw in SLEEP_SETTINGS}
@@ -416,7 +423,7 @@ def sleep_rows(city: City, models: dict[str, Forecaster], method: str, notes: li
         if "short" in f.tasks:  # rolling horizon: short-term forecasts conditioned on the real load so far
             try:
                 fc = {sp: rolling_forecast(f, city, city.regions(sp), first, every=min(ROLLING_EVERY)) for sp in truths}
-            except (NotApplicable, PlanningError, ValueError, ImportError) as exc:
+            except FORECAST_FAILURES as exc:
                 notes.append(f"{city.name} sleep: rolling:{name} skipped ({type(exc).__name__}: {str(exc)[:160]})")
                 continue
             settings = {setting_label(on, kw, every): (every, on, kw)

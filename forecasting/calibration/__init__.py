@@ -70,8 +70,8 @@ from __future__ import annotations
 from .fit import (
     DRAW_REGION_OFFSET, Residuals, best_bands, calibration_cities, calibration_from_residuals, calibration_windows,
     city_residuals, coverage_error, dead_zones, draw_residuals, fit_calibration, fit_pooled_calibration, fold_scores,
-    held_out_tables, heldout_pit, pit_coverage, pooled_table, pooling_errors, quantile_score, residuals, zero_brier,
-    zero_briers,
+    held_out_tables, heldout_pit, pit_coverage, pooled_table, pooling_errors, quantile_score, refuse_own_draw,
+    residuals, zero_brier, zero_briers,
 )
 from .tables import (
     BUCKETS, FLOOR_SHARE, FORMAT, GROUPS, HORIZON, IDLE, LEVELS, MIN_GROUP_ENTRIES, MIN_WIDTH_REGIONS, POOLED, WIDTHS,
@@ -87,5 +87,5 @@ __all__ = [
     "calibration_cities", "calibration_from_residuals", "calibration_path", "calibration_windows", "city_residuals",
     "coverage_error", "dead_zones", "draw_residuals", "fit_calibration", "fit_pooled_calibration", "fold_scores", "held_out_tables",
     "heldout_pit", "infer_task", "lead_buckets", "model_point_and_spread", "pit_coverage", "pooled_table", "pooling_errors",
-    "quantile_score", "residuals", "zero_brier", "zero_briers", "zero_level",
+    "quantile_score", "refuse_own_draw", "residuals", "zero_brier", "zero_briers", "zero_level",
 ]

@@ -254,6 +254,17 @@ def city_residuals(forecaster: Forecaster, city: City, tasks: Sequence[str] = ("
 DRAW_REGION_OFFSET = 1000
 
 
+def refuse_own_draw(name: str, seeds: Sequence[int]) -> None:
+    """CalibrationError when `seeds` holds the seed of the synthetic preset `name` itself: its test regions
+    score the calibration, so they may not join its fit (nothing for a city that is not a preset)."""
+    from ..data.synthetic import SYNTHETIC_PRESETS
+
+    own = SYNTHETIC_PRESETS[name].seed if name in SYNTHETIC_PRESETS else None
+    if own is not None and own in seeds:
+        raise CalibrationError(f"calibration draws: seed {own} is {name}'s own draw, whose test regions "
+                               "score the calibration; choose other seeds")
+
+
 def draw_residuals(forecaster: Forecaster, city: City, seeds: Sequence[int], tasks: Sequence[str],
                    stride: int, seed: int = 0) -> dict[tuple[str, str], list[Residuals]]:
     """{(city, task): [residuals]} on the val and test regions of other draws of the synthetic preset `city`
@@ -266,10 +277,7 @@ def draw_residuals(forecaster: Forecaster, city: City, seeds: Sequence[int], tas
 
     if city.name not in SYNTHETIC_PRESETS or city.meta.get("generator") != "forecasting.data.synthetic":
         return {}
-    own = SYNTHETIC_PRESETS[city.name].seed
-    if own in seeds:
-        raise CalibrationError(f"calibration draws: seed {own} is {city.name}'s own draw, whose test regions "
-                               "score the calibration; choose other seeds")
+    refuse_own_draw(city.name, seeds)
     out: dict[tuple[str, str], list[Residuals]] = {}
     for s in sorted(set(int(x) for x in seeds)):
         draw = city_from_name(city.name, seed=s)
@@ -298,16 +306,17 @@ def fit_calibration(
     synthetic city 2 of 16), which may be busier or quieter than its test regions; the draws come from the
     same generator, so their regions stand for the preset's unseen ones, and with them the band width is
     chosen too (MIN_WIDTH_REGIONS)."""
+    seeds = sorted({int(x) for x in draws})
     fitted: dict[tuple[str, str], Residuals] = {}
     for city in cities:
         own = city_residuals(forecaster, city, tasks, split, stride, seed)
-        extra = draw_residuals(forecaster, city, draws, tasks, stride, seed) if draws else {}
+        extra = draw_residuals(forecaster, city, seeds, tasks, stride, seed) if seeds else {}
         fitted.update({key: Residuals.concat([r, *extra.get(key, [])]) for key, r in own.items()})
     if not fitted:
         raise CalibrationError(f"{forecaster.name} served none of the tasks {list(tasks)} on the {split} regions")
     meta = {"forecaster": forecaster.name, "split": split, "stride": stride, "seed": seed}
-    if draws:
-        meta["draws"] = sorted(set(int(x) for x in draws))
+    if seeds:
+        meta["draws"] = seeds
     return calibration_from_residuals(fitted, meta, anchor=anchor, geographies={c.name: c.geography for c in cities})
 
 
