@@ -19,6 +19,21 @@ val-fitted step, so baselines get the same chance.
     d = toward(g_last, lead, gm)
     w = fit_weights(numer, d, lead)                              # (MAX_LEAD,) from val entries
     centre = gm + weight_at(w, lead) * d
+
+Seasonal term. A day's traffic repeats the day before's shape, and a network that reads only the window's
+own steps (or weighs the day-lag channel little) under-uses it. The centre then moves toward each hidden
+entry's value one day earlier x_day (`forecasting.data.value_day_earlier`: inside the window, or the record
+before it), where there is one:
+
+    g(c') = g(c) + v (g(x_day) - g(c)),        v in [0, 1]
+
+with v chosen per (city, task) on the same val entries, after the persistence weights, by the same mean
+absolute error (v = 0 unless it strictly helps). For the seasonal naive forecaster g(x_day) = g(m) and v
+changes nothing (up to the persistence step); every other forecaster gets the same val-fitted step.
+
+    g_day = season_inputs(traffic, mask, day_before, slots_per_day, to_model)   # NaN: no value a day earlier
+    v = fit_seasonal(numer, weight_at(w, lead) * d, g_day - gm)
+    centre = with_season(gm + weight_at(w, lead) * d, g_day, v)
 """
 
 from __future__ import annotations
@@ -28,6 +43,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .data import hide_unrecorded, value_day_earlier
 from .encoding import carry_forward, last_known_before
 
 #: candidate weights of the last observation at lead 0, and decay lengths (in steps) of the weight
@@ -37,6 +53,8 @@ TAUS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, np.inf)
 MAX_LEAD = 48
 #: with fewer val entries that have a lead, the fallback weights (the pooled table's, else none)
 MIN_ENTRIES = 50
+#: candidate weights v of the value one day earlier (the seasonal term)
+SEASONAL_WEIGHTS = np.round(np.linspace(0.0, 1.0, 21), 6)
 
 
 def anchor_inputs(traffic: np.ndarray, mask: np.ndarray,
@@ -94,4 +112,44 @@ def fit_weights(numer: np.ndarray, pull: np.ndarray, lead: np.ndarray,
             err = float(np.abs(r - w[ell] * d).mean())
             if err < best_err - 1e-6:  # a real gain in model-space units, not float noise
                 best, best_err = w, err
+    return best
+
+
+def season_inputs(traffic: np.ndarray, mask: np.ndarray, day_before: np.ndarray | None, slots_per_day: int,
+                  to_model: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """g(x_day) (N, T, H, W): each entry's value one day earlier in model space, NaN where there is none.
+
+    `traffic` is read only where `mask` is False; `day_before` (the record before the window) is hidden at
+    cells the mask hides throughout (`hide_unrecorded`: a cell without a record has no past either).
+    """
+    hidden = np.asarray(mask, dtype=bool)
+    observed = np.nan_to_num(np.asarray(traffic, dtype=np.float64)) * ~hidden
+    lag, has = value_day_earlier(observed, ~hidden, hide_unrecorded(day_before, hidden), slots_per_day)
+    return np.where(has, to_model(lag), np.nan)
+
+
+def with_season(gc: np.ndarray, g_day: np.ndarray | None, v: float) -> np.ndarray:
+    """g(c) + v (g(x_day) - g(c)) where x_day exists (g_day finite), else g(c)."""
+    if not v or g_day is None:
+        return gc
+    return np.where(np.isfinite(g_day), gc + v * (np.nan_to_num(g_day) - gc), gc)
+
+
+def fit_seasonal(numer: np.ndarray, shift: np.ndarray, season: np.ndarray, fallback: float = 0.0) -> float:
+    """The seasonal weight v of `SEASONAL_WEIGHTS` minimising mean |numer - shift - v (season - shift)| over
+    the entries with a value one day earlier.
+
+    numer = g(y) - g(m), shift = g(c) - g(m) (the persistence step), season = g(x_day) - g(m) (NaN: none), 1-D
+    arrays alike. Fewer than MIN_ENTRIES entries with a value a day earlier: `fallback`.
+    """
+    at = np.isfinite(season)
+    if at.sum() < MIN_ENTRIES:
+        return float(fallback)
+    r = np.asarray(numer, dtype=np.float64)[at] - np.asarray(shift, dtype=np.float64)[at]
+    d = np.asarray(season, dtype=np.float64)[at] - np.asarray(shift, dtype=np.float64)[at]
+    best, best_err = 0.0, float(np.abs(r).mean())
+    for v in SEASONAL_WEIGHTS[1:]:
+        err = float(np.abs(r - v * d).mean())
+        if err < best_err - 1e-6:  # a real gain in model-space units, not float noise
+            best, best_err = float(v), err
     return best

@@ -221,6 +221,64 @@ def test_the_persistence_anchor_moves_the_point_only_where_the_last_observation_
     assert cal.tables[("shift", "short")].anchor is None
 
 
+def _daily_windows(rng, n=200, repeats=True):
+    """Short-task windows of 2x2 cells at 24 slots a day: a random daily shape per cell, the second day
+    the first day's shape times a level. repeats: the hidden steps (the third day's first 16 slots) repeat
+    the day before exactly; else they are noise about the cell's mean."""
+    shape = rng.uniform(0.05, 0.4, size=(n, 24, 2, 2))
+    day2 = shape * rng.uniform(0.8, 1.25, size=(n, 1, 2, 2))
+    hidden = day2[:, :16] if repeats else shape.mean(1, keepdims=True) * rng.uniform(0.5, 1.5, size=(n, 16, 2, 2))
+    traffic = np.concatenate([shape, day2, hidden], axis=1).astype(np.float64)
+    mask = batch_masks("short", n, (64, 2, 2))
+    win = Windows("daily", traffic, np.zeros((n, 64), int), np.tile(np.arange(64) % 24, (n, 1)), 24,
+                  np.zeros(n, int), np.zeros(n, int))
+    return win, mask
+
+
+def test_the_seasonal_term_moves_the_point_to_the_day_before_only_where_that_helps_on_val(tmp_path):
+    model = _ObservedMean()
+    win, mask = _daily_windows(np.random.default_rng(0), repeats=True)
+    cal = calibration_from_residuals({("daily", "short"): residuals(model, win, mask, "short")})
+    assert cal.tables[("daily", "short")].seasonal == 1.0
+    new, m_new = _daily_windows(np.random.default_rng(1), repeats=True)
+    out = cal.calibrate(model.predict(new, m_new), new, m_new)
+    assert np.allclose(out.mean[:, 48:], new.traffic[:, 24:40], rtol=1e-4)  # the calibrated point is the day before
+    back = Calibration.load(cal.save(tmp_path / "a.calibration.json"))
+    assert back.tables[("daily", "short")].seasonal == 1.0
+    # the hidden day does not repeat the one before: no seasonal weight is fitted
+    win, mask = _daily_windows(np.random.default_rng(2), repeats=False)
+    cal = calibration_from_residuals({("daily", "short"): residuals(model, win, mask, "short")})
+    assert cal.tables[("daily", "short")].seasonal == 0.0
+    assert not any("seasonal" in t for t in cal.to_dict()["tables"])
+    # without the anchor, no seasonal term either
+    win, mask = _daily_windows(np.random.default_rng(0), repeats=True)
+    plain = calibration_from_residuals({("daily", "short"): residuals(model, win, mask, "short")}, anchor=False)
+    assert plain.tables[("daily", "short")].seasonal == 0.0
+
+
+def test_the_seasonal_input_reads_the_day_before_only_of_recorded_cells():
+    from forecasting.anchor import season_inputs
+
+    traffic = np.arange(64 * 4, dtype=np.float64).reshape(1, 64, 2, 2)
+    mask = np.zeros((1, 64, 2, 2), dtype=bool)
+    mask[:, 48:] = True
+    mask[:, :, 0, 0] = True  # a cell without a record (the generation task's)
+    day_before = np.full((1, 64, 2, 2), 7.0)
+    day_before[:, 24:] = np.nan
+    g_day = season_inputs(traffic, mask, day_before, 24, lambda x: x)
+    assert np.isnan(g_day[0, :, 0, 0]).all()
+    assert np.all(g_day[0, :24, 1, 1] == 7.0) and np.array_equal(g_day[0, 48:, 1, 1], traffic[0, 24:40, 1, 1])
+
+
+def test_a_seasonal_weight_outside_zero_one_in_a_file_is_refused():
+    model = _ObservedMean()
+    win, mask = _daily_windows(np.random.default_rng(0), repeats=True)
+    d = calibration_from_residuals({("daily", "short"): residuals(model, win, mask, "short")}).to_dict()
+    next(t for t in d["tables"] if t["city"] == "daily")["seasonal"] = 1.5
+    with pytest.raises(CalibrationError, match="seasonal of daily/short must be a number in \\[0, 1\\]"):
+        Calibration.from_dict(d)
+
+
 def _region_residuals(rng, sigmas, per_region=2000):
     """Residuals of the active group in one lead bucket, region k's residuals N(0, sigmas[k]) (spread 1)."""
     from forecasting.calibration import Residuals

@@ -8,7 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..data import City, CityScalers, Windows
+from ..data import City, CityScalers, Windows, value_day_earlier
 from ..interface import Forecaster, Prediction, as_city_list
 from .common import HORIZON_TASKS, check_inputs, require, training_series
 
@@ -61,25 +61,15 @@ class SeasonalNaive(Forecaster):
 
     def predict(self, windows: Windows, mask: np.ndarray) -> Prediction:
         values, observed = check_inputs(windows, mask)
-        T, day = values.shape[1], windows.slots_per_day
-        mean = np.full(values.shape, np.nan)
-        filled = np.zeros(values.shape, dtype=bool)
-        if windows.day_before is not None:
-            filled = ~np.isnan(windows.day_before)
-            mean = np.where(filled, windows.day_before, mean)
-        for k in range(1, (T - 1) // day + 1):
-            lag = k * day
-            take = np.zeros(values.shape, dtype=bool)
-            take[:, lag:] = ~filled[:, lag:] & observed[:, :-lag]
-            mean[:, lag:] = np.where(take[:, lag:], values[:, :-lag], mean[:, lag:])
-            filled |= take
+        mean, filled = value_day_earlier(values, observed, windows.day_before, windows.slots_per_day)
+        day = windows.slots_per_day
         missing = mask & ~filled
         require(
             not missing.any(),
             f"seasonal naive needs the cell observed {day} steps (one day) before each hidden step, inside the "
             f"window or in the record before it; {int(missing.sum())} hidden entries have no such observation",
         )
-        return Prediction(mean=np.nan_to_num(mean).astype(np.float32))
+        return Prediction(mean=mean.astype(np.float32))
 
 
 def daily_profile(city: City, scalers: CityScalers | None = None) -> np.ndarray:

@@ -8,7 +8,8 @@ from standardised residuals on the val regions, in the same per-cell log space t
     z    = (g(y) - g(m)) / (sg + floor)
 
 with m the point forecast (moved toward the cell's last observation at early leads by the persistence
-anchor fitted on the same val entries, `forecasting.anchor`; m below stands for that centre), sg the
+anchor, then toward its value one day earlier by the seasonal term, both fitted on the same val entries,
+`forecasting.anchor`; m below stands for that centre), sg the
 forecaster's own spread in that space (half the 10-90% range of
 g(samples)) when it samples, else 1 (a constant relative error), and floor = FLOOR_SHARE x mean(sg) over
 the fitted entries. Errors are therefore relative to each cell's level: a quiet area and a busy one get

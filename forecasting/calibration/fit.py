@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 import numpy as np
 
-from ..anchor import fit_weights, weight_at
+from ..anchor import fit_seasonal, fit_weights, weight_at
 from ..data import City, CityScalers, Windows, make_windows
 from ..interface import Forecaster, NotApplicable, hide
 from .tables import (
@@ -29,8 +29,9 @@ from .tables import (
 @dataclass
 class Residuals:
     """Hidden entries of fitted windows (1-D arrays alike): g(y) - g(m), sg, lead bucket, cell group, g(m),
-    whether the truth is exactly zero, the anchor's pull g(x_last) - g(m) and lead, and the region of the
-    window each entry came from (-1 where unknown; the pooling choice holds regions out)."""
+    whether the truth is exactly zero, the anchor's pull g(x_last) - g(m) and lead, the region of the
+    window each entry came from (-1 where unknown; the pooling choice holds regions out), and the seasonal
+    term's season g(x_day) - g(m) (NaN where there is no value one day earlier, or unknown)."""
 
     numer: np.ndarray
     spread: np.ndarray
@@ -41,18 +42,29 @@ class Residuals:
     pull: np.ndarray
     lead: np.ndarray
     region: np.ndarray | None = None
+    season: np.ndarray | None = None
 
     def __post_init__(self):
         if self.region is None:
             self.region = np.full(np.shape(self.numer), -1, dtype=np.int64)
+        if self.season is None:
+            self.season = np.full(np.shape(self.numer), np.nan)
 
     def take(self, keep: np.ndarray) -> "Residuals":
         """The entries where the boolean `keep` holds."""
         return Residuals(*(getattr(self, k)[keep] for k in self.__dataclass_fields__))
 
-    def anchored(self, weights: np.ndarray) -> "Residuals":
-        """The residuals around the centre c = m moved by `weights` (g(y) - g(c), and g(c) as the point)."""
-        shift = weight_at(weights, self.lead) * self.pull
+    def shift(self, weights: np.ndarray | None, seasonal: float = 0.0) -> np.ndarray:
+        """g(c) - g(m): the persistence step w_l (g(x_last) - g(m)), then the seasonal one v (g(x_day) - g(c))."""
+        step = weight_at(weights, self.lead) * self.pull
+        if not seasonal:
+            return step
+        return np.where(np.isfinite(self.season), step + seasonal * (np.nan_to_num(self.season) - step), step)
+
+    def anchored(self, weights: np.ndarray | None, seasonal: float = 0.0) -> "Residuals":
+        """The residuals around the centre c (`shift`): g(y) - g(c), and g(c) as the point (the pull and the
+        season stay relative to m)."""
+        shift = self.shift(weights, seasonal)
         return dataclasses.replace(self, numer=self.numer - shift, point=self.point + shift)
 
     @classmethod
@@ -72,7 +84,8 @@ def residuals(forecaster: Forecaster, windows: Windows, masks: np.ndarray, task:
         g = np.broadcast_to(frame.group, mask.shape)
         region = np.broadcast_to(np.asarray(part.region, dtype=np.int64)[:, None, None, None], mask.shape)
         parts.append(Residuals((frame.to_model(part.traffic) - gm)[mask], sg[mask], b[mask], g[mask], gm[mask],
-                               (part.traffic == 0)[mask], frame.pull(gm)[mask], frame.lead[mask], region[mask]))
+                               (part.traffic == 0)[mask], frame.pull(gm)[mask], frame.lead[mask], region[mask],
+                               (frame.g_day - gm)[mask]))
     return Residuals.concat(parts)
 
 
@@ -361,7 +374,9 @@ def calibration_from_residuals(fitted: dict[tuple[str, str], Residuals], meta: d
     the dead zone idle cells need.
 
     With `anchor`, each table first gets its persistence weights (`forecasting.anchor.fit_weights`; a
-    city's thin leads take the pooled weights) and its residuals are taken around the moved centre.
+    city's thin leads take the pooled weights) and its seasonal weight (`fit_seasonal`, after the
+    persistence step; a city with few entries a day after an observation takes the pooled one), and its
+    residuals are taken around the moved centre.
 
     With `pool_cities`, a city whose val entries come from two or more regions then keeps its own table
     or takes one fitted on every city's entries of the task (around each city's own centre, with its own
@@ -384,16 +399,18 @@ def calibration_from_residuals(fitted: dict[tuple[str, str], Residuals], meta: d
     for task in sorted({t for _, t in fitted}):
         r = Residuals.concat([r for (_, t), r in fitted.items() if t == task])
         w = fit_weights(r.numer, r.pull, r.lead) if anchor else None
-        r = r if w is None else r.anchored(w)
+        v = fit_seasonal(r.numer, r.shift(w), r.season) if anchor else 0.0
+        r = r if w is None else r.anchored(w, v)
         tables[(POOLED, task)] = ResidualTable.fit(r.numer, r.spread, r.bucket, r.group, task, is_zero=r.is_zero,
-                                                   anchor=w)
+                                                   anchor=w, seasonal=v)
     for key, r in fitted.items():  # a city's thin (group, bucket) rows borrow the pooled row of the same group
         pooled = tables[(POOLED, key[1])]
         w = fit_weights(r.numer, r.pull, r.lead, fallback=pooled.anchor) if anchor else None
-        around[key] = r if w is None else r.anchored(w)
+        v = fit_seasonal(r.numer, r.shift(w), r.season, fallback=pooled.seasonal) if anchor else 0.0
+        around[key] = r if w is None else r.anchored(w, v)
         r = around[key]
         tables[key] = ResidualTable.fit(r.numer, r.spread, r.bucket, r.group, key[1], shared=pooled,
-                                        is_zero=r.is_zero, anchor=w)
+                                        is_zero=r.is_zero, anchor=w, seasonal=v)
     zero_share = dead_zones(zero_briers(around, tables))
     choices = {}
     if pool_cities:
@@ -428,7 +445,7 @@ def held_out_choice(own: Residuals, others: Sequence[Residuals], task: str, tabl
     if flat:
         shared = pooled_table([own, *others], task, anchor, None, flat=True)
         table = ResidualTable.fit(own.numer, own.spread, own.bucket, own.group, task, shared=shared,
-                                  is_zero=own.is_zero, anchor=anchor, flat=True)
+                                  is_zero=own.is_zero, anchor=anchor, flat=True, seasonal=table.seasonal)
     n_regions = np.unique(own.region[own.region >= 0]).size
     widths = WIDTHS if n_regions >= MIN_WIDTH_REGIONS else (1.0,)
     errors = band_errors(folds[flat], zero_share, widths)
@@ -442,7 +459,7 @@ def held_out_choice(own: Residuals, others: Sequence[Residuals], task: str, tabl
         record.update(spread="flat" if flat else "model", score_model=round(scores[0], 5),
                       score_flat=round(scores[1], 5))
     if row == 1:
-        table = pooled_table([own, *others], task, anchor, table.floor, flat)
+        table = replace(pooled_table([own, *others], task, anchor, table.floor, flat), seasonal=table.seasonal)
     return table.widened(widths[col]), record
 
 

@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..anchor import MAX_LEAD, anchor_inputs, toward, weight_at
+from ..anchor import MAX_LEAD, anchor_inputs, season_inputs, toward, weight_at, with_season
 from ..data import Windows
 from ..encoding import SHIFT, SPREAD, WindowTransform
 from ..files import atomic_write_text
@@ -104,13 +104,16 @@ class CellFrame:
 
     transform: the network's per-cell log space (`WindowTransform`, scale (N, 1, H, W));
     group (N, 1, H, W): 0 = some observed entry > 0, 1 = observed and all zero, 2 = no observed entry;
-    g_last, lead (N, T, H, W): the persistence anchor's inputs (`forecasting.anchor.anchor_inputs`).
+    g_last, lead (N, T, H, W): the persistence anchor's inputs (`forecasting.anchor.anchor_inputs`);
+    g_day (N, T, H, W): the seasonal term's input, g of the value one day earlier (NaN: none;
+    `forecasting.anchor.season_inputs`).
     """
 
     transform: WindowTransform
     group: np.ndarray
     g_last: np.ndarray
     lead: np.ndarray
+    g_day: np.ndarray
 
     @classmethod
     def of(cls, windows: Windows, mask: np.ndarray) -> "CellFrame":
@@ -122,7 +125,8 @@ class CellFrame:
         group = np.where(n_known == 0, 2, np.where(n_positive == 0, 1, 0))[:, None]
         to_model = lambda x: transform.to_model(torch.from_numpy(np.asarray(x, dtype=np.float64))).numpy()  # noqa: E731
         g_last, lead = anchor_inputs(observed, mask, to_model)
-        return cls(transform, group.astype(np.int64), g_last, lead)
+        g_day = season_inputs(observed, mask, windows.day_before, windows.slots_per_day, to_model)
+        return cls(transform, group.astype(np.int64), g_last, lead, g_day)
 
     def to_model(self, x: np.ndarray) -> np.ndarray:
         """g(x) of normalised values (..., N, T, H, W)."""
@@ -169,10 +173,13 @@ class ResidualTable:
     anchor: np.ndarray | None = None  # (MAX_LEAD,) persistence weights w_l (`forecasting.anchor`); None: none
     width: float = 1.0  # c: every row's quantiles scaled about its median by c (1: the val residuals as they are)
     flat: bool = False  # the forecaster's own spread sg replaced by 1 (a constant relative error), chosen on val
+    seasonal: float = 0.0  # v: the centre's weight on the value one day earlier (`forecasting.anchor`); 0: none
 
-    def centre(self, gm: np.ndarray, pull: np.ndarray, lead: np.ndarray) -> np.ndarray:
-        """The point in model space the residuals are taken around: g(m) + w_l (g(x_last) - g(m))."""
-        return gm if self.anchor is None else gm + weight_at(self.anchor, lead) * pull
+    def centre(self, gm: np.ndarray, pull: np.ndarray, lead: np.ndarray, g_day: np.ndarray | None = None) -> np.ndarray:
+        """The point in model space the residuals are taken around: g(c) = g(m) + w_l (g(x_last) - g(m)),
+        then g(c) + v (g(x_day) - g(c)) where a value one day earlier exists (`g_day` finite)."""
+        gc = gm if self.anchor is None else gm + weight_at(self.anchor, lead) * pull
+        return with_season(gc, g_day, self.seasonal)
 
     def idle_atom(self, levels, bucket, group) -> np.ndarray:
         """Where the calibrated quantile is the atom at 0 of an idle cell: group IDLE and level < P(y = 0)."""
@@ -213,9 +220,11 @@ class ResidualTable:
     @classmethod
     def fit(cls, numer: np.ndarray, spread: np.ndarray, bucket: np.ndarray, group: np.ndarray,
             task: str, shared: "ResidualTable | None" = None, is_zero: np.ndarray | None = None,
-            anchor: np.ndarray | None = None, floor: float | None = None, flat: bool = False) -> "ResidualTable":
+            anchor: np.ndarray | None = None, floor: float | None = None, flat: bool = False,
+            seasonal: float = 0.0) -> "ResidualTable":
         """From g(y) - g(c), spreads sg, lead buckets and cell groups of hidden entries (1-D arrays alike),
-        with c the centre: the point m moved by the persistence weights `anchor` (None: c = m).
+        with c the centre: the point m moved by the persistence weights `anchor` (None: c = m) and toward
+        the value one day earlier by `seasonal` (both only stored here: the residuals are already around c).
 
         A (group, bucket) with fewer than MIN_GROUP_ENTRIES residuals takes, in this order: the same row of
         `shared` (the table pooled over the fitted cities) where that row has its own residuals, else this
@@ -260,7 +269,7 @@ class ResidualTable:
                     idle_zero[b] = shared.idle_zero[b]
         return cls(table, floor, int(z.size), entries, idle_zero,
                    None if anchor is None or not np.any(anchor) else np.asarray(anchor, dtype=np.float64),
-                   flat=bool(flat))
+                   flat=bool(flat), seasonal=float(seasonal))
 
 
 @dataclass
@@ -294,7 +303,7 @@ class Calibration:
                 raise CalibrationError(f"no calibration for task {task!r} (city {windows.city!r}): "
                                        "fit one with fit_calibration")
             bucket = lead_buckets(mask[i], task)[None, :, None, None]
-            gc = tab.centre(gm[i], pull[i], frame.lead[i])
+            gc = tab.centre(gm[i], pull[i], frame.lead[i], frame.g_day[i])
             y = tab.model_quantile(lv, bucket, frame.group[i][None], gc[None], sg[i][None])  # (Q, T, H, W)
             x = frame.transform.take([i]).from_model(torch.from_numpy(y)).numpy()
             dead = zero_level(self.zero_share, frame.group[i][None])
@@ -304,7 +313,7 @@ class Calibration:
         return out
 
     def point(self, pred: Prediction, windows: Windows, mask: np.ndarray, frame: CellFrame | None = None) -> np.ndarray:
-        """The centre c (the raw point forecast moved by the persistence anchor) with the dead zone (hidden
+        """The centre c (the raw point forecast moved by the persistence anchor and the seasonal term) with the dead zone (hidden
         entries at or below zero_share x s become 0) and the idle atom (entries of idle cells whose
         calibrated median is the atom at 0 become 0)."""
         frame = frame or CellFrame.of(windows, mask)
@@ -317,8 +326,8 @@ class Calibration:
         for i in range(m.shape[0]):
             task = infer_task(mask[i])
             tab = self.table(windows.city, task)
-            if tab is not None and tab.anchor is not None:
-                gc[i] = tab.centre(gm[i], pull[i], frame.lead[i])
+            if tab is not None and (tab.anchor is not None or tab.seasonal):
+                gc[i] = tab.centre(gm[i], pull[i], frame.lead[i], frame.g_day[i])
                 x = frame.transform.take([i]).from_model(torch.from_numpy(gc[i][None])).numpy()[0]
                 out[i] = np.where(hidden[i] & (gc[i] != gm[i]), np.clip(x, 0.0, 1.0), m[i])
             if tab is not None and tab.idle_zero is not None:
@@ -360,6 +369,7 @@ class Calibration:
                  **({} if tab.idle_zero is None else {"idle_zero": np.round(tab.idle_zero, 7).tolist()}),
                  **({} if tab.anchor is None else {"anchor": np.round(tab.anchor, 6).tolist()}),
                  **({} if tab.width == 1.0 else {"width": tab.width}),
+                 **({} if not tab.seasonal else {"seasonal": tab.seasonal}),
                  **({"flat": True} if tab.flat else {})}
                 for (c, t), tab in sorted(self.tables.items())
             ],
@@ -386,13 +396,18 @@ class Calibration:
             if not _number(width) or not 0 < width < 10:
                 raise CalibrationError(f"{source}: width of {t.get('city')}/{t.get('task')} must be a number "
                                        f"in (0, 10), got {width!r}")
+            seasonal = t.get("seasonal", 0.0)  # absent: no seasonal term
+            if not _number(seasonal) or not 0 <= seasonal <= 1:
+                raise CalibrationError(f"{source}: seasonal of {t.get('city')}/{t.get('task')} must be a number "
+                                       f"in [0, 1], got {seasonal!r}")
             flat = t.get("flat", False)  # absent: the forecaster's own spread
             if not isinstance(flat, bool):
                 raise CalibrationError(f"{source}: flat of {t.get('city')}/{t.get('task')} must be true or false, "
                                        f"got {flat!r}")
             tables[(str(t["city"]), str(t["task"]))] = ResidualTable(z, float(t["floor"]), int(t["n"]),
                                                                      idle_zero=idle_zero, anchor=anchor,
-                                                                     width=float(width), flat=flat)
+                                                                     width=float(width), flat=flat,
+                                                                     seasonal=float(seasonal))
         share = d.get("zero_share", 0.0)  # one number (files before the per-group dead zone) or one per group
         values = share if isinstance(share, list) and len(share) == len(GROUPS) else [share]
         if not all(_number(v) and 0 <= v < 1 for v in values):

@@ -131,6 +131,31 @@ def cut_day_before(series: np.ndarray, regions: np.ndarray, starts: np.ndarray, 
     return out
 
 
+def value_day_earlier(values: np.ndarray, observed: np.ndarray, day_before: np.ndarray | None,
+                      slots_per_day: int) -> tuple[np.ndarray, np.ndarray]:
+    """(lag, has), both (N, L, H, W): each step's value one day earlier, where it was observed.
+
+    lag[n, t] = x(t - k d) for the smallest k >= 1 with step t - k d observed inside the window (d =
+    `slots_per_day`); for steps less than a day after the window's start the record before the window
+    (`day_before`, NaN where not recorded) comes first. has = whether such a value exists; lag is 0 where
+    it does not. `values` are read only where `observed` holds.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    observed = np.asarray(observed, dtype=bool)
+    lag = np.zeros(values.shape)
+    has = np.zeros(values.shape, dtype=bool)
+    if day_before is not None:
+        has = ~np.isnan(day_before)
+        lag = np.where(has, np.nan_to_num(np.asarray(day_before, dtype=np.float64)), 0.0)
+    T, day = values.shape[1], int(slots_per_day)
+    for k in range(1, (T - 1) // day + 1):
+        shift = k * day
+        take = ~has[:, shift:] & observed[:, :-shift]
+        lag[:, shift:] = np.where(take, values[:, :-shift], lag[:, shift:])
+        has[:, shift:] |= take
+    return lag, has
+
+
 def hide_unrecorded(day_before: np.ndarray | None, mask: np.ndarray) -> np.ndarray | None:
     """`day_before` with NaN at cells hidden at every step of their window (mask (N, L, H, W)).
 
