@@ -188,11 +188,15 @@ def _level_shift_windows(rng, n=200, persistent=True):
     traffic = np.concatenate([np.broadcast_to(a, (n, 40, 2, 2)), np.broadcast_to(b, (n, 8, 2, 2))], axis=1)
     traffic = traffic * rng.uniform(0.9, 1.1, size=traffic.shape)
     hidden = np.broadcast_to(traffic[:, 47:48] if persistent else a, (n, 16, 2, 2))
-    traffic = np.concatenate([traffic, hidden], axis=1).astype(np.float64)
-    mask = batch_masks("short", n, (64, 2, 2))
-    win = Windows("shift", traffic, np.zeros((n, 64), int), np.tile(np.arange(64), (n, 1)), 96,
-                  np.zeros(n, int), np.zeros(n, int))
-    return win, mask
+    return _short_task(np.concatenate([traffic, hidden], axis=1), "shift", 96)
+
+
+def _short_task(traffic, city, slots_per_day):
+    """Windows of `city` holding `traffic` (N, 64, H, W) from step 0 of a day, and short-task masks."""
+    n = traffic.shape[0]
+    win = Windows(city, traffic.astype(np.float64), np.zeros((n, 64), int),
+                  np.tile(np.arange(64) % slots_per_day, (n, 1)), slots_per_day, np.zeros(n, int), np.zeros(n, int))
+    return win, batch_masks("short", n, traffic.shape[1:])
 
 
 def test_the_persistence_anchor_moves_the_point_only_where_the_last_observation_helps_on_val(tmp_path):
@@ -228,11 +232,7 @@ def _daily_windows(rng, n=200, repeats=True):
     shape = rng.uniform(0.05, 0.4, size=(n, 24, 2, 2))
     day2 = shape * rng.uniform(0.8, 1.25, size=(n, 1, 2, 2))
     hidden = day2[:, :16] if repeats else shape.mean(1, keepdims=True) * rng.uniform(0.5, 1.5, size=(n, 16, 2, 2))
-    traffic = np.concatenate([shape, day2, hidden], axis=1).astype(np.float64)
-    mask = batch_masks("short", n, (64, 2, 2))
-    win = Windows("daily", traffic, np.zeros((n, 64), int), np.tile(np.arange(64) % 24, (n, 1)), 24,
-                  np.zeros(n, int), np.zeros(n, int))
-    return win, mask
+    return _short_task(np.concatenate([shape, day2, hidden], axis=1), "daily", 24)
 
 
 def test_the_seasonal_term_moves_the_point_to_the_day_before_only_where_that_helps_on_val(tmp_path):
