@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..anchor import fit_seasonal, fit_weights, weight_at
+from ..anchor import fit_seasonal, fit_weights, weight_at, with_season
 from ..data import City, CityScalers, Windows, make_windows
 from ..interface import Forecaster, NotApplicable, hide
 from .tables import (
@@ -56,10 +56,7 @@ class Residuals:
 
     def shift(self, weights: np.ndarray | None, seasonal: float = 0.0) -> np.ndarray:
         """g(c) - g(m): the persistence step w_l (g(x_last) - g(m)), then the seasonal one v (g(x_day) - g(c))."""
-        step = weight_at(weights, self.lead) * self.pull
-        if not seasonal:
-            return step
-        return np.where(np.isfinite(self.season), step + seasonal * (np.nan_to_num(self.season) - step), step)
+        return with_season(weight_at(weights, self.lead) * self.pull, self.season, seasonal)
 
     def anchored(self, weights: np.ndarray | None, seasonal: float = 0.0) -> "Residuals":
         """The residuals around the centre c (`shift`): g(y) - g(c), and g(c) as the point (the pull and the
