@@ -4,9 +4,9 @@
 
 UoMo's rows of bench/results/forecast.md are its calibrated point forecast, which the recalibration moves
 toward each cell's last observation at the first leads and toward its value one day earlier
-(`forecasting/anchor.py`, weights fitted on the val regions). The baselines there are raw. Here every fast per-cell baseline gets the same step: its
-calibration (anchor and seasonal term included) is fitted on the val regions of the city (windows every 8 steps), and its
-raw and calibrated point forecasts are scored on the same windows as the forecast table (every test
+(`forecasting/anchor.py`, weights fitted on the val regions). The baselines there are raw. Here every
+fast per-cell baseline gets the same step: its calibration (anchor and seasonal term included) is fitted
+on the val regions of the city (windows every 8 steps), and its raw and calibrated point forecasts are scored on the same windows as the forecast table (every test
 window, short and long tasks, MAE on the normalised scale). UoMo's MAE is read from the committed
 forecast.json (model `uomo`), so its ratio is given against the best raw baseline of that table
 (PatchTST included where it was run) and against the best anchored baseline measured here.
@@ -63,8 +63,8 @@ def markdown(rows: list[dict], uomo: dict, best_raw: dict, command: str, wall: f
     lines = ["# Baselines with the persistence anchor and the seasonal term (test regions, every window)", "",
              f"Command: `{command}` (wall time {wall:.0f} s, 2 CPU cores).", "",
              "MAE on the normalised scale. `anchored` = the baseline's point after its own recalibration fitted on",
-             "the val regions (persistence anchor and seasonal term included, `forecasting/anchor.py`), as UoMo's rows of",
-             "forecast.md are. UoMo's MAE is the committed `uomo` record of forecast.json.", ""]
+             "the val regions (persistence anchor and seasonal term included, `forecasting/anchor.py`), as",
+             "UoMo's rows of forecast.md are. UoMo's MAE is the committed `uomo` record of forecast.json.", ""]
     lines += table(["city", "task", "baseline", "raw", "anchored"],
                    [[r["city"], r["task"], r["model"], f"{r['mae_raw']:.5f}",
                      "-" if r["mae_anchored"] is None else f"{r['mae_anchored']:.5f}"] for r in rows])

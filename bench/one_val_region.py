@@ -39,8 +39,7 @@ def one_region_errors(fitted: dict[tuple[str, str], Residuals], city: str, task:
         cal = calibration_from_residuals({**fitted, (city, task): one}, geographies=geographies)
         own = cal.tables[(city, task)]
         pooled = pooled_table([one, *others], task, own.anchor, own.floor)
-        held = entries.take(entries.region != region)
-        held = held if own.anchor is None and not own.seasonal else held.anchored(own.anchor, own.seasonal)
+        held = entries.take(entries.region != region).anchored(own.anchor, own.seasonal)
         for name, tab in (("own", own), ("pooled", pooled)):
             errors[name].append(coverage_error(heldout_pit(held, tab, cal.zero_share)))
     return errors

@@ -313,9 +313,9 @@ class Calibration:
         return out
 
     def point(self, pred: Prediction, windows: Windows, mask: np.ndarray, frame: CellFrame | None = None) -> np.ndarray:
-        """The centre c (the raw point forecast moved by the persistence anchor and the seasonal term) with the dead zone (hidden
-        entries at or below zero_share x s become 0) and the idle atom (entries of idle cells whose
-        calibrated median is the atom at 0 become 0)."""
+        """The centre c (the raw point forecast moved by the persistence anchor and the seasonal term) with
+        the dead zone (hidden entries at or below zero_share x s become 0) and the idle atom (entries of idle
+        cells whose calibrated median is the atom at 0 become 0)."""
         frame = frame or CellFrame.of(windows, mask)
         hidden = np.asarray(mask, dtype=bool)
         m = np.asarray(pred.mean, dtype=np.float64)

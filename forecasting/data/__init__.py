@@ -52,7 +52,8 @@ from .windows import (
 __all__ = [
     "Covariates", "SPLITS", "WINDOW", "City", "DataError", "few_shot_city", "split_counts", "validate_city",
     "Scaler", "CityScalers", "weighted_percentile", "window_multiplicity",
-    "Windows", "concat_windows", "cut_day_before", "hide_unrecorded", "make_windows", "value_day_earlier", "window_starts",
+    "Windows", "concat_windows", "cut_day_before", "hide_unrecorded", "make_windows", "value_day_earlier",
+    "window_starts",
     "NPZ_KEYS", "available_real_cities", "default_data_dir", "load_npz",
     "RELEASE_SPLIT_KEYS", "infer_slots_per_day", "load_release_json", "release_cities", "release_json_paths",
     "save_release_json",
