@@ -31,7 +31,25 @@ def _long_table_city(rows=6, cols=5, spd=144, days=2):
 
 
 def test_shipped_checkpoint_is_listed_and_small():
-    assert "uomo-synthetic-cpu" in list_pretrained()
+    assert {"uomo-synthetic-cpu", "uomo-public-cpu"} <= set(list_pretrained())
+
+
+def test_public_checkpoint_forecasts_a_synthetic_slice_in_traffic_units():
+    """The benchmark's model loads by name with its calibration and forecasts a few windows of a city it
+    reads static context from (the synthetic POI by name): finite, non-negative, observed entries kept."""
+    city = make_city(rows=4, cols=4, days=3, slots_per_day=48, seed=2)
+    win = make_windows(city, stride=64).take(slice(0, 2))
+    model = load_forecaster("uomo-public-cpu", device="cpu", n_samples=4, steps=3)
+    assert model.calibration is not None
+    for task in ("short", "generation"):
+        mask = batch_masks(task, len(win), win.traffic.shape[1:], rng=np.random.default_rng(0))
+        pred = model.predict(hide(win, mask), mask)
+        assert pred.samples.shape == (4, *win.traffic.shape)
+        assert np.isfinite(pred.samples).all() and (pred.samples >= 0).all()
+        assert np.array_equal(pred.samples[:, ~mask], np.broadcast_to(win.traffic[~mask], pred.samples[:, ~mask].shape))
+        assert np.isfinite(pred.mean).all()
+        if task == "short":  # a sensible forecast: closer to the truth than zero everywhere
+            assert np.abs(pred.mean - win.traffic)[mask].mean() < np.abs(win.traffic[mask]).mean()
 
 
 def test_shipped_checkpoint_forecasts_a_foreign_long_table_city():

@@ -123,6 +123,11 @@ def test_presets_registry_and_sizes():
     # cpu-fine: the cpu network with half the steps per token, so twice the tokens of a 64 x 4 x 4 window
     assert preset("cpu-fine").patch == (4, 2, 2)
     assert tokens_per_window(preset("cpu-fine")) == 2 * tokens_per_window(preset("cpu")) == 64
+    # the size lever: the cpu-fine tokens, 1.5x the depth or 1.5x the width (head size kept at 32)
+    sizes = {name: sum(p.numel() for p in UoMoNet(preset(name)).parameters()) for name in ("cpu-fine", "cpu-deep", "cpu-wide")}
+    assert sizes["cpu-fine"] < sizes["cpu-deep"] < sizes["cpu-wide"] < 2.5 * sizes["cpu-fine"]
+    for name in ("cpu-deep", "cpu-wide"):
+        assert tokens_per_window(preset(name)) == 64 and preset(name).hidden // preset(name).heads == 32
     with pytest.raises(ValueError, match="unknown model preset"):
         preset("huge")
     cfg = preset("paper-5m")
