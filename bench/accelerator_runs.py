@@ -10,8 +10,8 @@ An accelerator is lent for minutes, not hours, so each variant's step count is s
        steps = floor(safety * r * (T - o - n_val * min(o, 20 s)))
 
    where T is the time left before the deadline and n_val the number of validations (one every
-   steps / n_val, each taken to cost at most 20 s on an accelerator); each process is also stopped at the deadline, keeping the best.pt of its last
-   validation (written atomically by the trainer).
+   steps / n_val, each taken to cost at most 20 s on an accelerator); each process is also stopped at
+   the deadline, keeping the best.pt of its last validation (written atomically by the trainer).
 
 Each variant's best.pt and history.json are copied to OUT/<name>.pt and OUT/<name>.history.json, and a
 summary (steps, rate, best score) to OUT/summary.json. Choose among them on val regions afterwards
@@ -31,51 +31,57 @@ import sys
 import time
 from pathlib import Path
 
+from forecasting.checkpoint import load_checkpoint
+
+BATCH = 64  # windows per step, every variant (the probe's windows/s -> steps/s)
 PUBLIC = ["--cities", "nanjing", "nanchang", "synthetic", "--city-weight", "synthetic=0.1",
           "--city-weight", "nanchang=2", "--lead-boost", "10"]
 
-INITS: dict[str, list[str]] = {}  # variant -> ["--init", PATH], from --init
-
-#: name -> uomo-train arguments (besides --steps, --val-every, --out, --data-dir)
+#: name -> uomo-train arguments (besides --batch-size, --steps, --val-every, --out, --data-dir, --init)
 VARIANTS: dict[str, list[str]] = {
     # the shipped public recipe's network, trained longer from scratch (the control of the size lever)
-    "fine": ["--preset", "cpu-fine", "--carry-channel", *PUBLIC, "--batch-size", "64", "--lr", "1e-3"],
+    "fine": ["--preset", "cpu-fine", "--carry-channel", *PUBLIC, "--lr", "1e-3"],
     # the shipped public model, continued
-    "cont": ["--init", "uomo-public-cpu", *PUBLIC, "--batch-size", "64", "--lr", "3e-4"],
+    "cont": ["--init", "uomo-public-cpu", *PUBLIC, "--lr", "3e-4"],
     # the size lever
-    "deep": ["--preset", "cpu-deep", "--carry-channel", *PUBLIC, "--batch-size", "64", "--lr", "1e-3"],
-    "wide": ["--preset", "cpu-wide", "--carry-channel", *PUBLIC, "--batch-size", "64", "--lr", "1e-3"],
+    "deep": ["--preset", "cpu-deep", "--carry-channel", *PUBLIC, "--lr", "1e-3"],
+    "wide": ["--preset", "cpu-wide", "--carry-channel", *PUBLIC, "--lr", "1e-3"],
     # the size lever with the real cities also resampled to coarser slots as extra pre-training cities
     "wide-resampled": ["--preset", "cpu-wide", "--carry-channel", "--cities", "nanjing", "nanchang", "synthetic",
                        "nanjing@30min", "nanjing@60min", "nanchang@60min", "--city-weight", "synthetic=0.1",
                        "--city-weight", "nanchang=2", "--city-weight", "nanjing@30min=0.5",
                        "--city-weight", "nanjing@60min=0.5", "--city-weight", "nanchang@60min=1",
-                       "--lead-boost", "10", "--batch-size", "64", "--lr", "1e-3"],
+                       "--lead-boost", "10", "--lr", "1e-3"],
     # the size lever with the synthetic cities' static context read by category name (the real cities'
     # unnamed POI are shown no static layer), the named synthetic prior alongside
     "wide-names": ["--preset", "cpu-wide", "--carry-channel", "--cities", "nanjing", "nanchang", "synthetic",
                    "synthetic-prior:256", "--city-weight", "synthetic=0.5", "--city-weight", "nanchang=2",
                    "--city-weight", "synthetic-prior=1", "--lead-boost", "10", "--context", "poi", "residents",
                    "--poi-names", "--static-drop", "0.3", "--contrastive-weight", "0.05",
-                   "--batch-size", "64", "--lr", "1e-3"],
+                   "--lr", "1e-3"],
     # continuations (need --init NAME=PATH): the public cities again after the named stage, with 30% of the
     # windows shown no static layer (the synthetic model's names -> names-back route), and the wide network
     # trained further
     "wide-names-back": ["--cities", "nanjing", "nanchang", "synthetic", "--city-weight", "synthetic=0.5",
                         "--city-weight", "nanchang=2", "--lead-boost", "10", "--context", "poi", "residents",
                         "--poi-names", "--static-drop", "0.3", "--contrastive-weight", "0.05",
-                        "--batch-size", "64", "--lr", "3e-4"],
-    "wide-more": [*PUBLIC, "--batch-size", "64", "--lr", "5e-4"],
+                        "--lr", "3e-4"],
+    "wide-more": [*PUBLIC, "--lr", "5e-4"],
 }
 
 
-def launch(name: str, extra: list[str], out: Path, data_dir: str, log: Path) -> subprocess.Popen:
-    """Start `uomo-train` for variant `name` with `extra` arguments; output to `log`."""
-    cmd = [sys.executable, "-m", "forecasting.train", *VARIANTS[name], "--out", str(out), *extra, *INITS.get(name, [])]
+def launch(name: str, extra: list[str], out: Path, data_dir: str | None, init: str | None, log: Path) -> subprocess.Popen:
+    """Start `uomo-train` for variant `name` (from checkpoint `init` if given) with `extra` arguments;
+    output to `log`."""
+    cmd = [sys.executable, "-m", "forecasting.train", *VARIANTS[name], "--batch-size", str(BATCH),
+           "--out", str(out), *extra]
+    if init:
+        cmd += ["--init", init]
     if data_dir:
         cmd += ["--data-dir", data_dir]
-    handle = open(log, "w")
-    return subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "2"})
+    with open(log, "w") as handle:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT,
+                                env={**os.environ, "OMP_NUM_THREADS": "2"})
 
 
 def wait_all(procs: dict[str, subprocess.Popen], deadline: float) -> dict[str, float]:
@@ -108,16 +114,15 @@ def main(argv=None) -> int:
     p.add_argument("--init", action="append", default=[], metavar="VARIANT=PATH",
                    help="start VARIANT from this checkpoint (continuations)")
     args = p.parse_args(argv)
-    for item in args.init:
-        name, _, path = item.partition("=")
-        INITS[name] = ["--init", path]
+    inits = dict(item.partition("=")[::2] for item in args.init)  # variant -> checkpoint
     deadline = time.time() + args.budget
     work, out = Path(args.work), Path(args.out)
     work.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
 
     probes = {n: launch(n, ["--steps", str(args.probe_steps), "--val-every", str(args.probe_steps)],
-                        work / f"probe-{n}", args.data_dir, work / f"probe-{n}.log") for n in args.variants}
+                        work / f"probe-{n}", args.data_dir, inits.get(n), work / f"probe-{n}.log")
+              for n in args.variants}
     walls = wait_all(probes, deadline)
     plan = {}
     for n in args.variants:
@@ -126,8 +131,7 @@ def main(argv=None) -> int:
             print(f"{n}: probe failed (rc {probes[n].returncode}):\n" + (work / f"probe-{n}.log").read_text()[-3000:])
             continue
         entry = json.loads(history_file.read_text())[-1]
-        batch = int(VARIANTS[n][VARIANTS[n].index("--batch-size") + 1])
-        rate = entry["windows_per_s"] / batch
+        rate = entry["windows_per_s"] / BATCH
         overhead = max(walls[n] - args.probe_steps / rate, 1.0)
         plan[n] = {"rate_steps_per_s": rate, "overhead_s": overhead}
         print(f"{n}: probe {walls[n]:.0f} s, {rate:.1f} steps/s, score {entry.get('score')}", flush=True)
@@ -141,7 +145,7 @@ def main(argv=None) -> int:
         info["steps"] = steps
         print(f"{n}: {info['rate_steps_per_s']:.1f} steps/s, overhead {info['overhead_s']:.0f} s -> {steps} steps", flush=True)
         runs[n] = launch(n, ["--steps", str(steps), "--val-every", str(steps // args.validations)],
-                         work / n, args.data_dir, work / f"{n}.log")
+                         work / n, args.data_dir, inits.get(n), work / f"{n}.log")
     walls = wait_all(runs, deadline)
     for n, info in plan.items():
         info["wall_s"], info["returncode"] = walls[n], runs[n].returncode
@@ -150,7 +154,6 @@ def main(argv=None) -> int:
             shutil.copyfile(run / "best.pt", out / f"{n}.pt")
         history = run / "history.json"
         if not history.exists() and (run / "last.pt").exists():  # stopped at the deadline: history is in last.pt
-            from forecasting.checkpoint import load_checkpoint
             history_json = load_checkpoint(run / "last.pt")[0].get("history_json")
             if history_json:
                 history.write_text(history_json)
