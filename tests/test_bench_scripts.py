@@ -168,3 +168,23 @@ def test_calibration_bench_refuses_a_presets_own_seed_as_a_draw(bench, tmp_path,
         cal.main(["--cities", "synthetic", "--fit-draws", "0", "3", "--out", str(tmp_path / "out")])
     assert exc.value.code == 2 and "--fit-draws" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_accelerator_variants_are_valid_uomo_train_arguments(bench):
+    """Every variant of bench/accelerator_runs.py parses with uomo-train's own parser (a typo would only show
+    on the lent accelerator, minutes of its time later); the continuations set no network flags (--init keeps
+    the network) and the one-lever variants differ from their recipe in that lever only."""
+    from forecasting.train import build_parser
+
+    runs = bench("accelerator_runs")
+    parser = build_parser()
+    for name, arguments in runs.VARIANTS.items():
+        batch = runs.BATCH_OF.get(name, runs.BATCH)
+        parsed = parser.parse_args([*arguments, "--batch-size", str(batch), "--out", "x"])
+        assert parsed.batch_size == batch, name
+    recipe = vars(parser.parse_args(runs.VARIANTS["wide-names"]))
+    finish = vars(parser.parse_args(runs.VARIANTS["wide-names-finish"]))
+    assert "--preset" not in runs.VARIANTS["wide-names-finish"]
+    assert {k for k in recipe if recipe[k] != finish[k]} == {"preset", "carry_channel", "lr"}
+    nanchang3 = vars(parser.parse_args(runs.VARIANTS["wide-names-nanchang3"]))
+    assert {k for k in recipe if recipe[k] != nanchang3[k]} == {"city_weights"}
