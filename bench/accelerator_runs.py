@@ -36,6 +36,14 @@ from forecasting.checkpoint import load_checkpoint
 BATCH = 64  # windows per step, every variant but those in BATCH_OF (the probe's windows/s -> steps/s)
 PUBLIC = ["--cities", "nanjing", "nanchang", "synthetic", "--city-weight", "synthetic=0.1",
           "--city-weight", "nanchang=2", "--lead-boost", "10"]
+# the synthetic cities' static context read by category name (the real cities' unnamed POI are shown no
+# static layer), 30% of the windows without it, and the contrastive term
+NAMED_CONTEXT = ["--context", "poi", "residents", "--poi-names", "--static-drop", "0.3", "--contrastive-weight", "0.05"]
+# the shipped recipe's data and losses: the public cities, the default synthetic city at weight 0.5 and the
+# named synthetic prior alongside
+NAMES = ["--cities", "nanjing", "nanchang", "synthetic", "synthetic-prior:256", "--city-weight", "synthetic=0.5",
+         "--city-weight", "nanchang=2", "--city-weight", "synthetic-prior=1", "--lead-boost", "10", *NAMED_CONTEXT]
+WIDE = ["--preset", "cpu-wide", "--carry-channel"]
 
 #: name -> uomo-train arguments (besides --batch-size, --steps, --val-every, --out, --data-dir, --init)
 VARIANTS: dict[str, list[str]] = {
@@ -45,35 +53,29 @@ VARIANTS: dict[str, list[str]] = {
     "cont": ["--init", "uomo-public-cpu", *PUBLIC, "--lr", "3e-4"],
     # the size lever
     "deep": ["--preset", "cpu-deep", "--carry-channel", *PUBLIC, "--lr", "1e-3"],
-    "wide": ["--preset", "cpu-wide", "--carry-channel", *PUBLIC, "--lr", "1e-3"],
+    "wide": [*WIDE, *PUBLIC, "--lr", "1e-3"],
     # the size lever with the real cities also resampled to coarser slots as extra pre-training cities
-    "wide-resampled": ["--preset", "cpu-wide", "--carry-channel", "--cities", "nanjing", "nanchang", "synthetic",
+    "wide-resampled": [*WIDE, "--cities", "nanjing", "nanchang", "synthetic",
                        "nanjing@30min", "nanjing@60min", "nanchang@60min", "--city-weight", "synthetic=0.1",
                        "--city-weight", "nanchang=2", "--city-weight", "nanjing@30min=0.5",
                        "--city-weight", "nanjing@60min=0.5", "--city-weight", "nanchang@60min=1",
                        "--lead-boost", "10", "--lr", "1e-3"],
-    # the size lever with the synthetic cities' static context read by category name (the real cities'
-    # unnamed POI are shown no static layer), the named synthetic prior alongside
-    "wide-names": ["--preset", "cpu-wide", "--carry-channel", "--cities", "nanjing", "nanchang", "synthetic",
-                   "synthetic-prior:256", "--city-weight", "synthetic=0.5", "--city-weight", "nanchang=2",
-                   "--city-weight", "synthetic-prior=1", "--lead-boost", "10", "--context", "poi", "residents",
-                   "--poi-names", "--static-drop", "0.3", "--contrastive-weight", "0.05",
-                   "--lr", "1e-3"],
-    # continuations (need --init NAME=PATH): the public cities again after the named stage, with 30% of the
-    # windows shown no static layer (the synthetic model's names -> names-back route), and the wide network
-    # trained further
+    # the size lever with the named static context and the named synthetic prior
+    "wide-names": [*WIDE, *NAMES, "--lr", "1e-3"],
+    # continuations (need --init NAME=PATH; --init keeps the network, so no network flags): the public cities
+    # again after the named stage, static context kept (the synthetic model's names -> names-back route), and
+    # the wide network trained further
     "wide-names-back": ["--cities", "nanjing", "nanchang", "synthetic", "--city-weight", "synthetic=0.5",
-                        "--city-weight", "nanchang=2", "--lead-boost", "10", "--context", "poi", "residents",
-                        "--poi-names", "--static-drop", "0.3", "--contrastive-weight", "0.05",
-                        "--lr", "3e-4"],
+                        "--city-weight", "nanchang=2", "--lead-boost", "10", *NAMED_CONTEXT, "--lr", "3e-4"],
     "wide-more": [*PUBLIC, "--lr", "5e-4"],
+    # the shipped recipe with one lever changed each: two and four times the windows per step (BATCH_OF; the
+    # step is bound by Python work, so a larger batch costs little time on an accelerator), Nanchang weighted
+    # 3 instead of 2, and the stopped run finished (a continuation: the rest of its schedule, annealed)
+    "wide-names-b128": [*WIDE, *NAMES, "--lr", "1e-3"],
+    "wide-names-b256": [*WIDE, *NAMES, "--lr", "1e-3"],
+    "wide-names-nanchang3": [*WIDE, *(("nanchang=3" if a == "nanchang=2" else a) for a in NAMES), "--lr", "1e-3"],
+    "wide-names-finish": [*NAMES, "--lr", "3e-4"],
 }
-# the shipped recipe (wide-names) with one lever changed each: two and four times the windows per step (the step is bound
-# by Python work, so a larger batch costs little time on an accelerator), Nanchang weighted 3 instead of 2,
-# and the stopped run finished (needs --init wide-names-finish=PATH: the rest of its schedule, annealed)
-VARIANTS["wide-names-b128"] = VARIANTS["wide-names-b256"] = VARIANTS["wide-names"]
-VARIANTS["wide-names-nanchang3"] = [("nanchang=3" if a == "nanchang=2" else a) for a in VARIANTS["wide-names"]]
-VARIANTS["wide-names-finish"] = [*VARIANTS["wide-names"][3:-2], "--lr", "3e-4"]  # no --preset/--carry-channel: --init keeps the network
 #: variant -> windows per step, where it is not BATCH
 BATCH_OF = {"wide-names-b128": 128, "wide-names-b256": 256}
 
