@@ -611,22 +611,33 @@ def main(argv: list[str] | None = None) -> int:
             rows += sleep_rows(city, models, args.sleep_method, notes)
         notes.append(f"{name}: {time.perf_counter() - tc:.1f} s")
         print(f"{name} done in {time.perf_counter() - tc:.1f} s", file=sys.stderr)
-        text = write_planning(rows, notes, argv, time.perf_counter() - t0, checkpoint, Path(args.out))  # after each city
+        write_planning(rows, notes, argv, time.perf_counter() - t0, checkpoint, Path(args.out), partial=True)
     for seed in args.synthetic_seeds:
         tc = time.perf_counter()
         rows += seed_deployment_rows(seed, forecasters, pool, notes, draws)
         notes.append(f"{SEED_PREFIX}{seed}: {time.perf_counter() - tc:.1f} s")
-        text = write_planning(rows, notes, argv, time.perf_counter() - t0, checkpoint, Path(args.out))
-    print(text)
+        write_planning(rows, notes, argv, time.perf_counter() - t0, checkpoint, Path(args.out), partial=True)
+    print(write_planning(rows, notes, argv, time.perf_counter() - t0, checkpoint, Path(args.out)))
     return 0
 
 
-def write_planning(rows: list[dict], notes: list[str], argv, wall: float, checkpoint: str | None, out: Path) -> str:
-    """planning.json and planning.md for the cities done so far (each file replaced atomically)."""
+#: the tables of the cities done so far while a run is in progress; removed when it finishes
+PARTIAL_STEM = "planning.partial"
+
+
+def write_planning(rows: list[dict], notes: list[str], argv, wall: float, checkpoint: str | None, out: Path,
+                   partial: bool = False) -> str:
+    """The Markdown table of `rows`, written with its records as planning.json and planning.md (each file
+    replaced atomically), or with `partial` as planning.partial.json/.md: the finished run's tables are
+    replaced only when the whole run is done, so an interrupted run leaves them as they were."""
     records = [{**{k: r.get(k) for k in KEYS}, "checkpoint": checkpoint} for r in rows]
     text = markdown(records, notes, command_line("planning_bench.py", argv).strip(), wall, checkpoint)
-    write_text(out / "planning.json", json.dumps(records, indent=1) + "\n")
-    write_text(out / "planning.md", text)
+    stem = PARTIAL_STEM if partial else "planning"
+    write_text(out / f"{stem}.json", json.dumps(records, indent=1) + "\n")
+    write_text(out / f"{stem}.md", text)
+    if not partial:
+        for suffix in (".json", ".md"):
+            (out / f"{PARTIAL_STEM}{suffix}").unlink(missing_ok=True)
     return text
 
 

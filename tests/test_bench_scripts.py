@@ -63,6 +63,22 @@ def test_planning_bench_refuses_seed_0_as_another_draw(bench, capsys):
     assert exc.value.code == 2 and "--synthetic-seeds" in capsys.readouterr().err
 
 
+def test_planning_tables_are_replaced_only_when_the_run_is_done(bench, tmp_path):
+    """Progress goes to planning.partial.*; the finished tables replace planning.json/.md and the partial
+    files go, so a run killed after its first city leaves the previous complete tables untouched."""
+    planning = bench("planning_bench")
+    (tmp_path / "planning.md").write_text("previous complete table\n")
+    (tmp_path / "planning.json").write_text("[]\n")
+    rows = [_dep("synthetic", "residents", "point", 0.05), _dep("synthetic", "oracle", "point", 0.0)]
+    planning.write_planning(rows[:1], [], [], 1.0, "uomo-x", tmp_path, partial=True)
+    assert (tmp_path / "planning.md").read_text() == "previous complete table\n"
+    assert "residents" in (tmp_path / "planning.partial.md").read_text()
+    assert len(__import__("json").loads((tmp_path / "planning.partial.json").read_text())) == 1
+    text = planning.write_planning(rows, [], [], 2.0, "uomo-x", tmp_path)
+    assert (tmp_path / "planning.md").read_text() == text and "oracle" in text
+    assert not list(tmp_path.glob("planning.partial.*"))
+
+
 @pytest.mark.parametrize("positions", ["rank", "hazen"])
 def test_pit_of_a_calibrated_ensemble_covers_its_nominal_bands(bench, positions):
     """A truth drawn from the forecast distribution has uniform PIT under the rule that matches how the S
