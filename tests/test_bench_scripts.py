@@ -63,6 +63,23 @@ def test_planning_bench_refuses_seed_0_as_another_draw(bench, capsys):
     assert exc.value.code == 2 and "--synthetic-seeds" in capsys.readouterr().err
 
 
+def test_deployment_claim_says_when_the_served_target_is_beyond_the_oracle(bench):
+    """The served-ratio claim is 'not met' either way; where 1.25 x POI's served ratio exceeds the oracle's,
+    the line says the target is out of reach, and it says nothing of the kind where the oracle could reach it."""
+    planning = bench("planning_bench")
+
+    def dep(city, strategy, served, regret):
+        return {**_dep(city, strategy, "point", regret), "served_ratio": served, "informative": True}
+
+    rows = [dep("a", "forecast:uomo", 0.78, 0.08), dep("a", "poi", 0.75, 0.10), dep("a", "oracle", 0.91, 0.0),
+            dep("b", "forecast:uomo", 0.70, 0.14), dep("b", "poi", 0.25, 0.46), dep("b", "oracle", 0.86, 0.0),
+            dep("c", "forecast:uomo", 0.40, 0.30), dep("c", "poi", 0.50, 0.20), dep("c", "oracle", 0.90, 0.0)]
+    lines = {ln.split(" ")[0]: ln for ln in planning.claims(rows, "uomo")}
+    assert lines["a"].endswith("not met (out of reach: 1.25 x POI's = 0.938 exceeds the oracle's 0.910)")
+    assert lines["b"].endswith(": met")
+    assert lines["c"].endswith(": not met")
+
+
 def test_planning_tables_are_replaced_only_when_the_run_is_done(bench, tmp_path):
     """Progress goes to planning.partial.*; the finished tables replace planning.json/.md and the partial
     files go, so a run killed after its first city leaves the previous complete tables untouched."""
