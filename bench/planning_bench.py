@@ -80,7 +80,9 @@ def load_forecaster(name: str, city: City) -> Forecaster:
 # Risk settings (chosen per forecaster on the val regions by replay regret, then scored once on test)
 # ----------------------------------------------------------------------------------------------------
 
-DEPLOY_SETTINGS = [("point", {}), *[("quantile", {"q": q}) for q in (0.6, 0.7, 0.8, 0.9)], ("scenarios", {})]
+#: deployment quantiles on both sides of the median: each BS costs alpha, so a forecaster that over-states
+#: demand is hedged by planning below its median as one that under-states is by planning above it
+DEPLOY_SETTINGS = [("point", {}), *[("quantile", {"q": q}) for q in (0.3, 0.4, 0.6, 0.7, 0.8, 0.9)], ("scenarios", {})]
 SLEEP_SETTINGS = [("point", {}), *[("quantile", {"q": q}) for q in (0.7, 0.8, 0.9, 0.95)],
                   *[("scenarios", {"epsilon": e}) for e in (None, 0.2, 0.1, 0.05)]]
 ROLLING_EVERY = (1, 2, 4, 8)  # re-plan interval R (slots); forecasts are drawn every min(R) slots once
