@@ -201,7 +201,7 @@ def main(argv=None) -> int:
     ap.add_argument("--save", action="store_true", help="write the calibration beside the checkpoint")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
-    from forecasting.checkpoint import resolve_checkpoint
+    from forecasting.checkpoint import resolve_checkpoint, weights_digest
     from forecasting.forecast import load_forecaster
 
     try:  # before the model loads: fit_calibration would refuse it only after minutes of sampling
@@ -213,7 +213,8 @@ def main(argv=None) -> int:
     model = load_forecaster(args.checkpoint, steps=args.steps, n_samples=args.samples)
     cities = [load_city(c) for c in args.cities]
     cal = fit_calibration(model, cities, tasks=args.tasks, split="val", stride=args.fit_stride, draws=args.fit_draws)
-    cal.meta.update(checkpoint=str(args.checkpoint), sampler=f"ddim-{args.steps} x {args.samples}")
+    cal.meta.update(checkpoint=str(args.checkpoint), sampler=f"ddim-{args.steps} x {args.samples}",
+                    weights_digest=weights_digest(model.net))  # the loader serves it only with these weights
     if args.save:
         print(f"calibration written to {cal.save(calibration_path(resolve_checkpoint(args.checkpoint)))}", file=sys.stderr)
     rows, curves = [], {}

@@ -8,7 +8,8 @@ weights do not match the network it declares, is refused with a message saying s
 This is the one place that resolves a checkpoint name (`resolve_checkpoint`: a shipped model or a
 path) and loads weights (`load_checkpoint`, `deployed_weights`, `load_state_strict`); the forecaster
 and the trainer both use it. `export_checkpoint` writes the deployable copy that ships (EMA weights,
-float16); `weights_digest` fingerprints a network's weights.
+float16); `average_checkpoints` writes the weighted mean of several checkpoints of one run (a weight
+average); `weights_digest` fingerprints a network's weights.
 """
 
 from __future__ import annotations
@@ -183,3 +184,47 @@ def export_checkpoint(source: str | Path, target: str | Path, half: bool = True,
     if note:
         config = {**config, "note": note}
     return save_checkpoint(target, {"ema": weights, "step": state.get("step", 0)}, config)
+
+
+#: config sections that must agree for two checkpoints' weights to be averaged
+AVERAGED_SECTIONS = ("model", "diffusion", "context", "scalers")
+
+
+def average_checkpoints(sources: list[str | Path], target: str | Path, weights: list[float] | None = None,
+                        note: str | None = None) -> Path:
+    """Write one checkpoint whose weights are the weighted mean of the sources' deployed (EMA) weights:
+
+        theta = sum_i w_i theta_i,        w_i >= 0,  sum_i w_i = 1   (equal weights by default)
+
+    A weight average ("model soup", stochastic weight averaging) is one network, used like any other. It
+    is meaningful for checkpoints that share a loss basin: points of one run, or a run and its continuation
+    (`--init` from it); independently initialised runs do not, and their average is usually worse than
+    either. The sources must declare the same network, diffusion, context and data scales (else
+    CheckpointError); the config is the first source's, with `averaged_from` recording sources and weights.
+    Written in float32 (ship it with `export_checkpoint`).
+    """
+    if len(sources) < 2:
+        raise CheckpointError("averaging needs at least two checkpoints")
+    w = [1.0 / len(sources)] * len(sources) if weights is None else [float(x) for x in weights]
+    if len(w) != len(sources) or any(x < 0 for x in w) or abs(sum(w) - 1.0) > 1e-6:
+        raise CheckpointError(f"weights {w} must be one non-negative weight per checkpoint, summing to 1")
+    loaded = [load_checkpoint(src) for src in sources]
+    first_state, first_config = loaded[0]
+    mean = {k: w[0] * v.double() if v.is_floating_point() else v
+            for k, v in deployed_weights(first_state, sources[0]).items()}
+    for src, (state, config), wi in zip(sources[1:], loaded[1:], w[1:]):
+        differ = [s for s in AVERAGED_SECTIONS if config.get(s) != first_config.get(s)]
+        if differ:
+            raise CheckpointError(f"{src} declares another {', '.join(differ)} than {sources[0]}: only "
+                                  "checkpoints of one network (one run and its continuations) can be averaged")
+        other = deployed_weights(state, src)
+        if set(other) != set(mean) or any(tuple(other[k].shape) != tuple(mean[k].shape) for k in mean):
+            raise CheckpointError(f"{src}: weights do not match {sources[0]}'s (names or shapes differ)")
+        for k, v in other.items():
+            if v.is_floating_point():
+                mean[k] = mean[k] + wi * v.double()
+    averaged = {k: (v.float() if v.is_floating_point() else v) for k, v in mean.items()}
+    config = {**first_config, "averaged_from": [{"checkpoint": str(src), "weight": wi} for src, wi in zip(sources, w)]}
+    if note:
+        config["note"] = note
+    return save_checkpoint(target, {"ema": averaged, "step": int(first_state.get("step", 0))}, config)

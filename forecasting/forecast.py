@@ -25,6 +25,7 @@ from .checkpoint import (
     load_state_strict,
     resolve_checkpoint,
     scalers_from_dict,
+    weights_digest,
 )
 from .data import City, CityScalers, Windows, make_windows
 from .diffusion import NoiseSchedule, make_schedule
@@ -93,6 +94,12 @@ class UoMoForecaster(Forecaster):
                 calibration = Calibration.load(cal_file)
             except OutdatedCalibration as exc:  # the network is fine: serve raw samples and say how to re-fit
                 warnings.warn(f"{exc}; using the raw samples until then", stacklevel=2)
+            fitted_on = calibration.meta.get("weights_digest") if calibration is not None else None
+            if fitted_on is not None and fitted_on != weights_digest(net):
+                warnings.warn(f"{cal_file} was fitted on other weights than {path} holds: re-fit it (python "
+                              "bench/calibration_bench.py --checkpoint ... --save); using the raw samples until then",
+                              stacklevel=2)
+                calibration = None
         return cls(net, schedule, sampling, ContextSwitches.from_dict(context_cfg), scalers, device, meta=config,
                    calibration=calibration)
 

@@ -136,6 +136,26 @@ def test_calibration_round_trips_through_its_file_and_refuses_foreign_files(tmp_
         ResidualTable.fit(r[:5], s[:5], np.zeros(5, int), np.zeros(5, int), "long")
 
 
+def test_a_calibration_fitted_on_other_weights_is_not_served(tmp_path):
+    """A calibration file records the weights it was fitted on; beside a checkpoint with other weights (a
+    re-trained or re-exported model), the forecaster warns, says how to re-fit and serves raw samples."""
+    import shutil
+
+    from forecasting.checkpoint import resolve_checkpoint, weights_digest
+    from forecasting.forecast import load_forecaster
+
+    model = shutil.copy(resolve_checkpoint("uomo-synthetic-cpu"), tmp_path / "m.pt")
+    digest = weights_digest(load_forecaster(model).net)
+    rng = np.random.default_rng(3)
+    r, s = rng.standard_normal(500), np.abs(rng.standard_normal(500))
+    table = ResidualTable.fit(r, s, rng.integers(0, 6, 500), rng.integers(0, 3, 500), "long")
+    Calibration({("*", "long"): table}, {"weights_digest": digest}).save(calibration_path(model))
+    assert load_forecaster(model).calibration is not None
+    Calibration({("*", "long"): table}, {"weights_digest": "0" * 64}).save(calibration_path(model))
+    with pytest.warns(UserWarning, match="fitted on other weights.*calibration_bench"):
+        assert load_forecaster(model).calibration is None
+
+
 def test_a_point_baseline_gets_calibrated_samples_fitted_on_val():
     from forecasting.baselines import BASELINES
     from forecasting.calibration import calibration_windows

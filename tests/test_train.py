@@ -180,6 +180,36 @@ def test_corrupt_truncated_and_foreign_checkpoints_are_refused(tmp_path):
         load_checkpoint(tmp_path / "missing.pt")
 
 
+def test_weight_average_is_the_weighted_mean_and_refuses_other_networks(tmp_path):
+    """average_checkpoints: theta = sum w_i theta_i over the EMA weights (integer buffers kept), config of the
+    first with its sources recorded; different networks, bad weights or a single file are refused."""
+    from forecasting.checkpoint import average_checkpoints
+
+    config = {"model": {"dim": 2}, "scalers": {"a": 1}}
+    a = save_checkpoint(tmp_path / "a.pt", {"ema": {"w": torch.tensor([1.0, 3.0]), "n": torch.tensor([7])}, "step": 5}, config)
+    b = save_checkpoint(tmp_path / "b.pt", {"ema": {"w": torch.tensor([5.0, -1.0]), "n": torch.tensor([7])}}, config)
+    out = average_checkpoints([a, b], tmp_path / "avg.pt", [0.25, 0.75], note="soup")
+    state, cfg = load_checkpoint(out)
+    assert torch.allclose(state["ema"]["w"], torch.tensor([4.0, 0.0])) and state["ema"]["w"].dtype == torch.float32
+    assert state["ema"]["n"].tolist() == [7] and state["step"] == 5
+    assert cfg["model"] == config["model"] and cfg["note"] == "soup"
+    assert [s["weight"] for s in cfg["averaged_from"]] == [0.25, 0.75]
+    equal, _ = load_checkpoint(average_checkpoints([a, b], tmp_path / "eq.pt"))
+    assert torch.allclose(equal["ema"]["w"], torch.tensor([3.0, 1.0]))
+    other = save_checkpoint(tmp_path / "c.pt", {"ema": {"w": torch.zeros(2), "n": torch.tensor([7])}},
+                            {**config, "model": {"dim": 3}})
+    with pytest.raises(CheckpointError, match="another model"):
+        average_checkpoints([a, other], tmp_path / "x.pt")
+    shape = save_checkpoint(tmp_path / "d.pt", {"ema": {"w": torch.zeros(3), "n": torch.tensor([7])}}, config)
+    with pytest.raises(CheckpointError, match="names or shapes"):
+        average_checkpoints([a, shape], tmp_path / "x.pt")
+    with pytest.raises(CheckpointError, match="sum"):
+        average_checkpoints([a, b], tmp_path / "x.pt", [0.5, 0.6])
+    with pytest.raises(CheckpointError, match="at least two"):
+        average_checkpoints([a], tmp_path / "x.pt")
+    assert not (tmp_path / "x.pt").exists()
+
+
 def test_mismatched_weights_are_refused_not_skipped(tmp_path):
     city = tiny_city()
     summary = train(_cfg(tmp_path), cities=[city], progress=False)
