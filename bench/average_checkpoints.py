@@ -3,17 +3,15 @@
     python bench/average_checkpoints.py runs/stage1.pt runs/stage2.pt --weights 0.5 0.5 --out runs/soup.pt
 
 theta = sum_i w_i theta_i over the sources' EMA weights (`forecasting.checkpoint.average_checkpoints`);
-`--half` writes the float16 copy that ships (`export_checkpoint`) instead of float32.
+`--half` writes the float16 copy that ships instead of float32.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
-from pathlib import Path
 
-from forecasting.checkpoint import CheckpointError, average_checkpoints, export_checkpoint
+from forecasting.checkpoint import CheckpointError, average_checkpoints
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,12 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--note", default=None, help="a line stored in the checkpoint's config")
     args = ap.parse_args(argv)
     try:
-        if not args.half:
-            path = average_checkpoints(args.checkpoints, args.out, args.weights, note=args.note)
-        else:
-            with tempfile.TemporaryDirectory() as tmp:
-                full = average_checkpoints(args.checkpoints, Path(tmp) / "average.pt", args.weights, note=args.note)
-                path = export_checkpoint(full, args.out, half=True)
+        path = average_checkpoints(args.checkpoints, args.out, args.weights, note=args.note, half=args.half)
     except CheckpointError as exc:
         print(f"average_checkpoints: {exc}", file=sys.stderr)
         return 2

@@ -172,6 +172,11 @@ def weights_digest(module: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
+def as_half(weights: dict) -> dict:
+    """The floating-point tensors of a state dict in float16 (the shipped form; others kept as they are)."""
+    return {k: (v.half() if v.is_floating_point() else v) for k, v in weights.items()}
+
+
 def export_checkpoint(source: str | Path, target: str | Path, half: bool = True, note: str | None = None) -> Path:
     """Write a deployable copy of `source`: EMA weights only (float16 if `half`), config kept.
 
@@ -180,7 +185,7 @@ def export_checkpoint(source: str | Path, target: str | Path, half: bool = True,
     state, config = load_checkpoint(source)
     weights = deployed_weights(state, source)
     if half:
-        weights = {k: (v.half() if v.is_floating_point() else v) for k, v in weights.items()}
+        weights = as_half(weights)
     if note:
         config = {**config, "note": note}
     return save_checkpoint(target, {"ema": weights, "step": state.get("step", 0)}, config)
@@ -191,7 +196,7 @@ AVERAGED_SECTIONS = ("model", "diffusion", "context", "scalers")
 
 
 def average_checkpoints(sources: list[str | Path], target: str | Path, weights: list[float] | None = None,
-                        note: str | None = None) -> Path:
+                        note: str | None = None, half: bool = False) -> Path:
     """Write one checkpoint whose weights are the weighted mean of the sources' deployed (EMA) weights:
 
         theta = sum_i w_i theta_i,        w_i >= 0,  sum_i w_i = 1   (equal weights by default)
@@ -201,7 +206,7 @@ def average_checkpoints(sources: list[str | Path], target: str | Path, weights: 
     (`--init` from it); independently initialised runs do not, and their average is usually worse than
     either. The sources must declare the same network, diffusion, context and data scales (else
     CheckpointError); the config is the first source's, with `averaged_from` recording sources and weights.
-    Written in float32 (ship it with `export_checkpoint`).
+    Written in float32, or float16 with `half` (the shipped form, as `export_checkpoint` writes it).
     """
     if len(sources) < 2:
         raise CheckpointError("averaging needs at least two checkpoints")
@@ -224,6 +229,8 @@ def average_checkpoints(sources: list[str | Path], target: str | Path, weights: 
             if v.is_floating_point():
                 mean[k] = mean[k] + wi * v.double()
     averaged = {k: (v.float() if v.is_floating_point() else v) for k, v in mean.items()}
+    if half:
+        averaged = as_half(averaged)
     config = {**first_config, "averaged_from": [{"checkpoint": str(src), "weight": wi} for src, wi in zip(sources, w)]}
     if note:
         config["note"] = note

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -90,7 +91,7 @@ def test_planning_tables_are_replaced_only_when_the_run_is_done(bench, tmp_path)
     planning.write_planning(rows[:1], [], [], 1.0, "uomo-x", tmp_path, partial=True)
     assert (tmp_path / "planning.md").read_text() == "previous complete table\n"
     assert "residents" in (tmp_path / "planning.partial.md").read_text()
-    assert len(__import__("json").loads((tmp_path / "planning.partial.json").read_text())) == 1
+    assert len(json.loads((tmp_path / "planning.partial.json").read_text())) == 1
     text = planning.write_planning(rows, [], [], 2.0, "uomo-x", tmp_path)
     assert (tmp_path / "planning.md").read_text() == text and "oracle" in text
     assert not list(tmp_path.glob("planning.partial.*"))

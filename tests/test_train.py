@@ -196,6 +196,9 @@ def test_weight_average_is_the_weighted_mean_and_refuses_other_networks(tmp_path
     assert [s["weight"] for s in cfg["averaged_from"]] == [0.25, 0.75]
     equal, _ = load_checkpoint(average_checkpoints([a, b], tmp_path / "eq.pt"))
     assert torch.allclose(equal["ema"]["w"], torch.tensor([3.0, 1.0]))
+    half, _ = load_checkpoint(average_checkpoints([a, b], tmp_path / "half.pt", [0.25, 0.75], half=True))
+    assert half["ema"]["w"].dtype == torch.float16 and half["ema"]["n"].dtype == torch.int64
+    assert torch.equal(half["ema"]["w"], torch.tensor([4.0, 0.0], dtype=torch.float16))
     other = save_checkpoint(tmp_path / "c.pt", {"ema": {"w": torch.zeros(2), "n": torch.tensor([7])}},
                             {**config, "model": {"dim": 3}})
     with pytest.raises(CheckpointError, match="another model"):
