@@ -26,6 +26,7 @@ import sys
 import time
 import warnings
 from contextlib import contextmanager
+from typing import NamedTuple
 from pathlib import Path
 
 import numpy as np
@@ -105,20 +106,30 @@ def setting_label(on: str, kw: dict, every: int | None = None) -> str:
 _POOL_RESIDUALS: dict[str, dict] = {}
 
 
-def calibration_pool(checkpoint: str | None) -> list[City]:
-    """The cities UoMo's shipped calibration was fitted on (its file's meta) that load here (a real city
-    needs its file in the data folder), for the baselines to pool over the same cities; empty without a
-    checkpoint or a calibration file."""
+class CalibrationPool(NamedTuple):
+    """What the baselines' recalibration shares with UoMo's: the cities pooled over, the synthetic draws joined."""
+
+    cities: list[City]
+    draws: list[int]
+
+
+def calibration_pool(checkpoint: str | None) -> CalibrationPool:
+    """(cities, draws) of UoMo's shipped calibration (its file's meta): the cities it was fitted on that load
+    here (a real city needs its file in the data folder), for the baselines to pool over the same cities,
+    and the seeds of the synthetic draws whose val and test regions joined a synthetic preset's val regions
+    there (`--fit-draws` of calibration_bench.py), for the baselines' fit on that preset to join them too;
+    both empty without a checkpoint or a calibration file."""
     from forecasting.calibration import Calibration, CalibrationError, calibration_cities, calibration_path
     from forecasting.checkpoint import resolve_checkpoint
 
     if checkpoint is None:
-        return []
+        return CalibrationPool([], [])
     try:
         cal = Calibration.load(calibration_path(resolve_checkpoint(checkpoint)))
     except (CalibrationError, FileNotFoundError, ValueError):
-        return []
-    return [load_city(c) for c in calibration_cities(cal) if c.startswith("synthetic") or c in available_real_cities()]
+        return CalibrationPool([], [])
+    cities = [load_city(c) for c in calibration_cities(cal) if c.startswith("synthetic") or c in available_real_cities()]
+    return CalibrationPool(cities, [int(s) for s in cal.meta.get("draws", [])])
 
 
 @contextmanager
@@ -130,10 +141,11 @@ def quiet_deprecations():
         yield
 
 
-def calibrated(name: str, city: City, notes: list[str], pool: list[City] | None = None) -> Forecaster:
+def calibrated(name: str, city: City, notes: list[str], pool: CalibrationPool | None = None) -> Forecaster:
     """The forecaster with its val-fitted calibration: UoMo's own file if it ships one, else fitted here on
     `city`'s val regions and those of the other `pool` cities (the baseline fitted on each), so that a
-    baseline gets the same choice between its own and pooled tables as UoMo's calibration had."""
+    baseline gets the same choice between its own and pooled tables as UoMo's calibration had; on a
+    synthetic preset the val and test regions of the pool's draws join its val regions, as they did UoMo's."""
     from forecasting.calibration import CalibratedForecaster, CalibrationError, fit_pooled_calibration
 
     f = load_forecaster(name, city)
@@ -141,13 +153,16 @@ def calibrated(name: str, city: City, notes: list[str], pool: list[City] | None 
         return f
     tasks = [t for t in ("short", "long", "generation") if t in f.tasks]
     try:
-        cal = fit_pooled_calibration(lambda c: f if c is city else load_forecaster(name, c), city, pool or [],
-                                     tasks, cache=_POOL_RESIDUALS.setdefault(name, {}))
+        cal = fit_pooled_calibration(lambda c: f if c is city else load_forecaster(name, c), city,
+                                     pool.cities if pool else [], tasks, cache=_POOL_RESIDUALS.setdefault(name, {}),
+                                     draws=pool.draws if pool else ())
     except CalibrationError as exc:  # e.g. seasonal naive on 15-min data: it serves nothing here
         notes.append(f"{city.name}: {name} not calibrated ({exc})")
         return f
     pooled = [k for k, v in cal.meta["pooling"].items() if v["chosen"] == "pooled" and k.startswith(city.name + "/")]
+    joined = cal.meta.get("draws")
     notes.append(f"{city.name}: {name} calibrated on the val regions here ({', '.join(tasks)}"
+                 + (f"; with the val and test regions of draws {', '.join(map(str, joined))}" if joined else "")
                  + (f"; pooled over {', '.join(cal.meta['pool'])}: {', '.join(pooled)}" if pooled else "") + ")")
     if hasattr(f, "calibration"):
         f.calibration = cal
@@ -204,7 +219,7 @@ def setting_regrets(f: Forecaster, city: City, split: str, truth: Demand, params
     return out
 
 
-def draw_val_regrets(seeds: list[int], forecasters: list[str], pool: list[City], notes: list[str]
+def draw_val_regrets(seeds: list[int], forecasters: list[str], pool: CalibrationPool, notes: list[str]
                      ) -> dict[str, dict[str, list[float]]]:
     """{forecaster: {setting label: [regret]}}: every deployment setting replayed on the val and the test
     regions of the synthetic city drawn with each of `seeds` (cities no model was trained on, each forecaster
@@ -283,7 +298,7 @@ def deployment_rows(city: City, models: dict[str, Forecaster], notes: list[str],
 SEED_PREFIX = "synthetic seed "
 
 
-def seed_deployment_rows(seed: int, forecasters: list[str], pool: list[City], notes: list[str],
+def seed_deployment_rows(seed: int, forecasters: list[str], pool: CalibrationPool, notes: list[str],
                          draws: dict[str, dict[str, list[float]]] | None = None) -> list[dict]:
     """Deployment rows of the synthetic city drawn with `seed` (baselines fitted and every forecaster
     calibrated on that draw as on the default one), labelled 'synthetic seed S'."""
@@ -604,6 +619,9 @@ def main(argv: list[str] | None = None) -> int:
     forecasters = list(extra) if args.only else [*DEFAULT_FORECASTERS, *[f for f in extra if f not in DEFAULT_FORECASTERS]]
     checkpoint = next((f for f in forecasters if not is_baseline(f)), None)
     pool = calibration_pool(checkpoint)
+    if set(args.synthetic_seeds) & set(pool.draws):
+        ap.error(f"--synthetic-seeds: {checkpoint}'s calibration was fitted on the test regions of the draws with seeds "
+                 f"{', '.join(map(str, pool.draws))}; score on other seeds")
     t0 = time.perf_counter()
     rows: list[dict] = []
     notes: list[str] = []

@@ -64,6 +64,20 @@ def test_planning_bench_refuses_seed_0_as_another_draw(bench, capsys):
     assert exc.value.code == 2 and "--synthetic-seeds" in capsys.readouterr().err
 
 
+def test_planning_bench_shares_the_calibration_draws_and_refuses_to_score_on_them(bench, tmp_path, capsys):
+    """The baselines' recalibration joins the synthetic draws UoMo's file was fitted on (its meta); scoring
+    deployment on one of those draws (--synthetic-seeds) is a usage error before anything runs."""
+    planning = bench("planning_bench")
+    pool = planning.calibration_pool("uomo-synthetic-cpu")
+    assert pool.draws == [1, 2, 3, 4] and "synthetic" in [c.name for c in pool.cities]
+    assert planning.calibration_pool(None) == ([], [])
+    with pytest.raises(SystemExit) as exc:
+        planning.main(["--cities", "synthetic", "--forecaster", "uomo-synthetic-cpu", "--synthetic-seeds", "5", "2",
+                       "--out", str(tmp_path / "out")])
+    assert exc.value.code == 2 and "fitted on the test regions of the draws" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_deployment_claim_says_when_the_served_target_is_beyond_the_oracle(bench):
     """The served-ratio claim is 'not met' either way; where 1.25 x POI's served ratio exceeds the oracle's,
     the line says the target is out of reach, and it says nothing of the kind where the oracle could reach it."""

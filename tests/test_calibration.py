@@ -482,3 +482,29 @@ def test_draws_of_a_synthetic_preset_join_its_val_regions_as_more_regions():
     renamed = city.subset(city.regions(["train", "val", "test"]))
     renamed.name = "my-city"
     assert draw_residuals(base, renamed, [2], ("long",), stride=16) == {}
+
+
+def test_a_baseline_refitted_on_each_draw_joins_them_as_uomo_does():
+    """`fit_pooled_calibration(..., draws=...)`: a baseline is fitted on each draw's own training regions (the
+    builder is called with the draw) and that draw's val and test regions join the preset's val regions,
+    as `fit_calibration`'s draws join a pre-trained network's; the meta records the seeds."""
+    from forecasting.baselines import BASELINES
+    from forecasting.calibration import fit_pooled_calibration
+    from forecasting.data.synthetic import city_from_name
+
+    city = city_from_name("synthetic-small")
+    built = []
+
+    def fitted_on(c):
+        built.append(c)
+        return BASELINES["daily_profile"]().fit(c)
+
+    alone = fit_pooled_calibration(fitted_on, city, tasks=("long",), stride=16)
+    built.clear()
+    joined = fit_pooled_calibration(fitted_on, city, tasks=("long",), stride=16, draws=[3, 2])
+    assert [c.meta["config"]["seed"] for c in built[1:]] == [2, 3] and built[0] is city
+    assert all(c.name == city.name and not np.array_equal(c.traffic, city.traffic) for c in built[1:])
+    assert joined.meta["draws"] == [2, 3] and "draws" not in alone.meta
+    assert joined.meta["entries"][f"{city.name}/long"] > 4 * alone.meta["entries"][f"{city.name}/long"]
+    with pytest.raises(CalibrationError, match="own draw"):
+        fit_pooled_calibration(fitted_on, city, tasks=("long",), stride=16, draws=[0])

@@ -275,12 +275,14 @@ def refuse_own_draw(name: str, seeds: Sequence[int]) -> None:
                                "score the calibration; choose other seeds")
 
 
-def draw_residuals(forecaster: Forecaster, city: City, seeds: Sequence[int], tasks: Sequence[str],
-                   stride: int, seed: int = 0) -> dict[tuple[str, str], list[Residuals]]:
+def draw_residuals(forecaster: Forecaster | Callable[[City], Forecaster], city: City, seeds: Sequence[int],
+                   tasks: Sequence[str], stride: int, seed: int = 0) -> dict[tuple[str, str], list[Residuals]]:
     """{(city, task): [residuals]} on the val and test regions of other draws of the synthetic preset `city`
     (the same generator with the given `seeds`: cities no model here was trained on), each draw's regions
     numbered DRAW_REGION_OFFSET * (seed + 1) + region so that leave-one-region-out holds them out one by
     one, and the same area of the preset at another granularity (the same seed) together.
+    `forecaster` is one model for every draw (a pre-trained network), or a function of the draw that
+    builds it (a baseline fitted on that draw's training regions, as on the preset itself).
     A city that is not a synthetic preset gets none; a seed equal to the city's own is refused (its test
     regions are the ones the calibration is scored on)."""
     from ..data.synthetic import SYNTHETIC_PRESETS, city_from_name
@@ -291,8 +293,9 @@ def draw_residuals(forecaster: Forecaster, city: City, seeds: Sequence[int], tas
     out: dict[tuple[str, str], list[Residuals]] = {}
     for s in sorted(set(int(x) for x in seeds)):
         draw = city_from_name(city.name, seed=s)
+        model = forecaster if isinstance(forecaster, Forecaster) else forecaster(draw)
         for split in ("val", "test"):
-            for key, r in city_residuals(forecaster, draw, tasks, split, stride, seed).items():
+            for key, r in city_residuals(model, draw, tasks, split, stride, seed).items():
                 out.setdefault(key, []).append(dataclasses.replace(r, region=r.region + DRAW_REGION_OFFSET * (s + 1)))
     return out
 
@@ -332,16 +335,22 @@ def fit_calibration(
 
 def fit_pooled_calibration(forecaster_for: Callable[[City], Forecaster], city: City, pool: Sequence[City] = (),
                            tasks: Sequence[str] = ("short", "long", "generation"), split: str = "val",
-                           stride: int = 8, cache: dict | None = None) -> Calibration:
+                           stride: int = 8, cache: dict | None = None, draws: Sequence[int] = ()) -> Calibration:
     """`city`'s calibration fitted on its `split` regions and those of the `pool` cities, the forecaster
     built for each city by `forecaster_for` (a baseline fitted on that city's training regions): the same
     choice between own and pooled tables a checkpoint's calibration fitted on several cities has, for a
     forecaster that is fitted per city. `cache` ({city name: residuals}) spares re-fitting pool cities.
+    `draws`: as in `fit_calibration`, the val and test regions of other draws of a synthetic preset `city`
+    join its val regions (the forecaster built on each draw); the pool cities' residuals stay their own.
     """
+    seeds = sorted({int(x) for x in draws})
     fitted = city_residuals(forecaster_for(city), city, tasks, split, stride)
     if not fitted:
         raise CalibrationError(f"the forecaster served none of the tasks {list(tasks)} "
                                f"on {city.name}'s {split} regions")
+    if seeds:
+        extra = draw_residuals(forecaster_for, city, seeds, tasks, stride)
+        fitted = {key: Residuals.concat([r, *extra.get(key, [])]) for key, r in fitted.items()}
     cache = {} if cache is None else cache
     for other in pool:
         if other.name == city.name:
@@ -352,8 +361,10 @@ def fit_pooled_calibration(forecaster_for: Callable[[City], Forecaster], city: C
             except CalibrationError:  # no such regions there: the pool goes without that city
                 cache[other.name] = {}
         fitted.update(cache[other.name])
-    return calibration_from_residuals(fitted, {"split": split, "stride": stride,
-                                               "pool": [c.name for c in pool if c.name != city.name]},
+    meta = {"split": split, "stride": stride, "pool": [c.name for c in pool if c.name != city.name]}
+    if seeds:
+        meta["draws"] = seeds
+    return calibration_from_residuals(fitted, meta,
                                       geographies={c.name: c.geography for c in [city, *pool]})
 
 
