@@ -236,3 +236,13 @@ def test_accelerator_variants_are_valid_uomo_train_arguments(bench):
     assert {k for k in recipe if recipe[k] != finish[k]} == {"preset", "carry_channel", "lr"}
     nanchang3 = vars(parser.parse_args(runs.VARIANTS["wide-names-nanchang3"]))
     assert {k for k in recipe if recipe[k] != nanchang3[k]} == {"city_weights"}
+
+
+def test_anchored_baselines_refuses_a_presets_own_seed_as_a_draw(bench, tmp_path, capsys):
+    """--fit-draws 0 on the synthetic city (its own draw, whose test regions are scored) is a usage error
+    before any baseline is fitted, not a baseline silently left uncalibrated; nothing is written."""
+    anchored = bench("anchored_baselines")
+    with pytest.raises(SystemExit) as exc:
+        anchored.main(["--cities", "synthetic", "--fit-draws", "0", "--out", str(tmp_path / "out")])
+    assert exc.value.code == 2 and "own draw" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
