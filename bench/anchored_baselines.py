@@ -22,9 +22,9 @@ import time
 
 import numpy as np
 
-from common import RESULTS, command_line, table, write_json, write_text
+from common import RESULTS, command_line, refuse_fit_draws, table, write_json, write_text
 from forecasting.baselines import BASELINES
-from forecasting.calibration import CalibrationError, fit_pooled_calibration, refuse_own_draw
+from forecasting.calibration import CalibrationError, fit_pooled_calibration
 from forecasting.data import CityScalers, load_city, make_windows
 from forecasting.evaluate import window_masks
 from forecasting.interface import NotApplicable, hide
@@ -93,11 +93,7 @@ def main(argv=None) -> None:
                          "join the preset's val regions for the baselines' calibration (as calibration_bench.py's)")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
-    try:  # before any fit: a refused draw would otherwise leave a baseline uncalibrated
-        for name in args.cities:
-            refuse_own_draw(name, args.fit_draws)
-    except CalibrationError as exc:
-        ap.error(f"--fit-draws: {exc}")
+    refuse_fit_draws(ap, args.cities, args.fit_draws)  # before any fit: a refused draw would otherwise leave a baseline uncalibrated
     t0 = time.time()
     rows = [r for name in args.cities for r in scores(load_city(name), draws=args.fit_draws)]
     records = json.loads((RESULTS / "forecast.json").read_text())

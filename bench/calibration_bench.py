@@ -21,11 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from common import RESULTS, command_line, write_json, write_text
-from forecasting.calibration import (
-    Calibration, CalibrationError, calibration_path, calibration_windows, fit_calibration, pit_coverage,
-    refuse_own_draw,
-)
+from common import RESULTS, command_line, refuse_fit_draws, write_json, write_text
+from forecasting.calibration import Calibration, calibration_path, calibration_windows, fit_calibration, pit_coverage
 from forecasting.data import load_city
 from forecasting.evaluate import window_masks
 from forecasting.interface import hide
@@ -204,11 +201,7 @@ def main(argv=None) -> int:
     from forecasting.checkpoint import resolve_checkpoint, weights_digest
     from forecasting.forecast import load_forecaster
 
-    try:  # before the model loads: fit_calibration would refuse it only after minutes of sampling
-        for name in args.cities:
-            refuse_own_draw(name, args.fit_draws)
-    except CalibrationError as exc:
-        ap.error(f"--fit-draws: {exc}")
+    refuse_fit_draws(ap, args.cities, args.fit_draws)  # before the model loads: fit_calibration would refuse it only after minutes of sampling
     t0 = time.perf_counter()
     model = load_forecaster(args.checkpoint, steps=args.steps, n_samples=args.samples)
     cities = [load_city(c) for c in args.cities]

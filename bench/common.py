@@ -73,6 +73,18 @@ def choose_on_val(val_regret: Mapping[str, float]) -> str:
     return min(val_regret, key=lambda k: (val_regret[k], order.index(k)))
 
 
+def refuse_fit_draws(ap, cities: Sequence[str], seeds: Sequence[int]) -> None:
+    """A usage error (`ap.error`, exit 2) when `--fit-draws` names a synthetic preset's own seed among
+    `cities`, before any model is loaded or fitted (`forecasting.calibration.refuse_own_draw`)."""
+    from forecasting.calibration import CalibrationError, refuse_own_draw
+
+    try:
+        for name in cities:
+            refuse_own_draw(name, seeds)
+    except CalibrationError as exc:
+        ap.error(f"--fit-draws: {exc}")
+
+
 def choose_qos_matched(val_regret: Mapping[str, float], val_qos: Mapping[str, float], qos_cap: float) -> str | None:
     """The lowest val regret among settings whose val QoS is no worse than `qos_cap` (None if none is)."""
     capped = {k: v for k, v in val_regret.items() if val_qos[k] <= qos_cap}

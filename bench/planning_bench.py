@@ -26,8 +26,8 @@ import sys
 import time
 import warnings
 from contextlib import contextmanager
-from typing import NamedTuple
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 

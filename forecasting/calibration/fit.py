@@ -300,6 +300,28 @@ def draw_residuals(forecaster: Forecaster | Callable[[City], Forecaster], city: 
     return out
 
 
+def with_draws(own: dict[tuple[str, str], Residuals], forecaster: Forecaster | Callable[[City], Forecaster],
+               city: City, seeds: Sequence[int], tasks: Sequence[str], stride: int, seed: int = 0,
+               cache: dict | None = None) -> dict[tuple[str, str], Residuals]:
+    """`own` ({(city, task): residuals} of `city`) with each task's residuals on the draws `seeds` of the
+    synthetic preset `city` appended (`draw_residuals`, seed by seed in order); unchanged without seeds or
+    for a city that is not a preset. `cache` keeps each draw's residuals under '<city> draw <seed>', so a
+    forecaster calibrated on several cities of one preset (the planning bench's seeded draws) computes them once."""
+    if not seeds:
+        return own
+    refuse_own_draw(city.name, seeds)  # before any draw is computed
+    extra: dict[tuple[str, str], list[Residuals]] = {}
+    for s in sorted({int(x) for x in seeds}):
+        key = f"{city.name} draw {s}"
+        part = cache[key] if cache is not None and key in cache else draw_residuals(forecaster, city, [s], tasks,
+                                                                                     stride, seed)
+        if cache is not None:
+            cache[key] = part
+        for task_key, parts in part.items():
+            extra.setdefault(task_key, []).extend(parts)
+    return {key: Residuals.concat([r, *extra.get(key, [])]) for key, r in own.items()}
+
+
 def fit_calibration(
     forecaster: Forecaster,
     cities: Sequence[City],
@@ -323,8 +345,7 @@ def fit_calibration(
     fitted: dict[tuple[str, str], Residuals] = {}
     for city in cities:
         own = city_residuals(forecaster, city, tasks, split, stride, seed)
-        extra = draw_residuals(forecaster, city, seeds, tasks, stride, seed) if seeds else {}
-        fitted.update({key: Residuals.concat([r, *extra.get(key, [])]) for key, r in own.items()})
+        fitted.update(with_draws(own, forecaster, city, seeds, tasks, stride, seed))
     if not fitted:
         raise CalibrationError(f"{forecaster.name} served none of the tasks {list(tasks)} on the {split} regions")
     meta = {"forecaster": forecaster.name, "split": split, "stride": stride, "seed": seed}
@@ -339,19 +360,18 @@ def fit_pooled_calibration(forecaster_for: Callable[[City], Forecaster], city: C
     """`city`'s calibration fitted on its `split` regions and those of the `pool` cities, the forecaster
     built for each city by `forecaster_for` (a baseline fitted on that city's training regions): the same
     choice between own and pooled tables a checkpoint's calibration fitted on several cities has, for a
-    forecaster that is fitted per city. `cache` ({city name: residuals}) spares re-fitting pool cities.
-    `draws`: as in `fit_calibration`, the val and test regions of other draws of a synthetic preset `city`
-    join its val regions (the forecaster built on each draw); the pool cities' residuals stay their own.
+    forecaster that is fitted per city. `cache` ({city name: residuals}) spares re-fitting pool cities (and
+    draws, `with_draws`). `draws`: as in `fit_calibration`, the val and test regions of other draws of a
+    synthetic preset `city` join its val regions (the forecaster built on each draw); the pool cities'
+    residuals stay their own.
     """
     seeds = sorted({int(x) for x in draws})
     fitted = city_residuals(forecaster_for(city), city, tasks, split, stride)
     if not fitted:
         raise CalibrationError(f"the forecaster served none of the tasks {list(tasks)} "
                                f"on {city.name}'s {split} regions")
-    if seeds:
-        extra = draw_residuals(forecaster_for, city, seeds, tasks, stride)
-        fitted = {key: Residuals.concat([r, *extra.get(key, [])]) for key, r in fitted.items()}
     cache = {} if cache is None else cache
+    fitted = with_draws(fitted, forecaster_for, city, seeds, tasks, stride, cache=cache)
     for other in pool:
         if other.name == city.name:
             continue
