@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from common import RESULTS, command_line, refuse_fit_draws, write_json, write_text
-from forecasting.calibration import Calibration, calibration_path, calibration_windows, fit_calibration, pit_coverage
+from forecasting.calibration import POOL_WEIGHTS, Calibration, calibration_path, calibration_windows, fit_calibration, pit_coverage
 from forecasting.data import load_city
 from forecasting.evaluate import window_masks
 from forecasting.interface import hide
@@ -195,6 +195,12 @@ def main(argv=None) -> int:
     ap.add_argument("--fit-draws", nargs="*", type=int, default=[], metavar="SEED",
                     help="seeds of other draws of the synthetic presets among --cities whose val and test regions "
                          "join the preset's val regions for the fit (never the preset's own seed)")
+    ap.add_argument("--pool-weights", choices=POOL_WEIGHTS, default="entries",
+                    help="how tables pooled over the cities weigh them: every val entry once (entries) or every "
+                         "city as one (cities), also in the dead zone's Brier score")
+    ap.add_argument("--level-maps", action="store_true",
+                    help="let a city with 3+ val regions reshape its bands with a level map where that lowers the "
+                         "held-out coverage error (forecasting.calibration.level_map)")
     ap.add_argument("--save", action="store_true", help="write the calibration beside the checkpoint")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
@@ -205,7 +211,8 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     model = load_forecaster(args.checkpoint, steps=args.steps, n_samples=args.samples)
     cities = [load_city(c) for c in args.cities]
-    cal = fit_calibration(model, cities, tasks=args.tasks, split="val", stride=args.fit_stride, draws=args.fit_draws)
+    cal = fit_calibration(model, cities, tasks=args.tasks, split="val", stride=args.fit_stride, draws=args.fit_draws,
+                          pool_weights=args.pool_weights, level_maps=args.level_maps)
     cal.meta.update(checkpoint=str(args.checkpoint), sampler=f"ddim-{args.steps} x {args.samples}",
                     weights_digest=weights_digest(model.net))  # the loader serves it only with these weights
     if args.save:

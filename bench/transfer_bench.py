@@ -22,6 +22,15 @@ leave-one-out part:
     OMP_NUM_THREADS=2 python bench/transfer_bench.py --zero-shot-only --pretrained runs/prior12k/best.pt \
         --zero-shot-targets nanchang nanjing nanchang@60min nanjing@60min --label uomo_prior --merge
 
+The zero-shot model's recalibration (persistence anchor, seasonal term, bands; `forecasting.calibration`)
+is by default the one it ships with (fitted on its own training cities' val regions). With
+`--zero-shot-calibration other-cities` it is fitted for each target on the val regions of the
+`--calibration-cities` that cover other areas than the target (never the target or a resampling of it),
+each at the target's time step where it can be summed to it (`nanjing` for `nanchang@60min` is
+`nanjing@60min`): a real city's calibration carries how a real city's traffic leans on its last value and
+on the day before, which a synthetic city's does not. `--eval-split val` scores the zero-shot targets on
+their val regions instead of test, to choose between the two without touching test.
+
     OMP_NUM_THREADS=2 python bench/transfer_bench.py --targets nanjing nanchang \
         --source-steps 3000 --finetune-steps 400 --shots 0 0.05 0.10 --stride 4 \
         --pretrained runs/pretrained-cpu.pt
@@ -35,14 +44,16 @@ Markdown table beside it.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import time
 import warnings
 from pathlib import Path
 
-from common import RESULTS, command_line, merge_records, read_records, write_json
+from common import RESULTS, command_line, merge_records, read_records, write_json, write_text
+from forecasting.calibration import fit_calibration
 from forecasting.checkpoint import CheckpointError, list_pretrained, resolve_checkpoint
-from forecasting.data import City, CityScalers, few_shot_city, load_city, make_windows
+from forecasting.data import City, CityScalers, few_shot_city, load_city, make_windows, resample_city
 from forecasting.evaluate import evaluate_forecaster, make_model, window_masks
 from forecasting.forecast import load_forecaster
 from forecasting.masks import EVAL_TASKS
@@ -94,10 +105,10 @@ FIT_ON = ("sources", "target", "prefix")
 
 
 def score_setting(city: City, fit_on: list[City], uomo, shots: float, args, fitted: str,
-                  scalers=None) -> list[dict]:
+                  scalers=None, split: str = "test") -> list[dict]:
     """UoMo (as given) and every baseline (fitted on `fit_on`, described by `fitted`, one of FIT_ON) on
-    the test windows of `city`."""
-    windows = make_windows(city, split="test", stride=args.stride, scalers=scalers)
+    the `split` windows of `city`."""
+    windows = make_windows(city, split=split, stride=args.stride, scalers=scalers)
     masks = {task: window_masks(windows, task, args.seed) for task in EVAL_TASKS}
     records = []
     models = [(args.label, uomo)]
@@ -115,7 +126,7 @@ def score_setting(city: City, fit_on: list[City], uomo, shots: float, args, fitt
                 warnings.simplefilter("ignore")
                 rec = score(model, windows, masks, task, name, shots, args.stride, args.seed)
             if rec["status"] == "ok":
-                records.append({**rec, "baselines_fit_on": fitted})
+                records.append({**rec, "baselines_fit_on": fitted, **({} if split == "test" else {"split": split})})
                 print(f"  {rec['city']:<16} {task:<10} shots={shots:<5g} {name:<20} MAE {rec['mae']:.5f}", flush=True)
     return records
 
@@ -145,11 +156,48 @@ def markdown(records: list[dict], header: list[str]) -> str:
     return "\n".join(lines)
 
 
+def calibration_sources(target: City, names: list[str]) -> list[City]:
+    """The cities whose val regions calibrate a zero-shot model for `target`: each of `names` that covers
+    other areas than the target (`City.geography`), resampled to the target's time step when that is a
+    whole multiple of its own (else at its own step). Empty when every one covers the target's areas."""
+    out = []
+    for name in names:
+        city = load_city(name)
+        if city.geography == target.geography:
+            continue
+        ratio = target.minutes_per_slot / city.minutes_per_slot
+        if ratio > 1 and ratio == int(ratio):
+            city = resample_city(city, int(target.minutes_per_slot))
+        out.append(city)
+    return out
+
+
+def zero_shot_model(uomo, target: City, args):
+    """The zero-shot model for `target`: as loaded (its shipped calibration), or with
+    `--zero-shot-calibration other-cities` a copy calibrated on `calibration_sources` (SystemExit naming
+    the option when none is left)."""
+    if args.zero_shot_calibration == "shipped":
+        return uomo
+    sources = calibration_sources(target, args.calibration_cities)
+    if not sources:
+        raise SystemExit(f"--calibration-cities {args.calibration_cities} all cover {target.name}'s areas: "
+                         "name a city that does not")
+    model = copy.copy(uomo)
+    model.calibration = fit_calibration(uomo, sources, split="val", stride=8)
+    print(f"[transfer] {target.name}: calibrated on the val regions of {[c.name for c in sources]}", flush=True)
+    return model
+
+
 def describe(args: argparse.Namespace) -> str:
     """One line of the UoMo settings of a run (for the table header)."""
     if args.zero_shot_only:
         shipped = args.pretrained in list_pretrained()
         how = " with its shipped calibration (fitted on its own val regions; tables pooled over them)" if shipped else ""
+        if args.zero_shot_calibration == "other-cities":
+            how = (f", calibrated for each target on the val regions of {', '.join(args.calibration_cities)} except "
+                   "the target's own areas (at the target's time step where they sum to it)")
+        if args.eval_split != "test":
+            how += f"; scored on the {args.eval_split} regions"
         return (f"zero-shot from `{args.pretrained}`{how} on {', '.join(args.zero_shot_targets)} (baselines fitted on "
                 f"each city's own training regions); {args.samples} samples x DDIM-{args.sampling_steps}")
     source = (f"source reused from `{args.runs}`" if args.reuse_sources else
@@ -169,10 +217,11 @@ def write_markdown(records: list[dict], path: Path, parser: argparse.ArgumentPar
     parsed = [parser.parse_args(c.split("transfer_bench.py", 1)[1].split()) for c in commands]
     pretrained = [a.pretrained for a in parsed if a.pretrained]
     strides = sorted({r["stride"] for r in records})
+    splits = sorted({r.get("split", "test") for r in records})
     header = [
-        "# Zero-shot and few-shot transfer (test regions, leave one real city out)", "",
+        f"# Zero-shot and few-shot transfer ({' and '.join(splits)} regions, leave one real city out)", "",
         "Few-shot = the target's first share of training windows (a time prefix); every baseline is fitted on "
-        f"the same data. Test windows every {'/'.join(map(str, strides))} steps; UoMo point forecast = median of its samples. "
+        f"the same data. {' and '.join(splits).capitalize()} windows every {'/'.join(map(str, strides))} steps; UoMo point forecast = median of its samples. "
         "Ratio = UoMo MAE / best baseline MAE on the same windows. Sections marked 'baselines fitted on the city "
         "itself': zero-shot from `--pretrained` (a model that has never seen the city: "
         f"{', '.join(f'`{x}`' for x in dict.fromkeys(pretrained)) or 'none'}) against baselines fitted on the "
@@ -181,7 +230,7 @@ def write_markdown(records: list[dict], path: Path, parser: argparse.ArgumentPar
         *[f"- `{a.label}`: {describe(a)}" for a in parsed], "",
         "Commands:", "", *[f"    {c}" for c in commands], "",
     ]
-    path.write_text(markdown(records, header) + "\n")
+    write_text(path, markdown(records, header) + "\n")
     return header
 
 
@@ -210,6 +259,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cities for --pretrained, baselines fitted on each of them (default: 8 x 8 cells, 1-hour slots)")
     p.add_argument("--zero-shot-only", action="store_true",
                    help="skip the leave-one-out source models: score --pretrained on --zero-shot-targets only")
+    p.add_argument("--zero-shot-calibration", choices=["shipped", "other-cities"], default="shipped",
+                   help="recalibration of the zero-shot model: the one it ships with, or fitted per target on the val "
+                        "regions of --calibration-cities other than the target's areas")
+    p.add_argument("--calibration-cities", nargs="+", default=["nanjing", "nanchang"],
+                   help="cities for --zero-shot-calibration other-cities")
+    p.add_argument("--eval-split", choices=["test", "val"], default="test",
+                   help="regions the zero-shot targets are scored on (val: to choose settings without touching test)")
     p.add_argument("--stride", type=int, default=4, help="test window stride of the evaluation")
     p.add_argument("--samples", type=int, default=8)
     p.add_argument("--sampling-steps", type=int, default=3, help="DDIM steps (see bench/sampler_selection.py)")
@@ -258,6 +314,8 @@ def main(argv=None) -> int:
     if args.zero_shot_only and pretrained is None:
         p.error(f"--zero-shot-only needs --pretrained naming an existing checkpoint or a shipped model "
                 f"{list_pretrained()}, got {args.pretrained!r}")
+    if args.eval_split != "test" and not args.zero_shot_only:
+        p.error("--eval-split val scores the zero-shot targets only: add --zero-shot-only")
     overlap = set() if args.zero_shot_only else set(args.targets) & set(args.zero_shot_targets + args.synthetic)
     if overlap:
         p.error(f"{sorted(overlap)} cannot be both a held-out target and a source/synthetic target")
@@ -294,7 +352,8 @@ def main(argv=None) -> int:
         uomo = load_forecaster(pretrained, device="cpu", **sampling)
         for name in args.zero_shot_targets:
             city = load_city(name)
-            records += score_setting(city, [city], uomo, 0.0, args, "target")
+            records += score_setting(city, [city], zero_shot_model(uomo, city, args), 0.0, args, "target",
+                                     split=args.eval_split)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -303,7 +362,8 @@ def main(argv=None) -> int:
         r["command"] = command
     if args.merge:
         records = merge_records(read_records(out / "transfer.json"), records,
-                                key=lambda r: (r["city"], r["task"], r["variant"], r["shots"], r["baselines_fit_on"]))
+                                key=lambda r: (r["city"], r["task"], r["variant"], r["shots"], r["baselines_fit_on"],
+                                               r.get("split", "test")))
     write_json(out / "transfer.json", records)
     header = write_markdown(records, out / "transfer.md", p)
     print(markdown(records, header[:1]))

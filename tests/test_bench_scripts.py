@@ -70,7 +70,8 @@ def test_planning_bench_shares_the_calibration_draws_and_refuses_to_score_on_the
     planning = bench("planning_bench")
     pool = planning.calibration_pool("uomo-synthetic-cpu")
     assert pool.draws == [1, 2, 3, 4] and "synthetic" in [c.name for c in pool.cities]
-    assert planning.calibration_pool(None) == ([], [])
+    assert pool.pool_weights == "entries" and not pool.level_maps  # the file records neither lever
+    assert planning.calibration_pool(None) == ([], [], "entries", False)
     with pytest.raises(SystemExit) as exc:
         planning.main(["--cities", "synthetic", "--forecaster", "uomo-synthetic-cpu", "--synthetic-seeds", "5", "2",
                        "--out", str(tmp_path / "out")])
@@ -246,3 +247,63 @@ def test_anchored_baselines_refuses_a_presets_own_seed_as_a_draw(bench, tmp_path
         anchored.main(["--cities", "synthetic", "--fit-draws", "0", "--out", str(tmp_path / "out")])
     assert exc.value.code == 2 and "own draw" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_calibration_levers_caches_residuals_and_scores_every_variant_from_them(bench, tmp_path, capsys):
+    """The val residuals are written once (plain arrays, loaded without pickle) and read back only under the
+    same settings; every variant (pool weights x level maps) is fitted from them and reported."""
+    from forecasting.calibration import Residuals
+
+    levers = bench("calibration_levers")
+    rng = np.random.default_rng(3)
+
+    def city(sigmas, n=600):
+        k = len(sigmas)
+        numer = np.concatenate([s * rng.standard_normal(n) for s in sigmas])
+        zi, zf = np.zeros(n * k, dtype=np.int64), np.zeros(n * k)
+        season = np.where(rng.uniform(size=n * k) < 0.5, np.nan, 0.1)
+        return Residuals(numer, np.ones(n * k), zi, zi, zf + 0.5, np.zeros(n * k, dtype=bool), zf, zi - 1,
+                         np.repeat(np.arange(k), n), season)
+
+    fitted = {("a", "generation"): city([0.5, 1.0, 2.0]), ("b", "generation"): city([1.0, 1.0, 1.0, 1.0])}
+    settings = {"checkpoint": "x", "draws": [1]}
+    path = tmp_path / "res.npz"
+    levers.save_residuals(path, fitted, {"a": "a", "b": "b"}, settings)
+    back, geo = levers.load_residuals(path, settings)
+    assert geo == {"a": "a", "b": "b"} and back.keys() == fitted.keys()
+    assert np.array_equal(back[("a", "generation")].season, fitted[("a", "generation")].season, equal_nan=True)
+    with pytest.raises(SystemExit, match="other settings"):
+        levers.load_residuals(path, {"checkpoint": "y", "draws": [1]})
+    from forecasting.calibration import calibration_from_residuals
+
+    for level_maps in (False, True):
+        pooling = calibration_from_residuals(back, geographies=geo, level_maps=level_maps).meta["pooling"]
+        errors = levers.variant_errors(pooling)
+        assert set(errors) == {"a/generation", "b/generation"} and all(0 <= e < 0.5 for e in errors.values())
+        assert all(("level_map" in v) == level_maps for v in pooling.values())
+    cal = calibration_from_residuals(back, geographies=geo)
+    regions = levers.region_coverages(back, cal, geo)
+    assert {k: len(v) for k, v in regions.items()} == {"a/generation": 3, "b/generation": 4}
+    assert all(0 <= x <= 1 for c in regions.values() for r in c for x in r)
+
+
+def test_zero_shot_calibration_sources_leave_out_the_targets_areas_and_match_its_time_step(bench):
+    """`--zero-shot-calibration other-cities`: a source covering the target's areas (the same city at another
+    step) never calibrates it; the others are summed to the target's step where it is a whole multiple."""
+    import argparse
+
+    from forecasting.data import load_city
+
+    transfer = bench("transfer_bench")
+    small = load_city("synthetic-small")  # 8 x 8 cells, 1-hour slots: other areas than the 16 x 16 presets
+    sources = transfer.calibration_sources(small, ["synthetic", "synthetic-15min", "synthetic-small"])
+    assert [(c.name, c.minutes_per_slot) for c in sources] == [("synthetic@60min", 60.0), ("synthetic-15min@60min", 60.0)]
+    quarter = load_city("synthetic-15min")
+    assert [(c.name, c.minutes_per_slot) for c in transfer.calibration_sources(quarter, ["synthetic-small"])] == [
+        ("synthetic-small", 60.0)]  # a coarser source cannot be split: it stays at its own step
+    assert transfer.calibration_sources(load_city("synthetic"), ["synthetic-15min"]) == []
+    args = argparse.Namespace(zero_shot_calibration="other-cities", calibration_cities=["synthetic-15min"])
+    with pytest.raises(SystemExit, match="all cover synthetic's areas"):
+        transfer.zero_shot_model(object(), load_city("synthetic"), args)
+    shipped = object()
+    assert transfer.zero_shot_model(shipped, small, argparse.Namespace(zero_shot_calibration="shipped")) is shipped

@@ -508,3 +508,59 @@ def test_a_baseline_refitted_on_each_draw_joins_them_as_uomo_does():
     assert joined.meta["entries"][f"{city.name}/long"] > 4 * alone.meta["entries"][f"{city.name}/long"]
     with pytest.raises(CalibrationError, match="own draw"):
         fit_pooled_calibration(fitted_on, city, tasks=("long",), stride=16, draws=[0])
+
+
+def test_pooled_tables_weigh_every_city_as_one_when_asked():
+    from forecasting.calibration import POOLED, pooled_table
+
+    rng = np.random.default_rng(8)
+    big = _region_residuals(rng, [1.0, 1.0], per_region=20000)  # 40,000 entries of N(0, 1)
+    small = _region_residuals(rng, [1.0, 1.0], per_region=1000)
+    small.numer = small.numer * 0.2 + 3.0  # 2,000 entries of N(3, 0.2)
+    parts = [big, small]
+    t_entries = pooled_table(parts, "generation", None, 0.0)
+    t_cities = pooled_table(parts, "generation", None, 0.0, pool_weights="cities")
+    # the mixture's median: by entries the big city's (~0.05, 2,000 of 42,000 entries sit above 3); by city
+    # half the mass is the small city's, so the median falls between the two (at the big city's upper tail)
+    med_entries, med_cities = t_entries.quantile(0.5, 0, 0), t_cities.quantile(0.5, 0, 0)
+    assert abs(med_entries) < 0.15 and 1.5 < med_cities < 3.0
+    # by city, the 75% quantile lies in the small city's N(3, 0.2) (its own median: level 0.75 of the mixture)
+    assert abs(t_cities.quantile(0.75, 0, 0) - 3.0) < 0.1 and t_entries.quantile(0.75, 0, 0) < 1.0
+    # the same weighting carries to the calibration's pooled table, and is recorded
+    fitted = {("big", "generation"): big, ("small", "generation"): small}
+    cal = calibration_from_residuals(fitted, pool_weights="cities", pool_cities=False)
+    assert cal.meta["pool_weights"] == "cities" and cal.tables[(POOLED, "generation")].quantile(0.5, 0, 0) > 1.5
+    assert "pool_weights" not in calibration_from_residuals(fitted, pool_cities=False).meta
+    with pytest.raises(CalibrationError, match="pool_weights must be one of entries, cities"):
+        calibration_from_residuals(fitted, pool_weights="regions")
+
+
+def test_a_level_map_reshapes_bands_a_width_cannot_and_is_kept_only_where_held_out_regions_gain(tmp_path):
+    from forecasting.calibration import MAP_LEVELS, level_map, map_errors, pit_coverage
+    from forecasting.calibration.fit import through_map
+
+    rng = np.random.default_rng(9)
+    # PIT values piled up in the tails (a central band too wide, outer ones too narrow): Beta(0.6, 0.6)
+    skewed = [rng.beta(0.6, 0.6, 5000) for _ in range(4)]
+    assert pit_coverage(np.concatenate(skewed), 0.5) < 0.42 and pit_coverage(np.concatenate(skewed), 0.9) < 0.85
+    plain, mapped = map_errors(skewed)
+    assert plain > 0.05 and mapped < 0.01  # the map fitted on three regions straightens the fourth
+    u = through_map(skewed[0], level_map(np.concatenate(skewed[1:])))
+    for nominal in (0.5, 0.8, 0.9):
+        assert abs(pit_coverage(u, nominal) - nominal) < 0.02
+    # already uniform: the map is close to the identity and changes the held-out errors only by noise
+    uniform = [rng.uniform(size=5000) for _ in range(4)]
+    assert np.abs(level_map(np.concatenate(uniform)) - MAP_LEVELS).max() < 0.02
+    assert max(map_errors(uniform)) < 0.01
+    # a table reads its quantile at nominal level a at level L(a), and the map survives the file
+    table = ResidualTable(np.broadcast_to(np.linspace(-3, 3, 201), (3, 1, 201)).copy(), 0.1, 100,
+                          level_map=level_map(skewed[0]))
+    assert table.quantile(0.5, 0, 0) == pytest.approx(0.0, abs=0.1)
+    assert table.quantile(0.75, 0, 0) > 0.75 * 3 - 1.5 + 0.3  # Beta(0.6, 0.6)'s 75% quantile lies above 0.75
+    cal = Calibration({("c", "generation"): table})
+    back = Calibration.load(cal.save(tmp_path / "map.calibration.json")).tables[("c", "generation")]
+    assert np.allclose(back.level_map, table.level_map, atol=1e-6) and back.level_map.size == MAP_LEVELS.size
+    doc = cal.to_dict()
+    doc["tables"][0]["level_map"] = doc["tables"][0]["level_map"][::-1]
+    with pytest.raises(CalibrationError, match="level_map of c/generation must not decrease"):
+        Calibration.from_dict(doc)

@@ -70,23 +70,25 @@ from __future__ import annotations
 
 from .fit import (
     DRAW_REGION_OFFSET, Residuals, best_bands, calibration_cities, calibration_from_residuals, calibration_windows,
-    city_residuals, coverage_error, dead_zones, draw_residuals, fit_calibration, fit_pooled_calibration, fold_scores,
-    held_out_tables, heldout_pit, pit_coverage, pooled_table, pooling_errors, quantile_score, refuse_own_draw,
-    residuals, zero_brier, zero_briers,
+    city_residuals, coverage_error, dead_zones, draw_residuals, fit_calibration, fit_pooled_calibration,
+    fitted_residuals, fold_scores, held_out_tables, heldout_pit, level_map, map_errors, pit_coverage, pooled_table,
+    pooled_weights, pooling_errors, quantile_score, refuse_own_draw, residuals, zero_brier, zero_briers,
 )
 from .tables import (
-    BUCKETS, FLOOR_SHARE, FORMAT, GROUPS, HORIZON, IDLE, LEVELS, MIN_GROUP_ENTRIES, MIN_WIDTH_REGIONS, POOLED, WIDTHS,
-    ZERO_SHARES,
+    BUCKETS, FLOOR_SHARE, FORMAT, GROUPS, HORIZON, IDLE, LEVELS, MAP_LEVELS, MIN_GROUP_ENTRIES, MIN_WIDTH_REGIONS,
+    POOL_WEIGHTS, POOLED, WIDTHS, ZERO_SHARES,
     CalibratedForecaster, Calibration, CalibrationError, CellFrame, OutdatedCalibration, ResidualTable,
     calibration_path, infer_task, lead_buckets, model_point_and_spread, zero_level,
 )
 
 __all__ = [
-    "BUCKETS", "DRAW_REGION_OFFSET", "FLOOR_SHARE", "FORMAT", "GROUPS", "HORIZON", "IDLE", "LEVELS", "MIN_GROUP_ENTRIES",
-    "MIN_WIDTH_REGIONS", "POOLED", "WIDTHS", "ZERO_SHARES", "CalibratedForecaster", "Calibration",
-    "CalibrationError", "CellFrame", "OutdatedCalibration", "ResidualTable", "Residuals", "best_bands",
-    "calibration_cities", "calibration_from_residuals", "calibration_path", "calibration_windows", "city_residuals",
-    "coverage_error", "dead_zones", "draw_residuals", "fit_calibration", "fit_pooled_calibration", "fold_scores", "held_out_tables",
-    "heldout_pit", "infer_task", "lead_buckets", "model_point_and_spread", "pit_coverage", "pooled_table", "pooling_errors",
-    "quantile_score", "refuse_own_draw", "residuals", "zero_brier", "zero_briers", "zero_level",
+    "BUCKETS", "DRAW_REGION_OFFSET", "FLOOR_SHARE", "FORMAT", "GROUPS", "HORIZON", "IDLE", "LEVELS", "MAP_LEVELS",
+    "MIN_GROUP_ENTRIES", "MIN_WIDTH_REGIONS", "POOLED", "POOL_WEIGHTS", "WIDTHS", "ZERO_SHARES",
+    "CalibratedForecaster", "Calibration", "CalibrationError", "CellFrame", "OutdatedCalibration", "ResidualTable",
+    "Residuals", "best_bands", "calibration_cities", "calibration_from_residuals", "calibration_path",
+    "calibration_windows", "city_residuals", "coverage_error", "dead_zones", "draw_residuals", "fit_calibration",
+    "fit_pooled_calibration", "fitted_residuals", "fold_scores", "held_out_tables", "heldout_pit", "infer_task",
+    "lead_buckets", "level_map", "map_errors", "model_point_and_spread", "pit_coverage", "pooled_table",
+    "pooled_weights", "pooling_errors", "quantile_score", "refuse_own_draw", "residuals", "zero_brier",
+    "zero_briers", "zero_level",
 ]

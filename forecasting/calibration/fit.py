@@ -16,7 +16,7 @@ from ..anchor import fit_seasonal, fit_weights, weight_at, with_season
 from ..data import City, CityScalers, Windows, make_windows
 from ..interface import Forecaster, NotApplicable, hide
 from .tables import (
-    GROUPS, MIN_WIDTH_REGIONS, POOLED, WIDTHS, ZERO_SHARES, Calibration, CalibrationError, CellFrame,
+    GROUPS, MAP_LEVELS, MIN_WIDTH_REGIONS, POOL_WEIGHTS, POOLED, WIDTHS, ZERO_SHARES, Calibration, CalibrationError, CellFrame,
     ResidualTable, lead_buckets, model_point_and_spread, zero_level,
 )
 
@@ -167,9 +167,11 @@ def band_errors(folds: list, zero_share: float | np.ndarray, widths: Sequence[fl
 
 
 def held_out_tables(own: Residuals, others: Sequence[Residuals], task: str, anchor: np.ndarray | None,
-                    floor: float | None, same_area: Sequence[bool] | None = None, flat: bool = False):
+                    floor: float | None, same_area: Sequence[bool] | None = None, flat: bool = False,
+                    pool_weights: str = "entries"):
     """(held-out entries, own table, pooled table) for each of `own`'s val regions held out in turn (none
-    with fewer than 2 regions): the tables of `pooling_errors`, fitted without the held-out region."""
+    with fewer than 2 regions): the tables of `pooling_errors`, fitted without the held-out region (the
+    pooled one weighted by `pooled_weights`)."""
     regions = np.unique(own.region[own.region >= 0])
     if regions.size < 2:
         return
@@ -177,7 +179,7 @@ def held_out_tables(own: Residuals, others: Sequence[Residuals], task: str, anch
         held, rest = own.take(own.region == region), own.take(own.region != region)
         shared = same_area or [False] * len(others)
         kept = [o.take(o.region != region) if same else o for o, same in zip(others, shared)]
-        pooled = pooled_table([rest, *kept], task, anchor, floor, flat)
+        pooled = pooled_table([rest, *kept], task, anchor, floor, flat, pool_weights)
         alone = ResidualTable.fit(rest.numer, rest.spread, rest.bucket, rest.group, task, shared=pooled,
                                   is_zero=rest.is_zero, anchor=anchor, floor=floor, flat=flat)
         yield held, alone, pooled
@@ -211,6 +213,32 @@ def fold_scores(folds: Sequence[list], zero_share: float | np.ndarray) -> tuple[
     return tuple(float(np.mean([quantile_score(held, alone, zero_share) for held, alone, _ in f])) for f in folds)
 
 
+def level_map(u: np.ndarray) -> np.ndarray:
+    """(len(MAP_LEVELS),) the level map L that makes PIT values `u` uniform: L(a) = the a-quantile of u
+    (L(0) = 0, L(1) = 1, non-decreasing). A table whose quantile at nominal level a is taken at level L(a)
+    has the PIT L^-1(u) (`through_map`), uniform on the entries u came from."""
+    out = np.quantile(np.clip(np.asarray(u, dtype=np.float64), 0.0, 1.0), MAP_LEVELS)
+    out[0], out[-1] = 0.0, 1.0
+    return np.maximum.accumulate(out)
+
+
+def through_map(u: np.ndarray, level_map_: np.ndarray) -> np.ndarray:
+    """PIT values under the same table with the level map L: L^-1(u), the inverse of L's linear interpolation
+    (flat stretches of L, levels no truth fell between, are split evenly)."""
+    rising = np.asarray(level_map_, dtype=np.float64) + 1e-9 * np.arange(MAP_LEVELS.size)
+    return np.interp(np.asarray(u, dtype=np.float64), rising / rising[-1], MAP_LEVELS)
+
+
+def map_errors(pits: Sequence[np.ndarray]) -> tuple[float, float]:
+    """(without, with the level map): mean `coverage_error` over the held-out regions' PIT values `pits` (one
+    array per region) as they are, and through the level map fitted on the other regions' PIT values (so
+    the map is scored on a region it did not see, as the band width is)."""
+    plain = [coverage_error(u) for u in pits]
+    mapped = [coverage_error(through_map(u, level_map(np.concatenate([v for j, v in enumerate(pits) if j != i]))))
+              for i, u in enumerate(pits)]
+    return float(np.mean(plain)), float(np.mean(mapped))
+
+
 def best_bands(errors: np.ndarray, widths: Sequence[float]) -> tuple[int, int]:
     """(row, column) of the lowest error in `pooling_errors`'s table; ties go to the own table and to the
     width nearest 1 (the residuals as they are)."""
@@ -222,13 +250,30 @@ def best_bands(errors: np.ndarray, widths: Sequence[float]) -> tuple[int, int]:
     return best
 
 
+def check_pool_weights(pool_weights: str) -> str:
+    """`pool_weights` if it is one of POOL_WEIGHTS, else a CalibrationError naming them."""
+    if pool_weights not in POOL_WEIGHTS:
+        raise CalibrationError(f"pool_weights must be one of {', '.join(POOL_WEIGHTS)}, not {pool_weights!r}")
+    return pool_weights
+
+
+def pooled_weights(parts: Sequence[Residuals], pool_weights: str = "entries") -> np.ndarray | None:
+    """Weights of the concatenated `parts`' entries in a pooled table: None ("entries": every entry counts
+    once, so the city with the most val entries dominates) or ("cities") 1 / n_p for each of part p's n_p
+    entries, so that every city (a part: one city's entries of the task, its draws included) counts as one."""
+    if check_pool_weights(pool_weights) == "entries":
+        return None
+    return np.concatenate([np.full(p.numer.size, 1.0 / max(p.numer.size, 1)) for p in parts])
+
+
 def pooled_table(parts: Sequence[Residuals], task: str, anchor: np.ndarray | None, floor: float | None,
-                 flat: bool = False) -> ResidualTable:
+                 flat: bool = False, pool_weights: str = "entries") -> ResidualTable:
     """A city's table fitted on the residuals of every part pooled (its own first), around the city's centre
-    (`anchor`) and with its `floor` (`flat`: standardised by 1, not by the forecaster's spread)."""
+    (`anchor`) and with its `floor` (`flat`: standardised by 1, not by the forecaster's spread), the parts
+    weighted by `pooled_weights`."""
     pool = Residuals.concat(parts)
     return ResidualTable.fit(pool.numer, pool.spread, pool.bucket, pool.group, task, is_zero=pool.is_zero,
-                             anchor=anchor, floor=floor, flat=flat)
+                             anchor=anchor, floor=floor, flat=flat, weight=pooled_weights(parts, pool_weights))
 
 
 def calibration_windows(city: City, split: str, stride: int, scalers: CityScalers | None = None) -> Windows:
@@ -322,6 +367,20 @@ def with_draws(own: dict[tuple[str, str], Residuals], forecaster: Forecaster | C
     return {key: Residuals.concat([r, *extra.get(key, [])]) for key, r in own.items()}
 
 
+def fitted_residuals(forecaster: Forecaster, cities: Sequence[City], tasks: Sequence[str] = ("short", "long", "generation"),
+                     split: str = "val", stride: int = 8, seed: int = 0,
+                     draws: Sequence[int] = ()) -> dict[tuple[str, str], Residuals]:
+    """{(city, task): residuals} that `fit_calibration` fits on: each city's `split` regions, a synthetic
+    preset's joined by its `draws` (`with_draws`); CalibrationError when the forecaster serves none."""
+    fitted: dict[tuple[str, str], Residuals] = {}
+    for city in cities:
+        own = city_residuals(forecaster, city, tasks, split, stride, seed)
+        fitted.update(with_draws(own, forecaster, city, sorted({int(x) for x in draws}), tasks, stride, seed))
+    if not fitted:
+        raise CalibrationError(f"{forecaster.name} served none of the tasks {list(tasks)} on the {split} regions")
+    return fitted
+
+
 def fit_calibration(
     forecaster: Forecaster,
     cities: Sequence[City],
@@ -331,6 +390,8 @@ def fit_calibration(
     seed: int = 0,
     anchor: bool = True,
     draws: Sequence[int] = (),
+    pool_weights: str = "entries",
+    level_maps: bool = False,
 ) -> Calibration:
     """Residual tables per (city, task) and pooled over cities, from `forecaster` on the `split` regions,
     and the dead zone with the lowest Brier score of P(y = 0) over all of those entries (`anchor`: fit
@@ -340,31 +401,31 @@ def fit_calibration(
     the preset's own val entries as more regions (`draw_residuals`). A preset has few val regions (the
     synthetic city 2 of 16), which may be busier or quieter than its test regions; the draws come from the
     same generator, so their regions stand for the preset's unseen ones, and with them the band width is
-    chosen too (MIN_WIDTH_REGIONS)."""
+    chosen too (MIN_WIDTH_REGIONS). `pool_weights`: how the tables pooled over cities weigh them;
+    `level_maps`: whether a table may take a level map (both `calibration_from_residuals`)."""
+    check_pool_weights(pool_weights)
     seeds = sorted({int(x) for x in draws})
-    fitted: dict[tuple[str, str], Residuals] = {}
-    for city in cities:
-        own = city_residuals(forecaster, city, tasks, split, stride, seed)
-        fitted.update(with_draws(own, forecaster, city, seeds, tasks, stride, seed))
-    if not fitted:
-        raise CalibrationError(f"{forecaster.name} served none of the tasks {list(tasks)} on the {split} regions")
+    fitted = fitted_residuals(forecaster, cities, tasks, split, stride, seed, seeds)
     meta = {"forecaster": forecaster.name, "split": split, "stride": stride, "seed": seed}
     if seeds:
         meta["draws"] = seeds
-    return calibration_from_residuals(fitted, meta, anchor=anchor, geographies={c.name: c.geography for c in cities})
+    return calibration_from_residuals(fitted, meta, anchor=anchor, geographies={c.name: c.geography for c in cities},
+                                      pool_weights=pool_weights, level_maps=level_maps)
 
 
 def fit_pooled_calibration(forecaster_for: Callable[[City], Forecaster], city: City, pool: Sequence[City] = (),
                            tasks: Sequence[str] = ("short", "long", "generation"), split: str = "val",
-                           stride: int = 8, cache: dict | None = None, draws: Sequence[int] = ()) -> Calibration:
+                           stride: int = 8, cache: dict | None = None, draws: Sequence[int] = (),
+                           pool_weights: str = "entries", level_maps: bool = False) -> Calibration:
     """`city`'s calibration fitted on its `split` regions and those of the `pool` cities, the forecaster
     built for each city by `forecaster_for` (a baseline fitted on that city's training regions): the same
     choice between own and pooled tables a checkpoint's calibration fitted on several cities has, for a
     forecaster that is fitted per city. `cache` ({city name: residuals}) spares re-fitting pool cities (and
     draws, `with_draws`). `draws`: as in `fit_calibration`, the val and test regions of other draws of a
     synthetic preset `city` join its val regions (the forecaster built on each draw); the pool cities'
-    residuals stay their own.
+    residuals stay their own. `pool_weights`, `level_maps`: as in `fit_calibration`.
     """
+    check_pool_weights(pool_weights)
     seeds = sorted({int(x) for x in draws})
     fitted = city_residuals(forecaster_for(city), city, tasks, split, stride)
     if not fitted:
@@ -384,8 +445,8 @@ def fit_pooled_calibration(forecaster_for: Callable[[City], Forecaster], city: C
     meta = {"split": split, "stride": stride, "pool": [c.name for c in pool if c.name != city.name]}
     if seeds:
         meta["draws"] = seeds
-    return calibration_from_residuals(fitted, meta,
-                                      geographies={c.name: c.geography for c in [city, *pool]})
+    return calibration_from_residuals(fitted, meta, geographies={c.name: c.geography for c in [city, *pool]},
+                                      pool_weights=pool_weights, level_maps=level_maps)
 
 
 def calibration_cities(calibration: Calibration) -> list[str]:
@@ -395,7 +456,8 @@ def calibration_cities(calibration: Calibration) -> list[str]:
 
 def calibration_from_residuals(fitted: dict[tuple[str, str], Residuals], meta: dict | None = None,
                                anchor: bool = True, pool_cities: bool = True,
-                               geographies: dict[str, str] | None = None) -> Calibration:
+                               geographies: dict[str, str] | None = None,
+                               pool_weights: str = "entries", level_maps: bool = False) -> Calibration:
     """Tables per (city, task) and pooled over cities per task, and the dead zone `zero_share`: per cell group,
     the share of `ZERO_SHARES` with the lowest Brier score of P(y = 0) over that group's fitted entries (ties:
     the smaller), so that cells with traffic in the window (which may never touch exact zero) do not get
@@ -419,18 +481,27 @@ def calibration_from_residuals(fitted: dict[tuple[str, str], Residuals], meta: d
     edge, for short and long). Before these, a sampling forecaster's tables are standardised by its own
     spread sg or by 1 (`flat`: the spread left out), whichever gives the held-out val regions the lower
     quantile score (`fold_scores`; a proper score, so a spread that only adds noise to the bands loses).
+    Last, with `level_maps` and MIN_WIDTH_REGIONS val regions or more, the table may take a level map (`level_map`: its
+    quantile at nominal level a is read at the level L(a) where the held-out val regions' PIT values reach a),
+    which reshapes the bands where a width cannot (a central band too narrow under right outer ones); it is
+    kept when it lowers the held-out coverage error of regions its map was not fitted on (`map_errors`).
     The errors, scores and choices are stored in meta["pooling"].
     `geographies` ({city: `City.geography`}) tells cities that cover the same areas (held out together).
+    `pool_weights` ("entries" or "cities", `pooled_weights`): how every table pooled over cities, and the
+    dead zone's Brier score, weigh the cities (every entry once, or every (city, task) as one); the pooled
+    persistence and seasonal weights (only a fallback) weigh every entry once.
     """
     geography = geographies or {}
+    check_pool_weights(pool_weights)  # before any fit
     tables, around = {}, {}
     for task in sorted({t for _, t in fitted}):
-        r = Residuals.concat([r for (_, t), r in fitted.items() if t == task])
+        parts = [r for (_, t), r in fitted.items() if t == task]
+        r = Residuals.concat(parts)
         w = fit_weights(r.numer, r.pull, r.lead) if anchor else None
         v = fit_seasonal(r.numer, r.shift(w), r.season) if anchor else 0.0
         r = r if w is None else r.anchored(w, v)
         tables[(POOLED, task)] = ResidualTable.fit(r.numer, r.spread, r.bucket, r.group, task, is_zero=r.is_zero,
-                                                   anchor=w, seasonal=v)
+                                                   anchor=w, seasonal=v, weight=pooled_weights(parts, pool_weights))
     for key, r in fitted.items():  # a city's thin (group, bucket) rows borrow the pooled row of the same group
         pooled = tables[(POOLED, key[1])]
         w = fit_weights(r.numer, r.pull, r.lead, fallback=pooled.anchor) if anchor else None
@@ -439,39 +510,47 @@ def calibration_from_residuals(fitted: dict[tuple[str, str], Residuals], meta: d
         r = around[key]
         tables[key] = ResidualTable.fit(r.numer, r.spread, r.bucket, r.group, key[1], shared=pooled,
                                         is_zero=r.is_zero, anchor=w, seasonal=v)
-    zero_share = dead_zones(zero_briers(around, tables))
+    zero_share = dead_zones(zero_briers(around, tables, pool_weights))
     choices = {}
     if pool_cities:
         for key, r in around.items():  # the spread, own table or every city's, and the width, held out on val
             keys = [k for k in around if k[1] == key[1] and k != key]
             same = [geography.get(k[0], k[0]) == geography.get(key[0], key[0]) for k in keys]
-            table, record = held_out_choice(r, [around[k] for k in keys], key[1], tables[key], zero_share, same)
+            table, record = held_out_choice(r, [around[k] for k in keys], key[1], tables[key], zero_share, same,
+                                            pool_weights, level_maps)
             if record is not None:
                 tables[key], choices[f"{key[0]}/{key[1]}"] = table, record
-    brier = zero_briers(around, tables)
-    n = sum(r.numer.size for r in fitted.values())
+    brier = zero_briers(around, tables, pool_weights)
+    n = sum(r.numer.size for r in fitted.values()) if pool_weights == "entries" else len(fitted)
     meta = dict(meta or {})
     meta.update(pooling=choices, entries={f"{c}/{t}": int(r.numer.size) for (c, t), r in fitted.items()},
                 zero_brier={group: {f"{s:g}": round(float(b) / n, 6) for s, b in zip(ZERO_SHARES, row)}
                             for group, row in zip(GROUPS, brier)})
+    if pool_weights != "entries":
+        meta["pool_weights"] = pool_weights
+    if level_maps:
+        meta["level_maps"] = True
     return Calibration(tables, meta, dead_zones(brier))
 
 
 def held_out_choice(own: Residuals, others: Sequence[Residuals], task: str, table: ResidualTable,
-                    zero_share: float | np.ndarray, same_area: Sequence[bool]
-                    ) -> tuple[ResidualTable, dict | None]:
+                    zero_share: float | np.ndarray, same_area: Sequence[bool], pool_weights: str = "entries",
+                    level_maps: bool = False) -> tuple[ResidualTable, dict | None]:
     """A city's table for `task` after the val choices of `calibration_from_residuals` (its own `table`
-    fitted on `own`, the other cities' residuals `others`), and their record; (`table`, None) with fewer
-    than 2 val regions. The held-out folds are fitted once per variant and serve both choices."""
+    fitted on `own`, the other cities' residuals `others`, pooled tables weighted by `pool_weights`), and
+    their record; (`table`, None) with fewer than 2 val regions. The held-out folds are fitted once per
+    variant and serve both choices."""
     anchor = table.anchor
-    folds = {False: list(held_out_tables(own, others, task, anchor, table.floor, same_area))}
+    folds = {False: list(held_out_tables(own, others, task, anchor, table.floor, same_area,
+                                         pool_weights=pool_weights))}
     scores = None  # a sampling forecaster: does its own spread sharpen the held-out regions' bands?
     if not np.allclose(own.spread, 1.0):
-        folds[True] = list(held_out_tables(own, others, task, anchor, None, same_area, flat=True))
+        folds[True] = list(held_out_tables(own, others, task, anchor, None, same_area, flat=True,
+                                           pool_weights=pool_weights))
         scores = fold_scores([folds[False], folds[True]], zero_share)
     flat = scores is not None and scores[1] < scores[0]
     if flat:
-        shared = pooled_table([own, *others], task, anchor, None, flat=True)
+        shared = pooled_table([own, *others], task, anchor, None, flat=True, pool_weights=pool_weights)
         table = ResidualTable.fit(own.numer, own.spread, own.bucket, own.group, task, shared=shared,
                                   is_zero=own.is_zero, anchor=anchor, flat=True, seasonal=table.seasonal)
     n_regions = np.unique(own.region[own.region >= 0]).size
@@ -487,8 +566,17 @@ def held_out_choice(own: Residuals, others: Sequence[Residuals], task: str, tabl
         record.update(spread="flat" if flat else "model", score_model=round(scores[0], 5),
                       score_flat=round(scores[1], 5))
     if row == 1:
-        table = replace(pooled_table([own, *others], task, anchor, table.floor, flat), seasonal=table.seasonal)
-    return table.widened(widths[col]), record
+        table = replace(pooled_table([own, *others], task, anchor, table.floor, flat, pool_weights),
+                        seasonal=table.seasonal)
+    table = table.widened(widths[col])
+    if level_maps and n_regions >= MIN_WIDTH_REGIONS:  # the level map: chosen, like the width, on regions it was not fitted on
+        pits = [heldout_pit(held, (alone, pooled)[row].widened(widths[col]), zero_share)
+                for held, alone, pooled in folds[flat]]
+        plain, mapped = map_errors(pits)
+        record.update(error_mapped=round(mapped, 4), level_map=bool(mapped < plain - 1e-12))
+        if record["level_map"]:
+            table = replace(table, level_map=level_map(np.concatenate(pits)))
+    return table, record
 
 
 def dead_zones(brier: np.ndarray) -> np.ndarray:
@@ -497,9 +585,13 @@ def dead_zones(brier: np.ndarray) -> np.ndarray:
     return np.asarray([ZERO_SHARES[int(np.argmin(row))] for row in brier], dtype=np.float64)
 
 
-def zero_briers(around: dict[tuple[str, str], Residuals], tables: dict[tuple[str, str], ResidualTable]) -> np.ndarray:
+def zero_briers(around: dict[tuple[str, str], Residuals], tables: dict[tuple[str, str], ResidualTable],
+                pool_weights: str = "entries") -> np.ndarray:
     """(len(GROUPS), len(ZERO_SHARES)) Brier scores of P(y = 0) per cell group and dead zone, summed over
-    every table's entries."""
-    return sum(zero_brier(r, tables[key], ZERO_SHARES) for key, r in around.items())
+    every table's entries ("entries"), or each table's mean Brier score summed over the tables ("cities":
+    every (city, task) counts as one, `pooled_weights`)."""
+    per = [zero_brier(r, tables[key], ZERO_SHARES) / (1 if pool_weights == "entries" else max(r.numer.size, 1))
+           for key, r in around.items()]
+    return sum(per)
 
 

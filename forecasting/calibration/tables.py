@@ -34,6 +34,9 @@ ZERO_SHARES = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1)  # dead-zone candidates,
 WIDTHS = (0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.5)  # band-width candidates, chosen per city and task on val
 MIN_WIDTH_REGIONS = 3  # val regions a city needs for its width to be chosen (with 2, one pair's disagreement)
 POOLED = "*"  # the table fitted on every city's val entries, used for cities without their own
+#: levels at which a table's level map (`ResidualTable.level_map`) is stored; linear in between
+MAP_LEVELS = np.round(np.linspace(0.0, 1.0, 41), 6)
+POOL_WEIGHTS = ("entries", "cities")  # how a table pooled over cities weighs them (`calibration.fit.pooled_weights`)
 FORMAT = "uomo-calibration/2"
 
 
@@ -161,6 +164,16 @@ def zero_level(share, group=None):
 # ----------------------------------------------------------------------------------------------------
 
 
+def weighted_quantile(x: np.ndarray, levels: np.ndarray, weight: np.ndarray | None, keep: np.ndarray) -> np.ndarray:
+    """Quantiles of x[keep] at `levels`: numpy's linear interpolation without weights; with `weight`, the
+    weighted inverse of the empirical CDF F(v) = sum_{x_i <= v} w_i / sum_i w_i (no interpolation, which
+    a weighted sample has no canonical rule for)."""
+    if weight is None:
+        return np.quantile(x[keep], levels)
+    return np.quantile(x[keep], levels, weights=weight[keep], method="inverted_cdf")
+
+
+
 @dataclass
 class ResidualTable:
     """Quantiles of standardised residuals z at `LEVELS` per (cell group, lead bucket), with the scale floor."""
@@ -174,6 +187,15 @@ class ResidualTable:
     width: float = 1.0  # c: every row's quantiles scaled about its median by c (1: the val residuals as they are)
     flat: bool = False  # the forecaster's own spread sg replaced by 1 (a constant relative error), chosen on val
     seasonal: float = 0.0  # v: the centre's weight on the value one day earlier (`forecasting.anchor`); 0: none
+    level_map: np.ndarray | None = None  # (len(MAP_LEVELS),) table level of each nominal level; None: identity
+
+    def table_level(self, levels) -> np.ndarray:
+        """The table's level for each nominal level a: a itself, or with a level map L (chosen on val,
+        `calibration.fit.level_map`) the linear interpolation of L between MAP_LEVELS, so that the
+        calibrated quantile at a is the table's at L(a): a monotone reshaping of the bands that a single
+        width factor cannot make (e.g. a central band too narrow while the outer ones are right)."""
+        levels = np.clip(np.asarray(levels, dtype=np.float64), 0.0, 1.0)
+        return levels if self.level_map is None else np.interp(levels, MAP_LEVELS, self.level_map)
 
     def centre(self, gm: np.ndarray, pull: np.ndarray, lead: np.ndarray, g_day: np.ndarray | None = None) -> np.ndarray:
         """The point in model space the residuals are taken around: g(c) = g(m) + w_l (g(x_last) - g(m)),
@@ -186,7 +208,7 @@ class ResidualTable:
         if self.idle_zero is None:
             return np.zeros(np.broadcast_shapes(np.shape(levels), np.shape(bucket), np.shape(group)), dtype=bool)
         bucket = np.clip(np.asarray(bucket, dtype=np.int64), 0, self.idle_zero.size - 1)
-        return (np.asarray(group) == IDLE) & (np.asarray(levels) < self.idle_zero[bucket])
+        return (np.asarray(group) == IDLE) & (self.table_level(levels) < self.idle_zero[bucket])
 
     def has_own(self, group: int, bucket: int) -> bool:
         """Whether row (group, bucket) was fitted on at least MIN_GROUP_ENTRIES residuals of its own."""
@@ -194,8 +216,8 @@ class ResidualTable:
 
     def quantile(self, levels, bucket, group) -> np.ndarray:
         """Qz(level) in (`group`, `bucket`) (broadcast together), widened about the row's median:
-        Qz(a) = Qz_val(1/2) + c (Qz_val(a) - Qz_val(1/2)) with c = `width`."""
-        levels = np.clip(np.asarray(levels, dtype=np.float64), 0.0, 1.0)
+        Qz(a) = Qz_val(1/2) + c (Qz_val(L(a)) - Qz_val(1/2)) with c = `width` and L the level map (`table_level`)."""
+        levels = self.table_level(levels)
         bucket = np.clip(np.asarray(bucket, dtype=np.int64), 0, self.z.shape[1] - 1)
         group = np.clip(np.asarray(group, dtype=np.int64), 0, self.z.shape[0] - 1)
         pos = levels * (LEVELS.size - 1)
@@ -221,7 +243,7 @@ class ResidualTable:
     def fit(cls, numer: np.ndarray, spread: np.ndarray, bucket: np.ndarray, group: np.ndarray,
             task: str, shared: "ResidualTable | None" = None, is_zero: np.ndarray | None = None,
             anchor: np.ndarray | None = None, floor: float | None = None, flat: bool = False,
-            seasonal: float = 0.0) -> "ResidualTable":
+            seasonal: float = 0.0, weight: np.ndarray | None = None) -> "ResidualTable":
         """From g(y) - g(c), spreads sg, lead buckets and cell groups of hidden entries (1-D arrays alike),
         with c the centre: the point m moved by the persistence weights `anchor` (None: c = m) and toward
         the value one day earlier by `seasonal` (both only stored here: the residuals are already around c).
@@ -238,7 +260,9 @@ class ResidualTable:
         slight under-statement of the upper tail, since the row's ranks include the zeros).
 
         `floor`: the scale floor (default FLOOR_SHARE x the mean of `spread`). `flat`: residuals standardised
-        by 1 instead of `spread` (the forecaster's spread left out).
+        by 1 instead of `spread` (the forecaster's spread left out). `weight` (one per residual, None: all 1):
+        the rows' quantiles and the idle atom are weighted (`weighted_quantile`), e.g. so that each city of a
+        pooled table counts as much as any other (`pooled_weights`); the floor and the entry counts are not.
         """
         numer, spread = np.asarray(numer, np.float64), np.asarray(spread, np.float64)
         spread = np.ones_like(numer) if flat else spread
@@ -246,25 +270,26 @@ class ResidualTable:
             raise CalibrationError(f"{numer.size} residuals are too few to calibrate {task!r} on")
         floor = FLOOR_SHARE * float(spread.mean()) + 1e-9 if floor is None else float(floor)
         z = numer / (spread + floor)
+        w = None if weight is None else np.asarray(weight, np.float64)
         table = np.empty((len(GROUPS), BUCKETS[task], LEVELS.size))
         entries = np.zeros((len(GROUPS), BUCKETS[task]), dtype=np.int64)
         idle_zero = None if is_zero is None else np.zeros(BUCKETS[task])
         for b in range(BUCKETS[task]):
             in_bucket = bucket == b
-            pooled = z[in_bucket] if in_bucket.sum() >= 10 else z
+            pooled = in_bucket if in_bucket.sum() >= 10 else np.ones_like(in_bucket)
             for g in range(len(GROUPS)):
-                zg = z[in_bucket & (group == g)]
-                entries[g, b] = zg.size
-                if zg.size >= MIN_GROUP_ENTRIES:
-                    table[g, b] = np.quantile(zg, LEVELS)
+                row = in_bucket & (group == g)
+                entries[g, b] = row.sum()
+                if entries[g, b] >= MIN_GROUP_ENTRIES:
+                    table[g, b] = weighted_quantile(z, LEVELS, w, row)
                 elif shared is not None and shared.has_own(g, b):
                     table[g, b] = shared.z[g, b]
                 else:
-                    table[g, b] = np.quantile(pooled, LEVELS)
+                    table[g, b] = weighted_quantile(z, LEVELS, w, pooled)
             if idle_zero is not None:
                 idle = in_bucket & (group == IDLE)
                 if idle.sum() >= MIN_GROUP_ENTRIES:
-                    idle_zero[b] = float(np.asarray(is_zero)[idle].mean())
+                    idle_zero[b] = float(np.average(np.asarray(is_zero)[idle], weights=None if w is None else w[idle]))
                 elif shared is not None and shared.has_own(IDLE, b) and shared.idle_zero is not None:
                     idle_zero[b] = shared.idle_zero[b]
         return cls(table, floor, int(z.size), entries, idle_zero,
@@ -370,6 +395,7 @@ class Calibration:
                  **({} if tab.anchor is None else {"anchor": np.round(tab.anchor, 6).tolist()}),
                  **({} if tab.width == 1.0 else {"width": tab.width}),
                  **({} if not tab.seasonal else {"seasonal": tab.seasonal}),
+                 **({} if tab.level_map is None else {"level_map": np.round(tab.level_map, 6).tolist()}),
                  **({"flat": True} if tab.flat else {})}
                 for (c, t), tab in sorted(self.tables.items())
             ],
@@ -400,6 +426,9 @@ class Calibration:
             if not _number(seasonal) or not 0 <= seasonal <= 1:
                 raise CalibrationError(f"{source}: seasonal of {t.get('city')}/{t.get('task')} must be a number "
                                        f"in [0, 1], got {seasonal!r}")
+            level_map = _optional_shares(t, "level_map", MAP_LEVELS.shape, source)  # absent: nominal levels
+            if level_map is not None and np.any(np.diff(level_map) < 0):
+                raise CalibrationError(f"{source}: level_map of {t.get('city')}/{t.get('task')} must not decrease")
             flat = t.get("flat", False)  # absent: the forecaster's own spread
             if not isinstance(flat, bool):
                 raise CalibrationError(f"{source}: flat of {t.get('city')}/{t.get('task')} must be true or false, "
@@ -407,7 +436,7 @@ class Calibration:
             tables[(str(t["city"]), str(t["task"]))] = ResidualTable(z, float(t["floor"]), int(t["n"]),
                                                                      idle_zero=idle_zero, anchor=anchor,
                                                                      width=float(width), flat=flat,
-                                                                     seasonal=float(seasonal))
+                                                                     seasonal=float(seasonal), level_map=level_map)
         share = d.get("zero_share", 0.0)  # one number (files before the per-group dead zone) or one per group
         values = share if isinstance(share, list) and len(share) == len(GROUPS) else [share]
         if not all(_number(v) and 0 <= v < 1 for v in values):

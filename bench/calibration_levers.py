@@ -1,0 +1,177 @@
+"""Calibration levers measured on the *val* regions only: each variant's leave-one-region-out coverage error.
+
+    python bench/calibration_levers.py --checkpoint uomo-public-cpu --cities nanchang nanjing synthetic \
+        --fit-draws 1 2 3 4 --residuals runs/public-val-residuals.npz
+
+The forecaster's raw val residuals are computed once (as `calibration_bench.py` fits them: DDIM steps x
+samples, val windows every `--fit-stride` steps, a synthetic preset joined by its `--fit-draws`) and every
+variant of the fit is made from them (`forecasting.calibration.calibration_from_residuals`):
+
+- `pool_weights`: tables pooled over the cities weigh every val entry once ("entries", the default) or
+  every city as one ("cities"), in the dead zone's Brier score too;
+- `level_maps`: a city with 3+ val regions may reshape its bands with a level map, kept where the map
+  fitted on its other regions lowers a held-out region's coverage error.
+
+Per city x task the error is the mean over the held-out val regions of |PIT coverage - nominal| over the
+central 50/80/90% bands at the variant's own choices (lower is better; a city with one val region has
+none). `--residuals FILE.npz` keeps the residuals (written on the first run, read on later ones), so a
+new variant costs a fit, not a sampling run. Writes bench/results/calibration_levers.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import time
+from pathlib import Path
+
+import numpy as np
+
+from common import RESULTS, command_line, refuse_fit_draws, table, write_json, write_text
+from forecasting.calibration import POOL_WEIGHTS, Residuals, calibration_from_residuals, fitted_residuals
+from forecasting.data import load_city
+
+FIELDS = [f.name for f in dataclasses.fields(Residuals)]
+
+
+def save_residuals(path: Path, fitted: dict, geographies: dict, meta: dict) -> None:
+    """The residuals as plain arrays (keys 'city|task|field'), with the geographies and the fit's settings."""
+    arrays = {f"{c}|{t}|{f}": getattr(r, f) for (c, t), r in fitted.items() for f in FIELDS}
+    arrays.update({f"geography|{c}": np.array(g) for c, g in geographies.items()},
+                  settings=np.array(repr(sorted(meta.items()))))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(path)  # a kill leaves no half-written cache
+
+
+def load_residuals(path: Path, meta: dict) -> tuple[dict, dict]:
+    """(fitted, geographies) saved by `save_residuals` with the same settings; SystemExit otherwise."""
+    with np.load(path, allow_pickle=False) as z:
+        if str(z["settings"]) != repr(sorted(meta.items())):
+            raise SystemExit(f"{path} holds residuals of other settings ({z['settings']}); "
+                             "remove it or pass another --residuals")
+        keys = {tuple(k.split("|")[:2]) for k in z.files if k.count("|") == 2}
+        fitted = {(c, t): Residuals(*(z[f"{c}|{t}|{f}"] for f in FIELDS)) for c, t in sorted(keys)}
+        geographies = {k.split("|", 1)[1]: str(z[k]) for k in z.files if k.startswith("geography|")}
+    return fitted, geographies
+
+
+def region_coverages(fitted: dict, cal, geographies: dict, pool_weights: str = "entries") -> dict[str, list]:
+    """{city/task: [[PIT coverage of the central 50, 80, 90% band] per held-out val region]} under `cal`'s
+    own choices (spread, own or pooled table, width; the level map if kept): how far single regions stray
+    from nominal, i.e. the noise a test set of a few regions carries."""
+    from forecasting.calibration import heldout_pit, held_out_tables, pit_coverage
+    from forecasting.calibration.fit import through_map
+
+    def around(key):
+        t = cal.tables[key]
+        return fitted[key] if t.anchor is None and not t.seasonal else fitted[key].anchored(t.anchor, t.seasonal)
+
+    out = {}
+    for key in fitted:
+        rec = cal.meta["pooling"].get(f"{key[0]}/{key[1]}")
+        if rec is None:
+            continue
+        tab, flat = cal.tables[key], rec.get("spread") == "flat"
+        keys = [k for k in fitted if k[1] == key[1] and k != key]
+        same = [geographies.get(k[0], k[0]) == geographies.get(key[0], key[0]) for k in keys]
+        folds = held_out_tables(around(key), [around(k) for k in keys], key[1], tab.anchor,
+                                None if flat else tab.floor, same, flat, pool_weights)
+        pits = [heldout_pit(held, (alone, pooled)[rec["chosen"] == "pooled"].widened(rec["width"]), cal.zero_share)
+                for held, alone, pooled in folds]
+        if tab.level_map is not None:
+            pits = [through_map(u, tab.level_map) for u in pits]
+        out[f"{key[0]}/{key[1]}"] = [[round(pit_coverage(u, c), 3) for c in (0.5, 0.8, 0.9)] for u in pits]
+    return out
+
+
+def variant_errors(pooling: dict) -> dict[str, float]:
+    """{city/task: held-out coverage error at the variant's choices} (the mapped error where a map was kept)."""
+    return {k: v["error_mapped"] if v.get("level_map") else v["error"] for k, v in pooling.items()}
+
+
+def markdown(variants: list[dict], command: str, wall: float) -> str:
+    keys = sorted({k for v in variants for k in v["errors"]})
+    names = [f"{v['pool_weights']}{' + map' if v['level_maps'] else ''}" for v in variants]
+    rows = [[k, *(f"{v['errors'][k]:.4f}" for v in variants)] for k in keys]
+    rows.append(["mean", *(f"{np.mean(list(v['errors'].values())):.4f}" for v in variants)])
+    rows.append(["dead zone (active / idle / unobserved)", *(" / ".join(f"{x:g}" for x in v["zero_share"])
+                                                            for v in variants)])
+    maps = [", ".join(k for k, c in v["pooling"].items() if c.get("level_map")) or "none" for v in variants]
+    mapped = [v for v in variants if v["level_maps"]]
+    map_rows = [[k, *(f"{v['pooling'][k]['error']:.4f} / {v['pooling'][k]['error_mapped']:.4f}"
+                      if "error_mapped" in v["pooling"].get(k, {}) else "-" for v in mapped)] for k in keys]
+    return "\n".join([
+        "# Calibration levers on the val regions (leave one region out)", "",
+        f"Command: `{command}` (wall time {wall:.0f} s, 2 CPU cores).", "",
+        "Held-out coverage error per city / task (mean over the held-out val regions of |PIT coverage - nominal|",
+        "over the central 50/80/90% bands, at each variant's own choices of spread, own or pooled tables, width",
+        "and level map; lower is better). Variants: how pooled tables weigh the cities (`entries`: every val",
+        "entry once, the shipped fit; `cities`: every city as one) and whether level maps may be chosen (`+ map`).",
+        "Cities with one val region (Nanjing) have no held-out score.", "",
+        *table(["city / task", *names], rows), "",
+        "Level maps kept: " + "; ".join(f"{n}: {m}" for n, m in zip(names, maps)) + ".", "",
+        "The level map's own held-out test (each region under the map fitted on the other regions' PIT values):",
+        "error without / with the map, at the variant's choices.", "",
+        *table(["city / task", *(f"{v['pool_weights']} + map" for v in mapped)], map_rows), "",
+        "Held-out PIT coverage of single val regions (50 / 80 / 90%) at the shipped choices (`entries`): the",
+        "spread between regions is what a test set of a few regions carries on top of any miscalibration.", "",
+        *table(["city / task", "regions", "per held-out region"],
+               [[k, len(c), "; ".join(" / ".join(f"{x:.0%}" for x in r) for r in c)]
+                for k, c in sorted(variants[0].get("regions", {}).items())]), ""])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", default="uomo-public-cpu", help="UoMo checkpoint (path or shipped name)")
+    ap.add_argument("--cities", nargs="+", default=["nanchang", "nanjing", "synthetic"])
+    ap.add_argument("--tasks", nargs="+", default=["short", "long", "generation"])
+    ap.add_argument("--steps", type=int, default=3, help="DDIM steps")
+    ap.add_argument("--samples", type=int, default=32, help="samples per window")
+    ap.add_argument("--fit-stride", type=int, default=8, help="val windows every N steps")
+    ap.add_argument("--fit-draws", nargs="*", type=int, default=[], metavar="SEED",
+                    help="seeds of other draws of the synthetic presets among --cities joined to their val regions")
+    ap.add_argument("--residuals", type=Path, default=None,
+                    help="cache of the val residuals (.npz): read if it exists with the same settings, else written")
+    ap.add_argument("--out", default=str(RESULTS))
+    args = ap.parse_args(argv)
+    refuse_fit_draws(ap, args.cities, args.fit_draws)
+    t0 = time.perf_counter()
+    settings = {"checkpoint": args.checkpoint, "cities": sorted(args.cities), "tasks": sorted(args.tasks),
+                "sampler": f"ddim-{args.steps} x {args.samples}", "stride": args.fit_stride,
+                "draws": sorted(args.fit_draws)}
+    if args.residuals is not None and args.residuals.is_file():
+        fitted, geographies = load_residuals(args.residuals, settings)
+    else:
+        from forecasting.forecast import load_forecaster
+
+        model = load_forecaster(args.checkpoint, steps=args.steps, n_samples=args.samples)
+        cities = [load_city(c) for c in args.cities]
+        fitted = fitted_residuals(model, cities, args.tasks, "val", args.fit_stride, 0, args.fit_draws)
+        geographies = {c.name: c.geography for c in cities}
+        if args.residuals is not None:
+            save_residuals(args.residuals, fitted, geographies, settings)
+    variants = []
+    for pool_weights, level_maps in itertools.product(POOL_WEIGHTS, (False, True)):
+        cal = calibration_from_residuals(fitted, geographies=geographies, pool_weights=pool_weights,
+                                         level_maps=level_maps)
+        variants.append({"pool_weights": pool_weights, "level_maps": level_maps, "pooling": cal.meta["pooling"],
+                         "errors": variant_errors(cal.meta["pooling"]),
+                         "zero_share": np.atleast_1d(cal.zero_share).tolist()})
+        if len(variants) == 1:
+            variants[0]["regions"] = region_coverages(fitted, cal, geographies, pool_weights)
+        print(f"{pool_weights}{' + map' if level_maps else ''}: mean held-out error "
+              f"{np.mean(list(variants[-1]['errors'].values())):.4f}", flush=True)
+    command = command_line("calibration_levers.py", argv)
+    out = Path(args.out)
+    write_json(out / "calibration_levers.json", {"command": command, "settings": settings, "variants": variants})
+    text = markdown(variants, command.strip(), time.perf_counter() - t0)
+    write_text(out / "calibration_levers.md", text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
