@@ -297,7 +297,8 @@ def test_zero_shot_calibration_sources_leave_out_the_targets_areas_and_match_its
     transfer = bench("transfer_bench")
     small = load_city("synthetic-small")  # 8 x 8 cells, 1-hour slots: other areas than the 16 x 16 presets
     sources = transfer.calibration_sources(small, ["synthetic", "synthetic-15min", "synthetic-small"])
-    assert [(c.name, c.minutes_per_slot) for c in sources] == [("synthetic@60min", 60.0), ("synthetic-15min@60min", 60.0)]
+    assert [(c.name, c.minutes_per_slot) for c in sources] == [("synthetic@60min", 60.0),
+                                                                ("synthetic-15min@60min", 60.0)]
     quarter = load_city("synthetic-15min")
     assert [(c.name, c.minutes_per_slot) for c in transfer.calibration_sources(quarter, ["synthetic-small"])] == [
         ("synthetic-small", 60.0)]  # a coarser source cannot be split: it stays at its own step

@@ -16,8 +16,8 @@ from ..anchor import fit_seasonal, fit_weights, weight_at, with_season
 from ..data import City, CityScalers, Windows, make_windows
 from ..interface import Forecaster, NotApplicable, hide
 from .tables import (
-    GROUPS, MAP_LEVELS, MIN_WIDTH_REGIONS, POOL_WEIGHTS, POOLED, WIDTHS, ZERO_SHARES, Calibration, CalibrationError, CellFrame,
-    ResidualTable, lead_buckets, model_point_and_spread, zero_level,
+    GROUPS, MAP_LEVELS, MIN_WIDTH_REGIONS, POOL_WEIGHTS, POOLED, WIDTHS, ZERO_SHARES, Calibration, CalibrationError,
+    CellFrame, ResidualTable, lead_buckets, model_point_and_spread, zero_level,
 )
 
 
@@ -367,9 +367,9 @@ def with_draws(own: dict[tuple[str, str], Residuals], forecaster: Forecaster | C
     return {key: Residuals.concat([r, *extra.get(key, [])]) for key, r in own.items()}
 
 
-def fitted_residuals(forecaster: Forecaster, cities: Sequence[City], tasks: Sequence[str] = ("short", "long", "generation"),
-                     split: str = "val", stride: int = 8, seed: int = 0,
-                     draws: Sequence[int] = ()) -> dict[tuple[str, str], Residuals]:
+def fitted_residuals(forecaster: Forecaster, cities: Sequence[City],
+                     tasks: Sequence[str] = ("short", "long", "generation"), split: str = "val",
+                     stride: int = 8, seed: int = 0, draws: Sequence[int] = ()) -> dict[tuple[str, str], Residuals]:
     """{(city, task): residuals} that `fit_calibration` fits on: each city's `split` regions, a synthetic
     preset's joined by its `draws` (`with_draws`); CalibrationError when the forecaster serves none."""
     fitted: dict[tuple[str, str], Residuals] = {}
@@ -569,7 +569,7 @@ def held_out_choice(own: Residuals, others: Sequence[Residuals], task: str, tabl
         table = replace(pooled_table([own, *others], task, anchor, table.floor, flat, pool_weights),
                         seasonal=table.seasonal)
     table = table.widened(widths[col])
-    if level_maps and n_regions >= MIN_WIDTH_REGIONS:  # the level map: chosen, like the width, on regions it was not fitted on
+    if level_maps and n_regions >= MIN_WIDTH_REGIONS:  # the level map: chosen, as the width is, on unseen regions
         pits = [heldout_pit(held, (alone, pooled)[row].widened(widths[col]), zero_share)
                 for held, alone, pooled in folds[flat]]
         plain, mapped = map_errors(pits)
