@@ -178,10 +178,29 @@ def _load_model(scenario: Scenario, name: str, task: str, city, cache: dict, not
         model.fit(city)
         if any(getattr(scenario, p).risk.plan_on != "point" for p in scenario.problems):
             model = _calibrated_baseline(model, city, spec.sampling.n_samples, notes)
+    elif spec.calibrate_on:
+        model = _recalibrated(model, name, spec.calibrate_on, scenario, notes)
     elif getattr(model, "calibration", None) is None:
         notes.append(f"{_display_name(name)} has no calibration file: its raw samples are used "
                      "(fit one with bench/calibration_bench.py --save)")
     cache[name] = model
+    return model
+
+
+def _recalibrated(model, name: str, cities: list[str], scenario: Scenario, notes: list[str]):
+    """The UoMo `model` with a calibration fitted on the val regions of `cities` (`forecaster.calibrate_on`)
+    in place of its calibration file, with the scenario's sampling settings."""
+    from forecasting.calibration import CalibrationError, fit_calibration
+    from forecasting.data import DataError, load_city
+    from .errors import InputError
+
+    try:
+        sources = [load_city(c, getattr(scenario.city, "data_dir", None)) for c in cities]
+        model.calibration = fit_calibration(model, sources, split="val", stride=8)
+    except (DataError, CalibrationError, FileNotFoundError) as exc:
+        raise InputError(f"forecaster.calibrate_on {cities}: {exc}") from None
+    notes.append(f"{_display_name(name)}: recalibrated on the val regions of {', '.join(c.name for c in sources)} "
+                 "(forecaster.calibrate_on) instead of its calibration file")
     return model
 
 

@@ -363,6 +363,23 @@ def test_uomo_checkpoint_forecast_has_ordered_quantile_bands(tiny_checkpoint):
         assert np.all(lo <= mid + 1e-9) and np.all(mid <= hi + 1e-9) and np.any(hi > lo)
 
 
+def test_calibrate_on_recalibrates_a_checkpoint_on_other_cities_val_regions(tiny_checkpoint):
+    """`forecaster.calibrate_on`: the UoMo checkpoint's calibration is fitted on the named cities' val regions
+    when the run starts (the notes say so); a city that cannot be loaded is an input error naming the key, an
+    empty list a schema error."""
+    base = {"forecaster.model": str(tiny_checkpoint), "forecaster.sampling": {"steps": 2, "n_samples": 3},
+            "sleep.forecaster": None, "deployment.strategies": ["forecast"], "sleep.strategies": ["forecast"]}
+    r = run_scenario(scenario_from_dict(small(**base, **{"forecaster.calibrate_on": ["synthetic@120min"]})))
+    notes = [n for p in r.problems.values() for n in p.forecast.notes + p.notes]
+    assert any("recalibrated on the val regions of synthetic@120min" in n for n in notes), notes
+    assert not any("has no calibration file" in n for n in notes)
+    with pytest.raises(InputError, match=r"forecaster.calibrate_on \['no-such-city'\]"):
+        run_scenario(scenario_from_dict(small(**base, **{"forecaster.calibrate_on": ["no-such-city"]})))
+    with pytest.raises(ScenarioError) as err:
+        scenario_from_dict(small(**base, **{"forecaster.calibrate_on": []}))
+    assert "name at least one city" in problems_of(err.value)["forecaster"]
+
+
 # ---------------------------------------------------------------------------------------------------
 # Every city source
 # ---------------------------------------------------------------------------------------------------

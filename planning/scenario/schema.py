@@ -205,6 +205,11 @@ class ForecasterSpec(_Strict):
     quantiles: list[Annotated[float, Field(gt=0, lt=1)]] = Field(
         [0.1, 0.5, 0.9], description="forecast quantiles drawn as bands in the report (needs a sampling forecaster)"
     )
+    calibrate_on: list[str] | None = Field(
+        None, description="cities (as city.name takes them, e.g. nanjing@60min) whose val regions recalibrate a UoMo "
+        "checkpoint instead of its calibration file, fitted when the run starts: for a city the model never saw, "
+        "another real city at its time step (the zero-shot recalibration of bench/README.md); ignored by baselines",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -219,6 +224,8 @@ class ForecasterSpec(_Strict):
 
         if _looks_like_path(self.model) and not Path(self.model).is_file():
             raise ValueError(f"model: checkpoint file {self.model} does not exist")
+        if self.calibrate_on is not None and not self.calibrate_on:
+            raise ValueError("calibrate_on: name at least one city, or leave the key out to keep the calibration file")
         for task, name in (self.fallback or {}).items():
             if name not in BASELINES:
                 raise ValueError(f"fallback.{task}: {name!r} is not a baseline; use one of {sorted(BASELINES)}")
