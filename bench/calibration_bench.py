@@ -79,6 +79,7 @@ def score_city(model, cal: Calibration, city, task: str, stride: int, label: str
     cal_samples = cal.samples(raw, win, mask)
     rows, curves = [], {}
     levels = np.linspace(0.05, 0.95, 19)
+    region = np.broadcast_to(np.asarray(win.region)[:, None, None, None], mask.shape)[mask]  # per hidden entry
     for calibrated, samples in ((False, raw.samples), (True, cal_samples)):
         c = crps(samples, win.traffic, mask)
         pits = pit_values(samples, win.traffic, mask, positions="hazen" if calibrated else "rank")
@@ -86,11 +87,29 @@ def score_city(model, cal: Calibration, city, task: str, stride: int, label: str
             rows.append(dict(city=city.name, task=task, model=label, calibrated=calibrated, split="test",
                              nominal=nominal, coverage=coverage(samples, win.traffic, mask, nominal),
                              pit_coverage=pit_coverage(pits, nominal), crps=c, windows=len(win),
-                             zero_share=float((win.traffic[mask] == 0).mean())))
+                             zero_share=float((win.traffic[mask] == 0).mean()),
+                             region_pit_coverage={str(r): pit_coverage(pits[region == r], nominal)
+                                                  for r in np.unique(region)}))
         pit = np.histogram(pits, bins=10, range=(0, 1))[0]
         curves[calibrated] = dict(reliability=reliability(samples, win.traffic, mask, levels).tolist(),
                                   pit=(pit / pit.sum()).tolist())
     return rows, {"levels": levels.tolist(), **{("calibrated" if k else "raw"): v for k, v in curves.items()}}
+
+
+def region_lines(rows: list[dict]) -> list[str]:
+    """The calibrated PIT coverage of each test region alone (how far single regions stray from the pooled
+    figure: the noise a cell of one to five test regions carries)."""
+    cal = [r for r in rows if r["calibrated"] and r.get("region_pit_coverage")]
+    if not cal:
+        return []
+    lines = ["Calibrated PIT coverage of each test region alone (50 / 80 / 90%):", "",
+             "| city | task | per test region |", "| --- | --- | --- |"]
+    for city, task in dict.fromkeys((r["city"], r["task"]) for r in cal):
+        get = {r["nominal"]: r["region_pit_coverage"] for r in cal if r["city"] == city and r["task"] == task}
+        regions = sorted(get[NOMINAL[0]], key=int)
+        cells = "; ".join(f"{g}: " + " / ".join(f"{get[n][g]:.0%}" for n in NOMINAL) for g in regions)
+        lines.append(f"| {city} | {task} | {cells} |")
+    return lines + [""]
 
 
 def pooling_lines(pooling: dict) -> list[str]:
@@ -152,7 +171,7 @@ def markdown(rows: list[dict], command: str, wall: float, pooling: dict | None =
         lines.append(f"| {city} | {task} | {get[(True, 0.5)]['zero_share']:.2f} | " + " | ".join(cells)
                      + f" | {get[(False, 0.5)]['crps']:.5f} | {get[(True, 0.5)]['crps']:.5f} | "
                      + f"{'yes' if ok else 'no'} / {'yes' if ok_pit else 'no'} |")
-    lines += ["", *pooling_lines(pooling or {}), "Reliability and PIT histograms: `calibration.png`.", ""]
+    lines += ["", *region_lines(rows), *pooling_lines(pooling or {}), "Reliability and PIT histograms: `calibration.png`.", ""]
     return "\n".join(lines)
 
 
