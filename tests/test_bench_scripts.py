@@ -151,6 +151,18 @@ def test_pit_spreads_an_atom_over_its_level_range(bench):
         cal.pit_values(samples, np.zeros((1, n)), mask, positions="ranks")
 
 
+def test_region_lines_print_each_test_regions_calibrated_coverage_in_region_order(bench):
+    """The per-region table of calibration.md: calibrated rows only, regions in numeric order, one line per
+    city x task; nothing when no row carries regions (records written before the breakdown)."""
+    cal = bench("calibration_bench")
+    rows = [dict(city="c", task="short", calibrated=True, nominal=n,
+                 region_pit_coverage={"10": n - 0.1, "9": n + 0.02}) for n in cal.NOMINAL]
+    rows += [dict(r, calibrated=False, region_pit_coverage={"10": 0.0, "9": 0.0}) for r in rows]
+    lines = cal.region_lines(rows)
+    assert lines[-2] == "| c | short | 9: 52% / 82% / 92%; 10: 40% / 70% / 80% |"
+    assert cal.region_lines([{k: v for k, v in r.items() if k != "region_pit_coverage"} for r in rows]) == []
+
+
 def test_deployment_setting_is_chosen_on_the_mean_over_own_val_and_the_draws_regrets(bench):
     """With `draws` (regrets per setting on other draws' region sets) a forecaster's deployment setting is the
     lowest mean of its own val regret and those; without, its own val regret alone decides."""
