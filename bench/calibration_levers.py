@@ -62,25 +62,20 @@ def region_coverages(fitted: dict, cal, geographies: dict, pool_weights: str = "
     """{city/task: [[PIT coverage of the central 50, 80, 90% band] per held-out val region]} under `cal`'s
     own choices (spread, own or pooled table, width; the level map if kept): how far single regions stray
     from nominal, i.e. the noise a test set of a few regions carries."""
-    from forecasting.calibration import heldout_pit, held_out_tables, pit_coverage
-    from forecasting.calibration.fit import through_map
+    from forecasting.calibration import held_out_tables, pit_coverage
+    from forecasting.calibration.fit import fold_pits, other_cities, through_map
 
-    def around(key):
-        t = cal.tables[key]
-        return fitted[key] if t.anchor is None and not t.seasonal else fitted[key].anchored(t.anchor, t.seasonal)
-
+    around = {key: r.anchored(cal.tables[key].anchor, cal.tables[key].seasonal) for key, r in fitted.items()}
     out = {}
     for key in fitted:
         rec = cal.meta["pooling"].get(f"{key[0]}/{key[1]}")
         if rec is None:
             continue
         tab, flat = cal.tables[key], rec.get("spread") == "flat"
-        keys = [k for k in fitted if k[1] == key[1] and k != key]
-        same = [geographies.get(k[0], k[0]) == geographies.get(key[0], key[0]) for k in keys]
-        folds = held_out_tables(around(key), [around(k) for k in keys], key[1], tab.anchor,
-                                None if flat else tab.floor, same, flat, pool_weights)
-        pits = [heldout_pit(held, (alone, pooled)[rec["chosen"] == "pooled"].widened(rec["width"]), cal.zero_share)
-                for held, alone, pooled in folds]
+        others, same = other_cities(around, key, geographies)
+        folds = held_out_tables(around[key], others, key[1], tab.anchor, None if flat else tab.floor, same, flat,
+                                pool_weights)
+        pits = fold_pits(folds, int(rec["chosen"] == "pooled"), rec["width"], cal.zero_share)
         if tab.level_map is not None:
             pits = [through_map(u, tab.level_map) for u in pits]
         out[f"{key[0]}/{key[1]}"] = [[round(pit_coverage(u, c), 3) for c in (0.5, 0.8, 0.9)] for u in pits]

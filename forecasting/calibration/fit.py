@@ -213,6 +213,22 @@ def fold_scores(folds: Sequence[list], zero_share: float | np.ndarray) -> tuple[
     return tuple(float(np.mean([quantile_score(held, alone, zero_share) for held, alone, _ in f])) for f in folds)
 
 
+def other_cities(around: dict[tuple[str, str], Residuals], key: tuple[str, str],
+                 geographies: dict[str, str]) -> tuple[list[Residuals], list[bool]]:
+    """The residuals of every other city fitted for `key`'s task, and whether each covers the same areas as
+    `key`'s city (`geographies`, a city's own name where absent): the `others` and `same_area` of
+    `held_out_choice`."""
+    keys = [k for k in around if k[1] == key[1] and k != key]
+    same = [geographies.get(k[0], k[0]) == geographies.get(key[0], key[0]) for k in keys]
+    return [around[k] for k in keys], same
+
+
+def fold_pits(folds: Sequence, row: int, width: float, zero_share: float | np.ndarray) -> list[np.ndarray]:
+    """PIT values of each held-out region of `held_out_tables`'s folds under the fold's own (`row` 0) or
+    pooled (1) table widened by `width`: the held-out regions as the chosen bands see them."""
+    return [heldout_pit(held, (alone, pooled)[row].widened(width), zero_share) for held, alone, pooled in folds]
+
+
 def level_map(u: np.ndarray) -> np.ndarray:
     """(len(MAP_LEVELS),) the level map L that makes PIT values `u` uniform: L(a) = the a-quantile of u
     (L(0) = 0, L(1) = 1, non-decreasing). A table whose quantile at nominal level a is taken at level L(a)
@@ -375,7 +391,7 @@ def fitted_residuals(forecaster: Forecaster, cities: Sequence[City],
     fitted: dict[tuple[str, str], Residuals] = {}
     for city in cities:
         own = city_residuals(forecaster, city, tasks, split, stride, seed)
-        fitted.update(with_draws(own, forecaster, city, sorted({int(x) for x in draws}), tasks, stride, seed))
+        fitted.update(with_draws(own, forecaster, city, draws, tasks, stride, seed))
     if not fitted:
         raise CalibrationError(f"{forecaster.name} served none of the tasks {list(tasks)} on the {split} regions")
     return fitted
@@ -514,10 +530,8 @@ def calibration_from_residuals(fitted: dict[tuple[str, str], Residuals], meta: d
     choices = {}
     if pool_cities:
         for key, r in around.items():  # the spread, own table or every city's, and the width, held out on val
-            keys = [k for k in around if k[1] == key[1] and k != key]
-            same = [geography.get(k[0], k[0]) == geography.get(key[0], key[0]) for k in keys]
-            table, record = held_out_choice(r, [around[k] for k in keys], key[1], tables[key], zero_share, same,
-                                            pool_weights, level_maps)
+            others, same = other_cities(around, key, geography)
+            table, record = held_out_choice(r, others, key[1], tables[key], zero_share, same, pool_weights, level_maps)
             if record is not None:
                 tables[key], choices[f"{key[0]}/{key[1]}"] = table, record
     brier = zero_briers(around, tables, pool_weights)
@@ -570,8 +584,7 @@ def held_out_choice(own: Residuals, others: Sequence[Residuals], task: str, tabl
                         seasonal=table.seasonal)
     table = table.widened(widths[col])
     if level_maps and n_regions >= MIN_WIDTH_REGIONS:  # the level map: chosen, as the width is, on unseen regions
-        pits = [heldout_pit(held, (alone, pooled)[row].widened(widths[col]), zero_share)
-                for held, alone, pooled in folds[flat]]
+        pits = fold_pits(folds[flat], row, widths[col], zero_share)
         plain, mapped = map_errors(pits)
         record.update(error_mapped=round(mapped, 4), level_map=bool(mapped < plain - 1e-12))
         if record["level_map"]:
