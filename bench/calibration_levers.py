@@ -53,6 +53,10 @@ def load_residuals(path: Path, meta: dict) -> tuple[dict, dict]:
             raise SystemExit(f"{path} holds residuals of other settings ({z['settings']}); "
                              "remove it or pass another --residuals")
         keys = {tuple(k.split("|")[:2]) for k in z.files if k.count("|") == 2}
+        missing = sorted({f for c, t in keys for f in FIELDS if f"{c}|{t}|{f}" not in z.files})
+        if missing:
+            raise SystemExit(f"{path} holds residuals without {', '.join(missing)} (cached by an older version); "
+                             "remove it or pass another --residuals")
         fitted = {(c, t): Residuals(*(z[f"{c}|{t}|{f}"] for f in FIELDS)) for c, t in sorted(keys)}
         geographies = {k.split("|", 1)[1]: str(z[k]) for k in z.files if k.startswith("geography|")}
     return fitted, geographies

@@ -8,8 +8,12 @@ observation before it (in the same window) is x_last, at lead l = t - (that step
 
     g(c) = g(m) + w_l (g(x_last) - g(m)),        w_l = w0 exp(-l / tau) in [0, 1]
 
-with (w0, tau) chosen per (city, task) on the val entries from a grid by the mean absolute error
-|g(y) - g(c)| (w = 0, the forecaster itself, unless persistence strictly helps). Entries without an
+with (w0, tau) chosen per (city, task) on the val entries from a grid by the mean absolute error of the
+benchmark's normalised values |y - c| (`ValueSpace`: c = s expm1(SPREAD g(c) + SHIFT) clipped to [0, 1] with
+the cell's scale s, y clipped at 1 as the metric does; w = 0, the forecaster itself, unless persistence
+strictly helps). The error a planner and the forecast table see is in these units, where a busy cell weighs
+more than a quiet one; g-space errors would weigh every cell alike (`ValueSpace` None: the model-space
+error |g(y) - g(c)|, for residuals without the cells' scales). Entries without an
 earlier observation (generated cells) keep g(m). The recalibration then fits its residual quantiles
 around c instead of m, so the whole calibrated distribution moves with the centre. For a persistence
 forecaster g(x_last) = g(m) and the anchor changes nothing; for every other forecaster it is the same
@@ -17,7 +21,8 @@ val-fitted step, so baselines get the same chance.
 
     g_last, lead = anchor_inputs(traffic, mask, to_model)       # per entry, model space
     d = toward(g_last, lead, gm)
-    w = fit_weights(numer, d, lead)                              # (MAX_LEAD,) from val entries
+    value = ValueSpace(gm, scale)                                # scale: each entry's cell scale s
+    w = fit_weights(numer, d, lead, value=value)                 # (MAX_LEAD,) from val entries
     centre = gm + weight_at(w, lead) * d
 
 Seasonal term. A day's traffic repeats the day before's shape, and a network that reads only the window's
@@ -32,19 +37,20 @@ absolute error (v = 0 unless it strictly helps). For the seasonal naive forecast
 changes nothing (up to the persistence step); every other forecaster gets the same val-fitted step.
 
     g_day = season_inputs(traffic, mask, day_before, slots_per_day, to_model)   # NaN: no value a day earlier
-    v = fit_seasonal(numer, weight_at(w, lead) * d, g_day - gm)
+    v = fit_seasonal(numer, weight_at(w, lead) * d, g_day - gm, value=value)
     centre = with_season(gm + weight_at(w, lead) * d, g_day, v)
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import torch
 
 from .data import hide_unrecorded, value_day_earlier
-from .encoding import carry_forward, last_known_before
+from .encoding import SHIFT, SPREAD, carry_forward, last_known_before
 
 #: candidate weights of the last observation at lead 0, and decay lengths (in steps) of the weight
 WEIGHTS = np.round(np.linspace(0.0, 1.0, 21), 6)
@@ -92,25 +98,65 @@ def decaying(w0: float, tau: float) -> np.ndarray:
     return w0 * np.exp(-np.arange(MAX_LEAD) / tau)
 
 
+@dataclass(frozen=True)
+class ValueSpace:
+    """The entries' normalised values, to score a centre by the benchmark's error |y - c| (1-D arrays alike).
+
+    point = g(m) and scale = the cell's s (`forecasting.encoding.WindowTransform`); the truth is
+    y = min(s expm1(SPREAD (g(m) + numer) + SHIFT), 1), the centre c = s expm1(SPREAD (g(m) + shift) + SHIFT)
+    clipped to [0, 1] (as `Calibration.point` clips it).
+    """
+
+    point: np.ndarray
+    scale: np.ndarray
+
+    def take(self, keep: np.ndarray) -> "ValueSpace":
+        return ValueSpace(np.asarray(self.point)[keep], np.asarray(self.scale)[keep])
+
+    def value(self, g: np.ndarray) -> np.ndarray:
+        """x = s expm1(SPREAD g + SHIFT) in [0, 1] of model-space offsets g from the point (g(x) - g(m))."""
+        return np.clip(self.scale * np.expm1(SPREAD * (self.point + g) + SHIFT), 0.0, 1.0)
+
+    def error(self, numer: np.ndarray, shift: np.ndarray) -> float:
+        """mean |y - c| of the centre g(c) = g(m) + shift, y the truth g(y) = g(m) + numer."""
+        return float(np.abs(self.value(numer) - self.value(shift)).mean())
+
+
+def mean_error(numer: np.ndarray, shift: np.ndarray, value: ValueSpace | None) -> float:
+    """The anchor's criterion: mean |y - c| in normalised units (`value`), else mean |g(y) - g(c)|."""
+    if value is None:
+        return float(np.abs(numer - shift).mean())
+    return value.error(numer, shift)
+
+
+#: the least gain in the criterion that moves the anchor away from the forecaster (not float noise): in model
+#: space, and in normalised units (where errors are ~s times smaller, s ~ 1e-2)
+MIN_GAIN = {"model": 1e-6, "value": 1e-8}
+
+
 def fit_weights(numer: np.ndarray, pull: np.ndarray, lead: np.ndarray,
-                fallback: np.ndarray | None = None) -> np.ndarray:
-    """(MAX_LEAD,) weights w_l = w0 exp(-l / tau) minimising the mean |numer - w_l pull| over the entries.
+                fallback: np.ndarray | None = None, value: ValueSpace | None = None) -> np.ndarray:
+    """(MAX_LEAD,) weights w_l = w0 exp(-l / tau) minimising the mean error of the centre g(m) + w_l pull.
 
     numer = g(y) - g(m) and pull = g(x_last) - g(m) of val entries (1-D arrays alike, lead -1 where
-    there is no earlier observation). Two parameters, w0 from `WEIGHTS` and tau from `TAUS`, rather
-    than one weight per lead: persistence's edge fades with the lead, and 48 free weights would fit the
-    val entries' noise. Fewer than MIN_ENTRIES entries with a lead: `fallback` (or no anchor, zeros).
+    there is no earlier observation); the error is |y - c| in normalised units with `value` (the
+    entries' points and scales), else |numer - w_l pull|. Two parameters, w0 from `WEIGHTS` and tau from
+    `TAUS`, rather than one weight per lead: persistence's edge fades with the lead, and 48 free weights
+    would fit the val entries' noise. Fewer than MIN_ENTRIES entries with a lead: `fallback` (or no
+    anchor, zeros).
     """
     at = (np.asarray(lead) >= 0) & (np.asarray(lead) < MAX_LEAD)
     if at.sum() < MIN_ENTRIES:
         return np.zeros(MAX_LEAD) if fallback is None else np.asarray(fallback, dtype=np.float64).copy()
     r, d, ell = np.asarray(numer)[at], np.asarray(pull)[at], np.asarray(lead)[at]
-    best, best_err = np.zeros(MAX_LEAD), float(np.abs(r).mean())
+    space = None if value is None else value.take(at)
+    gain = MIN_GAIN["model" if value is None else "value"]
+    best, best_err = np.zeros(MAX_LEAD), mean_error(r, np.zeros_like(r), space)
     for tau in TAUS:
         for w0 in WEIGHTS[1:]:
             w = decaying(w0, tau)
-            err = float(np.abs(r - w[ell] * d).mean())
-            if err < best_err - 1e-6:  # a real gain in model-space units, not float noise
+            err = mean_error(r, w[ell] * d, space)
+            if err < best_err - gain:
                 best, best_err = w, err
     return best
 
@@ -135,21 +181,26 @@ def with_season(gc: np.ndarray, g_day: np.ndarray | None, v: float) -> np.ndarra
     return np.where(np.isfinite(g_day), gc + v * (np.nan_to_num(g_day) - gc), gc)
 
 
-def fit_seasonal(numer: np.ndarray, shift: np.ndarray, season: np.ndarray, fallback: float = 0.0) -> float:
-    """The seasonal weight v of `SEASONAL_WEIGHTS` minimising mean |numer - shift - v (season - shift)| over
-    the entries with a value one day earlier.
+def fit_seasonal(numer: np.ndarray, shift: np.ndarray, season: np.ndarray, fallback: float = 0.0,
+                 value: ValueSpace | None = None) -> float:
+    """The seasonal weight v of `SEASONAL_WEIGHTS` minimising the mean error of the centre
+    g(m) + shift + v (season - shift) over the entries with a value one day earlier.
 
     numer = g(y) - g(m), shift = g(c) - g(m) (the persistence step), season = g(x_day) - g(m) (NaN: none), 1-D
-    arrays alike. Fewer than MIN_ENTRIES entries with a value a day earlier: `fallback`.
+    arrays alike; the error is |y - c| in normalised units with `value`, else in model space (as
+    `fit_weights`). Fewer than MIN_ENTRIES entries with a value a day earlier: `fallback`.
     """
     at = np.isfinite(season)
     if at.sum() < MIN_ENTRIES:
         return float(fallback)
-    r = np.asarray(numer, dtype=np.float64)[at] - np.asarray(shift, dtype=np.float64)[at]
-    d = np.asarray(season, dtype=np.float64)[at] - np.asarray(shift, dtype=np.float64)[at]
-    best, best_err = 0.0, float(np.abs(r).mean())
+    r = np.asarray(numer, dtype=np.float64)[at]
+    s = np.asarray(shift, dtype=np.float64)[at]
+    d = np.asarray(season, dtype=np.float64)[at] - s
+    space = None if value is None else value.take(at)
+    gain = MIN_GAIN["model" if value is None else "value"]
+    best, best_err = 0.0, mean_error(r, s, space)
     for v in SEASONAL_WEIGHTS[1:]:
-        err = float(np.abs(r - v * d).mean())
-        if err < best_err - 1e-6:  # a real gain in model-space units, not float noise
+        err = mean_error(r, s + v * d, space)
+        if err < best_err - gain:
             best, best_err = float(v), err
     return best

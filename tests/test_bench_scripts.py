@@ -286,6 +286,11 @@ def test_calibration_levers_caches_residuals_and_scores_every_variant_from_them(
     assert np.array_equal(back[("a", "generation")].season, fitted[("a", "generation")].season, equal_nan=True)
     with pytest.raises(SystemExit, match="other settings"):
         levers.load_residuals(path, {"checkpoint": "y", "draws": [1]})
+    with np.load(path) as z:  # a cache written before the residuals kept the cells' scales
+        older = {k: z[k] for k in z.files if not k.endswith("|scale")}
+    np.savez(tmp_path / "old.npz", **older)
+    with pytest.raises(SystemExit, match="without scale"):
+        levers.load_residuals(tmp_path / "old.npz", settings)
     from forecasting.calibration import calibration_from_residuals
 
     for level_maps in (False, True):
@@ -320,3 +325,29 @@ def test_zero_shot_calibration_sources_leave_out_the_targets_areas_and_match_its
         transfer.zero_shot_model(object(), load_city("synthetic"), args)
     shipped = object()
     assert transfer.zero_shot_model(shipped, small, argparse.Namespace(zero_shot_calibration="shipped")) is shipped
+
+
+def test_anchor_criterion_holds_val_regions_out_and_scores_both_criteria_in_normalised_units(bench):
+    """Toy val residuals of three regions, each a busy cell whose truth is its last observation and quiet
+    cells whose truth is the point: the normalised-unit fit copies the last observation (w0 = 1) where the
+    model-space fit does not, and its held-out error is the lower; a city with one region is in sample."""
+    from forecasting.calibration import Residuals
+
+    crit = bench("anchor_criterion")
+
+    def region_block(k, n_busy=200, n_quiet=600):
+        n = n_busy + n_quiet
+        busy = np.arange(n) < n_busy
+        pull = np.full(n, 0.4)
+        zi = np.zeros(n, dtype=np.int64)
+        return Residuals(np.where(busy, pull, 0.0), np.ones(n), zi, zi, np.zeros(n), np.zeros(n, dtype=bool), pull,
+                         np.arange(n) % 16, np.full(n, k), None, np.where(busy, 0.5, 0.001))
+
+    rec = crit.held_out(Residuals.concat([region_block(k) for k in range(3)]))
+    assert rec["regions"] == [0, 1, 2] and rec["value"]["w0"] == 1.0 and rec["model"]["w0"] == 0.0
+    assert rec["value"]["held_out"] < 0.1 * rec["model"]["held_out"] and len(rec["value"]["per_region"]) == 3
+    assert rec["model"]["held_out"] == pytest.approx(rec["raw"])  # no anchor: the raw point's error
+    one = crit.held_out(region_block(0))
+    assert "held_out" not in one["value"] and one["value"]["in_sample"] < one["model"]["in_sample"]
+    text = crit.markdown([{"city": "toy", "task": "short", **rec}, {"city": "one", "task": "long", **one}], "cmd", 1.0)
+    assert "held out" in text and "in sample" in text and "Mean held-out ratio value / model over 1 cells" in text

@@ -1,5 +1,7 @@
 """Recalibration of predictive distributions: nominal coverage where the truth's distribution is known."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -244,6 +246,35 @@ def test_the_persistence_anchor_moves_the_point_only_where_the_last_observation_
     cal = calibration_from_residuals({("shift", "short"): residuals(last, win, mask, "short")})
     assert cal.tables[("shift", "short")].anchor is None
 
+
+
+def test_the_anchor_is_fitted_by_the_error_in_normalised_units_where_busy_cells_weigh_more():
+    """Hand-checkable: a busy cell (scale 0.5) whose truth is its last observation and three times as many
+    quiet entries (scale 0.001) whose truth is the forecaster's point, every pull 0.4 in model space. In model
+    space copying costs 0.4 on 3/4 of the entries, keeping the point 0.4 on 1/4: no anchor. In normalised
+    units a busy entry's miss is ~500x a quiet one's: copy the last observation (w0 = 1, no decay)."""
+    from forecasting.anchor import MAX_LEAD, ValueSpace, fit_weights
+    from forecasting.calibration import Residuals
+
+    n_busy, n_quiet = 400, 1200
+    n = n_busy + n_quiet
+    busy = np.arange(n) < n_busy
+    pull = np.full(n, 0.4)
+    numer = np.where(busy, pull, 0.0)                       # busy: y = x_last; quiet: y = m
+    lead = np.arange(n) % 16
+    scale = np.where(busy, 0.5, 0.001)
+    point = np.zeros(n)
+    assert np.allclose(fit_weights(numer, pull, lead), 0.0)
+    assert np.allclose(fit_weights(numer, pull, lead, value=ValueSpace(point, scale)), np.ones(MAX_LEAD))
+    zeros_i = np.zeros(n, dtype=np.int64)
+    res = Residuals(numer, np.ones(n), zeros_i, zeros_i, point, np.zeros(n, dtype=bool), pull, lead,
+                    scale=scale)
+    cal = calibration_from_residuals({("toy", "short"): res}, pool_cities=False)
+    assert np.allclose(cal.tables[("toy", "short")].anchor, 1.0) and cal.meta["anchor_error"] == "value"
+    # without the cells' scales (residuals cached before they were kept) the fit falls back to model space
+    unscaled = calibration_from_residuals({("toy", "short"): dataclasses.replace(res, scale=None)},
+                                          pool_cities=False)
+    assert unscaled.tables[("toy", "short")].anchor is None and unscaled.meta["anchor_error"] == "model"
 
 def _daily_windows(rng, n=200, repeats=True):
     """Short-task windows of 2x2 cells at 24 slots a day: a random daily shape per cell, the second day

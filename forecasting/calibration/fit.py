@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..anchor import fit_seasonal, fit_weights, weight_at, with_season
+from ..anchor import ValueSpace, fit_seasonal, fit_weights, weight_at, with_season
 from ..data import City, CityScalers, Windows, make_windows
 from ..interface import Forecaster, NotApplicable, hide
 from .tables import (
@@ -30,8 +30,9 @@ from .tables import (
 class Residuals:
     """Hidden entries of fitted windows (1-D arrays alike): g(y) - g(m), sg, lead bucket, cell group, g(m),
     whether the truth is exactly zero, the anchor's pull g(x_last) - g(m) and lead, the region of the
-    window each entry came from (-1 where unknown; the pooling choice holds regions out), and the seasonal
-    term's season g(x_day) - g(m) (NaN where there is no value one day earlier, or unknown)."""
+    window each entry came from (-1 where unknown; the pooling choice holds regions out), the seasonal
+    term's season g(x_day) - g(m) (NaN where there is no value one day earlier, or unknown), and the cell's
+    scale s (`WindowTransform`; NaN where unknown), which turns model-space values into normalised ones."""
 
     numer: np.ndarray
     spread: np.ndarray
@@ -43,12 +44,22 @@ class Residuals:
     lead: np.ndarray
     region: np.ndarray | None = None
     season: np.ndarray | None = None
+    scale: np.ndarray | None = None
 
     def __post_init__(self):
         if self.region is None:
             self.region = np.full(np.shape(self.numer), -1, dtype=np.int64)
         if self.season is None:
             self.season = np.full(np.shape(self.numer), np.nan)
+        if self.scale is None:
+            self.scale = np.full(np.shape(self.numer), np.nan)
+
+    def value_space(self) -> ValueSpace | None:
+        """The entries' normalised units for the anchor's criterion (`forecasting.anchor.ValueSpace`); None
+        unless every entry's scale is known (the anchor is then fitted in model space)."""
+        if self.scale.size == 0 or not np.isfinite(self.scale).all():
+            return None
+        return ValueSpace(self.point, self.scale)
 
     def take(self, keep: np.ndarray) -> "Residuals":
         """The entries where the boolean `keep` holds."""
@@ -80,9 +91,10 @@ def residuals(forecaster: Forecaster, windows: Windows, masks: np.ndarray, task:
         b = np.broadcast_to(np.stack([lead_buckets(mk, task) for mk in mask])[:, :, None, None], mask.shape)
         g = np.broadcast_to(frame.group, mask.shape)
         region = np.broadcast_to(np.asarray(part.region, dtype=np.int64)[:, None, None, None], mask.shape)
+        scale = np.broadcast_to(frame.transform.scale.numpy().astype(np.float64), mask.shape)
         parts.append(Residuals((frame.to_model(part.traffic) - gm)[mask], sg[mask], b[mask], g[mask], gm[mask],
                                (part.traffic == 0)[mask], frame.pull(gm)[mask], frame.lead[mask], region[mask],
-                               (frame.g_day - gm)[mask]))
+                               (frame.g_day - gm)[mask], scale[mask]))
     return Residuals.concat(parts)
 
 
@@ -481,8 +493,10 @@ def calibration_from_residuals(fitted: dict[tuple[str, str], Residuals], meta: d
 
     With `anchor`, each table first gets its persistence weights (`forecasting.anchor.fit_weights`; a
     city's thin leads take the pooled weights) and its seasonal weight (`fit_seasonal`, after the
-    persistence step; a city with few entries a day after an observation takes the pooled one), and its
-    residuals are taken around the moved centre.
+    persistence step; a city with few entries a day after an observation takes the pooled one), both chosen
+    by the mean absolute error in the benchmark's normalised units where every entry's cell scale is known
+    (meta["anchor_error"] = "value"; else in model space, "model"), and its residuals are taken around the
+    moved centre.
 
     With `pool_cities`, a city whose val entries come from two or more regions then keeps its own table
     or takes one fitted on every city's entries of the task (around each city's own centre, with its own
@@ -513,15 +527,17 @@ def calibration_from_residuals(fitted: dict[tuple[str, str], Residuals], meta: d
     for task in sorted({t for _, t in fitted}):
         parts = [r for (_, t), r in fitted.items() if t == task]
         r = Residuals.concat(parts)
-        w = fit_weights(r.numer, r.pull, r.lead) if anchor else None
-        v = fit_seasonal(r.numer, r.shift(w), r.season) if anchor else 0.0
+        value = r.value_space()
+        w = fit_weights(r.numer, r.pull, r.lead, value=value) if anchor else None
+        v = fit_seasonal(r.numer, r.shift(w), r.season, value=value) if anchor else 0.0
         r = r if w is None else r.anchored(w, v)
         tables[(POOLED, task)] = ResidualTable.fit(r.numer, r.spread, r.bucket, r.group, task, is_zero=r.is_zero,
                                                    anchor=w, seasonal=v, weight=pooled_weights(parts, pool_weights))
     for key, r in fitted.items():  # a city's thin (group, bucket) rows borrow the pooled row of the same group
         pooled = tables[(POOLED, key[1])]
-        w = fit_weights(r.numer, r.pull, r.lead, fallback=pooled.anchor) if anchor else None
-        v = fit_seasonal(r.numer, r.shift(w), r.season, fallback=pooled.seasonal) if anchor else 0.0
+        value = r.value_space()
+        w = fit_weights(r.numer, r.pull, r.lead, fallback=pooled.anchor, value=value) if anchor else None
+        v = fit_seasonal(r.numer, r.shift(w), r.season, fallback=pooled.seasonal, value=value) if anchor else 0.0
         around[key] = r if w is None else r.anchored(w, v)
         r = around[key]
         tables[key] = ResidualTable.fit(r.numer, r.spread, r.bucket, r.group, key[1], shared=pooled,
@@ -540,6 +556,8 @@ def calibration_from_residuals(fitted: dict[tuple[str, str], Residuals], meta: d
     meta.update(pooling=choices, entries={f"{c}/{t}": int(r.numer.size) for (c, t), r in fitted.items()},
                 zero_brier={group: {f"{s:g}": round(float(b) / n, 6) for s, b in zip(ZERO_SHARES, row)}
                             for group, row in zip(GROUPS, brier)})
+    if anchor:  # the anchor's criterion: normalised units where every entry's scale is known
+        meta["anchor_error"] = "value" if all(r.value_space() is not None for r in fitted.values()) else "model"
     if pool_weights != "entries":
         meta["pool_weights"] = pool_weights
     if level_maps:
