@@ -33,6 +33,7 @@ from forecasting.calibration import POOL_WEIGHTS, Residuals, calibration_from_re
 from forecasting.data import load_city
 
 FIELDS = [f.name for f in dataclasses.fields(Residuals)]
+REQUIRED = [f.name for f in dataclasses.fields(Residuals) if f.default is dataclasses.MISSING]
 
 
 def save_residuals(path: Path, fitted: dict, geographies: dict, meta: dict) -> None:
@@ -53,11 +54,13 @@ def load_residuals(path: Path, meta: dict) -> tuple[dict, dict]:
             raise SystemExit(f"{path} holds residuals of other settings ({z['settings']}); "
                              "remove it or pass another --residuals")
         keys = {tuple(k.split("|")[:2]) for k in z.files if k.count("|") == 2}
-        missing = sorted({f for c, t in keys for f in FIELDS if f"{c}|{t}|{f}" not in z.files})
+        missing = sorted({f for c, t in keys for f in REQUIRED if f"{c}|{t}|{f}" not in z.files})
         if missing:
             raise SystemExit(f"{path} holds residuals without {', '.join(missing)} (cached by an older version); "
                              "remove it or pass another --residuals")
-        fitted = {(c, t): Residuals(*(z[f"{c}|{t}|{f}"] for f in FIELDS)) for c, t in sorted(keys)}
+        # fields with a default (the cells' scales, kept since 2026-12-05) may be absent from older caches
+        fitted = {(c, t): Residuals(**{f: z[f"{c}|{t}|{f}"] for f in FIELDS if f"{c}|{t}|{f}" in z.files})
+                  for c, t in sorted(keys)}
         geographies = {k.split("|", 1)[1]: str(z[k]) for k in z.files if k.startswith("geography|")}
     return fitted, geographies
 

@@ -8,21 +8,21 @@ observation before it (in the same window) is x_last, at lead l = t - (that step
 
     g(c) = g(m) + w_l (g(x_last) - g(m)),        w_l = w0 exp(-l / tau) in [0, 1]
 
-with (w0, tau) chosen per (city, task) on the val entries from a grid by the mean absolute error of the
-benchmark's normalised values |y - c| (`ValueSpace`: c = s expm1(SPREAD g(c) + SHIFT) clipped to [0, 1] with
-the cell's scale s, y clipped at 1 as the metric does; w = 0, the forecaster itself, unless persistence
-strictly helps). The error a planner and the forecast table see is in these units, where a busy cell weighs
-more than a quiet one; g-space errors would weigh every cell alike (`ValueSpace` None: the model-space
-error |g(y) - g(c)|, for residuals without the cells' scales). Entries without an
-earlier observation (generated cells) keep g(m). The recalibration then fits its residual quantiles
-around c instead of m, so the whole calibrated distribution moves with the centre. For a persistence
-forecaster g(x_last) = g(m) and the anchor changes nothing; for every other forecaster it is the same
+with (w0, tau) chosen per (city, task) on the val entries from a grid by the mean absolute error
+|g(y) - g(c)| (w = 0, the forecaster itself, unless persistence strictly helps), where every cell weighs
+alike. Optionally (`ValueSpace`: the entries' points and cell scales s) by the error the benchmark reports,
+|y - c| in normalised units, c = s expm1(SPREAD g(c) + SHIFT) clipped to [0, 1] and y clipped at 1, where a
+busy cell weighs more: measured on val (`bench/results/anchor_criterion.md`) it fits the busy cells of the
+regions it is fitted on and carries less well to other regions, so the calibration keeps the model-space
+error by default. Entries without an earlier observation (generated cells) keep g(m). The recalibration
+then fits its residual quantiles around c instead of m, so the whole calibrated distribution moves with the
+centre. For a persistence forecaster g(x_last) = g(m) and the anchor changes nothing; for every other forecaster it is the same
 val-fitted step, so baselines get the same chance.
 
     g_last, lead = anchor_inputs(traffic, mask, to_model)       # per entry, model space
     d = toward(g_last, lead, gm)
-    value = ValueSpace(gm, scale)                                # scale: each entry's cell scale s
-    w = fit_weights(numer, d, lead, value=value)                 # (MAX_LEAD,) from val entries
+    w = fit_weights(numer, d, lead)                              # (MAX_LEAD,) from val entries
+    #   fit_weights(numer, d, lead, value=ValueSpace(gm, scale))  # by |y - c| in normalised units
     centre = gm + weight_at(w, lead) * d
 
 Seasonal term. A day's traffic repeats the day before's shape, and a network that reads only the window's
@@ -37,7 +37,7 @@ absolute error (v = 0 unless it strictly helps). For the seasonal naive forecast
 changes nothing (up to the persistence step); every other forecaster gets the same val-fitted step.
 
     g_day = season_inputs(traffic, mask, day_before, slots_per_day, to_model)   # NaN: no value a day earlier
-    v = fit_seasonal(numer, weight_at(w, lead) * d, g_day - gm, value=value)
+    v = fit_seasonal(numer, weight_at(w, lead) * d, g_day - gm)
     centre = with_season(gm + weight_at(w, lead) * d, g_day, v)
 """
 

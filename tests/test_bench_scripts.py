@@ -286,11 +286,14 @@ def test_calibration_levers_caches_residuals_and_scores_every_variant_from_them(
     assert np.array_equal(back[("a", "generation")].season, fitted[("a", "generation")].season, equal_nan=True)
     with pytest.raises(SystemExit, match="other settings"):
         levers.load_residuals(path, {"checkpoint": "y", "draws": [1]})
-    with np.load(path) as z:  # a cache written before the residuals kept the cells' scales
+    with np.load(path) as z:  # a cache written before the residuals kept the cells' scales loads without them
         older = {k: z[k] for k in z.files if not k.endswith("|scale")}
     np.savez(tmp_path / "old.npz", **older)
-    with pytest.raises(SystemExit, match="without scale"):
-        levers.load_residuals(tmp_path / "old.npz", settings)
+    old, _ = levers.load_residuals(tmp_path / "old.npz", settings)
+    assert np.isnan(old[("a", "generation")].scale).all()
+    np.savez(tmp_path / "broken.npz", **{k: v for k, v in older.items() if not k.endswith("|numer")})
+    with pytest.raises(SystemExit, match="without numer"):
+        levers.load_residuals(tmp_path / "broken.npz", settings)
     from forecasting.calibration import calibration_from_residuals
 
     for level_maps in (False, True):

@@ -248,11 +248,12 @@ def test_the_persistence_anchor_moves_the_point_only_where_the_last_observation_
 
 
 
-def test_the_anchor_is_fitted_by_the_error_in_normalised_units_where_busy_cells_weigh_more():
+def test_the_anchor_can_be_fitted_by_the_error_in_normalised_units_where_busy_cells_weigh_more():
     """Hand-checkable: a busy cell (scale 0.5) whose truth is its last observation and three times as many
     quiet entries (scale 0.001) whose truth is the forecaster's point, every pull 0.4 in model space. In model
     space copying costs 0.4 on 3/4 of the entries, keeping the point 0.4 on 1/4: no anchor. In normalised
-    units a busy entry's miss is ~500x a quiet one's: copy the last observation (w0 = 1, no decay)."""
+    units a busy entry's miss is ~500x a quiet one's: copy the last observation (w0 = 1, no decay). Model space
+    is the calibration's default."""
     from forecasting.anchor import MAX_LEAD, ValueSpace, fit_weights
     from forecasting.calibration import Residuals
 
@@ -269,12 +270,16 @@ def test_the_anchor_is_fitted_by_the_error_in_normalised_units_where_busy_cells_
     zeros_i = np.zeros(n, dtype=np.int64)
     res = Residuals(numer, np.ones(n), zeros_i, zeros_i, point, np.zeros(n, dtype=bool), pull, lead,
                     scale=scale)
-    cal = calibration_from_residuals({("toy", "short"): res}, pool_cities=False)
+    cal = calibration_from_residuals({("toy", "short"): res}, pool_cities=False, anchor_error="value")
     assert np.allclose(cal.tables[("toy", "short")].anchor, 1.0) and cal.meta["anchor_error"] == "value"
-    # without the cells' scales (residuals cached before they were kept) the fit falls back to model space
-    unscaled = calibration_from_residuals({("toy", "short"): dataclasses.replace(res, scale=None)},
-                                          pool_cities=False)
-    assert unscaled.tables[("toy", "short")].anchor is None and unscaled.meta["anchor_error"] == "model"
+    # the default criterion is model space, left out of the meta (files fitted before the option stay equal)
+    default = calibration_from_residuals({("toy", "short"): res}, pool_cities=False)
+    assert default.tables[("toy", "short")].anchor is None and "anchor_error" not in default.meta
+    # without the cells' scales (residuals cached before they were kept) "value" cannot be fitted: say so
+    with pytest.raises(CalibrationError, match="cell scale, missing for toy/short"):
+        calibration_from_residuals({("toy", "short"): dataclasses.replace(res, scale=None)}, anchor_error="value")
+    with pytest.raises(CalibrationError, match="anchor_error must be one of model, value"):
+        calibration_from_residuals({("toy", "short"): res}, anchor_error="values")
 
 def _daily_windows(rng, n=200, repeats=True):
     """Short-task windows of 2x2 cells at 24 slots a day: a random daily shape per cell, the second day

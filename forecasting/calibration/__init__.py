@@ -69,7 +69,8 @@ calibrated quantiles at S evenly spaced levels, in the same order everywhere.
 from __future__ import annotations
 
 from .fit import (
-    DRAW_REGION_OFFSET, Residuals, best_bands, calibration_cities, calibration_from_residuals, calibration_windows,
+    ANCHOR_ERRORS, DRAW_REGION_OFFSET, Residuals, best_bands, calibration_cities, calibration_from_residuals,
+    calibration_windows,
     city_residuals, coverage_error, dead_zones, draw_residuals, fit_calibration, fit_pooled_calibration,
     fitted_residuals, fold_scores, held_out_tables, heldout_pit, level_map, map_errors, pit_coverage, pooled_table,
     pooled_weights, pooling_errors, quantile_score, refuse_own_draw, residuals, zero_brier, zero_briers,
@@ -82,7 +83,8 @@ from .tables import (
 )
 
 __all__ = [
-    "BUCKETS", "DRAW_REGION_OFFSET", "FLOOR_SHARE", "FORMAT", "GROUPS", "HORIZON", "IDLE", "LEVELS", "MAP_LEVELS",
+    "ANCHOR_ERRORS", "BUCKETS", "DRAW_REGION_OFFSET", "FLOOR_SHARE", "FORMAT", "GROUPS", "HORIZON", "IDLE", "LEVELS",
+    "MAP_LEVELS",
     "MIN_GROUP_ENTRIES", "MIN_WIDTH_REGIONS", "POOLED", "POOL_WEIGHTS", "WIDTHS", "ZERO_SHARES",
     "CalibratedForecaster", "Calibration", "CalibrationError", "CellFrame", "OutdatedCalibration", "ResidualTable",
     "Residuals", "best_bands", "calibration_cities", "calibration_from_residuals", "calibration_path",

@@ -285,6 +285,23 @@ def check_pool_weights(pool_weights: str) -> str:
     return pool_weights
 
 
+#: the anchor's criteria (`calibration_from_residuals`)
+ANCHOR_ERRORS = ("model", "value")
+
+
+def check_anchor_error(anchor_error: str, fitted: dict[tuple[str, str], Residuals] | None = None) -> str:
+    """`anchor_error` if it is one of ANCHOR_ERRORS (and, for "value", every fitted entry has its cell scale),
+    else CalibrationError naming the choices."""
+    if anchor_error not in ANCHOR_ERRORS:
+        raise CalibrationError(f"anchor_error must be one of {', '.join(ANCHOR_ERRORS)}, not {anchor_error!r}")
+    if anchor_error == "value":
+        lacking = sorted(f"{c}/{t}" for (c, t), r in (fitted or {}).items() if r.value_space() is None)
+        if lacking:
+            raise CalibrationError(f"anchor_error 'value' needs each entry's cell scale, missing for "
+                                   f"{', '.join(lacking)}: compute the residuals again (`fitted_residuals`)")
+    return anchor_error
+
+
 def pooled_weights(parts: Sequence[Residuals], pool_weights: str = "entries") -> np.ndarray | None:
     """Weights of the concatenated `parts`' entries in a pooled table: None ("entries": every entry counts
     once, so the city with the most val entries dominates) or ("cities") 1 / n_p for each of part p's n_p
@@ -485,7 +502,8 @@ def calibration_cities(calibration: Calibration) -> list[str]:
 def calibration_from_residuals(fitted: dict[tuple[str, str], Residuals], meta: dict | None = None,
                                anchor: bool = True, pool_cities: bool = True,
                                geographies: dict[str, str] | None = None,
-                               pool_weights: str = "entries", level_maps: bool = False) -> Calibration:
+                               pool_weights: str = "entries", level_maps: bool = False,
+                               anchor_error: str = "model") -> Calibration:
     """Tables per (city, task) and pooled over cities per task, and the dead zone `zero_share`: per cell group,
     the share of `ZERO_SHARES` with the lowest Brier score of P(y = 0) over that group's fitted entries (ties:
     the smaller), so that cells with traffic in the window (which may never touch exact zero) do not get
@@ -494,9 +512,12 @@ def calibration_from_residuals(fitted: dict[tuple[str, str], Residuals], meta: d
     With `anchor`, each table first gets its persistence weights (`forecasting.anchor.fit_weights`; a
     city's thin leads take the pooled weights) and its seasonal weight (`fit_seasonal`, after the
     persistence step; a city with few entries a day after an observation takes the pooled one), both chosen
-    by the mean absolute error in the benchmark's normalised units where every entry's cell scale is known
-    (meta["anchor_error"] = "value"; else in model space, "model"), and its residuals are taken around the
-    moved centre.
+    by the mean absolute error `anchor_error` (`ANCHOR_ERRORS`): "model", in the network's per-cell log space
+    (every cell alike; the default), or "value", in the benchmark's normalised units (busy cells weigh more;
+    needs every entry's cell scale, recorded as meta["anchor_error"]). Measured on val
+    (`bench/results/anchor_criterion.md`): "value" is 0.7% better held out within a city's val regions but
+    1-5% worse when the weights move to another city's regions (zero-shot), and was worse on every test cell.
+    Its residuals are then taken around the moved centre.
 
     With `pool_cities`, a city whose val entries come from two or more regions then keeps its own table
     or takes one fitted on every city's entries of the task (around each city's own centre, with its own
@@ -523,11 +544,12 @@ def calibration_from_residuals(fitted: dict[tuple[str, str], Residuals], meta: d
     """
     geography = geographies or {}
     check_pool_weights(pool_weights)  # before any fit
+    check_anchor_error(anchor_error, fitted if anchor else {})
     tables, around = {}, {}
     for task in sorted({t for _, t in fitted}):
         parts = [r for (_, t), r in fitted.items() if t == task]
         r = Residuals.concat(parts)
-        value = r.value_space()
+        value = r.value_space() if anchor_error == "value" else None
         w = fit_weights(r.numer, r.pull, r.lead, value=value) if anchor else None
         v = fit_seasonal(r.numer, r.shift(w), r.season, value=value) if anchor else 0.0
         r = r if w is None else r.anchored(w, v)
@@ -535,7 +557,7 @@ def calibration_from_residuals(fitted: dict[tuple[str, str], Residuals], meta: d
                                                    anchor=w, seasonal=v, weight=pooled_weights(parts, pool_weights))
     for key, r in fitted.items():  # a city's thin (group, bucket) rows borrow the pooled row of the same group
         pooled = tables[(POOLED, key[1])]
-        value = r.value_space()
+        value = r.value_space() if anchor_error == "value" else None
         w = fit_weights(r.numer, r.pull, r.lead, fallback=pooled.anchor, value=value) if anchor else None
         v = fit_seasonal(r.numer, r.shift(w), r.season, fallback=pooled.seasonal, value=value) if anchor else 0.0
         around[key] = r if w is None else r.anchored(w, v)
@@ -556,8 +578,8 @@ def calibration_from_residuals(fitted: dict[tuple[str, str], Residuals], meta: d
     meta.update(pooling=choices, entries={f"{c}/{t}": int(r.numer.size) for (c, t), r in fitted.items()},
                 zero_brier={group: {f"{s:g}": round(float(b) / n, 6) for s, b in zip(ZERO_SHARES, row)}
                             for group, row in zip(GROUPS, brier)})
-    if anchor:  # the anchor's criterion: normalised units where every entry's scale is known
-        meta["anchor_error"] = "value" if all(r.value_space() is not None for r in fitted.values()) else "model"
+    if anchor and anchor_error != "model":  # the default is left out of the meta (files before it stay equal)
+        meta["anchor_error"] = anchor_error
     if pool_weights != "entries":
         meta["pool_weights"] = pool_weights
     if level_maps:
