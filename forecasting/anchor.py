@@ -16,8 +16,8 @@ busy cell weighs more: measured on val (`bench/results/anchor_criterion.md`) it 
 regions it is fitted on and carries less well to other regions, so the calibration keeps the model-space
 error by default. Entries without an earlier observation (generated cells) keep g(m). The recalibration
 then fits its residual quantiles around c instead of m, so the whole calibrated distribution moves with the
-centre. For a persistence forecaster g(x_last) = g(m) and the anchor changes nothing; for every other forecaster it is the same
-val-fitted step, so baselines get the same chance.
+centre. For a persistence forecaster g(x_last) = g(m) and the anchor changes nothing; for every other
+forecaster it is the same val-fitted step, so baselines get the same chance.
 
     g_last, lead = anchor_inputs(traffic, mask, to_model)       # per entry, model space
     d = toward(g_last, lead, gm)
