@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-from common import RESULTS, command_line, table, write_json, write_text
+from common import RESULTS, add_val_sampling_args, command_line, table, write_json, write_text
 from forecasting.anchor import ValueSpace, fit_seasonal, fit_weights
 from forecasting.calibration import Residuals
 from forecasting.calibration.fit import city_residuals
@@ -88,10 +88,7 @@ def markdown(records: list[dict], command: str, wall: float) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--checkpoint", default="uomo-public-cpu", help="UoMo checkpoint (path or shipped name)")
-    ap.add_argument("--cities", nargs="+", default=["nanchang", "nanjing", "synthetic"])
-    ap.add_argument("--steps", type=int, default=3, help="DDIM steps")
-    ap.add_argument("--samples", type=int, default=32, help="samples per window")
+    add_val_sampling_args(ap, tasks=None)
     ap.add_argument("--fit-stride", type=int, default=8, help="val windows every N steps")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import RESULTS, command_line, refuse_fit_draws, table, write_json, write_text
+from common import RESULTS, add_val_sampling_args, command_line, refuse_fit_draws, table, write_json, write_text
 from forecasting.calibration import POOL_WEIGHTS, Residuals, calibration_from_residuals, fitted_residuals
 from forecasting.data import load_city
 
@@ -127,11 +127,7 @@ def markdown(variants: list[dict], command: str, wall: float) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkpoint", default="uomo-public-cpu", help="UoMo checkpoint (path or shipped name)")
-    ap.add_argument("--cities", nargs="+", default=["nanchang", "nanjing", "synthetic"])
-    ap.add_argument("--tasks", nargs="+", default=["short", "long", "generation"])
-    ap.add_argument("--steps", type=int, default=3, help="DDIM steps")
-    ap.add_argument("--samples", type=int, default=32, help="samples per window")
+    add_val_sampling_args(ap)
     ap.add_argument("--fit-stride", type=int, default=8, help="val windows every N steps")
     ap.add_argument("--fit-draws", nargs="*", type=int, default=[], metavar="SEED",
                     help="seeds of other draws of the synthetic presets among --cities joined to their val regions")

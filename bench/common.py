@@ -89,3 +89,18 @@ def choose_qos_matched(val_regret: Mapping[str, float], val_qos: Mapping[str, fl
     """The lowest val regret among settings whose val QoS is no worse than `qos_cap` (None if none is)."""
     capped = {k: v for k, v in val_regret.items() if val_qos[k] <= qos_cap}
     return choose_on_val(capped) if capped else None
+
+
+#: the real cities and the default synthetic city: the val scripts' default cities
+PUBLIC_CITIES = ("nanchang", "nanjing", "synthetic")
+
+
+def add_val_sampling_args(ap, tasks: Sequence[str] | None = ("short", "long", "generation")) -> None:
+    """The options of the scripts that sample a UoMo checkpoint on val regions: --checkpoint, --cities,
+    --tasks (unless `tasks` is None), --steps (DDIM) and --samples (per window)."""
+    ap.add_argument("--checkpoint", default="uomo-public-cpu", help="UoMo checkpoint (path or shipped name)")
+    ap.add_argument("--cities", nargs="+", default=list(PUBLIC_CITIES))
+    if tasks is not None:
+        ap.add_argument("--tasks", nargs="+", default=list(tasks))
+    ap.add_argument("--steps", type=int, default=3, help="DDIM steps")
+    ap.add_argument("--samples", type=int, default=32, help="samples per window")

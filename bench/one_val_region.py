@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import RESULTS, command_line, table, write_text
+from common import RESULTS, add_val_sampling_args, command_line, table, write_text
 from forecasting.calibration import (
     Residuals, calibration_from_residuals, city_residuals, coverage_error, heldout_pit, pooled_table,
 )
@@ -47,11 +47,7 @@ def one_region_errors(fitted: dict[tuple[str, str], Residuals], city: str, task:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--checkpoint", default="uomo-public-cpu", help="UoMo checkpoint (path or shipped name)")
-    ap.add_argument("--cities", nargs="+", default=["nanchang", "nanjing", "synthetic"])
-    ap.add_argument("--tasks", nargs="+", default=["short", "long", "generation"])
-    ap.add_argument("--steps", type=int, default=3, help="DDIM steps")
-    ap.add_argument("--samples", type=int, default=32, help="samples per window")
+    add_val_sampling_args(ap)
     ap.add_argument("--stride", type=int, default=8, help="val windows every N steps")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
