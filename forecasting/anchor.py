@@ -122,16 +122,19 @@ class ValueSpace:
         return float(np.abs(self.value(numer) - self.value(shift)).mean())
 
 
-def mean_error(numer: np.ndarray, shift: np.ndarray, value: ValueSpace | None) -> float:
-    """The anchor's criterion: mean |y - c| in normalised units (`value`), else mean |g(y) - g(c)|."""
-    if value is None:
-        return float(np.abs(numer - shift).mean())
-    return value.error(numer, shift)
-
-
 #: the least gain in the criterion that moves the anchor away from the forecaster (not float noise): in model
 #: space, and in normalised units (where errors are ~s times smaller, s ~ 1e-2)
 MIN_GAIN = {"model": 1e-6, "value": 1e-8}
+
+
+def criterion(numer: np.ndarray, value: ValueSpace | None) -> tuple[Callable[[np.ndarray], float], float]:
+    """(error, least gain) of the anchor's fit over entries with truth g(y) = g(m) + numer: error(shift) is the
+    mean |y - c| of the centre g(c) = g(m) + shift in normalised units (`value`), else mean |g(y) - g(c)|; the
+    truth's normalised values are computed once for the whole grid."""
+    if value is None:
+        return (lambda shift: float(np.abs(numer - shift).mean())), MIN_GAIN["model"]
+    truth = value.value(numer)
+    return (lambda shift: float(np.abs(truth - value.value(shift)).mean())), MIN_GAIN["value"]
 
 
 def fit_weights(numer: np.ndarray, pull: np.ndarray, lead: np.ndarray,
@@ -149,13 +152,12 @@ def fit_weights(numer: np.ndarray, pull: np.ndarray, lead: np.ndarray,
     if at.sum() < MIN_ENTRIES:
         return np.zeros(MAX_LEAD) if fallback is None else np.asarray(fallback, dtype=np.float64).copy()
     r, d, ell = np.asarray(numer)[at], np.asarray(pull)[at], np.asarray(lead)[at]
-    space = None if value is None else value.take(at)
-    gain = MIN_GAIN["model" if value is None else "value"]
-    best, best_err = np.zeros(MAX_LEAD), mean_error(r, np.zeros_like(r), space)
+    error, gain = criterion(r, None if value is None else value.take(at))
+    best, best_err = np.zeros(MAX_LEAD), error(np.zeros_like(r))
     for tau in TAUS:
         for w0 in WEIGHTS[1:]:
             w = decaying(w0, tau)
-            err = mean_error(r, w[ell] * d, space)
+            err = error(w[ell] * d)
             if err < best_err - gain:
                 best, best_err = w, err
     return best
@@ -196,11 +198,10 @@ def fit_seasonal(numer: np.ndarray, shift: np.ndarray, season: np.ndarray, fallb
     r = np.asarray(numer, dtype=np.float64)[at]
     s = np.asarray(shift, dtype=np.float64)[at]
     d = np.asarray(season, dtype=np.float64)[at] - s
-    space = None if value is None else value.take(at)
-    gain = MIN_GAIN["model" if value is None else "value"]
-    best, best_err = 0.0, mean_error(r, s, space)
+    error, gain = criterion(r, None if value is None else value.take(at))
+    best, best_err = 0.0, error(s)
     for v in SEASONAL_WEIGHTS[1:]:
-        err = mean_error(r, s + v * d, space)
+        err = error(s + v * d)
         if err < best_err - gain:
             best, best_err = float(v), err
     return best
