@@ -27,8 +27,7 @@ import numpy as np
 
 from common import RESULTS, add_val_sampling_args, command_line, table, write_json, write_text
 from forecasting.anchor import ValueSpace, fit_seasonal, fit_weights
-from forecasting.calibration import Residuals
-from forecasting.calibration.fit import city_residuals
+from forecasting.calibration import Residuals, city_residuals
 from forecasting.data import load_city
 
 CRITERIA = ("model", "value")

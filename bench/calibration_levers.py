@@ -70,7 +70,7 @@ def region_coverages(fitted: dict, cal, geographies: dict, pool_weights: str = "
     own choices (spread, own or pooled table, width; the level map if kept): how far single regions stray
     from nominal, i.e. the noise a test set of a few regions carries."""
     from forecasting.calibration import held_out_tables, pit_coverage
-    from forecasting.calibration.fit import fold_pits, other_cities, through_map
+    from forecasting.calibration.heldout import fold_pits, other_cities, through_map
 
     around = {key: r.anchored(cal.tables[key].anchor, cal.tables[key].seasonal) for key, r in fitted.items()}
     out = {}

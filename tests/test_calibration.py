@@ -573,7 +573,7 @@ def test_pooled_tables_weigh_every_city_as_one_when_asked():
 
 def test_a_level_map_reshapes_bands_a_width_cannot_and_is_kept_only_where_held_out_regions_gain(tmp_path):
     from forecasting.calibration import MAP_LEVELS, level_map, map_errors, pit_coverage
-    from forecasting.calibration.fit import through_map
+    from forecasting.calibration.heldout import through_map
 
     rng = np.random.default_rng(9)
     # PIT values piled up in the tails (a central band too wide, outer ones too narrow): Beta(0.6, 0.6)

@@ -68,12 +68,15 @@ calibrated quantiles at S evenly spaced levels, in the same order everywhere.
 
 from __future__ import annotations
 
-from .fit import (
-    ANCHOR_ERRORS, DRAW_REGION_OFFSET, Residuals, best_bands, calibration_cities, calibration_from_residuals,
-    calibration_windows,
-    city_residuals, coverage_error, dead_zones, draw_residuals, fit_calibration, fit_pooled_calibration,
-    fitted_residuals, fold_scores, held_out_tables, heldout_pit, level_map, map_errors, pit_coverage, pooled_table,
-    pooled_weights, pooling_errors, quantile_score, refuse_own_draw, residuals, zero_brier, zero_briers,
+from .fit import ANCHOR_ERRORS, calibration_cities, calibration_from_residuals, fit_calibration, fit_pooled_calibration
+from .fit import dead_zones, zero_briers
+from .heldout import (
+    best_bands, coverage_error, fold_scores, held_out_tables, heldout_pit, level_map, map_errors, pit_coverage,
+    pooled_table, pooled_weights, pooling_errors, quantile_score, zero_brier,
+)
+from .residuals import (
+    DRAW_REGION_OFFSET, Residuals, calibration_windows, city_residuals, draw_residuals, fitted_residuals,
+    refuse_own_draw, residuals,
 )
 from .tables import (
     BUCKETS, FLOOR_SHARE, FORMAT, GROUPS, HORIZON, IDLE, LEVELS, MAP_LEVELS, MIN_GROUP_ENTRIES, MIN_WIDTH_REGIONS,

@@ -1,7 +1,8 @@
 """Calibration tables and their use: reading a batch (task, lead buckets, cell groups, point and spread in
 the per-cell log space), the residual tables, the `Calibration` that turns raw predictions into calibrated
 quantiles, samples and points, its file, and the calibrated forecaster. The method is described in
-`forecasting.calibration`; fitting on val regions is `forecasting.calibration.fit`.
+`forecasting.calibration`; fitting on val regions is `forecasting.calibration.fit` (reading a forecaster's
+val residuals, `.residuals`, and choosing by held-out scores, `.heldout`).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ MIN_WIDTH_REGIONS = 3  # val regions a city needs for its width to be chosen (wi
 POOLED = "*"  # the table fitted on every city's val entries, used for cities without their own
 #: levels at which a table's level map (`ResidualTable.level_map`) is stored; linear in between
 MAP_LEVELS = np.round(np.linspace(0.0, 1.0, 41), 6)
-POOL_WEIGHTS = ("entries", "cities")  # how a table pooled over cities weighs them (`calibration.fit.pooled_weights`)
+POOL_WEIGHTS = ("entries", "cities")  # how a table pooled over cities weighs them (`calibration.heldout.pooled_weights`)
 FORMAT = "uomo-calibration/2"
 
 
@@ -173,7 +174,6 @@ def weighted_quantile(x: np.ndarray, levels: np.ndarray, weight: np.ndarray | No
     return np.quantile(x[keep], levels, weights=weight[keep], method="inverted_cdf")
 
 
-
 @dataclass
 class ResidualTable:
     """Quantiles of standardised residuals z at `LEVELS` per (cell group, lead bucket), with the scale floor."""
@@ -191,7 +191,7 @@ class ResidualTable:
 
     def table_level(self, levels) -> np.ndarray:
         """The table's level for each nominal level a: a itself, or with a level map L (chosen on val,
-        `calibration.fit.level_map`) the linear interpolation of L between MAP_LEVELS, so that the
+        `calibration.heldout.level_map`) the linear interpolation of L between MAP_LEVELS, so that the
         calibrated quantile at a is the table's at L(a): a monotone reshaping of the bands that a single
         width factor cannot make (e.g. a central band too narrow while the outer ones are right)."""
         levels = np.clip(np.asarray(levels, dtype=np.float64), 0.0, 1.0)
