@@ -10,7 +10,9 @@ variant of the fit is made from them (`forecasting.calibration.calibration_from_
 - `pool_weights`: tables pooled over the cities weigh every val entry once ("entries", the default) or
   every city as one ("cities"), in the dead zone's Brier score too;
 - `level_maps`: a city with 3+ val regions may reshape its bands with a level map, kept where the map
-  fitted on its other regions lowers a held-out region's coverage error.
+  fitted on its other regions lowers a held-out region's coverage error;
+- the dead zone per city: each city's own dead zone (the Brier choice over its own entries) instead of the
+  one chosen over every city's entries, scored on the held-out regions (`city_dead_zones`).
 
 Per city x task the error is the mean over the held-out val regions of |PIT coverage - nominal| over the
 central 50/80/90% bands at the variant's own choices (lower is better; a city with one val region has
@@ -89,12 +91,82 @@ def region_coverages(fitted: dict, cal, geographies: dict, pool_weights: str = "
     return out
 
 
+def city_dead_zones(fitted: dict, cal, geographies: dict) -> dict:
+    """The dead zone chosen per city rather than over every city's entries, held out on val.
+
+    Each city's own dead zone is the Brier choice over its own val entries (`dead_zones`), the shipped one
+    `cal.zero_share` the choice over every city's. Under each, a city's table is fitted as the fit does (its
+    entries around its centre, thin rows from the pooled table) and the val choices of spread, own or
+    pooled table and width are made again (`held_out_choice`), so that the held-out coverage error of each
+    rule is at its own choices (the pooled rule's equals the shipped fit's). The Brier score of P(y = 0) is
+    held out too: each region under the dead zone chosen without it, over every other entry (`pooled`) or
+    the city's other regions (`city`), both under `cal`'s tables.
+    Returns {"chosen": {city: its own dead zone}, "tasks": {city/task: {rule: {"error", "width", "chosen"}}},
+    "brier": {city: {rule: held-out Brier score per entry, per cell group}}}."""
+    from forecasting.calibration import GROUPS, POOLED, ZERO_SHARES, ResidualTable, dead_zones
+    from forecasting.calibration.fit import held_out_choice
+    from forecasting.calibration.heldout import other_cities, zero_brier
+
+    around = {key: r.anchored(cal.tables[key].anchor, cal.tables[key].seasonal) for key, r in fitted.items()}
+    brier = {(key, int(g)): zero_brier(r.take(r.region == g), cal.tables[key], ZERO_SHARES)
+             for key, r in around.items() for g in np.unique(r.region)}
+    cities = sorted({c for c, _ in fitted})
+    own_zone = {c: dead_zones(sum(b for (k, _), b in brier.items() if k[0] == c)) for c in cities}
+    out = {"chosen": {c: z.tolist() for c, z in own_zone.items()}, "tasks": {}, "brier": {}}
+    for key, r in around.items():
+        if f"{key[0]}/{key[1]}" not in cal.meta["pooling"]:
+            continue  # fewer than 2 val regions: no held-out choice
+        tab = cal.tables[key]
+        own = ResidualTable.fit(r.numer, r.spread, r.bucket, r.group, key[1], shared=cal.tables[(POOLED, key[1])],
+                                is_zero=r.is_zero, anchor=tab.anchor, seasonal=tab.seasonal)
+        others, same = other_cities(around, key, geographies)
+        out["tasks"][f"{key[0]}/{key[1]}"] = {
+            rule: {k: rec[k] for k in ("error", "width", "chosen")}
+            for rule, zone in (("pooled", cal.zero_share), ("city", own_zone[key[0]]))
+            for rec in [held_out_choice(r, others, key[1], own, zone, same)[1]]}
+    for city in cities:
+        regions = sorted({g for (k, g) in brier if k[0] == city and g >= 0})
+        if len(regions) < 2:
+            continue
+        score = {rule: np.zeros(len(GROUPS)) for rule in ("pooled", "city")}
+        count = np.zeros(len(GROUPS))
+        for g in regions:
+            rows = sum(b for (k, r), b in brier.items() if k[0] == city and r == g)
+            count += sum(np.bincount(a.group[a.region == g], minlength=len(GROUPS))
+                         for k, a in around.items() if k[0] == city)
+            zones = {"pooled": dead_zones(sum(b for (k, r), b in brier.items() if not (k[0] == city and r == g))),
+                     "city": dead_zones(sum(b for (k, r), b in brier.items() if k[0] == city and r != g))}
+            for rule, zone in zones.items():
+                score[rule] += [rows[i, ZERO_SHARES.index(z)] for i, z in enumerate(zone)]
+        out["brier"][city] = {rule: np.round(v / np.maximum(count, 1), 5).tolist() for rule, v in score.items()}
+    return out
+
+
 def variant_errors(pooling: dict) -> dict[str, float]:
     """{city/task: held-out coverage error at the variant's choices} (the mapped error where a map was kept)."""
     return {k: v["error_mapped"] if v.get("level_map") else v["error"] for k, v in pooling.items()}
 
 
-def markdown(variants: list[dict], command: str, wall: float) -> str:
+def dead_zone_lines(zones: dict) -> list[str]:
+    """The markdown section of `city_dead_zones`."""
+    return [
+        "## The dead zone per city", "",
+        "Dead zone (share of the cell scale below which a sample is 0) chosen by the val Brier score of",
+        "P(y = 0) over every city's entries (`pooled`, the shipped rule) or over each city's own (`city`);",
+        "under each, the spread, own or pooled table and width chosen again on the held-out val regions, and",
+        "the held-out coverage error at those choices (the pooled rule's is the shipped fit's). The Brier",
+        "score is held out too: each region under the dead zone chosen without it.",
+        "Chosen on all val regions, active / idle / unobserved cells: " + "; ".join(
+            f"{c} {' / '.join(f'{x:g}' for x in z)}" for c, z in zones["chosen"].items()) + ".", "",
+        *table(["city / task", "pooled rule: error (table, width)", "per city: error (table, width)"],
+               [[k, *(f"{v[r]['error']:.4f} ({v[r]['chosen']}, {v[r]['width']:g})" for r in ("pooled", "city"))]
+                for k, v in sorted(zones["tasks"].items())]), "",
+        *table(["city", "Brier per entry, pooled rule (active / idle / unobserved)", "per city"],
+               [[c, " / ".join(f"{x:.5f}" for x in v["pooled"]), " / ".join(f"{x:.5f}" for x in v["city"])]
+                for c, v in sorted(zones["brier"].items())]), ""]
+
+
+def markdown(variants: list[dict], command: str, wall: float, zones: dict | None = None) -> str:
     keys = sorted({k for v in variants for k in v["errors"]})
     names = [f"{v['pool_weights']}{' + map' if v['level_maps'] else ''}" for v in variants]
     rows = [[k, *(f"{v['errors'][k]:.4f}" for v in variants)] for k in keys]
@@ -122,7 +194,8 @@ def markdown(variants: list[dict], command: str, wall: float) -> str:
         "spread between regions is what a test set of a few regions carries on top of any miscalibration.", "",
         *table(["city / task", "regions", "per held-out region"],
                [[k, len(c), "; ".join(" / ".join(f"{x:.0%}" for x in r) for r in c)]
-                for k, c in sorted(variants[0].get("regions", {}).items())]), ""])
+                for k, c in sorted(variants[0].get("regions", {}).items())]), "",
+        *(dead_zone_lines(zones) if zones else [])])
 
 
 def main(argv=None) -> int:
@@ -160,12 +233,14 @@ def main(argv=None) -> int:
                          "zero_share": np.atleast_1d(cal.zero_share).tolist()})
         if len(variants) == 1:
             variants[0]["regions"] = region_coverages(fitted, cal, geographies, pool_weights)
+            zones = city_dead_zones(fitted, cal, geographies)
         print(f"{pool_weights}{' + map' if level_maps else ''}: mean held-out error "
               f"{np.mean(list(variants[-1]['errors'].values())):.4f}", flush=True)
     command = command_line("calibration_levers.py", argv)
     out = Path(args.out)
-    write_json(out / "calibration_levers.json", {"command": command, "settings": settings, "variants": variants})
-    text = markdown(variants, command.strip(), time.perf_counter() - t0)
+    write_json(out / "calibration_levers.json", {"command": command, "settings": settings, "variants": variants,
+                                                        "dead_zone_per_city": zones})
+    text = markdown(variants, command.strip(), time.perf_counter() - t0, zones)
     write_text(out / "calibration_levers.md", text)
     print(text)
     return 0

@@ -307,6 +307,39 @@ def test_calibration_levers_caches_residuals_and_scores_every_variant_from_them(
     assert all(0 <= x <= 1 for c in regions.values() for r in c for x in r)
 
 
+def test_dead_zone_per_city_is_chosen_on_the_citys_own_entries_and_scored_on_held_out_regions(bench):
+    """A city whose unobserved cells fall idle below 5% of their scale takes that dead zone from its own
+    entries, while the pooled rule follows the larger city whose cells never idle; the held-out Brier score
+    of P(y = 0) shows the gain, and every held-out task is scored under both rules."""
+    from forecasting.calibration import Residuals, calibration_from_residuals
+    from forecasting.calibration.tables import zero_level
+
+    levers = bench("calibration_levers")
+    rng = np.random.default_rng(5)
+
+    def city(regions, idle_below, n=800):
+        m = n * regions
+        point = np.full(m, zero_level(0.05))
+        numer = 0.3 * rng.standard_normal(m)
+        is_zero = (point + numer <= zero_level(idle_below)) if idle_below else np.zeros(m, dtype=bool)
+        zi, zf = np.zeros(m, dtype=np.int64), np.zeros(m)
+        return Residuals(numer, np.ones(m), zi, zi + 2, point, is_zero, zf, zi, np.repeat(np.arange(regions), n))
+
+    fitted = {("a", "generation"): city(3, 0.05), ("b", "generation"): city(6, 0.0)}
+    geo = {"a": "a", "b": "b"}
+    cal = calibration_from_residuals(fitted, geographies=geo, anchor=False)
+    zones = levers.city_dead_zones(fitted, cal, geo)
+    assert zones["chosen"]["a"][2] >= 0.03 and zones["chosen"]["b"][2] == 0.0
+    assert cal.zero_share[2] < zones["chosen"]["a"][2]
+    assert zones["brier"]["a"]["city"][2] < zones["brier"]["a"]["pooled"][2]
+    assert set(zones["tasks"]) == {"a/generation", "b/generation"}
+    assert all(0 <= rec["error"] < 0.5 for v in zones["tasks"].values() for rec in v.values())
+    shipped = {k: v["error"] for k, v in cal.meta["pooling"].items()}  # the pooled rule redoes the fit's choice
+    assert {k: v["pooled"]["error"] for k, v in zones["tasks"].items()} == shipped
+    lines = "\n".join(levers.dead_zone_lines(zones))
+    assert "| a/generation |" in lines and "a 0 / 0 / " in lines
+
+
 def test_zero_shot_calibration_sources_leave_out_the_targets_areas_and_match_its_time_step(bench):
     """`--zero-shot-calibration other-cities`: a source covering the target's areas (the same city at another
     step) never calibrates it; the others are summed to the target's step where it is a whole multiple."""
