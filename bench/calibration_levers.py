@@ -67,6 +67,37 @@ def load_residuals(path: Path, meta: dict) -> tuple[dict, dict]:
     return fitted, geographies
 
 
+def add_residual_args(ap: argparse.ArgumentParser) -> None:
+    """The options of the val residuals every fit variant is made from (`val_residuals`)."""
+    add_val_sampling_args(ap)
+    ap.add_argument("--fit-stride", type=int, default=8, help="val windows every N steps")
+    ap.add_argument("--fit-draws", nargs="*", type=int, default=[], metavar="SEED",
+                    help="seeds of other draws of the synthetic presets among --cities joined to their val regions")
+    ap.add_argument("--residuals", type=Path, default=None,
+                    help="cache of the val residuals (.npz): read if it exists with the same settings, else written")
+
+
+def val_residuals(args: argparse.Namespace) -> tuple[dict, dict, dict]:
+    """(fitted, geographies, settings): the forecaster's raw val residuals per (city, task) as
+    `calibration_bench.py` fits them, read from the `--residuals` cache when it holds the same settings,
+    else sampled (and cached when `--residuals` is given)."""
+    settings = {"checkpoint": args.checkpoint, "cities": sorted(args.cities), "tasks": sorted(args.tasks),
+                "sampler": f"ddim-{args.steps} x {args.samples}", "stride": args.fit_stride,
+                "draws": sorted(args.fit_draws)}
+    if args.residuals is not None and args.residuals.is_file():
+        fitted, geographies = load_residuals(args.residuals, settings)
+        return fitted, geographies, settings
+    from forecasting.forecast import load_forecaster
+
+    model = load_forecaster(args.checkpoint, steps=args.steps, n_samples=args.samples)
+    cities = [load_city(c) for c in args.cities]
+    fitted = fitted_residuals(model, cities, args.tasks, "val", args.fit_stride, 0, args.fit_draws)
+    geographies = {c.name: c.geography for c in cities}
+    if args.residuals is not None:
+        save_residuals(args.residuals, fitted, geographies, settings)
+    return fitted, geographies, settings
+
+
 def region_coverages(fitted: dict, cal, geographies: dict, pool_weights: str = "entries") -> dict[str, list]:
     """{city/task: [[PIT coverage of the central 50, 80, 90% band] per held-out val region]} under `cal`'s
     own choices (spread, own or pooled table, width; the level map if kept): how far single regions stray
@@ -200,30 +231,12 @@ def markdown(variants: list[dict], command: str, wall: float, zones: dict | None
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_val_sampling_args(ap)
-    ap.add_argument("--fit-stride", type=int, default=8, help="val windows every N steps")
-    ap.add_argument("--fit-draws", nargs="*", type=int, default=[], metavar="SEED",
-                    help="seeds of other draws of the synthetic presets among --cities joined to their val regions")
-    ap.add_argument("--residuals", type=Path, default=None,
-                    help="cache of the val residuals (.npz): read if it exists with the same settings, else written")
+    add_residual_args(ap)
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
     refuse_fit_draws(ap, args.cities, args.fit_draws)
     t0 = time.perf_counter()
-    settings = {"checkpoint": args.checkpoint, "cities": sorted(args.cities), "tasks": sorted(args.tasks),
-                "sampler": f"ddim-{args.steps} x {args.samples}", "stride": args.fit_stride,
-                "draws": sorted(args.fit_draws)}
-    if args.residuals is not None and args.residuals.is_file():
-        fitted, geographies = load_residuals(args.residuals, settings)
-    else:
-        from forecasting.forecast import load_forecaster
-
-        model = load_forecaster(args.checkpoint, steps=args.steps, n_samples=args.samples)
-        cities = [load_city(c) for c in args.cities]
-        fitted = fitted_residuals(model, cities, args.tasks, "val", args.fit_stride, 0, args.fit_draws)
-        geographies = {c.name: c.geography for c in cities}
-        if args.residuals is not None:
-            save_residuals(args.residuals, fitted, geographies, settings)
+    fitted, geographies, settings = val_residuals(args)
     variants = []
     for pool_weights, level_maps in itertools.product(POOL_WEIGHTS, (False, True)):
         cal = calibration_from_residuals(fitted, geographies=geographies, pool_weights=pool_weights,

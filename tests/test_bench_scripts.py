@@ -201,9 +201,10 @@ def test_planning_bench_refuses_selection_draws_that_are_scored_or_the_default(b
     assert not (tmp_path / "out").exists()
 
 
-def test_one_val_region_check_prefers_own_bands_when_the_other_city_is_noisier(bench):
+def test_one_val_region_check_prefers_own_bands_when_the_other_city_is_noisier_and_borrows_others_widths(bench):
     """bench/one_val_region.py: calibrated on one of a city's val regions, its own table covers its other
-    regions near nominal while the table pooled with a three times noisier city over-covers them."""
+    regions near nominal while the table pooled with a three times noisier city over-covers them, unless
+    narrowed; the width a one-region city borrows is the one the other cities' held-out regions ask for."""
     from forecasting.calibration import Residuals
 
     one_val_region = bench("one_val_region")
@@ -219,6 +220,19 @@ def test_one_val_region_check_prefers_own_bands_when_the_other_city_is_noisier(b
     errors = one_val_region.one_region_errors(fitted, "a", "generation", {"a": "a", "b": "b"})
     assert len(errors["own"]) == 3
     assert max(errors["own"]) < 0.03 and min(errors["pooled"]) > 0.1
+    assert errors["own x c"] == errors["own"] and errors["pooled x c"] == errors["pooled"]  # width 1 borrowed
+    narrowed = one_val_region.one_region_errors(fitted, "a", "generation", {"a": "a", "b": "b"}, widths=(1.0, 0.3))
+    assert np.mean(narrowed["pooled x c"]) < np.mean(narrowed["pooled"])  # a third of b's spread fits a's
+    from forecasting.calibration import WIDTHS
+
+    def curve(own_best, pooled_best):  # (2, len(WIDTHS)) held-out errors, lowest at the given widths
+        k = np.arange(len(WIDTHS))
+        return np.stack([np.abs(k - WIDTHS.index(own_best)), np.abs(k - WIDTHS.index(pooled_best))]).astype(float)
+
+    width_errors = {("b", "generation"): curve(1.2, 0.8), ("c", "generation"): curve(1.2, 0.8),
+                    ("a", "generation"): 5 * curve(0.7, 1.5)}
+    assert one_val_region.borrowed_widths(width_errors, "a", "generation") == (1.2, 0.8)  # never a's own curve
+    assert one_val_region.borrowed_widths(width_errors, "a", "long") == (1.0, 1.0)
 
 
 def test_calibration_bench_refuses_a_presets_own_seed_as_a_draw(bench, tmp_path, capsys):
