@@ -220,18 +220,23 @@ def main(argv=None) -> int:
     ap.add_argument("--level-maps", action="store_true",
                     help="let a city with 3+ val regions reshape its bands with a level map where that lowers the "
                          "held-out coverage error (forecasting.calibration.level_map)")
+    ap.add_argument("--outer-widths", action="store_true",
+                    help="let a city with 3+ val regions scale the steps beyond its central 50%% band by their own "
+                         "width where that wins on held-out val regions (ResidualTable.outer_width)")
     ap.add_argument("--save", action="store_true", help="write the calibration beside the checkpoint")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
     from forecasting.checkpoint import resolve_checkpoint, weights_digest
     from forecasting.forecast import load_forecaster
 
+    if args.level_maps and args.outer_widths:
+        ap.error("--level-maps and --outer-widths both reshape the bands beyond one width: choose one")
     refuse_fit_draws(ap, args.cities, args.fit_draws)  # before the model loads: fit_calibration would refuse it only after minutes of sampling
     t0 = time.perf_counter()
     model = load_forecaster(args.checkpoint, steps=args.steps, n_samples=args.samples)
     cities = [load_city(c) for c in args.cities]
     cal = fit_calibration(model, cities, tasks=args.tasks, split="val", stride=args.fit_stride, draws=args.fit_draws,
-                          pool_weights=args.pool_weights, level_maps=args.level_maps)
+                          pool_weights=args.pool_weights, level_maps=args.level_maps, outer_widths=args.outer_widths)
     cal.meta.update(checkpoint=str(args.checkpoint), sampler=f"ddim-{args.steps} x {args.samples}",
                     weights_digest=weights_digest(model.net))  # the loader serves it only with these weights
     if args.save:

@@ -11,6 +11,8 @@ variant of the fit is made from them (`forecasting.calibration.calibration_from_
   every city as one ("cities"), in the dead zone's Brier score too;
 - `level_maps`: a city with 3+ val regions may reshape its bands with a level map, kept where the map
   fitted on its other regions lowers a held-out region's coverage error;
+- `outer_widths`: a city with 3+ val regions may scale the steps beyond its central 50% band by an outer
+  width, kept where the pair chosen on its other regions beats the single width on each held-out region;
 - the dead zone per city: each city's own dead zone (the Brier choice over its own entries) instead of the
   one chosen over every city's entries, scored on the held-out regions (`city_dead_zones`).
 
@@ -174,8 +176,31 @@ def city_dead_zones(fitted: dict, cal, geographies: dict) -> dict:
 
 
 def variant_errors(pooling: dict) -> dict[str, float]:
-    """{city/task: held-out coverage error at the variant's choices} (the mapped error where a map was kept)."""
-    return {k: v["error_mapped"] if v.get("level_map") else v["error"] for k, v in pooling.items()}
+    """{city/task: held-out coverage error at the variant's choices} (the mapped error where a map was kept, the
+    error at the width pair where an outer width was)."""
+    return {k: v["error_mapped"] if v.get("level_map") else v["error_outer"] if v.get("outer_width") else v["error"]
+            for k, v in pooling.items()}
+
+
+def variant_name(variant: dict) -> str:
+    """A variant's column name: its pool weights, '+ map' with level maps, '+ outer' with outer widths."""
+    return (variant["pool_weights"] + (" + map" if variant["level_maps"] else "")
+            + (" + outer" if variant.get("outer_widths") else ""))
+
+
+def outer_lines(variants: list[dict], keys: list[str]) -> list[str]:
+    """The markdown section of the outer widths' own held-out test (none without such a variant)."""
+    outer = [v for v in variants if v.get("outer_widths")]
+    if not outer:
+        return []
+    pooling = outer[0]["pooling"]
+    rows = [[k, f"{pooling[k]['nested_one']:.4f}", f"{pooling[k]['nested_two']:.4f}",
+             f"{pooling[k]['width']:g} / {pooling[k]['outer_width']:g}" if pooling[k].get("outer_width") else "-"]
+            for k in keys if "nested_one" in pooling.get(k, {})]
+    return ["The outer width's own held-out test (`entries + outer`): each region scored at the single width",
+            "and at the (central, outer) width pair chosen on the other regions (`nested_errors`); the pair is",
+            "kept where it wins.", "",
+            *table(["city / task", "one width", "width pair", "kept (central / outer)"], rows), ""]
 
 
 def dead_zone_lines(zones: dict) -> list[str]:
@@ -199,7 +224,7 @@ def dead_zone_lines(zones: dict) -> list[str]:
 
 def markdown(variants: list[dict], command: str, wall: float, zones: dict | None = None) -> str:
     keys = sorted({k for v in variants for k in v["errors"]})
-    names = [f"{v['pool_weights']}{' + map' if v['level_maps'] else ''}" for v in variants]
+    names = [variant_name(v) for v in variants]
     rows = [[k, *(f"{v['errors'][k]:.4f}" for v in variants)] for k in keys]
     rows.append(["mean", *(f"{np.mean(list(v['errors'].values())):.4f}" for v in variants)])
     rows.append(["dead zone (active / idle / unobserved)", *(" / ".join(f"{x:g}" for x in v["zero_share"])
@@ -221,6 +246,7 @@ def markdown(variants: list[dict], command: str, wall: float, zones: dict | None
         "The level map's own held-out test (each region under the map fitted on the other regions' PIT values):",
         "error without / with the map, at the variant's choices.", "",
         *table(["city / task", *(f"{v['pool_weights']} + map" for v in mapped)], map_rows), "",
+        *outer_lines(variants, keys),
         "Held-out PIT coverage of single val regions (50 / 80 / 90%) at the shipped choices (`entries`): the",
         "spread between regions is what a test set of a few regions carries on top of any miscalibration.", "",
         *table(["city / task", "regions", "per held-out region"],
@@ -238,16 +264,17 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     fitted, geographies, settings = val_residuals(args)
     variants = []
-    for pool_weights, level_maps in itertools.product(POOL_WEIGHTS, (False, True)):
+    shapes = [(w, m, False) for w, m in itertools.product(POOL_WEIGHTS, (False, True))] + [("entries", False, True)]
+    for pool_weights, level_maps, outer_widths in shapes:
         cal = calibration_from_residuals(fitted, geographies=geographies, pool_weights=pool_weights,
-                                         level_maps=level_maps)
-        variants.append({"pool_weights": pool_weights, "level_maps": level_maps, "pooling": cal.meta["pooling"],
-                         "errors": variant_errors(cal.meta["pooling"]),
+                                         level_maps=level_maps, outer_widths=outer_widths)
+        variants.append({"pool_weights": pool_weights, "level_maps": level_maps, "outer_widths": outer_widths,
+                         "pooling": cal.meta["pooling"], "errors": variant_errors(cal.meta["pooling"]),
                          "zero_share": np.atleast_1d(cal.zero_share).tolist()})
         if len(variants) == 1:
             variants[0]["regions"] = region_coverages(fitted, cal, geographies, pool_weights)
             zones = city_dead_zones(fitted, cal, geographies)
-        print(f"{pool_weights}{' + map' if level_maps else ''}: mean held-out error "
+        print(f"{variant_name(variants[-1])}: mean held-out error "
               f"{np.mean(list(variants[-1]['errors'].values())):.4f}", flush=True)
     command = command_line("calibration_levers.py", argv)
     out = Path(args.out)

@@ -109,12 +109,13 @@ _POOL_RESIDUALS: dict[str, dict] = {}
 class CalibrationPool(NamedTuple):
     """What the baselines' recalibration shares with UoMo's: the cities pooled over, the synthetic draws joined,
     how the pooled tables weigh the cities (`forecasting.calibration.pooled_weights`) and whether tables may
-    take a level map (`forecasting.calibration.level_map`)."""
+    take a level map (`forecasting.calibration.level_map`) or an outer width (`ResidualTable.outer_width`)."""
 
     cities: list[City]
     draws: list[int]
     pool_weights: str = "entries"
     level_maps: bool = False
+    outer_widths: bool = False
 
 
 def calibration_pool(checkpoint: str | None) -> CalibrationPool:
@@ -122,7 +123,8 @@ def calibration_pool(checkpoint: str | None) -> CalibrationPool:
     city needs its file in the data folder), for the baselines to pool over the same cities; the seeds of
     the synthetic draws whose val and test regions joined a synthetic preset's val regions there
     (`--fit-draws` of calibration_bench.py), for the baselines' fit on that preset to join them too; the
-    pooled tables' weighting and the level maps (`--pool-weights`, `--level-maps`). Empty without a
+    pooled tables' weighting, the level maps and outer widths (`--pool-weights`, `--level-maps`,
+    `--outer-widths`). Empty without a
     checkpoint or a calibration file."""
     from forecasting.calibration import Calibration, CalibrationError, calibration_cities, calibration_path
     from forecasting.checkpoint import resolve_checkpoint
@@ -135,7 +137,7 @@ def calibration_pool(checkpoint: str | None) -> CalibrationPool:
         return CalibrationPool([], [])
     cities = [load_city(c) for c in calibration_cities(cal) if c.startswith("synthetic") or c in available_real_cities()]
     return CalibrationPool(cities, [int(s) for s in cal.meta.get("draws", [])], cal.meta.get("pool_weights", "entries"),
-                           bool(cal.meta.get("level_maps", False)))
+                           bool(cal.meta.get("level_maps", False)), bool(cal.meta.get("outer_widths", False)))
 
 
 @contextmanager
@@ -163,7 +165,8 @@ def calibrated(name: str, city: City, notes: list[str], pool: CalibrationPool | 
                                      pool.cities if pool else [], tasks, cache=_POOL_RESIDUALS.setdefault(name, {}),
                                      draws=pool.draws if pool else (),
                                      pool_weights=pool.pool_weights if pool else "entries",
-                                     level_maps=pool.level_maps if pool else False)
+                                     level_maps=pool.level_maps if pool else False,
+                                     outer_widths=pool.outer_widths if pool else False)
     except CalibrationError as exc:  # e.g. seasonal naive on 15-min data: it serves nothing here
         notes.append(f"{city.name}: {name} not calibrated ({exc})")
         return f

@@ -70,8 +70,8 @@ def test_planning_bench_shares_the_calibration_draws_and_refuses_to_score_on_the
     planning = bench("planning_bench")
     pool = planning.calibration_pool("uomo-synthetic-cpu")
     assert pool.draws == [1, 2, 3, 4] and "synthetic" in [c.name for c in pool.cities]
-    assert pool.pool_weights == "entries" and not pool.level_maps  # the file records neither lever
-    assert planning.calibration_pool(None) == ([], [], "entries", False)
+    assert pool.pool_weights == "entries" and not pool.level_maps and not pool.outer_widths  # the file records no lever
+    assert planning.calibration_pool(None) == ([], [], "entries", False, False)
     with pytest.raises(SystemExit) as exc:
         planning.main(["--cities", "synthetic", "--forecaster", "uomo-synthetic-cpu", "--synthetic-seeds", "5", "2",
                        "--out", str(tmp_path / "out")])
@@ -242,6 +242,10 @@ def test_calibration_bench_refuses_a_presets_own_seed_as_a_draw(bench, tmp_path,
     with pytest.raises(SystemExit) as exc:
         cal.main(["--cities", "synthetic", "--fit-draws", "0", "3", "--out", str(tmp_path / "out")])
     assert exc.value.code == 2 and "--fit-draws" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(SystemExit) as exc:  # two ways to reshape the bands at once: refused before any model loads
+        cal.main(["--cities", "synthetic", "--level-maps", "--outer-widths", "--out", str(tmp_path / "out")])
+    assert exc.value.code == 2 and "choose one" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 

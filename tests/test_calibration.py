@@ -600,3 +600,60 @@ def test_a_level_map_reshapes_bands_a_width_cannot_and_is_kept_only_where_held_o
     doc["tables"][0]["level_map"] = doc["tables"][0]["level_map"][::-1]
     with pytest.raises(CalibrationError, match="level_map of c/generation must not decrease"):
         Calibration.from_dict(doc)
+
+
+def test_an_outer_width_scales_the_steps_beyond_the_central_band_and_survives_the_file(tmp_path):
+    table = ResidualTable(np.broadcast_to(np.linspace(-3, 3, 201), (3, 1, 201)).copy(), 0.1, 100)
+    shaped = table.widened(1.5, 0.5)
+    levels = np.array([0.1, 0.25, 0.5, 0.75, 0.9])
+    q, q2 = table.quantile(levels, 0, 0), shaped.quantile(levels, 0, 0)
+    assert q2[2] == pytest.approx(q[2])  # the median stays
+    assert q2[3] - q2[2] == pytest.approx(1.5 * (q[3] - q[2])) and q2[2] - q2[1] == pytest.approx(1.5 * (q[2] - q[1]))
+    assert q2[4] - q2[3] == pytest.approx(0.5 * (q[4] - q[3])) and q2[1] - q2[0] == pytest.approx(0.5 * (q[1] - q[0]))
+    assert np.all(np.diff(shaped.quantile(np.linspace(0, 1, 401), 0, 0)) >= 0)  # still a quantile function
+    assert np.allclose(table.widened(1.3, 1.3).quantile(levels, 0, 0), table.widened(1.3).quantile(levels, 0, 0))
+    cal = Calibration({("c", "generation"): shaped})
+    back = Calibration.load(cal.save(tmp_path / "outer.calibration.json")).tables[("c", "generation")]
+    assert (back.width, back.outer_width) == (1.5, 0.5)
+    assert "outer_width" not in Calibration({("c", "generation"): table}).to_dict()["tables"][0]
+    doc = cal.to_dict()
+    doc["tables"][0]["outer_width"] = "wide"
+    with pytest.raises(CalibrationError, match="outer_width of c/generation must be a number"):
+        Calibration.from_dict(doc)
+
+
+def test_nested_errors_score_each_regions_width_choice_made_on_the_other_regions():
+    from forecasting.calibration import nested_errors, width_pairs
+
+    widths = (1.0, 2.0)
+    pairs = width_pairs(widths)
+    assert pairs == [(1.0, 1.0), (1.0, 2.0), (2.0, 1.0), (2.0, 2.0)]
+    # regions 0-2 gain from (2, 1); region 3 alone prefers width 1, and chosen on the others it pays for it
+    errors = np.array([[0.10, 0.20, 0.02, 0.08],
+                       [0.10, 0.20, 0.02, 0.08],
+                       [0.10, 0.20, 0.02, 0.08],
+                       [0.01, 0.20, 0.05, 0.30]])
+    one, two = nested_errors(errors, widths)
+    # one width: without region 0, 1 or 2 the others' mean picks (1, 1) (0.07 vs 0.153); without region 3, (2, 2)
+    assert one == pytest.approx((3 * 0.10 + 0.30) / 4)
+    assert two == pytest.approx((3 * 0.02 + 0.05) / 4)  # the pair chosen without any one region: (2, 1)
+
+
+def test_an_outer_width_is_kept_where_region_biases_starve_the_central_band_and_only_there():
+    rng = np.random.default_rng(11)
+    biased = _region_residuals(rng, [1.0] * 6, per_region=1000)
+    biased.numer += np.repeat([-0.8, 0.8] * 3, 1000)  # a new region sits off the others' centre: 50% band misses
+    steady = _region_residuals(rng, [1.0] * 4, per_region=1000)
+    fitted = {("biased", "generation"): biased, ("steady", "generation"): steady}
+    cal = calibration_from_residuals(fitted, outer_widths=True)
+    rec = cal.meta["pooling"]
+    assert cal.meta["outer_widths"] is True
+    assert rec["biased/generation"]["outer_width"] is not None
+    assert rec["biased/generation"]["nested_two"] < rec["biased/generation"]["nested_one"]
+    assert rec["biased/generation"]["width"] > rec["biased/generation"]["outer_width"]  # the central band widens more
+    assert cal.tables[("biased", "generation")].outer_width == rec["biased/generation"]["outer_width"]
+    assert rec["steady/generation"]["outer_width"] is None and cal.tables[("steady", "generation")].outer_width is None
+    plain = calibration_from_residuals(fitted)
+    assert "outer_widths" not in plain.meta and all("nested_one" not in v for v in plain.meta["pooling"].values())
+    with pytest.raises(CalibrationError, match="choose one"):
+        calibration_from_residuals(fitted, level_maps=True, outer_widths=True)

@@ -40,8 +40,11 @@ test regions of draws 1-3), so bands fitted on them alone over-cover its other r
 sampling forecaster's residuals are standardised by its own spread sg or by 1 (`flat`), whichever scores
 better on the held-out val regions by the quantile score (mean pinball loss), a proper score: the spread
 earns its place only where it sharpens the bands (on the synthetic city it does not, and its noise from one
-forecast to the next makes rolling sleep plans switch more). Choices made on val entries only, recorded in
-meta["pooling"].
+forecast to the next makes rolling sleep plans switch more). Optionally (`outer_widths=True`), a city with
+MIN_WIDTH_REGIONS val regions or more may scale the central 50% band by c and the quantiles' steps beyond
+it by an outer width c_out, where the pair chosen on its other regions beats the single width chosen there
+on each held-out region (`nested_errors`; its generation bands are too narrow at 50% and right at 90%).
+Choices made on val entries only, recorded in meta["pooling"].
 
 Cells observed all zero also get an atom at 0 of their own: idle_zero[bucket] = the share of exact zeros
 among the val entries of such cells (per city, task and lead bucket, borrowed from the pooled table like
@@ -71,8 +74,8 @@ from __future__ import annotations
 from .fit import ANCHOR_ERRORS, calibration_cities, calibration_from_residuals, fit_calibration, fit_pooled_calibration
 from .fit import dead_zones, zero_briers
 from .heldout import (
-    best_bands, coverage_error, fold_scores, held_out_tables, heldout_pit, level_map, map_errors, pit_coverage,
-    pooled_table, pooled_weights, pooling_errors, quantile_score, zero_brier,
+    best_bands, coverage_error, fold_scores, held_out_tables, heldout_pit, level_map, map_errors, nested_errors,
+    outer_errors, pit_coverage, pooled_table, pooled_weights, pooling_errors, quantile_score, width_pairs, zero_brier,
 )
 from .residuals import (
     DRAW_REGION_OFFSET, Residuals, calibration_windows, city_residuals, draw_residuals, fitted_residuals,
@@ -93,7 +96,7 @@ __all__ = [
     "Residuals", "best_bands", "calibration_cities", "calibration_from_residuals", "calibration_path",
     "calibration_windows", "city_residuals", "coverage_error", "dead_zones", "draw_residuals", "fit_calibration",
     "fit_pooled_calibration", "fitted_residuals", "fold_scores", "held_out_tables", "heldout_pit", "infer_task",
-    "lead_buckets", "level_map", "map_errors", "model_point_and_spread", "pit_coverage", "pooled_table",
-    "pooled_weights", "pooling_errors", "quantile_score", "refuse_own_draw", "residuals", "zero_brier",
-    "zero_briers", "zero_level",
+    "lead_buckets", "level_map", "map_errors", "model_point_and_spread", "nested_errors", "outer_errors",
+    "pit_coverage", "pooled_table", "pooled_weights", "pooling_errors", "quantile_score", "refuse_own_draw",
+    "residuals", "width_pairs", "zero_brier", "zero_briers", "zero_level",
 ]

@@ -15,7 +15,7 @@ from ..data import City
 from ..interface import Forecaster
 from .heldout import (
     band_errors, best_bands, check_pool_weights, fold_pits, fold_scores, held_out_tables, level_map, map_errors,
-    other_cities, pooled_table, pooled_weights, zero_brier,
+    nested_errors, other_cities, outer_errors, pooled_table, pooled_weights, width_pairs, zero_brier,
 )
 from .residuals import Residuals, city_residuals, fitted_residuals, with_draws
 from .tables import GROUPS, MIN_WIDTH_REGIONS, POOLED, WIDTHS, ZERO_SHARES, Calibration, CalibrationError, ResidualTable
@@ -49,6 +49,7 @@ def fit_calibration(
     draws: Sequence[int] = (),
     pool_weights: str = "entries",
     level_maps: bool = False,
+    outer_widths: bool = False,
 ) -> Calibration:
     """Residual tables per (city, task) and pooled over cities, from `forecaster` on the `split` regions,
     and the dead zone with the lowest Brier score of P(y = 0) over all of those entries (`anchor`: fit
@@ -59,7 +60,8 @@ def fit_calibration(
     synthetic city 2 of 16), which may be busier or quieter than its test regions; the draws come from the
     same generator, so their regions stand for the preset's unseen ones, and with them the band width is
     chosen too (MIN_WIDTH_REGIONS). `pool_weights`: how the tables pooled over cities weigh them;
-    `level_maps`: whether a table may take a level map (both `calibration_from_residuals`)."""
+    `level_maps`: whether a table may take a level map; `outer_widths`: whether it may take an outer width (all
+    `calibration_from_residuals`)."""
     check_pool_weights(pool_weights)
     seeds = sorted({int(x) for x in draws})
     fitted = fitted_residuals(forecaster, cities, tasks, split, stride, seed, seeds)
@@ -67,20 +69,21 @@ def fit_calibration(
     if seeds:
         meta["draws"] = seeds
     return calibration_from_residuals(fitted, meta, anchor=anchor, geographies={c.name: c.geography for c in cities},
-                                      pool_weights=pool_weights, level_maps=level_maps)
+                                      pool_weights=pool_weights, level_maps=level_maps, outer_widths=outer_widths)
 
 
 def fit_pooled_calibration(forecaster_for: Callable[[City], Forecaster], city: City, pool: Sequence[City] = (),
                            tasks: Sequence[str] = ("short", "long", "generation"), split: str = "val",
                            stride: int = 8, cache: dict | None = None, draws: Sequence[int] = (),
-                           pool_weights: str = "entries", level_maps: bool = False) -> Calibration:
+                           pool_weights: str = "entries", level_maps: bool = False,
+                           outer_widths: bool = False) -> Calibration:
     """`city`'s calibration fitted on its `split` regions and those of the `pool` cities, the forecaster
     built for each city by `forecaster_for` (a baseline fitted on that city's training regions): the same
     choice between own and pooled tables a checkpoint's calibration fitted on several cities has, for a
     forecaster that is fitted per city. `cache` ({city name: residuals}) spares re-fitting pool cities (and
     draws, `with_draws`). `draws`: as in `fit_calibration`, the val and test regions of other draws of a
     synthetic preset `city` join its val regions (the forecaster built on each draw); the pool cities'
-    residuals stay their own. `pool_weights`, `level_maps`: as in `fit_calibration`.
+    residuals stay their own. `pool_weights`, `level_maps`, `outer_widths`: as in `fit_calibration`.
     """
     check_pool_weights(pool_weights)
     seeds = sorted({int(x) for x in draws})
@@ -103,7 +106,7 @@ def fit_pooled_calibration(forecaster_for: Callable[[City], Forecaster], city: C
     if seeds:
         meta["draws"] = seeds
     return calibration_from_residuals(fitted, meta, geographies={c.name: c.geography for c in [city, *pool]},
-                                      pool_weights=pool_weights, level_maps=level_maps)
+                                      pool_weights=pool_weights, level_maps=level_maps, outer_widths=outer_widths)
 
 
 def calibration_cities(calibration: Calibration) -> list[str]:
@@ -115,7 +118,7 @@ def calibration_from_residuals(fitted: dict[tuple[str, str], Residuals], meta: d
                                anchor: bool = True, pool_cities: bool = True,
                                geographies: dict[str, str] | None = None,
                                pool_weights: str = "entries", level_maps: bool = False,
-                               anchor_error: str = "model") -> Calibration:
+                               anchor_error: str = "model", outer_widths: bool = False) -> Calibration:
     """Tables per (city, task) and pooled over cities per task, and the dead zone `zero_share`: per cell group,
     the share of `ZERO_SHARES` with the lowest Brier score of P(y = 0) over that group's fitted entries (ties:
     the smaller), so that cells with traffic in the window (which may never touch exact zero) do not get
@@ -148,6 +151,11 @@ def calibration_from_residuals(fitted: dict[tuple[str, str], Residuals], meta: d
     quantile at nominal level a is read at the level L(a) where the held-out val regions' PIT values reach a),
     which reshapes the bands where a width cannot (a central band too narrow under right outer ones); it is
     kept when it lowers the held-out coverage error of regions its map was not fitted on (`map_errors`).
+    With `outer_widths` instead (the two exclude each other), such a table may scale the steps of its
+    quantiles beyond the central 50% band by an outer width c_out of `WIDTHS` and the band itself by c
+    (`ResidualTable.quantile`): the pair with the lowest held-out error, kept when the pair chosen on the
+    other regions beats the single width chosen there on each region in turn (`nested_errors`). Measured on
+    val (`bench/results/calibration_levers.md`): generation's central band too narrow under right outer ones.
     The errors, scores and choices are stored in meta["pooling"].
     `geographies` ({city: `City.geography`}) tells cities that cover the same areas (held out together).
     `pool_weights` ("entries" or "cities", `pooled_weights`): how every table pooled over cities, and the
@@ -156,6 +164,8 @@ def calibration_from_residuals(fitted: dict[tuple[str, str], Residuals], meta: d
     """
     geography = geographies or {}
     check_pool_weights(pool_weights)  # before any fit
+    if level_maps and outer_widths:
+        raise CalibrationError("level_maps and outer_widths both reshape the bands beyond one width: choose one")
     check_anchor_error(anchor_error, fitted if anchor else {})
     tables, around = {}, {}
     for task in sorted({t for _, t in fitted}):
@@ -181,7 +191,8 @@ def calibration_from_residuals(fitted: dict[tuple[str, str], Residuals], meta: d
     if pool_cities:
         for key, r in around.items():  # the spread, own table or every city's, and the width, held out on val
             others, same = other_cities(around, key, geography)
-            table, record = held_out_choice(r, others, key[1], tables[key], zero_share, same, pool_weights, level_maps)
+            table, record = held_out_choice(r, others, key[1], tables[key], zero_share, same, pool_weights, level_maps,
+                                            outer_widths)
             if record is not None:
                 tables[key], choices[f"{key[0]}/{key[1]}"] = table, record
     brier = zero_briers(around, tables, pool_weights)
@@ -196,12 +207,14 @@ def calibration_from_residuals(fitted: dict[tuple[str, str], Residuals], meta: d
         meta["pool_weights"] = pool_weights
     if level_maps:
         meta["level_maps"] = True
+    if outer_widths:
+        meta["outer_widths"] = True
     return Calibration(tables, meta, dead_zones(brier))
 
 
 def held_out_choice(own: Residuals, others: Sequence[Residuals], task: str, table: ResidualTable,
                     zero_share: float | np.ndarray, same_area: Sequence[bool], pool_weights: str = "entries",
-                    level_maps: bool = False) -> tuple[ResidualTable, dict | None]:
+                    level_maps: bool = False, outer_widths: bool = False) -> tuple[ResidualTable, dict | None]:
     """A city's table for `task` after the val choices of `calibration_from_residuals` (its own `table`
     fitted on `own`, the other cities' residuals `others`, pooled tables weighted by `pool_weights`), and
     their record; (`table`, None) with fewer than 2 val regions. The held-out folds are fitted once per
@@ -235,6 +248,15 @@ def held_out_choice(own: Residuals, others: Sequence[Residuals], task: str, tabl
         table = replace(pooled_table([own, *others], task, anchor, table.floor, flat, pool_weights),
                         seasonal=table.seasonal)
     table = table.widened(widths[col])
+    if outer_widths and n_regions >= MIN_WIDTH_REGIONS:  # the outer width: kept only if it wins on unseen regions
+        pair_errors = outer_errors(folds[flat], row, zero_share, widths)
+        single, paired = nested_errors(pair_errors, widths)
+        c, c_out = width_pairs(widths)[int(np.argmin(pair_errors.mean(axis=0)))]
+        kept = paired < single - 1e-12
+        record.update(nested_one=round(single, 4), nested_two=round(paired, 4), outer_width=c_out if kept else None)
+        if kept:
+            record.update(width=c, error_outer=round(float(pair_errors.mean(axis=0).min()), 4))
+            table = table.widened(c, c_out)
     if level_maps and n_regions >= MIN_WIDTH_REGIONS:  # the level map: chosen, as the width is, on unseen regions
         pits = fold_pits(folds[flat], row, widths[col], zero_share)
         plain, mapped = map_errors(pits)

@@ -184,6 +184,45 @@ def map_errors(pits: Sequence[np.ndarray]) -> tuple[float, float]:
     return float(np.mean(plain)), float(np.mean(mapped))
 
 
+#: most held-out entries an outer-width fold is scored on (a seeded subsample above it): 64 width pairs a fold
+OUTER_FOLD_ENTRIES = 30_000
+
+
+def width_pairs(widths: Sequence[float]) -> list[tuple[float, float]]:
+    """Every (inner width c, outer width c_out) pair of `widths`."""
+    return [(c, c_out) for c in widths for c_out in widths]
+
+
+def outer_errors(folds: Sequence, row: int, zero_share: float | np.ndarray, widths: Sequence[float],
+                 cap: int = OUTER_FOLD_ENTRIES) -> np.ndarray:
+    """(n_folds, len(widths)^2) `coverage_error` of each held-out region of `held_out_tables`'s folds under the
+    fold's own (`row` 0) or pooled (1) table at every (width, outer width) pair of `width_pairs`; a region
+    with more than `cap` entries is scored on a seeded subsample of them."""
+    pairs = width_pairs(widths)
+    out = np.zeros((len(folds), len(pairs)))
+    for i, (held, alone, pooled) in enumerate(folds):
+        if held.numer.size > cap:
+            held = held.take(np.sort(np.random.default_rng(i).permutation(held.numer.size)[:cap]))
+        table = (alone, pooled)[row]
+        for j, (c, c_out) in enumerate(pairs):
+            out[i, j] = coverage_error(heldout_pit(held, table.widened(c, c_out), zero_share))
+    return out
+
+
+def nested_errors(errors: np.ndarray, widths: Sequence[float]) -> tuple[float, float]:
+    """(one width, two widths): the mean over held-out regions of each region's `outer_errors` at the pair
+    chosen on the *other* regions (the lowest mean error there), among the pairs with c_out = c (one width)
+    or among all pairs: each choice scored on a region it was not made on."""
+    pairs = width_pairs(widths)
+    single = [j for j, (c, c_out) in enumerate(pairs) if c == c_out]
+    one, two = [], []
+    for i in range(errors.shape[0]):
+        rest = np.delete(errors, i, axis=0).mean(axis=0)
+        one.append(errors[i, single[int(np.argmin(rest[single]))]])
+        two.append(errors[i, int(np.argmin(rest))])
+    return float(np.mean(one)), float(np.mean(two))
+
+
 def best_bands(errors: np.ndarray, widths: Sequence[float]) -> tuple[int, int]:
     """(row, column) of the lowest error in `pooling_errors`'s table; ties go to the own table and to the
     width nearest 1 (the residuals as they are)."""

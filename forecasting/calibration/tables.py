@@ -188,6 +188,7 @@ class ResidualTable:
     flat: bool = False  # the forecaster's own spread sg replaced by 1 (a constant relative error), chosen on val
     seasonal: float = 0.0  # v: the centre's weight on the value one day earlier (`forecasting.anchor`); 0: none
     level_map: np.ndarray | None = None  # (len(MAP_LEVELS),) table level of each nominal level; None: identity
+    outer_width: float | None = None  # c_out: the quantiles' steps beyond the central 50% band scaled by it; None: c
 
     def table_level(self, levels) -> np.ndarray:
         """The table's level for each nominal level a: a itself, or with a level map L (chosen on val,
@@ -214,25 +215,39 @@ class ResidualTable:
         """Whether row (group, bucket) was fitted on at least MIN_GROUP_ENTRIES residuals of its own."""
         return self.entries is not None and self.entries[group, bucket] >= MIN_GROUP_ENTRIES
 
-    def quantile(self, levels, bucket, group) -> np.ndarray:
-        """Qz(level) in (`group`, `bucket`) (broadcast together), widened about the row's median:
-        Qz(a) = Qz_val(1/2) + c (Qz_val(L(a)) - Qz_val(1/2)) with c = `width` and L the level map (`table_level`)."""
-        levels = self.table_level(levels)
-        bucket = np.clip(np.asarray(bucket, dtype=np.int64), 0, self.z.shape[1] - 1)
-        group = np.clip(np.asarray(group, dtype=np.int64), 0, self.z.shape[0] - 1)
+    def _row_quantile(self, levels: np.ndarray, bucket: np.ndarray, group: np.ndarray) -> np.ndarray:
+        """Qz_val at table levels `levels` in (`group`, `bucket`): linear between the stored LEVELS."""
         pos = levels * (LEVELS.size - 1)
         lo = np.floor(pos).astype(np.int64)
         hi = np.minimum(lo + 1, LEVELS.size - 1)
         frac = pos - lo
-        q = self.z[group, bucket, lo] * (1 - frac) + self.z[group, bucket, hi] * frac
-        if self.width == 1.0:
+        return self.z[group, bucket, lo] * (1 - frac) + self.z[group, bucket, hi] * frac
+
+    def quantile(self, levels, bucket, group) -> np.ndarray:
+        """Qz(level) in (`group`, `bucket`) (broadcast together), widened about the row's median:
+        Qz(a) = Qz_val(1/2) + c (Qz_val(L(a)) - Qz_val(1/2)) with c = `width` and L the level map (`table_level`).
+        With an outer width c_out, c scales only the central 50% band and c_out the steps beyond it:
+        Qz(a) = Qz(3/4) + c_out (Qz_val(L(a)) - Qz_val(3/4)) above L(a) = 3/4, and alike below 1/4
+        (monotone for c, c_out > 0): the central band widened while the outer ones stay, or the reverse."""
+        levels = self.table_level(levels)
+        bucket = np.clip(np.asarray(bucket, dtype=np.int64), 0, self.z.shape[1] - 1)
+        group = np.clip(np.asarray(group, dtype=np.int64), 0, self.z.shape[0] - 1)
+        q = self._row_quantile(levels, bucket, group)
+        if self.width == 1.0 and self.outer_width is None:
             return q
         median = self.z[group, bucket, (LEVELS.size - 1) // 2]
-        return median + self.width * (q - median)
+        inner = median + self.width * (q - median)
+        if self.outer_width is None:
+            return inner
+        edge = np.where(levels > 0.5, 0.75, 0.25)  # the central band's edge on each side of the median
+        q_edge = self._row_quantile(edge, bucket, group)
+        outer = median + self.width * (q_edge - median) + self.outer_width * (q - q_edge)
+        return np.where(np.abs(levels - 0.5) > 0.25, outer, inner)
 
-    def widened(self, width: float) -> "ResidualTable":
-        """The same table with band-width factor `width`."""
-        return replace(self, width=float(width))
+    def widened(self, width: float, outer_width: float | None = None) -> "ResidualTable":
+        """The same table with band-width factor `width` (and outer width `outer_width`, None: `width` for
+        every level)."""
+        return replace(self, width=float(width), outer_width=None if outer_width is None else float(outer_width))
 
     def model_quantile(self, levels, bucket, group, point, spread) -> np.ndarray:
         """Calibrated quantiles in the model space: g(m) + (sg + floor) Qz(level) (all broadcast together;
@@ -394,6 +409,7 @@ class Calibration:
                  **({} if tab.idle_zero is None else {"idle_zero": np.round(tab.idle_zero, 7).tolist()}),
                  **({} if tab.anchor is None else {"anchor": np.round(tab.anchor, 6).tolist()}),
                  **({} if tab.width == 1.0 else {"width": tab.width}),
+                 **({} if tab.outer_width is None else {"outer_width": tab.outer_width}),
                  **({} if not tab.seasonal else {"seasonal": tab.seasonal}),
                  **({} if tab.level_map is None else {"level_map": np.round(tab.level_map, 6).tolist()}),
                  **({"flat": True} if tab.flat else {})}
@@ -422,6 +438,10 @@ class Calibration:
             if not _number(width) or not 0 < width < 10:
                 raise CalibrationError(f"{source}: width of {t.get('city')}/{t.get('task')} must be a number "
                                        f"in (0, 10), got {width!r}")
+            outer_width = t.get("outer_width")  # absent: the width holds for every level
+            if outer_width is not None and (not _number(outer_width) or not 0 < outer_width < 10):
+                raise CalibrationError(f"{source}: outer_width of {t.get('city')}/{t.get('task')} must be a number "
+                                       f"in (0, 10), got {outer_width!r}")
             seasonal = t.get("seasonal", 0.0)  # absent: no seasonal term
             if not _number(seasonal) or not 0 <= seasonal <= 1:
                 raise CalibrationError(f"{source}: seasonal of {t.get('city')}/{t.get('task')} must be a number "
@@ -436,7 +456,9 @@ class Calibration:
             tables[(str(t["city"]), str(t["task"]))] = ResidualTable(z, float(t["floor"]), int(t["n"]),
                                                                      idle_zero=idle_zero, anchor=anchor,
                                                                      width=float(width), flat=flat,
-                                                                     seasonal=float(seasonal), level_map=level_map)
+                                                                     seasonal=float(seasonal), level_map=level_map,
+                                                                     outer_width=None if outer_width is None
+                                                                     else float(outer_width))
         share = d.get("zero_share", 0.0)  # one number (files before the per-group dead zone) or one per group
         values = share if isinstance(share, list) and len(share) == len(GROUPS) else [share]
         if not all(_number(v) and 0 <= v < 1 for v in values):
