@@ -22,7 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from common import RESULTS, command_line, refuse_fit_draws, write_json, write_text
-from forecasting.calibration import POOL_WEIGHTS, Calibration, calibration_path, calibration_windows, fit_calibration, pit_coverage
+from forecasting.calibration import (
+    POOL_WEIGHTS, Calibration, calibration_from_residuals, calibration_path, calibration_windows, fit_calibration,
+    pit_coverage,
+)
 from forecasting.data import load_city
 from forecasting.evaluate import window_masks
 from forecasting.interface import hide
@@ -127,8 +130,14 @@ def pooling_lines(pooling: dict) -> list[str]:
     for k, v in sorted(pooling.items()):
         scores = (f"{v['score_model']:.5f} | {v['score_flat']:.5f} | {v['spread']}" if "spread" in v
                   else "- | - | model")
-        lines.append(f"| {k} | {scores} | {v['own']:.3f} | {v['pooled']:.3f} | {v['chosen']} | "
-                     f"{v.get('width', 1.0):g} | {v.get('error', min(v['own'], v['pooled'])):.3f} |")
+        width = f"{v.get('width', 1.0):g}" + (f" / outer {v['outer_width']:g}" if v.get("outer_width") else "")
+        error = v.get("error_outer", v.get("error", min(v["own"], v["pooled"])))
+        lines.append(f"| {k} | {scores} | {v['own']:.3f} | {v['pooled']:.3f} | {v['chosen']} | {width} | {error:.3f} |")
+    if any(v.get("outer_width") for v in pooling.values()):
+        lines += ["", "Outer widths (`--outer-widths`): the central 50% band scaled by the width, the steps beyond it by",
+                  "the outer width, kept where the pair chosen on the other val regions beat the single width on each",
+                  "held-out region: " + "; ".join(f"{k} {v['nested_one']:.4f} -> {v['nested_two']:.4f}"
+                                                  for k, v in sorted(pooling.items()) if "nested_one" in v) + "."]
     return lines + [""]
 
 
@@ -201,6 +210,22 @@ def figure(curves: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def fit(model, cities: list, args: argparse.Namespace) -> Calibration:
+    """The calibration of `model` fitted on the val regions of `cities` (`fit_calibration`), or, with
+    `--residuals`, the same fit made from the cached val residuals (`calibration_levers.val_residuals`)."""
+    options = dict(pool_weights=args.pool_weights, level_maps=args.level_maps, outer_widths=args.outer_widths)
+    if args.residuals is None:
+        return fit_calibration(model, cities, tasks=args.tasks, split="val",
+                               stride=args.fit_stride, draws=args.fit_draws, **options)
+    from calibration_levers import val_residuals
+
+    fitted, geographies, _ = val_residuals(args)
+    meta = {"forecaster": model.name, "split": "val", "stride": args.fit_stride, "seed": 0}
+    if args.fit_draws:
+        meta["draws"] = sorted({int(x) for x in args.fit_draws})
+    return calibration_from_residuals(fitted, meta, geographies=geographies, **options)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", default="uomo-synthetic-cpu", help="UoMo checkpoint (path or shipped name)")
@@ -223,7 +248,13 @@ def main(argv=None) -> int:
     ap.add_argument("--outer-widths", action="store_true",
                     help="let a city with 3+ val regions scale the steps beyond its central 50%% band by their own "
                          "width where that wins on held-out val regions (ResidualTable.outer_width)")
+    ap.add_argument("--residuals", type=Path, default=None,
+                    help="cache of the val residuals (.npz, as bench/calibration_levers.py keeps it): the fit reads "
+                         "them when the cache holds the same settings, else samples them and writes the cache")
     ap.add_argument("--save", action="store_true", help="write the calibration beside the checkpoint")
+    ap.add_argument("--score-saved", action="store_true",
+                    help="score the calibration file beside the checkpoint on the test regions instead of fitting "
+                         "one (e.g. one fitted from cached val residuals, bench/calibration_levers.py)")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
     from forecasting.checkpoint import resolve_checkpoint, weights_digest
@@ -231,14 +262,21 @@ def main(argv=None) -> int:
 
     if args.level_maps and args.outer_widths:
         ap.error("--level-maps and --outer-widths both reshape the bands beyond one width: choose one")
+    if args.score_saved and (args.save or args.fit_draws or args.level_maps or args.outer_widths or args.residuals):
+        ap.error("--score-saved scores the saved file as it is: drop --save, --fit-draws, --level-maps, "
+                 "--outer-widths and --residuals")
     refuse_fit_draws(ap, args.cities, args.fit_draws)  # before the model loads: fit_calibration would refuse it only after minutes of sampling
     t0 = time.perf_counter()
     model = load_forecaster(args.checkpoint, steps=args.steps, n_samples=args.samples)
     cities = [load_city(c) for c in args.cities]
-    cal = fit_calibration(model, cities, tasks=args.tasks, split="val", stride=args.fit_stride, draws=args.fit_draws,
-                          pool_weights=args.pool_weights, level_maps=args.level_maps, outer_widths=args.outer_widths)
-    cal.meta.update(checkpoint=str(args.checkpoint), sampler=f"ddim-{args.steps} x {args.samples}",
-                    weights_digest=weights_digest(model.net))  # the loader serves it only with these weights
+    if args.score_saved:
+        cal = model.calibration  # the file beside the checkpoint, loaded (and checked against the weights) with it
+        if cal is None:
+            raise SystemExit(f"{args.checkpoint} has no calibration file to score; fit one with --save")
+    else:
+        cal = fit(model, cities, args)
+        cal.meta.update(checkpoint=str(args.checkpoint), sampler=f"ddim-{args.steps} x {args.samples}",
+                        weights_digest=weights_digest(model.net))  # the loader serves it only with these weights
     if args.save:
         print(f"calibration written to {cal.save(calibration_path(resolve_checkpoint(args.checkpoint)))}", file=sys.stderr)
     rows, curves = [], {}

@@ -246,6 +246,9 @@ def test_calibration_bench_refuses_a_presets_own_seed_as_a_draw(bench, tmp_path,
     with pytest.raises(SystemExit) as exc:  # two ways to reshape the bands at once: refused before any model loads
         cal.main(["--cities", "synthetic", "--level-maps", "--outer-widths", "--out", str(tmp_path / "out")])
     assert exc.value.code == 2 and "choose one" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:  # scoring the saved file while asking to fit (and save) another
+        cal.main(["--cities", "synthetic", "--score-saved", "--save", "--out", str(tmp_path / "out")])
+    assert exc.value.code == 2 and "--score-saved scores the saved file as it is" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 
