@@ -255,14 +255,21 @@ def markdown(variants: list[dict], command: str, wall: float, zones: dict | None
         *(dead_zone_lines(zones) if zones else [])])
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def residual_run(argv, description: str) -> tuple[argparse.Namespace, dict, dict, dict, float]:
+    """A val-residual script's start: its options (`add_residual_args`, `--out`) parsed from `argv`, the draws
+    checked, the residuals read or sampled (`val_residuals`); returns (args, fitted, geographies, settings,
+    start time)."""
+    ap = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_residual_args(ap)
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
     refuse_fit_draws(ap, args.cities, args.fit_draws)
     t0 = time.perf_counter()
-    fitted, geographies, settings = val_residuals(args)
+    return (args, *val_residuals(args), t0)
+
+
+def main(argv=None) -> int:
+    args, fitted, geographies, settings, t0 = residual_run(argv, __doc__)
     variants = []
     shapes = [(w, m, False) for w, m in itertools.product(POOL_WEIGHTS, (False, True))] + [("entries", False, True)]
     for pool_weights, level_maps, outer_widths in shapes:

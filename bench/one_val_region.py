@@ -23,14 +23,13 @@ the synthetic city as more val regions). No test region is read. Writes bench/re
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import numpy as np
 
-from calibration_levers import add_residual_args, val_residuals
-from common import RESULTS, command_line, refuse_fit_draws, table, write_text
+from calibration_levers import residual_run
+from common import command_line, table, write_text
 from forecasting.calibration import (
     MIN_WIDTH_REGIONS, WIDTHS, Residuals, calibration_from_residuals, coverage_error, held_out_tables,
     heldout_pit, pooled_table,
@@ -96,13 +95,7 @@ def one_region_errors(fitted: dict[tuple[str, str], Residuals], city: str, task:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_residual_args(ap)
-    ap.add_argument("--out", default=str(RESULTS))
-    args = ap.parse_args(argv)
-    refuse_fit_draws(ap, args.cities, args.fit_draws)
-    t0 = time.perf_counter()
-    fitted, geographies, settings = val_residuals(args)
+    args, fitted, geographies, settings, t0 = residual_run(argv, __doc__)
     full = calibration_from_residuals(fitted, geographies=geographies)
     width_errors = held_out_width_errors(fitted, full, geographies)
     rows, borrowed = [], []
