@@ -24,7 +24,7 @@ import numpy as np
 from common import RESULTS, command_line, refuse_fit_draws, write_json, write_text
 from forecasting.calibration import (
     POOL_WEIGHTS, Calibration, calibration_from_residuals, calibration_path, calibration_windows, fit_calibration,
-    pit_coverage,
+    fit_meta, pit_coverage,
 )
 from forecasting.data import load_city
 from forecasting.evaluate import window_masks
@@ -220,9 +220,7 @@ def fit(model, cities: list, args: argparse.Namespace) -> Calibration:
     from calibration_levers import val_residuals
 
     fitted, geographies, _ = val_residuals(args)
-    meta = {"forecaster": model.name, "split": "val", "stride": args.fit_stride, "seed": 0}
-    if args.fit_draws:
-        meta["draws"] = sorted({int(x) for x in args.fit_draws})
+    meta = fit_meta(model.name, "val", args.fit_stride, 0, args.fit_draws)
     return calibration_from_residuals(fitted, meta, geographies=geographies, **options)
 
 

@@ -100,23 +100,41 @@ def val_residuals(args: argparse.Namespace) -> tuple[dict, dict, dict]:
     return fitted, geographies, settings
 
 
+def anchored_residuals(fitted: dict, cal) -> dict:
+    """{(city, task): residuals around the centre of `cal`'s table for them} (`Residuals.anchored`)."""
+    return {key: r.anchored(cal.tables[key].anchor, cal.tables[key].seasonal) for key, r in fitted.items()}
+
+
+def choice_folds(around: dict, cal, key: tuple[str, str], geographies: dict, pool_weights: str = "entries"):
+    """(record, folds): `cal`'s held-out choice record of `key` and the leave-one-region-out folds
+    (`held_out_tables`) at its spread, around the centres `around` (`anchored_residuals`); (None, []) for a
+    table without a held-out choice (fewer than 2 val regions)."""
+    from forecasting.calibration import held_out_tables
+    from forecasting.calibration.heldout import other_cities
+
+    rec = cal.meta["pooling"].get(f"{key[0]}/{key[1]}")
+    if rec is None:
+        return None, []
+    tab, flat = cal.tables[key], rec.get("spread") == "flat"
+    others, same = other_cities(around, key, geographies)
+    return rec, list(held_out_tables(around[key], others, key[1], tab.anchor, None if flat else tab.floor, same,
+                                     flat, pool_weights))
+
+
 def region_coverages(fitted: dict, cal, geographies: dict, pool_weights: str = "entries") -> dict[str, list]:
     """{city/task: [[PIT coverage of the central 50, 80, 90% band] per held-out val region]} under `cal`'s
     own choices (spread, own or pooled table, width; the level map if kept): how far single regions stray
     from nominal, i.e. the noise a test set of a few regions carries."""
-    from forecasting.calibration import held_out_tables, pit_coverage
-    from forecasting.calibration.heldout import fold_pits, other_cities, through_map
+    from forecasting.calibration import pit_coverage
+    from forecasting.calibration.heldout import fold_pits, through_map
 
-    around = {key: r.anchored(cal.tables[key].anchor, cal.tables[key].seasonal) for key, r in fitted.items()}
+    around = anchored_residuals(fitted, cal)
     out = {}
     for key in fitted:
-        rec = cal.meta["pooling"].get(f"{key[0]}/{key[1]}")
+        rec, folds = choice_folds(around, cal, key, geographies, pool_weights)
         if rec is None:
             continue
-        tab, flat = cal.tables[key], rec.get("spread") == "flat"
-        others, same = other_cities(around, key, geographies)
-        folds = held_out_tables(around[key], others, key[1], tab.anchor, None if flat else tab.floor, same, flat,
-                                pool_weights)
+        tab = cal.tables[key]
         pits = fold_pits(folds, int(rec["chosen"] == "pooled"), rec["width"], cal.zero_share)
         if tab.level_map is not None:
             pits = [through_map(u, tab.level_map) for u in pits]
@@ -140,7 +158,7 @@ def city_dead_zones(fitted: dict, cal, geographies: dict) -> dict:
     from forecasting.calibration.fit import held_out_choice
     from forecasting.calibration.heldout import other_cities, zero_brier
 
-    around = {key: r.anchored(cal.tables[key].anchor, cal.tables[key].seasonal) for key, r in fitted.items()}
+    around = anchored_residuals(fitted, cal)
     brier = {(key, int(g)): zero_brier(r.take(r.region == g), cal.tables[key], ZERO_SHARES)
              for key, r in around.items() for g in np.unique(r.region)}
     cities = sorted({c for c, _ in fitted})

@@ -28,13 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
-from calibration_levers import residual_run
+from calibration_levers import anchored_residuals, choice_folds, residual_run
 from common import command_line, table, write_text
 from forecasting.calibration import (
-    MIN_WIDTH_REGIONS, WIDTHS, Residuals, calibration_from_residuals, coverage_error, held_out_tables,
-    heldout_pit, pooled_table,
+    MIN_WIDTH_REGIONS, WIDTHS, Residuals, calibration_from_residuals, coverage_error, heldout_pit, pooled_table,
 )
-from forecasting.calibration.heldout import band_errors, other_cities
+from forecasting.calibration.heldout import band_errors
 
 RULES = ("own", "pooled", "own x c", "pooled x c")
 
@@ -44,17 +43,14 @@ def held_out_width_errors(fitted: dict[tuple[str, str], Residuals], cal, geograp
     """{(city, task): (2, len(WIDTHS)) leave-one-region-out coverage errors of the city's own (row 0) and the
     pooled table (row 1) at each width} for every city with MIN_WIDTH_REGIONS val regions or more, under
     the anchor, spread and dead zone of `cal`, the calibration fitted on all of `fitted`."""
-    around = {key: r.anchored(cal.tables[key].anchor, cal.tables[key].seasonal) for key, r in fitted.items()}
+    around = anchored_residuals(fitted, cal)
     out = {}
     for key, r in around.items():
-        rec = cal.meta["pooling"].get(f"{key[0]}/{key[1]}")
-        if rec is None or np.unique(r.region[r.region >= 0]).size < MIN_WIDTH_REGIONS:
+        if np.unique(r.region[r.region >= 0]).size < MIN_WIDTH_REGIONS:
             continue
-        flat = rec.get("spread") == "flat"
-        others, same = other_cities(around, key, geographies)
-        folds = list(held_out_tables(r, others, key[1], cal.tables[key].anchor,
-                                     None if flat else cal.tables[key].floor, same, flat))
-        out[key] = band_errors(folds, cal.zero_share, WIDTHS)
+        rec, folds = choice_folds(around, cal, key, geographies)
+        if rec is not None:
+            out[key] = band_errors(folds, cal.zero_share, WIDTHS)
     return out
 
 
@@ -88,8 +84,8 @@ def one_region_errors(fitted: dict[tuple[str, str], Residuals], city: str, task:
         held = entries.take(entries.region != region).anchored(own.anchor, own.seasonal)
         tables = {"own": own, "pooled": pooled, "own x c": own.widened(widths[0]),
                   "pooled x c": pooled.widened(widths[1])}
+        zone = cal.zero_share if zero_share is None else zero_share
         for rule, tab in tables.items():
-            zone = cal.zero_share if zero_share is None else zero_share
             errors[rule].append(coverage_error(heldout_pit(held, tab, zone)))
     return errors
 

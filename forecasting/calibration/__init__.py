@@ -71,7 +71,9 @@ calibrated quantiles at S evenly spaced levels, in the same order everywhere.
 
 from __future__ import annotations
 
-from .fit import ANCHOR_ERRORS, calibration_cities, calibration_from_residuals, fit_calibration, fit_pooled_calibration
+from .fit import (
+    ANCHOR_ERRORS, calibration_cities, calibration_from_residuals, fit_calibration, fit_meta, fit_pooled_calibration,
+)
 from .fit import dead_zones, zero_briers
 from .heldout import (
     best_bands, coverage_error, fold_scores, held_out_tables, heldout_pit, level_map, map_errors, nested_errors,
@@ -95,7 +97,7 @@ __all__ = [
     "CalibratedForecaster", "Calibration", "CalibrationError", "CellFrame", "OutdatedCalibration", "ResidualTable",
     "Residuals", "best_bands", "calibration_cities", "calibration_from_residuals", "calibration_path",
     "calibration_windows", "city_residuals", "coverage_error", "dead_zones", "draw_residuals", "fit_calibration",
-    "fit_pooled_calibration", "fitted_residuals", "fold_scores", "held_out_tables", "heldout_pit", "infer_task",
+    "fit_meta", "fit_pooled_calibration", "fitted_residuals", "fold_scores", "held_out_tables", "heldout_pit", "infer_task",
     "lead_buckets", "level_map", "map_errors", "model_point_and_spread", "nested_errors", "outer_errors",
     "pit_coverage", "pooled_table", "pooled_weights", "pooling_errors", "quantile_score", "refuse_own_draw",
     "residuals", "width_pairs", "zero_brier", "zero_briers", "zero_level",

@@ -65,11 +65,16 @@ def fit_calibration(
     check_pool_weights(pool_weights)
     seeds = sorted({int(x) for x in draws})
     fitted = fitted_residuals(forecaster, cities, tasks, split, stride, seed, seeds)
-    meta = {"forecaster": forecaster.name, "split": split, "stride": stride, "seed": seed}
-    if seeds:
-        meta["draws"] = seeds
-    return calibration_from_residuals(fitted, meta, anchor=anchor, geographies={c.name: c.geography for c in cities},
+    return calibration_from_residuals(fitted, fit_meta(forecaster.name, split, stride, seed, seeds), anchor=anchor, geographies={c.name: c.geography for c in cities},
                                       pool_weights=pool_weights, level_maps=level_maps, outer_widths=outer_widths)
+
+
+def fit_meta(forecaster: str, split: str, stride: int, seed: int, draws: Sequence[int] = ()) -> dict:
+    """The meta of a calibration fitted on `forecaster`'s residuals (`fitted_residuals` with these settings)."""
+    meta = {"forecaster": forecaster, "split": split, "stride": stride, "seed": seed}
+    if draws:
+        meta["draws"] = sorted({int(x) for x in draws})
+    return meta
 
 
 def fit_pooled_calibration(forecaster_for: Callable[[City], Forecaster], city: City, pool: Sequence[City] = (),
